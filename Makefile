@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine with Python 3.11 and make:
+#   make demo   FastCover on the embedded SNAP ego-Facebook network
+#   make test   ruff + the whole test suite (notebooks included)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch is installed first, pinned, so pip takes the CPU wheel (see DEVELOPERS.md / README).
+TORCH  := torch==2.13.0
+
+.PHONY: demo test lint bench clean install install-dev
+
+$(VENV)/.base:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.base pyproject.toml
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.base pyproject.toml
+	$(PIP) install -q -e ".[dev,dgl]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/graphrec fastcover -k 10 -d 2
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check graphrec combinatorial tests benchmarks
+
+test: lint
+	$(PY) -m pytest -q --nbmake tests notebooks
+
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/io.py
+	$(PY) benchmarks/fastcover.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
