@@ -20,6 +20,7 @@ class Solution:
         method: solver name (``"greedy"``, ``"ris"``, ``"fastcover"``, ...).
         timings: wall-clock seconds by phase (e.g. ``{"closure": 0.3, "solve": 1.2}``).
         info: solver-specific extras (RIS estimate and sample count, ILP bound, ...).
+        node_ids: original id of each node index (from the input file), if known.
     """
 
     seeds: np.ndarray
@@ -29,6 +30,7 @@ class Solution:
     method: str
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    node_ids: np.ndarray | None = None
 
     @property
     def coverage(self) -> float:
@@ -38,3 +40,9 @@ class Solution:
     @property
     def k(self) -> int:
         return int(len(self.seeds))
+
+    @property
+    def seed_ids(self) -> list:
+        """Seeds as the input's own node ids (node indices when no id mapping is known)."""
+        ids = self.seeds if self.node_ids is None else self.node_ids[self.seeds]
+        return [i.item() if isinstance(i, np.generic) else i for i in ids]

@@ -1,0 +1,40 @@
+"""Validated readers and converters: edge lists, interaction logs, CTR tables.
+
+Every reader raises :class:`graphrec.errors.InputFormatError` naming the file, the line, the
+offending content and what was expected, and never returns part of a malformed file.
+
+Example:
+    >>> from graphrec.io import read_edgelist, to_networkx
+    >>> g = read_edgelist("graph.txt.gz", undirected=True)  # doctest: +SKIP
+    >>> print(g.summary())  # doctest: +SKIP
+"""
+
+from graphrec.io.convert import (
+    as_edgelist,
+    from_dgl,
+    from_networkx,
+    from_scipy,
+    to_dgl,
+    to_networkx,
+    to_scipy,
+)
+from graphrec.io.ctr import CTRSchema, CTRTable, read_ctr_table
+from graphrec.io.edgelist import EdgeList, read_edgelist
+from graphrec.io.interactions import Interactions, read_interactions
+
+__all__ = [
+    "CTRSchema",
+    "CTRTable",
+    "EdgeList",
+    "Interactions",
+    "as_edgelist",
+    "from_dgl",
+    "from_networkx",
+    "from_scipy",
+    "read_ctr_table",
+    "read_edgelist",
+    "read_interactions",
+    "to_dgl",
+    "to_networkx",
+    "to_scipy",
+]

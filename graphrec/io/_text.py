@@ -1,0 +1,309 @@
+"""Low-level text input shared by the readers: file access, validation and a vectorised tokenizer.
+
+The tokenizer finds token boundaries and line numbers with numpy on the raw bytes, so a reader
+can parse a whole file with a few array operations and still point at the exact line of the
+first problem when the file is malformed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import compress
+from pathlib import Path
+
+import numpy as np
+
+from graphrec.errors import InputFormatError
+
+PathLike = str | os.PathLike
+
+_BOM = b"\xef\xbb\xbf"
+# Bytes that ``bytes.split()`` treats as whitespace: \t \n \v \f \r and space.
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
+_COMMENT = (ord("#"), ord("%"))
+
+
+def check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
+    """Raise ``ValueError`` naming the argument and its allowed values unless ``value`` is one."""
+    if value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+
+
+def line_text(raw: bytes, lineno: int) -> str:
+    """Line ``lineno`` (1-based) of ``raw``, decoded for an error message."""
+    lines = raw.split(b"\n", lineno)
+    line = lines[lineno - 1] if lineno <= len(lines) else b""
+    return line.rstrip(b"\r").decode("utf-8", "backslashreplace")
+
+
+def _error_at(raw: bytes, path: str, pos: int, problem: str, expected: str) -> InputFormatError:
+    lineno = raw.count(b"\n", 0, pos) + 1
+    return InputFormatError(
+        problem, path=path, line=lineno, content=line_text(raw, lineno), expected=expected
+    )
+
+
+def read_text_bytes(path: PathLike) -> bytes:
+    """The content of ``path`` as validated UTF-8 bytes (gzip is undone, a BOM removed).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names it).
+        InputFormatError: corrupt gzip data, a ``.gz`` name on plain data, or binary content.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    name = str(path)
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputFormatError(
+                f"gzip data is corrupt or truncated ({exc})",
+                path=name,
+                expected="a complete gzip file",
+            ) from None
+    elif path.suffix.lower() == ".gz":
+        raise _error_at(
+            raw,
+            name,
+            0,
+            "the name ends in .gz but the content is not gzip-compressed",
+            "gzip data (starting with bytes 1f 8b), or a name without .gz",
+        )
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise _error_at(
+            raw, name, nul, "contains a NUL byte: binary data, or UTF-16 text", "UTF-8 text"
+        )
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _error_at(
+            raw,
+            name,
+            exc.start,
+            f"byte 0x{raw[exc.start]:02x} at column {column} is not valid UTF-8",
+            "UTF-8 text",
+        ) from None
+    return raw
+
+
+def first_data_line(raw: bytes) -> str:
+    """The first line that is neither blank nor a comment, stripped ('' if there is none)."""
+    start = 0
+    while start < len(raw):
+        end = raw.find(b"\n", start)
+        end = len(raw) if end < 0 else end
+        line = raw[start:end].strip()
+        if line and line[0] not in _COMMENT:
+            return line.decode("utf-8")
+        start = end + 1
+    return ""
+
+
+@dataclass
+class Lines:
+    """The data lines of a text file, split into fields.
+
+    Data line ``i`` is line ``lineno[i]`` of the file and has the fields
+    ``tokens[first[i] : first[i] + counts[i]]``. Blank lines and comment lines (first field
+    starting with ``#`` or ``%``) are not data lines.
+    """
+
+    raw: bytes
+    path: str
+    tokens: list[bytes]
+    counts: np.ndarray
+    lineno: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def first(self) -> np.ndarray:
+        starts = np.zeros(len(self.counts), dtype=np.int64)
+        np.cumsum(self.counts[:-1], out=starts[1:])
+        return starts
+
+    def tail(self, start: int) -> Lines:
+        """The data lines from data line ``start`` on."""
+        skip = int(self.counts[:start].sum())
+        return Lines(
+            self.raw, self.path, self.tokens[skip:], self.counts[start:], self.lineno[start:]
+        )
+
+    def fields(self, i: int) -> list[str]:
+        """The fields of data line ``i``, decoded."""
+        begin = int(self.counts[:i].sum())
+        return [t.decode("utf-8") for t in self.tokens[begin : begin + int(self.counts[i])]]
+
+    def error(self, i: int, problem: str, expected: str | None = None) -> InputFormatError:
+        """An :class:`InputFormatError` pointing at data line ``i``."""
+        lineno = int(self.lineno[i])
+        return InputFormatError(
+            problem,
+            path=self.path,
+            line=lineno,
+            content=line_text(self.raw, lineno),
+            expected=expected,
+        )
+
+    def check_width(self, allowed: Sequence[int], expected: str) -> int:
+        """The common field count of all lines; raises at the first line that differs."""
+        width = int(self.counts[0])
+        if width not in allowed:
+            raise self.error(0, f"has {width} field(s)", expected)
+        bad = np.flatnonzero(self.counts != width)
+        if len(bad):
+            i = int(bad[0])
+            n = int(self.counts[i])
+            if n not in allowed:
+                raise self.error(i, f"has {n} field(s)", expected)
+            raise self.error(
+                i,
+                f"has {n} fields but line {int(self.lineno[0])} has {width}",
+                "the same number of fields on every line",
+            )
+        return width
+
+
+def scan(raw: bytes, path: PathLike, sep: str | None = None) -> Lines:
+    """Split ``raw`` into data lines and fields.
+
+    Args:
+        raw: validated UTF-8 bytes (see :func:`read_text_bytes`).
+        path: file name used in error messages.
+        sep: ``None`` splits on runs of whitespace; otherwise fields are separated by ``sep``
+            (surrounding whitespace is stripped). Empty fields and whitespace inside a field
+            are errors in that case.
+    """
+    path = str(path)
+    work = raw
+    if sep is not None:
+        code = sep.encode("utf-8")
+        if len(code) > 1:
+            # A multi-byte separator such as '::' becomes one byte that never occurs in text.
+            work = raw.replace(code, b"\x1f")
+            code = b"\x1f"
+    b = np.frombuffer(work, dtype=np.uint8)
+    is_sep = _WHITESPACE[b]
+    if sep is not None:
+        is_sep |= b == code[0]
+    prev = np.empty_like(is_sep)
+    prev[:1] = True
+    prev[1:] = is_sep[:-1]
+    starts = np.flatnonzero(~is_sep & prev)
+    newlines = np.flatnonzero(b == 10)
+    tok_line = np.searchsorted(newlines, starts)
+    tokens = (work if sep is None else work.replace(code, b" ")).split()
+    is_first = np.empty(len(starts), dtype=bool)
+    is_first[:1] = True
+    is_first[1:] = tok_line[1:] != tok_line[:-1]
+    first = np.flatnonzero(is_first)
+    counts = np.diff(np.append(first, len(starts)))
+    line_idx = tok_line[first]
+    comment = np.isin(b[starts[first]], _COMMENT)
+    if sep is not None:
+        _check_separators(raw, path, sep, b == code[0], newlines, line_idx, counts, comment)
+    if comment.any():
+        tokens = list(compress(tokens, np.repeat(~comment, counts).tolist()))
+        counts, line_idx = counts[~comment], line_idx[~comment]
+    return Lines(raw, path, tokens, counts, line_idx + 1)
+
+
+def _check_separators(
+    raw: bytes,
+    path: str,
+    sep: str,
+    is_sep: np.ndarray,
+    newlines: np.ndarray,
+    line_idx: np.ndarray,
+    counts: np.ndarray,
+    comment: np.ndarray,
+) -> None:
+    """Every data line with k fields must contain exactly k - 1 separators."""
+    num_lines = len(newlines) + 1
+    num_sep = np.bincount(np.searchsorted(newlines, np.flatnonzero(is_sep)), minlength=num_lines)
+    num_tok = np.zeros(num_lines, dtype=np.int64)
+    num_tok[line_idx] = counts
+    skip = np.zeros(num_lines, dtype=bool)
+    skip[line_idx[comment]] = True
+    bad = np.flatnonzero((num_sep != num_tok - 1) & ~skip & ((num_tok > 0) | (num_sep > 0)))
+    if not len(bad):
+        return
+    lineno = int(bad[0]) + 1
+    text = line_text(raw, lineno)
+    fields = text.split(sep)
+    problem = "has an empty field"
+    for j, field in enumerate(fields, start=1):
+        if not field.strip():
+            problem = f"field {j} is empty"
+            break
+        if len(field.split()) > 1:
+            problem = f"field {j} ({field.strip()!r}) contains whitespace"
+            break
+    raise InputFormatError(
+        problem, path=path, line=lineno, content=text, expected=f"fields separated by {sep!r}"
+    )
+
+
+def parse_ints(tokens: list[bytes]) -> np.ndarray | None:
+    """``tokens`` as int64 if every one is a plain decimal integer (``-?[0-9]+``), else None."""
+    if b"".join(tokens).translate(None, b"0123456789-"):
+        return None
+    try:
+        return np.array(tokens, dtype=np.int64)
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_numbers(
+    tokens: list[bytes], lines: Lines, what: str, *, integer: bool = False
+) -> np.ndarray:
+    """Parse ``tokens`` (token ``j`` on data line ``j``) as finite floats or as int64.
+
+    Raises :class:`InputFormatError` at the first token that is not a valid number.
+    """
+    parse = parse_ints if integer else _parse_floats
+    values = parse(tokens)
+    if values is not None:
+        return values
+    kind = "an integer" if integer else "a finite number"
+    j = next(j for j, token in enumerate(tokens) if parse([token]) is None)
+    text = tokens[j].decode("utf-8")
+    raise lines.error(j, f"{what} {text!r} is not {kind}", f"{what} as {kind}")
+
+
+def _parse_floats(tokens: list[bytes]) -> np.ndarray | None:
+    try:
+        values = np.array(tokens, dtype=np.float64)
+    except ValueError:
+        return None
+    return values if np.isfinite(values).all() else None
+
+
+def relabel_ids(ids: np.ndarray | list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices 0..n-1 for ``ids`` and the id of each index.
+
+    Integer ids are numbered in sorted order (so ``0..max`` maps to itself), other ids
+    (``bytes`` tokens are decoded to ``str``) in order of first appearance.
+    """
+    if isinstance(ids, list):
+        ids = np.array([t.decode("utf-8") for t in ids])
+    if ids.dtype.kind in "iu":
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        return inverse.reshape(-1).astype(np.int64), uniq.astype(np.int64)
+    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    return rank[inverse.reshape(-1)], uniq[order].astype(object)

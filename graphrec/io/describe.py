@@ -1,0 +1,157 @@
+"""Detect what a data file holds and summarise it (``graphrec data info``)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from graphrec.errors import InputFormatError
+
+KINDS = ("auto", "edges", "interactions", "ctr", "npz")
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _data_lines(path: Path, limit: int) -> Iterator[str]:
+    with _open_text(path) as fh:
+        for raw in fh:
+            line = raw.strip()
+            if line and not line.startswith(("#", "%")):
+                yield line
+                limit -= 1
+                if limit == 0:
+                    return
+
+
+def _is_number(token: str) -> bool:
+    if "_" in token:  # float() accepts digit separators; data files do not mean them
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def sniff_kind(path: str | Path) -> str:
+    """Guess whether ``path`` is an edge list, an interaction log, a CTR table or an ``.npz``.
+
+    Rules, on the first 50 data lines: ``.npz`` suffix -> ``npz``; a first line with a
+    non-numeric field and a comma or tab separated header of 3+ columns -> ``ctr``; 4 numeric
+    tab-separated fields (MovieLens ``u.data``) or a varying number (>= 2) of fields per line
+    (LightGCN ``user item item ...``) -> ``interactions``; otherwise ``edges``.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        return "npz"
+    try:
+        lines = list(_data_lines(path, 50))
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputFormatError(f"cannot read the file ({exc})", path=path) from None
+    if not lines:
+        raise InputFormatError("no data lines", path=path, expected="edges, ratings or a CSV table")
+    first = lines[0]
+    sep = "," if "," in first else ("\t" if "\t" in first else None)
+    fields = first.split(sep)
+    if sep is not None and len(fields) >= 3 and not all(_is_number(f) for f in fields):
+        return "ctr"
+    counts = {len(line.split(sep)) for line in lines}
+    if counts == {4} and sep == "\t":
+        return "interactions"
+    if len(counts) > 1 and min(counts) >= 2 and max(counts) > 3:
+        return "interactions"
+    return "edges"
+
+
+def _table_summary(path: Path) -> str:
+    with _open_text(path) as fh:
+        sample = fh.read(4096)
+    delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
+    with _open_text(path) as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader)
+        distinct: list[set[str]] = [set() for _ in header]
+        missing = [0] * len(header)
+        numeric = [True] * len(header)
+        rows = 0
+        for lineno, row in enumerate(reader, start=2):
+            if len(row) != len(header):
+                raise InputFormatError(
+                    f"has {len(row)} fields",
+                    path=path,
+                    line=lineno,
+                    content=delimiter.join(row),
+                    expected=f"{len(header)} fields like the header",
+                )
+            rows += 1
+            for j, value in enumerate(row):
+                if value == "":
+                    missing[j] += 1
+                    continue
+                if len(distinct[j]) <= 100_000:
+                    distinct[j].add(value)
+                if numeric[j] and not _is_number(value):
+                    numeric[j] = False
+    out = [f"file      {path}", f"kind      table ({len(header)} columns, {rows:,} rows)"]
+    for j, name in enumerate(header):
+        kind = "numeric" if numeric[j] else "text"
+        out.append(
+            f"  {name:<24} {kind:<8} distinct {len(distinct[j]):>8,}  missing {missing[j]:>7,}"
+        )
+    return "\n".join(out)
+
+
+def _npz_summary(path: Path) -> str:
+    import scipy.sparse as sp
+
+    try:
+        mat = sp.load_npz(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputFormatError(
+            f"not a scipy sparse .npz ({exc})", path=path, expected="scipy.sparse.save_npz output"
+        ) from None
+    rows, cols = mat.shape
+    out = [f"file      {path}", f"kind      sparse matrix {rows:,} x {cols:,}, nnz {mat.nnz:,}"]
+    if rows == cols:
+        sym = abs(mat - mat.T).nnz == 0
+        out.append(
+            f"square    symmetric={sym}, diagonal nnz {int(np.count_nonzero(mat.diagonal()))}"
+        )
+    return "\n".join(out)
+
+
+def describe_file(path: str | Path, *, kind: str = "auto", undirected: bool = False) -> str:
+    """Load ``path`` with the reader its content calls for and return a readable summary.
+
+    Args:
+        path: an edge list, a rating/interaction log, a CSV/TSV table or a sparse ``.npz``.
+        kind: one of ``auto``, ``edges``, ``interactions``, ``ctr``, ``npz``.
+        undirected: for edge lists, symmetrise.
+    """
+    path = Path(path)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if kind == "auto":
+        kind = sniff_kind(path)
+    if kind == "npz":
+        return _npz_summary(path)
+    if kind == "ctr":
+        return _table_summary(path)
+    if kind == "interactions":
+        from graphrec.io import read_interactions
+
+        return read_interactions(path).summary()
+    from graphrec.io import read_edgelist
+
+    return read_edgelist(path, undirected=undirected).summary()
