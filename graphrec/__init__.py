@@ -1,3 +1,3 @@
-"""graphrec: graph learning for recommendation, federated/on-device learning and influence maximization."""
+"""graphrec: graph learning for recommendation, federated learning and influence maximization."""
 
 __version__ = "0.1.0"
