@@ -1,0 +1,103 @@
+"""Common base of the CTR models: embedding part -> dense part -> one logit per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures, FeatureEmbedding
+
+__all__ = ["CTRModel", "MLP"]
+
+
+class MLP(torch.nn.Sequential):
+    """``Linear -> activation -> dropout`` per hidden size, then (optionally) ``Linear(., out)``.
+
+    Args:
+        in_channels: input size.
+        hidden_channels: hidden sizes (may be empty).
+        out_channels: size of a final linear layer without activation; None for no final layer.
+        dropout: dropout after every hidden activation.
+        activation: ``"relu"``, ``"prelu"`` or ``"tanh"``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: Sequence[int],
+        out_channels: int | None = 1,
+        *,
+        dropout: float = 0.0,
+        activation: str = "relu",
+    ) -> None:
+        acts = {"relu": torch.nn.ReLU, "prelu": torch.nn.PReLU, "tanh": torch.nn.Tanh}
+        if activation not in acts:
+            raise ValueError(f"activation must be one of {list(acts)}; got {activation!r}")
+        layers: list[torch.nn.Module] = []
+        width = in_channels
+        for hidden in hidden_channels:
+            layers += [torch.nn.Linear(width, hidden), acts[activation]()]
+            if dropout > 0:
+                layers.append(torch.nn.Dropout(dropout))
+            width = hidden
+        if out_channels is not None:
+            layers.append(torch.nn.Linear(width, out_channels))
+            width = out_channels
+        super().__init__(*layers)
+        self.out_channels = width
+
+
+class CTRModel(torch.nn.Module):
+    """Base class: ``forward(batch) = interact(embed(batch))``, a logit ``[B]`` per sample.
+
+    Subclasses implement :meth:`interact` (the dense part). :attr:`embedding` is the whole
+    embedding part, so an input module (such as HIEN) or an on-device fine-tuner can replace or
+    freeze it without touching the dense part, and vice versa.
+
+    Args:
+        features: the :class:`CTRFeatures` the model reads.
+        embedding_dim: embedding size ``d``.
+        linear: whether the embedding part also holds first-order weights.
+        extra_fields: number of ``[B, d]`` fields an input module appends
+            (:attr:`EmbeddedFeatures.extra`); 0 for a plain model.
+    """
+
+    def __init__(
+        self,
+        features: CTRFeatures,
+        embedding_dim: int,
+        *,
+        linear: bool = False,
+        extra_fields: int = 0,
+    ) -> None:
+        super().__init__()
+        if extra_fields < 0:
+            raise ValueError(f"extra_fields must be >= 0; got {extra_fields}")
+        self.features = features
+        self.embedding_dim = embedding_dim
+        self.extra_fields = extra_fields
+        self.embedding = FeatureEmbedding(features, embedding_dim, linear=linear)
+        #: fields seen by the dense part: every feature (sequences pooled) plus the extras.
+        self.num_fields = features.num_fields + extra_fields
+
+    def embed(
+        self, batch: dict[str, Tensor], tables: dict[str, Tensor] | None = None
+    ) -> EmbeddedFeatures:
+        """The embedding part (``tables``: replacement table weights, see
+        :meth:`FeatureEmbedding.forward`)."""
+        return self.embedding(batch, tables)
+
+    def interact(self, emb: EmbeddedFeatures) -> Tensor:
+        """The dense part: logits ``[B]`` from the embedded features."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Click logits ``[B]`` (apply a sigmoid for probabilities)."""
+        return self.interact(self.embed(batch))
+
+    @torch.no_grad()
+    def predict_proba(self, batch: dict[str, Tensor]) -> Tensor:
+        """Click probabilities ``[B]`` (no gradient; switch to ``eval()`` first for dropout)."""
+        return torch.sigmoid(self(batch))

@@ -1,0 +1,77 @@
+"""DCN-V2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from graphrec.models.ctr.base import MLP, CTRModel
+from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
+from graphrec.nn.cross import CrossLayerV2
+
+__all__ = ["DCNv2"]
+
+
+class DCNv2(CTRModel):
+    r"""DCN-V2 from `"DCN V2: Improved Deep & Cross Network and Practical Lessons for Web-scale
+    Learning to Rank Systems" <https://arxiv.org/abs/2008.13535>`_ (Wang et al., WWW 2021).
+
+    With :math:`\mathbf{x}_0 = [\mathbf{e}_1 \Vert \cdots \Vert \mathbf{e}_F]` and
+    :math:`L` cross layers :math:`\mathbf{x}_{l+1} = \mathbf{x}_0 \odot (\mathbf{W}_l
+    \mathbf{x}_l + \mathbf{b}_l) + \mathbf{x}_l` (:class:`graphrec.nn.cross.CrossLayerV2`):
+
+    .. math::
+        \text{parallel:}\quad \hat{y} = \sigma\big(\mathbf{w}^{\top}
+        [\mathbf{x}_L \Vert \mathrm{MLP}(\mathbf{x}_0)] + b\big) \qquad
+        \text{stacked:}\quad \hat{y} = \sigma\big(\mathbf{w}^{\top}
+        \mathrm{MLP}(\mathbf{x}_L) + b\big)
+
+    Returns the logit.
+
+    Args:
+        features: the :class:`CTRFeatures`.
+        embedding_dim: embedding size ``d``.
+        num_cross_layers: number :math:`L` of cross layers.
+        hidden_channels: MLP hidden sizes.
+        structure: ``"parallel"`` or ``"stacked"``.
+        low_rank: rank of the cross matrices (None = full rank).
+        dropout: MLP dropout.
+        extra_fields: ``[B, d]`` fields appended by an input module.
+    """
+
+    def __init__(
+        self,
+        features: CTRFeatures,
+        embedding_dim: int = 16,
+        num_cross_layers: int = 3,
+        hidden_channels: Sequence[int] = (64, 32),
+        *,
+        structure: str = "parallel",
+        low_rank: int | None = None,
+        dropout: float = 0.0,
+        extra_fields: int = 0,
+    ) -> None:
+        super().__init__(features, embedding_dim, extra_fields=extra_fields)
+        if structure not in ("parallel", "stacked"):
+            raise ValueError(f"structure must be 'parallel' or 'stacked'; got {structure!r}")
+        width = self.num_fields * embedding_dim
+        self.structure = structure
+        self.cross = torch.nn.ModuleList(
+            [CrossLayerV2(width, low_rank) for _ in range(num_cross_layers)]
+        )
+        self.mlp = MLP(width, hidden_channels, None, dropout=dropout)
+        out_in = self.mlp.out_channels + (width if structure == "parallel" else 0)
+        self.out = torch.nn.Linear(out_in, 1)
+
+    def interact(self, emb: EmbeddedFeatures) -> Tensor:
+        x0 = emb.all_fields().flatten(1)
+        x = x0
+        for layer in self.cross:
+            x = layer(x0, x)
+        if self.structure == "parallel":
+            h = torch.cat([x, self.mlp(x0)], dim=-1)
+        else:
+            h = self.mlp(x)
+        return self.out(h).squeeze(-1)

@@ -1,0 +1,55 @@
+"""DeepFM."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from graphrec.models.ctr.base import MLP, CTRModel
+from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
+from graphrec.nn.fm import FMInteraction
+
+__all__ = ["DeepFM"]
+
+
+class DeepFM(CTRModel):
+    r"""DeepFM from `"DeepFM: A Factorization-Machine based Neural Network for CTR Prediction"
+    <https://arxiv.org/abs/1703.04247>`_ (Guo et al., IJCAI 2017):
+
+    .. math::
+        \hat{y} = \sigma\Big( b + \sum_f w_f(x_f)
+        + \sum_{i<j} \langle \mathbf{e}_i, \mathbf{e}_j \rangle
+        + \mathrm{MLP}\big([\mathbf{e}_1 \Vert \cdots \Vert \mathbf{e}_F]\big) \Big)
+
+    The FM component (first order plus :class:`graphrec.nn.fm.FMInteraction`) and the deep
+    component share the field embeddings :math:`\mathbf{e}_f` (sequences mean-pooled, dense
+    features as value times vector). Returns the logit.
+
+    Args:
+        features: the :class:`CTRFeatures`.
+        embedding_dim: embedding size ``d``.
+        hidden_channels: MLP hidden sizes.
+        dropout: MLP dropout.
+        extra_fields: ``[B, d]`` fields appended by an input module.
+    """
+
+    def __init__(
+        self,
+        features: CTRFeatures,
+        embedding_dim: int = 16,
+        hidden_channels: Sequence[int] = (64, 32),
+        *,
+        dropout: float = 0.0,
+        extra_fields: int = 0,
+    ) -> None:
+        super().__init__(features, embedding_dim, linear=True, extra_fields=extra_fields)
+        self.bias = torch.nn.Parameter(torch.zeros(1))
+        self.fm = FMInteraction()
+        self.mlp = MLP(self.num_fields * embedding_dim, hidden_channels, 1, dropout=dropout)
+
+    def interact(self, emb: EmbeddedFeatures) -> Tensor:
+        fields = emb.all_fields()
+        first = emb.linear.sum(dim=1) + self.bias
+        return first + self.fm(fields) + self.mlp(fields.flatten(1)).squeeze(-1)

@@ -1,0 +1,179 @@
+"""A minimal CTR trainer: Adam on BCE, early stopping on validation AUC, seeded."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from graphrec.io import CTRTable
+from graphrec.metrics import auc, gauc
+from graphrec.models.ctr.base import CTRModel
+
+__all__ = ["TrainResult", "evaluate_ctr", "train_ctr"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_ctr` did.
+
+    Attributes:
+        best_epoch: 1-based epoch with the best validation AUC (its weights are loaded).
+        best: validation metrics of that epoch.
+        history: per epoch ``{"epoch", "loss", "auc", "gauc", "logloss"}`` (train loss,
+            validation metrics).
+        stopped_early: whether patience ran out before ``epochs``.
+    """
+
+    best_epoch: int
+    best: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+@torch.no_grad()
+def evaluate_ctr(
+    model: CTRModel,
+    table: CTRTable,
+    *,
+    group: str | None = "auto",
+    batch_size: int = 8192,
+    max_len: int | None = None,
+) -> dict[str, float]:
+    """AUC, GAUC and logloss of ``model`` on ``table``.
+
+    Args:
+        group: categorical column grouping rows for GAUC; ``"auto"`` takes ``user`` or
+            ``userid`` if the table has one; None skips GAUC (NaN).
+        batch_size: rows scored at once.
+        max_len: passed to :meth:`CTRFeatures.batch`.
+    """
+    was_training = model.training
+    model.eval()
+    logits = []
+    for start in range(0, table.num_rows, batch_size):
+        rows = np.arange(start, min(start + batch_size, table.num_rows))
+        logits.append(model(model.features.batch(table, rows, max_len=max_len)))
+    model.train(was_training)
+    logit = torch.cat(logits)
+    labels = torch.as_tensor(table.labels, dtype=torch.float32)
+    out = {
+        "auc": auc(labels, logit),
+        "logloss": F.binary_cross_entropy_with_logits(logit, labels).item(),
+        "gauc": float("nan"),
+    }
+    if group == "auto":
+        group = next((c for c in ("user", "userid") if c in table.categorical), None)
+    if group is not None:
+        try:
+            out["gauc"] = gauc(labels, logit, table.categorical[group])
+        except ValueError:  # no group has both classes
+            pass
+    return out
+
+
+def train_ctr(
+    model: CTRModel,
+    train: CTRTable,
+    valid: CTRTable,
+    *,
+    epochs: int = 20,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    patience: int = 2,
+    seed: int = 0,
+    max_len: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+) -> TrainResult:
+    """Train ``model`` with Adam on binary cross-entropy; keep the best validation-AUC weights.
+
+    Each epoch shuffles the training rows (numpy generator seeded with ``seed``; torch is
+    seeded too, for dropout) and evaluates on ``valid``. Training stops when the validation AUC
+    has not improved for ``patience`` epochs; the weights of the best epoch are loaded back
+    into ``model`` before returning. The initial weights are the caller's: call
+    ``torch.manual_seed(seed)`` before building the model for a fully reproducible run.
+
+    With ``checkpoint``, the whole training state (weights, optimizer, best weights, random
+    generators, history) is written there after every epoch, and a call that finds the file
+    resumes from it: an interrupted run, resumed, gives the same result as an uninterrupted
+    one. The file loads with ``torch.load(..., weights_only=True)``.
+
+    Args:
+        model: a :class:`CTRModel`, built on the features of ``train``.
+        train, valid: tables encoded with one vocabulary.
+        epochs: maximum number of epochs.
+        batch_size: training batch size.
+        lr, weight_decay: Adam settings.
+        patience: epochs without improvement before stopping.
+        seed: seed of the shuffling and of torch's generator.
+        max_len: cut/pad sequences (see :meth:`CTRFeatures.batch`).
+        checkpoint: file to write the training state to and to resume from.
+    """
+    if epochs < 1 or batch_size < 1 or patience < 1:
+        raise ValueError("epochs, batch_size and patience must be >= 1")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    features = model.features
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    result = TrainResult(best_epoch=0, best={"auc": -np.inf})
+    best_state = copy.deepcopy(model.state_dict())
+    done = False
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        best_state = state["best_state"]
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        result = TrainResult(**state["result"])
+        done = state["done"]
+    epoch = len(result.history)
+    while not done and epoch < epochs:
+        epoch += 1
+        model.train()
+        order = rng.permutation(train.num_rows)
+        total = 0.0
+        for start in range(0, train.num_rows, batch_size):
+            rows = order[start : start + batch_size]
+            batch = features.batch(train, rows, max_len=max_len)
+            labels = features.labels(train, rows)
+            opt.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(model(batch), labels)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(rows)
+        metrics = evaluate_ctr(model, valid, max_len=max_len)
+        result.history.append({"epoch": epoch, "loss": total / train.num_rows, **metrics})
+        if metrics["auc"] > result.best["auc"]:
+            result.best_epoch, result.best = epoch, metrics
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - result.best_epoch >= patience:
+            result.stopped_early = epoch < epochs
+            done = True
+        if checkpoint is not None:
+            _save(checkpoint, model, opt, best_state, rng, result, done)
+    model.load_state_dict(best_state)
+    return result
+
+
+def _save(path, model, opt, best_state, rng, result: TrainResult, done: bool) -> None:
+    """Write the training state atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "best_state": best_state,
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "result": asdict(result),
+        "done": done,
+    }
+    torch.save(state, tmp)
+    os.replace(tmp, path)
