@@ -1,0 +1,182 @@
+"""Collaborative-filtering encoders: matrix factorisation and LightGCN.
+
+Every backbone is a ``torch.nn.Module`` with the same small interface:
+
+* ``forward() -> (user_emb [U, F], item_emb [I, F])``: the final embeddings of all users and
+  items (the score of a pair is their dot product, or cosine for the contrastive losses);
+* ``ego_embeddings() -> (user_emb [U, F], item_emb [I, F])``: the free parameters (layer 0),
+  which is what L2 regularisation covers;
+* ``reset_parameters()``.
+
+The losses live in :mod:`graphrec.models.cf.losses`; none of them is attached to a backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
+from graphrec.graphs.bipartite import BipartiteGraph
+
+__all__ = ["CFBackbone", "LightGCN", "MF"]
+
+INITS = ("normal", "xavier")
+
+
+def _init_(weight: Tensor, init: str, std: float) -> None:
+    if init == "normal":
+        nn.init.normal_(weight, std=std)
+    elif init == "xavier":
+        nn.init.xavier_uniform_(weight)
+    else:
+        raise ValueError(f"init must be one of {INITS}; got {init!r}")
+
+
+class CFBackbone(nn.Module):
+    """Base class: ``num_users``, ``num_items``, ``embedding_dim`` and the common interface."""
+
+    num_users: int
+    num_items: int
+    embedding_dim: int
+
+    def forward(self) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def ego_embeddings(self) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def scores(self, users: Tensor) -> Tensor:
+        """Dot-product scores ``[len(users), I]`` of the given users against every item."""
+        user_emb, item_emb = self()
+        return user_emb[users] @ item_emb.t()
+
+
+class MF(CFBackbone):
+    """Matrix factorisation: ``user_emb = E_U``, ``item_emb = E_I`` (no propagation).
+
+    Args:
+        num_users, num_items: table sizes.
+        embedding_dim: ``F`` (64 in the LightGCN / BARS settings).
+        init: ``"normal"`` (``N(0, init_std^2)``, LightGCN's official code) or ``"xavier"``
+            (uniform, as PyG's ``LightGCN``).
+        init_std: standard deviation for ``init="normal"``.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        *,
+        init: str = "normal",
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.num_users, self.num_items, self.embedding_dim = num_users, num_items, embedding_dim
+        self.init, self.init_std = init, init_std
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _init_(self.user_embedding.weight, self.init, self.init_std)
+        _init_(self.item_embedding.weight, self.init, self.init_std)
+
+    def ego_embeddings(self) -> tuple[Tensor, Tensor]:
+        return self.user_embedding.weight, self.item_embedding.weight
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        return self.ego_embeddings()
+
+    def __repr__(self) -> str:
+        return f"MF({self.num_users}, {self.num_items}, embedding_dim={self.embedding_dim})"
+
+
+class LightGCN(CFBackbone):
+    r"""LightGCN (He et al., SIGIR 2020) on the user-item training graph.
+
+    .. math::
+        \mathbf{x}^{(l+1)} = D^{-1/2} A D^{-1/2} \mathbf{x}^{(l)}, \qquad
+        \mathbf{x} = \sum_{l=0}^{L} \alpha_l \mathbf{x}^{(l)}, \quad \alpha_l = 1/(L+1)
+
+    over the ``(U + I)``-node bipartite graph (users first). The propagation is PyG's
+    :class:`torch_geometric.nn.models.LightGCN` (``get_embedding``) with
+    :class:`~torch_geometric.nn.conv.LGConv` layers run with ``normalize=False`` on the
+    adjacency normalised once by :meth:`BipartiteGraph.normalized_adjacency` (a sparse CSR
+    matrix product, several times faster on CPU than per-edge scatter). PyG's
+    ``recommendation_loss`` is *not* used (pyg-team #7196; see
+    :mod:`graphrec.models.cf.losses`): train with :mod:`graphrec.models.cf.losses`.
+
+    Args:
+        num_users, num_items: the graph's sizes.
+        adjacency: the normalised ``[U + I, U + I]`` torch sparse matrix, or an
+            ``(edge_index, edge_weight)`` pair of already normalised edges.
+        embedding_dim: ``F``.
+        num_layers: ``L`` (2 in PyG's example, 3 in LightGCN's Gowalla setting).
+        alpha: layer weights (scalar or ``[L + 1]`` tensor); None = ``1 / (L + 1)``.
+        init, init_std: as for :class:`MF`.
+
+    Use :meth:`from_graph` to build it from a :class:`~graphrec.graphs.BipartiteGraph`.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        adjacency: Tensor | tuple[Tensor, Tensor],
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        *,
+        alpha: float | Tensor | None = None,
+        init: str = "normal",
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.num_users, self.num_items, self.embedding_dim = num_users, num_items, embedding_dim
+        self.num_layers = num_layers
+        self.init, self.init_std = init, init_std
+        n = num_users + num_items
+        if isinstance(adjacency, tuple):
+            edge_index, edge_weight = adjacency
+            if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+                raise ValueError(f"edge_index must be [2, E]; got {tuple(edge_index.shape)}")
+            self._adj: tuple[Tensor, Tensor | None] = (edge_index, edge_weight)
+        else:
+            if tuple(adjacency.shape) != (n, n):
+                raise ValueError(f"adjacency must be [{n}, {n}]; got {tuple(adjacency.shape)}")
+            self._adj = (adjacency, None)
+        self.lightgcn = PyGLightGCN(n, embedding_dim, num_layers, alpha=alpha, normalize=False)
+        self.reset_parameters()
+
+    @classmethod
+    def from_graph(cls, graph: BipartiteGraph, **kwargs) -> LightGCN:
+        """Build on ``graph``'s training edges (``kwargs`` as for the constructor)."""
+        return cls(graph.num_users, graph.num_items, graph.normalized_adjacency(), **kwargs)
+
+    def reset_parameters(self) -> None:
+        _init_(self.lightgcn.embedding.weight, self.init, self.init_std)
+
+    def _adjacency(self) -> tuple[Tensor, Tensor | None]:
+        adj, weight = self._adj
+        device = self.lightgcn.embedding.weight.device
+        if adj.device != device:
+            adj = adj.to(device)
+            weight = None if weight is None else weight.to(device)
+            self._adj = (adj, weight)
+        return adj, weight
+
+    def ego_embeddings(self) -> tuple[Tensor, Tensor]:
+        weight = self.lightgcn.embedding.weight
+        return weight[: self.num_users], weight[self.num_users :]
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        out = self.lightgcn.get_embedding(*self._adjacency())
+        return out[: self.num_users], out[self.num_users :]
+
+    def __repr__(self) -> str:
+        return (
+            f"LightGCN({self.num_users}, {self.num_items}, embedding_dim={self.embedding_dim}, "
+            f"num_layers={self.num_layers})"
+        )
