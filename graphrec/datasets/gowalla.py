@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from torch_geometric.data import Data
 
 from graphrec.datasets._files import locate
 from graphrec.errors import InputFormatError
-from graphrec.io import read_interactions
+from graphrec.io import bipartite_data, read_interactions
 
 __all__ = ["Gowalla", "load_gowalla"]
 
@@ -60,16 +59,7 @@ class Gowalla:
         Same layout as :meth:`graphrec.io.Interactions.to_bipartite_data`: user -> item edges,
         then the same pairs item -> user; ``num_users`` / ``num_items`` are stored on it.
         """
-        coo = self.train.tocoo()
-        users = torch.from_numpy(coo.row.astype(np.int64))
-        items = torch.from_numpy(coo.col.astype(np.int64)) + self.num_users
-        edge_index = torch.cat([torch.stack([users, items]), torch.stack([items, users])], dim=1)
-        return Data(
-            edge_index=edge_index,
-            num_nodes=self.num_users + self.num_items,
-            num_users=self.num_users,
-            num_items=self.num_items,
-        )
+        return bipartite_data(self.train)
 
     def summary(self) -> str:
         total = self.num_train + self.num_test

@@ -20,7 +20,7 @@ from graphrec.io.convert import (
 )
 from graphrec.io.ctr import CTRSchema, CTRTable, read_ctr_table
 from graphrec.io.edgelist import EdgeList, read_edgelist
-from graphrec.io.interactions import Interactions, read_interactions
+from graphrec.io.interactions import Interactions, bipartite_data, read_interactions
 
 __all__ = [
     "CTRSchema",
@@ -34,6 +34,7 @@ __all__ = [
     "read_ctr_table",
     "read_edgelist",
     "read_interactions",
+    "bipartite_data",
     "to_dgl",
     "to_networkx",
     "to_scipy",

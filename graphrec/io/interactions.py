@@ -89,16 +89,7 @@ class Interactions:
         same pairs item -> user (so ``edge_index`` is symmetric). ``num_users`` and
         ``num_items`` are stored on the ``Data``.
         """
-        coo = self.to_csr().tocoo()
-        users = torch.from_numpy(coo.row.astype(np.int64))
-        items = torch.from_numpy(coo.col.astype(np.int64)) + self.num_users
-        edge_index = torch.cat([torch.stack([users, items]), torch.stack([items, users])], dim=1)
-        return Data(
-            edge_index=edge_index,
-            num_nodes=self.num_users + self.num_items,
-            num_users=self.num_users,
-            num_items=self.num_items,
-        )
+        return bipartite_data(self.to_csr())
 
     def summary(self) -> str:
         """A short multi-line description: file, sizes, density, per-user counts, ranges."""
@@ -129,6 +120,25 @@ class Interactions:
             f"Interactions(num_users={self.num_users}, num_items={self.num_items}, "
             f"num_interactions={self.num_interactions}, path={self.path!r})"
         )
+
+
+def bipartite_data(matrix: sp.sparray | sp.spmatrix) -> Data:
+    """PyG ``Data`` of a ``users x items`` matrix: users ``0..U-1``, items ``U..U+I-1``.
+
+    Edges are user -> item for every nonzero, then the same pairs item -> user;
+    ``num_users`` / ``num_items`` are stored on the ``Data``.
+    """
+    num_users, num_items = matrix.shape
+    coo = sp.coo_array(matrix)
+    users = torch.from_numpy(coo.row.astype(np.int64))
+    items = torch.from_numpy(coo.col.astype(np.int64)) + num_users
+    edge_index = torch.cat([torch.stack([users, items]), torch.stack([items, users])], dim=1)
+    return Data(
+        edge_index=edge_index,
+        num_nodes=num_users + num_items,
+        num_users=num_users,
+        num_items=num_items,
+    )
 
 
 def read_interactions(
