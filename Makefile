@@ -21,7 +21,7 @@ $(VENV)/.installed: $(VENV)/.base pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.base pyproject.toml
-	$(PIP) install -q -e ".[dev,dgl]"
+	$(PIP) install -q -e ".[dev,dgl,export]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,68 @@
+"""Mobile export: torch -> ONNX (dynamo exporter, opset 20) -> MNN, with a parity gate.
+
+=========================  ==================================================================
+:func:`export_onnx`        ONNX file with a dynamic batch; dict-input models are flattened
+:func:`preflight_mnn`      reject ONNX operators MNN runs wrongly (scatter with reductions ...)
+:func:`export_mnn`         convert with MNN's in-process converter in a subprocess; checks
+                           that a non-empty model was written
+:func:`check_parity`       torch vs onnxruntime vs MNN on inputs of other sizes
+:class:`MNNModel`          run a ``.mnn`` file from Python (MNN's Module API)
+:class:`CFScorer`          the on-device form of MF / LightGCN: precomputed tables + scoring
+:class:`MNNFineTuner`      on-device SGD fine-tuning of a converted CTR model's dense layers
+=========================  ==================================================================
+
+Needs the ``export`` extra (onnx, onnxruntime, onnxscript, MNN). graphrec never runs MNN's
+``mnnconvert``/``mnnquant`` console scripts nor imports ``MNN.tools`` (they install and call a
+telemetry uploader); see ``shared/specs/ondevice.md`` section 4.
+
+Example:
+    >>> from graphrec.export import check_parity, export_mnn, export_onnx
+    >>> onnx_path = export_onnx(model, batch, "din.onnx")  # doctest: +SKIP
+    >>> mnn_path = export_mnn(onnx_path, "din.mnn")  # doctest: +SKIP
+    >>> exported = {"onnx": onnx_path, "mnn": mnn_path}
+    >>> check_parity(model, exported, [b3, b17, b80]).raise_for_failures()  # doctest: +SKIP
+"""
+
+from graphrec.export.finetune import (
+    MNNFineTuner,
+    MNNTrainingError,
+    match_torch_parameters,
+    torch_bce_loss,
+)
+from graphrec.export.mnn import MNNConversionError, MNNModel, export_mnn, load_mnn, to_mnn_var
+from graphrec.export.models import CFScorer
+from graphrec.export.onnx import ExportError, FlatInputs, export_onnx, read_metadata
+from graphrec.export.parity import ParityError, ParityReport, ParityResult, check_parity
+from graphrec.export.preflight import (
+    Finding,
+    UnsafeOperatorError,
+    find_unsafe_ops,
+    preflight_mnn,
+    rewrite_for_mnn,
+)
+
+__all__ = [
+    "CFScorer",
+    "ExportError",
+    "Finding",
+    "FlatInputs",
+    "MNNConversionError",
+    "MNNFineTuner",
+    "MNNModel",
+    "MNNTrainingError",
+    "ParityError",
+    "ParityReport",
+    "ParityResult",
+    "UnsafeOperatorError",
+    "check_parity",
+    "export_mnn",
+    "export_onnx",
+    "find_unsafe_ops",
+    "load_mnn",
+    "match_torch_parameters",
+    "preflight_mnn",
+    "read_metadata",
+    "rewrite_for_mnn",
+    "to_mnn_var",
+    "torch_bce_loss",
+]

@@ -1,0 +1,255 @@
+"""Parity gate: the same inputs through torch, onnxruntime and MNN, max |difference| per run.
+
+A converted model is only trusted after :func:`check_parity` passes in the target runtime
+itself, on inputs of *other* sizes than the export example (a dynamic dimension that was
+specialised, or a runtime that is only right for one shape, shows up there). onnxruntime runs
+at its default optimisation level, the level a deployment gets (its FusedMatMul bug with a 1-D
+right operand appears only there).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from graphrec.export.onnx import ExportError, FlatInputs, Inputs, flatten_inputs, read_metadata
+
+__all__ = ["ParityError", "ParityReport", "ParityResult", "check_parity", "run_onnxruntime"]
+
+
+class ParityError(ExportError, AssertionError):
+    """An exported model disagrees with torch beyond the tolerance (or failed to run)."""
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """One runtime on one input set."""
+
+    runtime: str
+    shapes: dict[str, tuple[int, ...]]
+    max_abs_diff: float
+    max_abs_reference: float
+    ok: bool
+    error: str = ""
+
+    @property
+    def batch(self) -> int:
+        """Size of dimension 0 of the first input."""
+        first = next(iter(self.shapes.values()), ())
+        return first[0] if first else 1
+
+
+@dataclass
+class ParityReport:
+    """Results of :func:`check_parity`; ``str(report)`` is a table."""
+
+    model: str
+    atol: float
+    results: list[ParityResult] = field(default_factory=list)
+    example_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.ok for r in self.results)
+
+    @property
+    def runtimes(self) -> list[str]:
+        return list(dict.fromkeys(r.runtime for r in self.results))
+
+    def max_abs_diff(self, runtime: str | None = None) -> float:
+        """The largest difference over all input sets (of one runtime, or of all)."""
+        diffs = [r.max_abs_diff for r in self.results if runtime in (None, r.runtime)]
+        return max(diffs) if diffs else float("nan")
+
+    def failures(self) -> list[ParityResult]:
+        return [r for r in self.results if not r.ok]
+
+    def raise_for_failures(self) -> ParityReport:
+        """Raise :class:`ParityError` (with the table) unless every result passed."""
+        if not self.ok:
+            raise ParityError(f"parity failed (atol {self.atol:g}):\n{self}")
+        return self
+
+    def __str__(self) -> str:
+        lines = [f"parity of {self.model} (atol {self.atol:g}, float32 max |diff| vs torch)"]
+        lines.append(f"{'runtime':<12} {'batch':>6} {'max|diff|':>11} {'max|ref|':>10}  ok")
+        for r in self.results:
+            tail = "yes" if r.ok else f"NO {r.error}".rstrip()
+            lines.append(
+                f"{r.runtime:<12} {r.batch:>6} {r.max_abs_diff:>11.3g} "
+                f"{r.max_abs_reference:>10.3g}  {tail}"
+            )
+        return "\n".join(lines)
+
+
+def _outputs(value: Any) -> list[np.ndarray]:
+    if isinstance(value, (tuple, list)):
+        return [o for v in value for o in _outputs(v)]
+    if isinstance(value, torch.Tensor):
+        return [value.detach().cpu().numpy()]
+    return [np.asarray(value)]
+
+
+def _compare(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, str]:
+    """(max |diff| over all outputs, error text); equal infinities and NaN where torch has NaN
+    count as equal, any other NaN as an infinite difference."""
+    if len(ref) != len(got):
+        return float("inf"), f"{len(got)} outputs, torch has {len(ref)}"
+    worst = 0.0
+    for i, (r, g) in enumerate(zip(ref, got)):
+        g = np.asarray(g)
+        if r.shape != g.shape:
+            return float("inf"), f"output {i} has shape {g.shape}, torch {r.shape}"
+        r64, g64 = r.astype(np.float64), g.astype(np.float64)
+        same = (r64 == g64) | (np.isnan(r64) & np.isnan(g64))  # equal infinities, both NaN
+        with np.errstate(invalid="ignore"):
+            diff = np.where(same, 0.0, np.abs(r64 - g64))
+        if diff.size:
+            worst = max(worst, float("inf") if np.isnan(diff).any() else float(diff.max()))
+    return worst, ""
+
+
+def run_onnxruntime(session: Any, inputs: Mapping[str, Any]) -> list[np.ndarray]:
+    """Run an ``onnxruntime.InferenceSession`` on numpy-convertible inputs by name."""
+    feeds = {}
+    for meta in session.get_inputs():
+        value = inputs[meta.name]
+        a = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        feeds[meta.name] = a
+    return session.run(None, feeds)
+
+
+def _ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _exported(exported: Any) -> dict[str, Path]:
+    if isinstance(exported, Mapping):
+        out = {str(k): Path(v) for k, v in exported.items()}
+    else:
+        paths = [exported] if isinstance(exported, (str, os.PathLike)) else list(exported)
+        out = {}
+        for p in map(Path, paths):
+            kind = {".onnx": "onnxruntime", ".mnn": "mnn"}.get(p.suffix.lower())
+            if kind is None:
+                raise ValueError(f"cannot tell the runtime of {p} (expected .onnx or .mnn)")
+            out[kind] = p
+    aliases = {"onnx": "onnxruntime", "ort": "onnxruntime"}
+    out = {aliases.get(k, k): v for k, v in out.items()}
+    unknown = set(out) - {"onnxruntime", "mnn"}
+    if unknown:
+        raise ValueError(f"unknown runtimes {sorted(unknown)}; use 'onnx' and/or 'mnn'")
+    return out
+
+
+def check_parity(
+    model: torch.nn.Module,
+    exported: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike] | str | os.PathLike,
+    inputs_list: Sequence[Inputs],
+    *,
+    atol: float = 1e-5,
+    onnx_path: str | os.PathLike | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    require_other_sizes: bool = True,
+    threads: int = 1,
+) -> ParityReport:
+    """Compare ``model`` (torch, eval mode, no grad) with its exported files on every input set.
+
+    Args:
+        model: the torch model that was exported.
+        exported: ``{"onnx": path, "mnn": path}`` (either key optional) or paths ending in
+            ``.onnx`` / ``.mnn``.
+        inputs_list: input sets, each in the form given to :func:`export_onnx` (a dict, a tensor
+            or a sequence of tensors).
+        atol: tolerance on the max absolute difference (float32 parity: 1e-5).
+        onnx_path: the ONNX file whose recorded names and example shapes to use when
+            ``exported`` has only an MNN file.
+        input_names, output_names: the exported names, if not recorded in an ONNX file.
+        require_other_sizes: raise ValueError unless at least one input set differs in shape
+            from the export example (as recorded in the ONNX file).
+        threads: CPU threads for onnxruntime and MNN.
+
+    Returns:
+        A :class:`ParityReport` (call :meth:`ParityReport.raise_for_failures` to assert). A
+        runtime that raises on an input set is recorded as a failure with its error message.
+    """
+    from graphrec.export.mnn import MNNModel
+
+    paths = _exported(exported)
+    if not paths:
+        raise ValueError("nothing to compare: give an ONNX and/or an MNN file")
+    if not inputs_list:
+        raise ValueError("inputs_list is empty")
+    meta_source = paths.get("onnxruntime", onnx_path)
+    meta = read_metadata(meta_source) if meta_source is not None else {}
+    example = {k: tuple(v) for k, v in meta.get("example_shapes", {}).items()}
+    names_out = list(output_names) if output_names is not None else meta.get("outputs")
+    names_in = list(input_names) if input_names is not None else meta.get("inputs")
+
+    flat = []
+    for inputs in inputs_list:
+        names, tensors, takes_dict = flatten_inputs(
+            inputs, None if isinstance(inputs, Mapping) else names_in
+        )
+        flat.append((names, tensors, takes_dict))
+    if require_other_sizes:
+        if not example:
+            raise ValueError(
+                "cannot tell the export example's shapes (no graphrec metadata); pass "
+                "require_other_sizes=False or an ONNX file from export_onnx"
+            )
+        if all(
+            {n: tuple(t.shape) for n, t in zip(names, tensors)} == example
+            for names, tensors, _ in flat
+        ):
+            raise ValueError(
+                "every input set has the export example's shapes: check parity on other sizes"
+            )
+
+    runners: dict[str, Any] = {}
+    if "onnxruntime" in paths:
+        session = _ort_session(paths["onnxruntime"], threads)
+        runners["onnxruntime"] = lambda feeds, s=session: run_onnxruntime(s, feeds)
+    if "mnn" in paths:
+        if names_out is None:
+            raise ValueError("MNN needs output names: pass output_names or an ONNX file")
+        first_names = flat[0][0]
+        mnn = MNNModel(paths["mnn"], names_in or first_names, names_out, threads=threads)
+        runners["mnn"] = mnn
+
+    report = ParityReport(type(model).__name__, atol, example_shapes=example)
+    was_training = model.training
+    model.eval()
+    try:
+        for names, tensors, takes_dict in flat:
+            with torch.no_grad():
+                ref = _outputs(FlatInputs(model, names, takes_dict)(*tensors))
+            scale = max((float(np.nanmax(np.abs(r))) for r in ref if r.size), default=0.0)
+            shapes = {n: tuple(t.shape) for n, t in zip(names, tensors)}
+            feeds = dict(zip(names, tensors))
+            for runtime, run in runners.items():
+                try:
+                    got = run(feeds)
+                except Exception as exc:  # report the runtime's error, keep checking
+                    report.results.append(
+                        ParityResult(runtime, shapes, float("inf"), scale, False, repr(exc))
+                    )
+                    continue
+                diff, error = _compare(ref, got)
+                ok = not error and diff <= atol
+                report.results.append(ParityResult(runtime, shapes, diff, scale, ok, error))
+    finally:
+        model.train(was_training)
+    return report

@@ -1,0 +1,483 @@
+"""Mobile export: ONNX (dynamo) and MNN, the MNN pre-flight, the converter guard, parity."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` extra
+    try:
+        importlib.import_module(_module)
+    except ImportError:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise  # CI installs the extra: a missing package is a failure there
+        pytest.skip(
+            f"{_module} is not installed (pip install graphrec[export])", allow_module_level=True
+        )
+
+from graphrec.export import (  # noqa: E402
+    CFScorer,
+    MNNConversionError,
+    MNNFineTuner,
+    MNNModel,
+    ParityError,
+    UnsafeOperatorError,
+    check_parity,
+    export_mnn,
+    export_onnx,
+    find_unsafe_ops,
+    match_torch_parameters,
+    preflight_mnn,
+    read_metadata,
+    rewrite_for_mnn,
+    torch_bce_loss,
+)
+from graphrec.export.mnn import CONVERTER_CHILD  # noqa: E402
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_BATCH = 8
+PARITY_BATCHES = (3, 17, 10 * EXAMPLE_BATCH)  # other sizes than the example, one 10x
+ATOL = 1e-5
+
+_DIN = {"embedding_dim": 8, "hidden_channels": (32, 16), "attention_hidden": (16,)}
+CASES = {  # test id -> (model name in graphrec.models.ctr.MODELS, constructor arguments)
+    "lr": ("lr", {}),
+    "widedeep": ("widedeep", {"embedding_dim": 8, "hidden_channels": (32, 16)}),
+    "deepfm": ("deepfm", {"embedding_dim": 8, "hidden_channels": (32, 16)}),
+    "dcn": ("dcn", {"embedding_dim": 8, "num_cross_layers": 2, "hidden_channels": (32, 16)}),
+    "din": ("din", _DIN),
+    "din_softmax": ("din", {**_DIN, "softmax": True}),
+}
+
+
+@pytest.fixture(scope="module")
+def taobao(shared_data):
+    from graphrec.datasets import load_taobao_tiny
+    from graphrec.models.ctr import CTRFeatures
+
+    data = load_taobao_tiny(shared_data / "ctr" / "fuxictr_tiny_taobao")
+    features = CTRFeatures.from_table(data.train)
+    return features, features.batch(data.train), CTRFeatures.labels(data.train)
+
+
+def _rows(batch: dict, size: int, seed: int) -> dict:
+    """``size`` random rows; every 4th dense value missing (NaN), as the reader encodes it."""
+    n = next(iter(batch.values())).shape[0]
+    rows = np.random.default_rng(seed).integers(0, n, size)
+    out = {k: v[rows].clone() for k, v in batch.items()}
+    for v in out.values():
+        if v.is_floating_point():
+            v[::4] = float("nan")
+    return out
+
+
+def _ctr_model(case: str, features):
+    from graphrec.models.ctr import MODELS
+
+    torch.manual_seed(0)
+    name, kwargs = CASES[case]
+    model = MODELS[name](features, **kwargs)
+    with torch.no_grad():  # trained-like scale (the default init_std=0.01 hides differences)
+        for pname, p in model.named_parameters():
+            if pname.startswith("embedding."):
+                p.normal_(0.0, 0.2)
+            elif p.dim() >= 2:
+                p.mul_(2.0)
+    return model.eval()
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 2)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.lin(batch["x"]) * batch["w"].unsqueeze(-1)
+
+
+class _ScatterMax(torch.nn.Module):
+    """A GNN-style max aggregation over incoming edges (``scatter_reduce(amax)``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        msg = self.lin(x)[src]
+        index = dst.unsqueeze(-1).expand_as(msg)
+        return torch.zeros_like(x).scatter_reduce(0, index, msg, reduce="amax", include_self=False)
+
+
+def _graph(num_nodes: int, num_edges: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_nodes, 4, generator=g)
+    return x, *torch.randint(0, num_nodes, (2, num_edges), generator=g)
+
+
+# --- ONNX export -------------------------------------------------------------------------
+
+
+def test_export_onnx_dict_inputs_and_no_overwrite(tmp_path):
+    import onnx
+
+    model = _Tiny().eval()
+    example = {"x": torch.randn(4, 4), "w": torch.rand(4)}
+    path = export_onnx(model, example, tmp_path / "tiny.onnx", output_names=["y"])
+    graph = onnx.load(path).graph
+    assert [i.name for i in graph.input] == ["x", "w"]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+    meta = read_metadata(path)
+    assert meta["takes_dict"] and meta["example_shapes"] == {"x": [4, 4], "w": [4]}
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_onnx(model, example, path)
+    assert path.read_bytes() == before
+    export_onnx(model, example, path, overwrite=True)
+    with pytest.raises(ValueError, match="'N'"):
+        export_onnx(model, example, tmp_path / "n.onnx", dynamic_shapes={"x": {0: "N"}})
+
+
+# --- pre-flight -----------------------------------------------------------------------------
+
+
+def test_preflight_rejects_scatter_max(tmp_path):
+    import onnxruntime as ort
+
+    model = _ScatterMax().eval()
+    path = export_onnx(
+        model,
+        _graph(6, 12, 0),
+        tmp_path / "smax.onnx",
+        input_names=["x", "src", "dst"],
+        dynamic_shapes={"x": {0: "nodes"}, "src": {0: "edges"}, "dst": {0: "edges"}},
+    )
+    # onnxruntime runs it correctly: only the pre-flight stands between it and a wrong MNN model
+    x, src, dst = _graph(9, 30, 1)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x.numpy(), "src": src.numpy(), "dst": dst.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x, src, dst).numpy(), atol=1e-6)
+
+    with pytest.raises(UnsafeOperatorError) as info:
+        preflight_mnn(path)
+    message = str(info.value)
+    assert "ScatterElements(reduction=max" in message
+    assert "node 'node_" in message  # the ONNX node's name
+    assert "scatter_reduce" in message and "test_export.py" in message  # the torch source line
+    assert "fix:" in message and str(path) in message
+    assert {f.op_type for f in info.value.findings} == {"ScatterElements"}
+
+    with pytest.raises(UnsafeOperatorError, match="ScatterElements"):
+        export_mnn(path, tmp_path / "smax.mnn")
+    assert not (tmp_path / "smax.mnn").exists()
+
+
+def test_isnan_is_rewritten_exactly(tmp_path):
+    """Every CTR model with a dense feature has an IsNaN, which MNN's converter lacks. (The
+    obvious Not(Equal(x, x)) is wrong there: MNN's Equal(x, x) is true for NaN.)"""
+
+    class WithNaN(torch.nn.Module):
+        def forward(self, x):
+            return torch.where(torch.isnan(x), torch.zeros_like(x), x) * 2.0
+
+    path = export_onnx(WithNaN(), torch.randn(4, 3), tmp_path / "nan.onnx")
+    assert [f.op_type for f in find_unsafe_ops(path)] == ["IsNaN"]
+    preflight_mnn(path)  # rewritable: not an error
+    rewritten = rewrite_for_mnn(path)
+    assert "IsNaN" not in {n.op_type for n in rewritten.graph.node}
+    mnn = export_mnn(path, tmp_path / "nan.mnn")
+    x = torch.tensor([[1.0, float("nan"), -2.0], [float("nan"), 3.0, float("inf")]] * 2)
+    report = check_parity(WithNaN(), {"onnx": path, "mnn": mnn}, [x, x[:3]])
+    assert report.ok, str(report)
+
+
+def test_converter_failure_is_an_error(tmp_path):
+    class WithIsInf(torch.nn.Module):  # MNN 3.6's converter has no IsInf: exits 0, no file
+        def forward(self, x):
+            return torch.isinf(x).to(torch.float32) + x
+
+    path = export_onnx(WithIsInf(), torch.randn(4, 3), tmp_path / "isinf.onnx")
+    with pytest.raises(MNNConversionError, match="IsInf") as info:
+        export_mnn(path, tmp_path / "isinf.mnn")
+    assert info.value.returncode == 0  # the converter's own status says success
+    assert "wrote no model" in str(info.value)
+    assert not (tmp_path / "isinf.mnn").exists()
+
+
+# --- parity ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_ctr_parity_onnxruntime_and_mnn(name, taobao, tmp_path):
+    features, batch, _ = taobao
+    model = _ctr_model(name, features)
+    onnx_path = export_onnx(
+        model, _rows(batch, EXAMPLE_BATCH, 0), tmp_path / f"{name}.onnx", output_names=["logit"]
+    )
+    mnn_path = export_mnn(onnx_path, tmp_path / f"{name}.mnn")
+    inputs = [_rows(batch, size, seed) for seed, size in enumerate(PARITY_BATCHES, 1)]
+    report = check_parity(model, {"onnx": onnx_path, "mnn": mnn_path}, inputs, atol=ATOL)
+    print(report)
+    assert report.runtimes == ["onnxruntime", "mnn"]
+    assert sorted({r.batch for r in report.results}) == sorted(PARITY_BATCHES)
+    report.raise_for_failures()
+    assert report.max_abs_diff() <= ATOL
+
+
+def _lightgcn(num_users: int, num_items: int):
+    from graphrec.models.cf import LightGCN
+
+    g = torch.Generator().manual_seed(0)
+    users = torch.randint(0, num_users, (60,), generator=g)
+    items = torch.randint(0, num_items, (60,), generator=g) + num_users
+    edge_index = torch.cat([torch.stack([users, items]), torch.stack([items, users])], dim=1)
+    deg = torch.zeros(num_users + num_items).index_add_(0, edge_index[0], torch.ones(120))
+    weight = (deg[edge_index[0]] * deg[edge_index[1]]).rsqrt()
+    return LightGCN(num_users, num_items, (edge_index, weight), embedding_dim=16, num_layers=2)
+
+
+@pytest.mark.parametrize("backbone", ["mf", "lightgcn"])
+def test_cf_scoring_parity(backbone, tmp_path):
+    from graphrec.models.cf import MF
+
+    torch.manual_seed(0)
+    model = MF(40, 30, 16) if backbone == "mf" else _lightgcn(40, 30)
+    scorer = CFScorer.from_backbone(model)
+    users = torch.arange(40)
+    with torch.no_grad():
+        torch.testing.assert_close(scorer(users), model.scores(users))
+    example = torch.randint(0, 40, (EXAMPLE_BATCH,))
+    onnx_path = export_onnx(scorer, example, tmp_path / "cf.onnx", input_names=["users"])
+    mnn_path = export_mnn(onnx_path, tmp_path / "cf.mnn")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_mnn(onnx_path, mnn_path)
+    inputs = [torch.randint(0, 40, (size,)) for size in PARITY_BATCHES]
+    report = check_parity(scorer, [onnx_path, mnn_path], inputs)
+    print(report)
+    report.raise_for_failures()
+    assert len(report.results) == 6
+
+
+class _TransposedMatVec(torch.nn.Module):
+    """``D^T @ v``: with a 1-D ``v`` onnxruntime 1.32 fuses it into a wrong FusedMatMul."""
+
+    def __init__(self, two_d: bool) -> None:
+        super().__init__()
+        self.two_d = two_d
+
+    def forward(self, d: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.two_d:  # the workaround: keep the right operand 2-D
+            return (d.t() @ v.unsqueeze(-1)).squeeze(-1)
+        return d.t() @ v
+
+
+@pytest.mark.parametrize("two_d", [False, True])
+def test_parity_gate_sees_onnxruntime_fused_matmul_bug(two_d, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    model = _TransposedMatVec(two_d)
+    example = (torch.randn(6, 4, generator=g), torch.randn(6, generator=g))
+    path = export_onnx(
+        model,
+        example,
+        tmp_path / "matvec.onnx",
+        input_names=["d", "v"],
+        dynamic_shapes={"d": {0: "edges", 1: "nodes"}, "v": {0: "edges"}},
+    )
+    sizes = [(10, 5), (30, 7), (40, 6)]
+    inputs = [(torch.randn(e, n, generator=g), torch.randn(e, generator=g)) for e, n in sizes]
+    report = check_parity(model, [path], inputs)
+    if two_d:
+        report.raise_for_failures()
+    else:  # if this starts passing, onnxruntime fixed the bug: drop the workaround note
+        assert not report.ok and report.max_abs_diff() > 0.1
+
+
+def test_parity_catches_a_wrong_model_and_needs_other_sizes(tmp_path):
+    scorer = CFScorer(torch.randn(20, 8), torch.randn(15, 8))
+    example = torch.randint(0, 20, (EXAMPLE_BATCH,))
+    onnx_path = export_onnx(scorer, example, tmp_path / "s.onnx")
+    mnn_path = export_mnn(onnx_path, tmp_path / "s.mnn")
+    exported = {"onnx": onnx_path, "mnn": mnn_path}
+    with pytest.raises(ValueError, match="other sizes"):
+        check_parity(scorer, exported, [example])
+    other = CFScorer(scorer.user_embedding + 1e-3, scorer.item_embedding_t.t())
+    report = check_parity(other, exported, [torch.arange(20), example])
+    assert not report.ok and len(report.failures()) == 4
+    assert 1e-4 < report.max_abs_diff("mnn") < 1.0
+    with pytest.raises(ParityError, match="parity failed"):
+        report.raise_for_failures()
+
+
+# --- on-device fine-tuning -----------------------------------------------------------------
+
+
+def test_mnn_finetuning_matches_torch_sgd(taobao, tmp_path):
+    features, batch, labels = taobao
+    model = _ctr_model("widedeep", features)
+    onnx_path = export_onnx(
+        model, _rows(batch, EXAMPLE_BATCH, 0), tmp_path / "wd.onnx", output_names=["logit"]
+    )
+    mnn_path = export_mnn(onnx_path, tmp_path / "wd.mnn")
+    tuner = MNNFineTuner(mnn_path, onnx_path=onnx_path, lr=0.1)
+    reference = copy.deepcopy(model)
+    trained = match_torch_parameters(tuner, reference)
+    # MNN trains the MLP (Linear weights and biases) only: the dense layers
+    assert [n for n, _ in trained] and all(n.startswith("mlp.") for n, _ in trained)
+    assert {n for n, _ in trained} == {n for n, _ in reference.mlp.named_parameters(prefix="mlp")}
+    optimizer = torch.optim.SGD([p for _, p in trained], lr=0.1)
+
+    rng = np.random.default_rng(0)
+    mnn_losses, torch_losses = [], []
+    for _ in range(20):
+        rows = rng.integers(0, len(labels), 32)
+        inputs = {k: v[rows] for k, v in batch.items()}
+        mnn_losses.append(tuner.step(inputs, labels[rows]))  # raises unless step() is True
+        loss = torch_bce_loss(reference(inputs), labels[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        torch_losses.append(loss.item())
+    assert tuner.steps == 20
+    np.testing.assert_allclose(mnn_losses, torch_losses, atol=1e-5)
+    assert torch_losses[-1] < torch_losses[0]
+    for value, (name, param) in zip(tuner.parameters, trained):
+        got = value.reshape(-1)
+        np.testing.assert_allclose(got, param.detach().numpy().reshape(-1), atol=1e-5, err_msg=name)
+
+    saved = tuner.save(tmp_path / "wd_tuned.mnn", _rows(batch, EXAMPLE_BATCH, 0))
+    inputs = [_rows(batch, size, seed) for seed, size in enumerate(PARITY_BATCHES, 1)]
+    report = check_parity(reference.eval(), {"mnn": saved}, inputs, onnx_path=onnx_path)
+    print(report)
+    report.raise_for_failures()
+    # and it really changed: the untuned model is far from the tuned one
+    before = MNNModel(mnn_path, onnx_path=onnx_path)(inputs[0])[0]
+    after = MNNModel(saved, onnx_path=onnx_path)(inputs[0])[0]
+    assert np.abs(before - after).max() > 1e-3
+
+
+# --- no MNN.tools, no pip -------------------------------------------------------------------
+
+_AUDIT_HOOK = """
+import json, os, re, sys
+
+_LOG = os.environ["GRAPHREC_AUDIT_LOG"]
+_PIP = re.compile(r"(^|[\\\\/\\s'\\"])(pip[0-9.]*|ensurepip)([\\s'\\",]|$)")
+
+
+def _record(kind, detail):
+    with open(_LOG, "a") as f:
+        f.write(json.dumps([os.getpid(), kind, detail]) + "\\n")
+
+
+def _hook(event, args):
+    if event == "import":
+        name = args[0]
+        if name.split(".")[0] == "pip" or name == "MNN.tools" or name.startswith("MNN.tools."):
+            _record("import", name)
+            raise ImportError("blocked by the test's audit hook: " + name)
+    elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"):
+        text = repr(args)
+        _record("spawn", text)
+        if _PIP.search(text):
+            _record("pip", text)
+            raise RuntimeError("blocked by the test's audit hook: " + text)
+
+
+_record("start", sys.argv)
+sys.addaudithook(_hook)
+"""
+
+_EXPORT_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from graphrec.export import CFScorer, check_parity, export_mnn, export_onnx
+scorer = CFScorer(torch.randn(12, 4), torch.randn(9, 4))
+onnx_path = export_onnx(scorer, torch.arange(4), sys.argv[1] + "/m.onnx")
+mnn_path = export_mnn(onnx_path, sys.argv[1] + "/m.mnn")
+check_parity(scorer, [onnx_path, mnn_path], [torch.arange(12)]).raise_for_failures()
+bad = sorted(m for m in sys.modules if m.startswith("MNN.tools") or m.split(".")[0] == "pip")
+print("LOADED", bad)
+"""
+
+_CONTROL_SCRIPT = """
+import subprocess, sys
+try:
+    import MNN.tools
+except ImportError as exc:
+    print("import blocked:", exc)
+try:
+    subprocess.run([sys.executable, "-m", "pip", "--version"], check=False)
+except RuntimeError as exc:
+    print("pip blocked:", exc)
+"""
+
+
+def _audited(script: str, tmp_path: Path, tag: str) -> tuple[subprocess.CompletedProcess, list]:
+    hook_dir = tmp_path / "hook"
+    hook_dir.mkdir(exist_ok=True)
+    (hook_dir / "sitecustomize.py").write_text(_AUDIT_HOOK)
+    log = tmp_path / f"{tag}.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(hook_dir), str(REPO), env.get("PYTHONPATH", "")])
+    env["GRAPHREC_AUDIT_LOG"] = str(log)
+    work = tmp_path / tag
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), str(work)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return proc, records
+
+
+def test_export_never_imports_mnn_tools_nor_starts_pip(tmp_path):
+    # control: the hook does see (and block) both things in a process that tries them
+    proc, records = _audited(_CONTROL_SCRIPT, tmp_path, "control")
+    assert proc.returncode == 0, proc.stderr
+    kinds = [(r[1], r[2]) for r in records]
+    assert ("import", "MNN.tools") in kinds
+    assert any(kind == "pip" for kind, _ in kinds)
+
+    proc, records = _audited(_EXPORT_SCRIPT, tmp_path, "export")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "LOADED []" in proc.stdout
+    pids = {r[0] for r in records if r[1] == "start"}
+    child = [r for r in records if r[1] == "start" and str(CONVERTER_CHILD) in r[2]]
+    assert len(pids) == 2 and len(child) == 1  # the hook also ran in the converter process
+    spawns = [r[2] for r in records if r[1] == "spawn"]
+    assert len(spawns) == 1 and str(CONVERTER_CHILD) in spawns[0]  # only the converter
+    assert [r for r in records if r[1] in ("import", "pip")] == []
+
+
+def test_export_sources_never_reference_mnn_tools():
+    """No ``MNN.tools`` import anywhere; the converter name only in the child's extension call."""
+    for path in (REPO / "graphrec" / "export").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if node.value in ("mnnconvert", "mnnquant"):
+                    assert path == CONVERTER_CHILD, (path, node.value)
+                continue
+            else:
+                continue
+            assert not any(n.startswith("MNN.tools") for n in names), (path, names)
