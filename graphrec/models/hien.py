@@ -1,0 +1,326 @@
+"""HIEN: attribute-tree aggregation and hierarchical intents as the input module of a CTR model.
+
+Example:
+    >>> from graphrec.graphs.attribute_tree import movielens_ctr_trees
+    >>> from graphrec.models.ctr import DIN, CTRFeatures, movielens_ctr
+    >>> split = movielens_ctr(ml)  # doctest: +SKIP
+    >>> features = CTRFeatures.from_table(split.train)  # doctest: +SKIP
+    >>> trees = movielens_ctr_trees([split.train, split.valid, split.test])  # doctest: +SKIP
+    >>> clickers = item_clickers(split.train, item="item", user="user")  # doctest: +SKIP
+    >>> model = HIEN(DIN(features, extra_fields=2), trees, item="item", user="user",
+    ...              history="history", clickers=clickers)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from graphrec.graphs.attribute_tree import AttributeTree
+from graphrec.io import CTRTable
+from graphrec.models.ctr.base import CTRModel
+from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
+from graphrec.nn.hier_attention import HierarchicalIntentAttention
+from graphrec.nn.tree_aggregation import TREE_AGGREGATORS, TreeAggregation
+
+__all__ = ["HIEN", "item_clickers"]
+
+
+def item_clickers(
+    table: CTRTable,
+    *,
+    item: str,
+    user: str,
+    max_clickers: int = 20,
+    seed: int = 0,
+) -> Tensor:
+    """Users who clicked each item in ``table`` (pass the **training** table: no leakage).
+
+    Returns:
+        ``int64 [vocab_size(item), max_clickers]``: row ``v`` lists up to ``max_clickers``
+        distinct users (codes) with a positive row for item ``v`` (a seeded random sample when
+        there are more), 0-padded on the right. Code-0 items and users are ignored.
+    """
+    if max_clickers < 1:
+        raise ValueError(f"max_clickers must be >= 1; got {max_clickers}")
+    rng = np.random.default_rng(seed)
+    items = np.asarray(table.categorical[item])
+    users = np.asarray(table.categorical[user])
+    keep = (table.labels > 0) & (items != 0) & (users != 0)
+    pairs = np.unique(np.stack([items[keep], users[keep]]), axis=1)
+    pairs = pairs[:, rng.permutation(pairs.shape[1])]
+    pairs = pairs[:, np.argsort(pairs[0], kind="stable")]
+    out = np.zeros((table.vocab_size(item), max_clickers), dtype=np.int64)
+    starts = np.searchsorted(pairs[0], pairs[0], side="left")
+    rank = np.arange(pairs.shape[1]) - starts
+    fits = rank < max_clickers
+    out[pairs[0][fits], rank[fits]] = pairs[1][fits]
+    return torch.from_numpy(out)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_").replace("/", "__")
+
+
+class HIEN(torch.nn.Module):
+    r"""HIEN from `"Hierarchical Intention Embedding Network for Click-Through Rate Prediction"
+    <https://arxiv.org/abs/2206.00510>`_ (Zheng et al., SIGIR 2022), as the input module of a
+    base CTR model (:class:`graphrec.models.ctr.CTRModel`: LR, WideDeep, DeepFM, DCNv2, DIN).
+
+    1. **Tree aggregation** (:class:`graphrec.nn.tree_aggregation.TreeAggregation`): along
+       every item and user attribute tree (:class:`graphrec.graphs.attribute_tree.AttributeTree`)
+       the attribute tables are refined bottom-up, level by level, from the base model's
+       embedding tables (levels without a base table, e.g. a decade, get HIEN's own table).
+       The refined tables replace the base tables in ``base.embed(batch, tables=...)``, so the
+       target's and the history's attributes both use them.
+    2. **User intent** (:class:`graphrec.nn.hier_attention.HierarchicalIntentAttention`): for
+       every item attribute type :math:`k` (each non-leaf level of the item trees) the user's
+       history items are seen through their refined attribute :math:`\mathbf{e}'_{A_k(h_j)}`
+       (the mean over several parents, e.g. genres); level 1 attends over the history given
+       the target's attribute and the user, level 2 across types: intent
+       :math:`\mathbf{h}_u`, weights :math:`\alpha` ``[B, K, L]``, :math:`\beta` ``[B, K]``.
+    3. **Item intent** (with ``clickers``): attention of the target item over users who
+       clicked it in the training data, :math:`\mathbf{h}_v`, weights :math:`\gamma`
+       ``[B, S]``. The sample's own user is masked out of the clickers, so a training label
+       never leaks into its own features.
+    4. The intents are appended as extra fields (``emb.extra = [h_u, h_v]``) and the base
+       model's dense part runs unchanged: ``base.interact(emb)``.
+
+    The base model must be built with ``extra_fields=2`` (``1`` without ``clickers``), see
+    :meth:`num_extra_fields`. The forward pass has no data-dependent control flow.
+
+    Args:
+        base: the base CTR model.
+        trees: item attribute trees (leaves = the ``item`` feature's table), or a mapping
+            ``{"item": [...], "user": [...]}`` as returned by
+            :func:`graphrec.graphs.attribute_tree.movielens_ctr_trees`.
+        item: sparse feature of the target item.
+        user: sparse feature of the user (context of the user intent, clicker masking, leaves
+            of the user trees); None for no user.
+        history: sequence feature of the user's clicked items (sharing the item table);
+            default: the first sequence with the item's table.
+        aggregator: ``"gcn"``, ``"ngcf"``, ``"lightgcn"`` or ``"cp"``.
+        clickers: ``[num_items, S]`` from :func:`item_clickers`, or None for no item intent.
+        attention_hidden: hidden size of the attention layers (default ``d``).
+    """
+
+    def __init__(
+        self,
+        base: CTRModel,
+        trees: Sequence[AttributeTree] | Mapping[str, Sequence[AttributeTree]],
+        *,
+        item: str,
+        user: str | None = None,
+        history: str | None = None,
+        aggregator: str = "gcn",
+        clickers: Tensor | None = None,
+        attention_hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        if aggregator not in TREE_AGGREGATORS:
+            raise ValueError(f"aggregator must be one of {TREE_AGGREGATORS}; got {aggregator!r}")
+        if isinstance(trees, Mapping):
+            unknown = set(trees) - {"item", "user"}
+            if unknown:
+                raise ValueError(f"trees mapping keys must be 'item' and 'user'; got {unknown}")
+            item_trees, user_trees = list(trees.get("item", [])), list(trees.get("user", []))
+        else:
+            item_trees, user_trees = list(trees), []
+        if not item_trees:
+            raise ValueError("HIEN needs at least one item attribute tree")
+        features: CTRFeatures = base.features
+        self.base = base
+        self.aggregator = aggregator
+        d = base.embedding_dim
+        self.item, self.user = item, user
+        item_table = self._sparse_table(features, item, "item")
+        user_table = self._sparse_table(features, user, "user") if user is not None else None
+        if history is None:
+            history = next((s.name for s in features.sequence if s.table == item_table), None)
+            if history is None:
+                raise ValueError(f"no sequence feature shares the item table {item_table!r}")
+        elif features[history].kind != "sequence" or features[history].table != item_table:
+            raise ValueError(f"history {history!r} must be a sequence of table {item_table!r}")
+        self.history = history
+        if user_trees and user is None:
+            raise ValueError("user trees need the user feature (user=...)")
+        n_extra = self.num_extra_fields(clickers is not None)
+        if base.extra_fields != n_extra:
+            raise ValueError(
+                f"the base model must be built with extra_fields={n_extra} for HIEN's intents; "
+                f"got {base.extra_fields}"
+            )
+        if clickers is not None:
+            if user is None:
+                raise ValueError("clickers need the user feature (user=...)")
+            n_items = features.tables[item_table]
+            if clickers.dim() != 2 or clickers.shape[0] != n_items:
+                raise ValueError(f"clickers must be [{n_items}, S]; got {tuple(clickers.shape)}")
+            self.register_buffer("clickers", clickers.to(torch.long).clone())
+        else:
+            self.register_buffer("clickers", None)
+
+        base_tables = features.tables
+        self.own_tables = torch.nn.ModuleDict()
+        self.aggregators = torch.nn.ModuleDict()
+        self._trees: list[tuple[str, list[tuple[str, bool]]]] = []  # tree key, [(table, own)]
+        refined: set[str] = set()
+        self.types: list[str] = []
+        for side, side_trees, leaf_table in (
+            ("item", item_trees, item_table),
+            ("user", user_trees, user_table),
+        ):
+            for t_index, tree in enumerate(side_trees):
+                tkey = _key(f"{side}{t_index}_{tree.name}")
+                levels = []
+                for lvl, (name, table, size) in enumerate(
+                    zip(tree.levels, tree.tables, tree.sizes)
+                ):
+                    if lvl == 0:
+                        if table != leaf_table or size != base_tables[leaf_table]:
+                            raise ValueError(
+                                f"{side} tree {tree.name!r} has leaves of table {table!r} "
+                                f"({size} nodes); expected {leaf_table!r} "
+                                f"({base_tables[leaf_table]} rows)"
+                            )
+                        levels.append((table, False))
+                        continue
+                    if table is not None and table in base_tables:
+                        if base_tables[table] != size:
+                            raise ValueError(
+                                f"tree {tree.name!r} level {name!r} has {size} nodes but table "
+                                f"{table!r} has {base_tables[table]} rows"
+                            )
+                        if table in refined:
+                            raise ValueError(f"table {table!r} is refined by two trees")
+                        refined.add(table)
+                        levels.append((table, False))
+                    else:
+                        own = _key(f"{tkey}.{name}")
+                        self.own_tables[own] = torch.nn.Embedding(size, d)
+                        torch.nn.init.normal_(self.own_tables[own].weight, std=0.01)
+                        levels.append((own, True))
+                    self.aggregators[f"{tkey}_{lvl}"] = TreeAggregation(d, aggregator)
+                    self.register_buffer(f"_edges_{tkey}_{lvl}", tree.level_edges(lvl - 1))
+                    if side == "item":
+                        anc = tree.ancestors(lvl)
+                        self.register_buffer(f"_anc_{len(self.types)}", anc[:2].long())
+                        self.register_buffer(f"_ancw_{len(self.types)}", anc[2].float())
+                        label = name if name not in self.types else f"{tree.name}/{name}"
+                        self.types.append(label)
+                self._trees.append((tkey, levels))
+        self._item_levels = [
+            (tkey, lvl) for tkey, levels in self._trees[: len(item_trees)]
+            for lvl in range(1, len(levels))
+        ]  # fmt: skip
+        self.item_table, self.user_table = item_table, user_table
+        self.user_attention = HierarchicalIntentAttention(
+            d, len(self.types), context_channels=d if user is not None else 0,
+            hidden_channels=attention_hidden,
+        )  # fmt: skip
+        self.item_attention = (
+            HierarchicalIntentAttention(d, 1, context_channels=0, hidden_channels=attention_hidden)
+            if clickers is not None
+            else None
+        )
+
+    @staticmethod
+    def num_extra_fields(clickers: bool = True) -> int:
+        """Extra fields HIEN appends: the user intent, plus the item intent with clickers."""
+        return 2 if clickers else 1
+
+    @staticmethod
+    def _sparse_table(features: CTRFeatures, name: str, what: str) -> str:
+        spec = features[name]
+        if spec.kind != "sparse":
+            raise ValueError(f"{what} feature {name!r} must be sparse; got {spec.kind}")
+        return spec.table
+
+    def _weight(self, table: str, own: bool) -> Tensor:
+        return self.own_tables[table].weight if own else self.base.embedding.table(table).weight
+
+    def refine_tables(self) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """Bottom-up aggregation over every tree.
+
+        Returns:
+            ``(tables, views)``: refined weights by base table name (to pass to
+            ``base.embed``), and per item attribute type the refined table of its level.
+        """
+        tables: dict[str, Tensor] = {}
+        levels_out: dict[tuple[str, int], Tensor] = {}
+        for tkey, levels in self._trees:
+            x = self._weight(*levels[0])
+            for lvl in range(1, len(levels)):
+                table, own = levels[lvl]
+                edges = getattr(self, f"_edges_{tkey}_{lvl}")
+                x = self.aggregators[f"{tkey}_{lvl}"](x, self._weight(table, own), edges)
+                levels_out[(tkey, lvl)] = x
+                if not own:
+                    tables[table] = x
+        return tables, [levels_out[key] for key in self._item_levels]
+
+    def _item_views(self, level_tables: list[Tensor], n_items: int) -> Tensor:
+        """``[n_items, K, d]``: every item seen through each attribute type."""
+        views = []
+        for k, x in enumerate(level_tables):
+            leaf, anc = getattr(self, f"_anc_{k}")
+            w = getattr(self, f"_ancw_{k}").to(x.dtype)
+            view = x.new_zeros(n_items, x.shape[1]).index_add(0, leaf, w.unsqueeze(-1) * x[anc])
+            views.append(view)
+        return torch.stack(views, dim=1)
+
+    def _run(self, batch: dict[str, Tensor]) -> tuple[EmbeddedFeatures, dict[str, Tensor]]:
+        tables, level_tables = self.refine_tables()
+        emb = self.base.embed(batch, tables=tables)
+        item_weight = tables.get(self.item_table, self.base.embedding.table(self.item_table).weight)
+        views = self._item_views(level_tables, item_weight.shape[0])  # [N, K, d]
+        hist = batch[self.history]
+        target = views[batch[self.item]]  # [B, K, d]
+        context = None
+        if self.user is not None:
+            user_weight = tables.get(
+                self.user_table, self.base.embedding.table(self.user_table).weight
+            )
+            context = torch.nn.functional.embedding(batch[self.user], user_weight)
+        user_out = self.user_attention(views, target, hist != 0, context, index=hist)
+        extra = [user_out.intent]
+        weights = {"alpha": user_out.alpha, "beta": user_out.beta}
+        if self.item_attention is not None:
+            clickers = self.clickers[batch[self.item]]  # [B, S]
+            mask = (clickers != 0) & (clickers != batch[self.user].unsqueeze(-1))
+            e_v = torch.nn.functional.embedding(batch[self.item], item_weight)
+            e_clickers = torch.nn.functional.embedding(clickers, user_weight)
+            item_out = self.item_attention(e_clickers.unsqueeze(1), e_v.unsqueeze(1), mask)
+            extra.append(item_out.intent)
+            weights["gamma"] = item_out.alpha[:, 0]
+        emb.extra = torch.stack(extra, dim=1)
+        return emb, weights
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Click logits ``[B]``."""
+        return self.base.interact(self._run(batch)[0])
+
+    @property
+    def features(self) -> CTRFeatures:
+        """The base model's features (so :func:`graphrec.models.ctr.train_ctr` works as is)."""
+        return self.base.features
+
+    @torch.no_grad()
+    def predict_proba(self, batch: dict[str, Tensor]) -> Tensor:
+        return torch.sigmoid(self(batch))
+
+    @torch.no_grad()
+    def attention_weights(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The attention weights for inspection.
+
+        Returns:
+            ``{"alpha": [B, K, L], "beta": [B, K], "gamma": [B, S]}`` (``gamma`` only with
+            clickers); type ``k`` is :attr:`types` ``[k]``; padded positions have weight 0.
+        """
+        return self._run(batch)[1]
+
+    def extra_repr(self) -> str:
+        return f"aggregator={self.aggregator!r}, types={self.types}"

@@ -1,0 +1,110 @@
+"""One bottom-up step of HIEN's attribute-tree aggregation (children -> parents)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import degree
+
+__all__ = ["TreeAggregation", "TREE_AGGREGATORS"]
+
+#: The aggregator names of HIEN's official code (``--tree_type``).
+TREE_AGGREGATORS = ("gcn", "ngcf", "lightgcn", "cp")
+
+
+class TreeAggregation(MessagePassing):
+    r"""Refines parent embeddings from their (already refined) children, one tree level at a
+    time, as in the bottom-up aggregation of `"Hierarchical Intention Embedding Network for
+    Click-Through Rate Prediction" <https://arxiv.org/abs/2206.00510>`_ (HIEN, Zheng et al.,
+    SIGIR 2022).
+
+    For a parent :math:`p` with children :math:`\mathcal{C}(p)` (edges child -> parent):
+
+    .. math::
+        \text{gcn:}\quad \mathbf{e}'_p &= \sigma\Big( \mathbf{W}\,
+        \frac{\mathbf{e}_p + \sum_{c \in \mathcal{C}(p)} \mathbf{e}_c}{|\mathcal{C}(p)| + 1}
+        \Big)
+
+        \text{ngcf:}\quad \mathbf{e}'_p &= \sigma\Big( \mathbf{W}_1 \mathbf{e}_p +
+        \sum_{c \in \mathcal{C}(p)} \frac{\mathbf{W}_1 \mathbf{e}_c + \mathbf{W}_2
+        (\mathbf{e}_c \odot \mathbf{e}_p)}{\sqrt{|\mathcal{C}(p)|}} \Big)
+
+        \text{lightgcn:}\quad \mathbf{e}'_p &= \mathbf{e}_p + \sum_{c \in \mathcal{C}(p)}
+        \frac{\mathbf{e}_c}{\sqrt{|\mathcal{C}(p)|}}
+
+        \text{cp:}\quad \mathbf{e}'_p &= \mathbf{W} \big[ \mathbf{e}_p \,\Vert\, \mathbf{m}_p
+        \,\Vert\, \mathbf{e}_p \odot \mathbf{m}_p \big], \qquad
+        \mathbf{m}_p = \frac{1}{|\mathcal{C}(p)|} \sum_{c \in \mathcal{C}(p)} \mathbf{e}_c
+
+    with :math:`\sigma` = LeakyReLU (slope 0.2) and linear maps without bias. A parent without
+    children gets the same formula with an empty sum (:math:`\mathbf{m}_p = \mathbf{0}`), so
+    the output table keeps the input's shape. The equations follow the aggregator names of
+    HIEN's official code (GCN, NGCF, LightGCN, Concat&Product); their exact form in the paper
+    is not available (design choice, see ``shared/specs/recsys.md``).
+
+    Args:
+        channels (int): Embedding size :math:`d` of children and parents.
+        mode (str, optional): ``"gcn"``, ``"ngcf"``, ``"lightgcn"`` or ``"cp"``.
+            (default: :obj:`"gcn"`)
+        negative_slope (float, optional): LeakyReLU slope of ``gcn`` and ``ngcf``.
+            (default: :obj:`0.2`)
+
+    Shapes:
+        - **input:** children :math:`(N_c, d)`, parents :math:`(N_p, d)`, edge_index
+          :math:`(2, E)` (row 0: child id, row 1: parent id)
+        - **output:** refined parents :math:`(N_p, d)`
+    """
+
+    def __init__(self, channels: int, mode: str = "gcn", negative_slope: float = 0.2) -> None:
+        super().__init__(aggr="sum")
+        if mode not in TREE_AGGREGATORS:
+            raise ValueError(f"mode must be one of {TREE_AGGREGATORS}; got {mode!r}")
+        self.channels = channels
+        self.mode = mode
+        self.negative_slope = negative_slope
+        if mode in ("gcn", "ngcf"):
+            self.lin = torch.nn.Linear(channels, channels, bias=False)
+        if mode == "ngcf":
+            self.lin_prod = torch.nn.Linear(channels, channels, bias=False)
+        if mode == "cp":
+            self.lin = torch.nn.Linear(3 * channels, channels, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for name in ("lin", "lin_prod"):
+            if hasattr(self, name):
+                getattr(self, name).reset_parameters()
+
+    def forward(self, x_child: Tensor, x_parent: Tensor, edge_index: Tensor) -> Tensor:
+        n_parent = x_parent.shape[0]
+        deg = degree(edge_index[1], n_parent, dtype=x_parent.dtype).unsqueeze(-1)
+        size = (x_child.shape[0], n_parent)
+        if self.mode == "ngcf":
+            x_child = torch.cat([self.lin(x_child), x_child], dim=-1)
+            x_parent_in = torch.cat([x_parent, x_parent], dim=-1)
+        else:
+            x_parent_in = x_parent
+        agg = self.propagate(edge_index, x=(x_child, x_parent_in), size=size)
+        if self.mode == "gcn":
+            out = self.lin((x_parent + agg) / (deg + 1.0))
+            return F.leaky_relu(out, self.negative_slope)
+        if self.mode == "ngcf":
+            out = self.lin(x_parent) + agg / deg.clamp(min=1.0).sqrt()
+            return F.leaky_relu(out, self.negative_slope)
+        if self.mode == "lightgcn":
+            return x_parent + agg / deg.clamp(min=1.0).sqrt()
+        mean = agg / deg.clamp(min=1.0)
+        return self.lin(torch.cat([x_parent, mean, x_parent * mean], dim=-1))
+
+    def message(self, x_j: Tensor, x_i: Tensor) -> Tensor:
+        if self.mode != "ngcf":
+            return x_j
+        d = self.channels
+        # x_j = [W1 e_c || e_c], x_i = [e_p || e_p]
+        return x_j[:, :d] + self.lin_prod(x_j[:, d:] * x_i[:, :d])
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.channels}, mode={self.mode!r})"
