@@ -1,0 +1,79 @@
+"""Federated learning on the device-cloud graph: partitioners, an in-process simulator,
+aggregation strategies (FedAvg, FedProx, involved-participant averaging, FedSubAvg) and ODE
+sample valuation.
+
+See ``shared/specs/federated.md``. The device-cloud graph itself is
+:class:`graphrec.graphs.device_cloud.DeviceCloudGraph`.
+"""
+
+from graphrec.federated.ode import (
+    GlobalGradientEstimator,
+    LabelAssignment,
+    LocalGradientEstimator,
+    StreamDevice,
+    ValueBuffer,
+    coordinate_labels,
+    global_gradient,
+    last_layers,
+    per_sample_gradients,
+    sample_values,
+)
+from graphrec.federated.partition import (
+    SyntheticFederated,
+    amazon_per_user,
+    dirichlet_label_skew,
+    label_shards,
+    movielens_per_user,
+    natural_partition,
+    synthetic_leaf,
+)
+from graphrec.federated.simulator import FederatedTask, LocalConfig, Simulator
+from graphrec.federated.strategies import (
+    ClientUpdate,
+    FedAvg,
+    FedProx,
+    FedSubAvg,
+    InvolvedAveraging,
+    RowDelta,
+    Strategy,
+)
+from graphrec.federated.tasks import (
+    CTRModelTask,
+    EmbeddingCTRTask,
+    SoftmaxRegressionTask,
+    TinyCTR,
+)
+
+__all__ = [
+    "CTRModelTask",
+    "ClientUpdate",
+    "EmbeddingCTRTask",
+    "FedAvg",
+    "FedProx",
+    "FedSubAvg",
+    "FederatedTask",
+    "GlobalGradientEstimator",
+    "InvolvedAveraging",
+    "LabelAssignment",
+    "LocalConfig",
+    "LocalGradientEstimator",
+    "RowDelta",
+    "Simulator",
+    "SoftmaxRegressionTask",
+    "StreamDevice",
+    "Strategy",
+    "SyntheticFederated",
+    "TinyCTR",
+    "ValueBuffer",
+    "amazon_per_user",
+    "coordinate_labels",
+    "dirichlet_label_skew",
+    "global_gradient",
+    "label_shards",
+    "last_layers",
+    "movielens_per_user",
+    "natural_partition",
+    "per_sample_gradients",
+    "sample_values",
+    "synthetic_leaf",
+]

@@ -1,0 +1,342 @@
+"""In-process federated simulator on the device-cloud graph.
+
+One :class:`Simulator` runs synchronous rounds:
+
+1. sample ``clients_per_round`` devices uniformly without replacement (seeded per round);
+2. each sampled device may drop out (probability ``dropout``) or straggle (probability
+   ``straggler``: it completes only ``straggler_steps`` of its local steps);
+3. each remaining device receives the dense parameters and **only the rows of its submodel**
+   ``S_i`` (from :class:`~graphrec.graphs.device_cloud.DeviceCloudGraph`), trains locally
+   (:meth:`FederatedTask.local_train`, with its persistent per-client state) and sends back
+   dense deltas plus the deltas of its touched rows
+   (:class:`~graphrec.federated.strategies.RowDelta`);
+4. updates that are not finite, or whose L2 norm exceeds ``max_update_norm``, are rejected and
+   logged (logger ``graphrec.federated``); the round goes on with the rest;
+5. the strategy's hook ``aggregate(global_state, updates)`` gives the new global state;
+6. every ``eval_every`` rounds the task evaluates the global model.
+
+Bytes down (dense + touched rows, also for devices that then drop out) and up (dense deltas +
+row indices + row deltas) are counted per round. The task really trains on the submodel only
+(:meth:`Simulator.submodel`), with its table indices remapped to the local rows.
+
+All randomness of round ``t`` derives from ``(seed, t)``, so a run resumed from a
+checkpoint (:meth:`Simulator.save` / :meth:`Simulator.load`) equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from graphrec.federated.strategies import ClientUpdate, RowDelta, Strategy
+from graphrec.graphs.device_cloud import DeviceCloudGraph
+
+__all__ = ["LocalConfig", "FederatedTask", "Simulator"]
+
+logger = logging.getLogger("graphrec.federated")
+
+State = dict[str, Tensor]
+
+
+@dataclass
+class LocalConfig:
+    """Local-training configuration sent to the clients of a round.
+
+    Defaults follow the official FedSubAvg Amazon setting (SGD lr 0.1 x 0.999 per round,
+    batch 4, 10 local iterations, global-norm clip 5).
+    """
+
+    lr: float = 0.1
+    lr_decay: float = 0.999  #: per round: round ``t`` uses ``lr * lr_decay**t``
+    local_steps: int = 10
+    batch_size: int = 4
+    clip_norm: float | None = 5.0
+    prox_mu: float = 0.0
+
+    def for_round(self, round: int) -> dict[str, Any]:
+        cfg = asdict(self)
+        cfg["lr"] = self.lr * self.lr_decay**round
+        cfg["round"] = round
+        return cfg
+
+
+class FederatedTask(Protocol):
+    """What the simulator needs from a model + federated data set.
+
+    Attributes:
+        graph: the device-cloud graph (devices, their sample counts and touched rows).
+        tables: parameter name -> graph table name for every embedding-table parameter; all
+            other parameters are dense.
+    """
+
+    graph: DeviceCloudGraph
+    tables: dict[str, str]
+
+    def init_state(self, seed: int) -> State:
+        """The initial global model."""
+
+    def local_train(
+        self,
+        client: int,
+        state: Mapping[str, Tensor],
+        config: dict[str, Any],
+        client_state: dict[str, Any],
+        generator: torch.Generator,
+    ) -> tuple[State, dict[str, float]]:
+        """Train on ``client``'s data from its submodel; return the local submodel and metrics.
+
+        ``state`` is the submodel the client downloaded: dense parameters in full, each table
+        parameter restricted to the rows ``graph.rows(client, table)`` in that order (local row
+        ``k`` = the ``k``-th touched row). It must not be modified; the returned dict has the
+        same keys and shapes. ``client_state`` persists across rounds (and checkpoints); it may
+        hold tensors, numbers, strings, lists and dicts.
+        """
+
+    def evaluate(self, state: Mapping[str, Tensor]) -> dict[str, float]:
+        """Metrics of a global model (e.g. test ``auc``, ``loss``)."""
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class Simulator:
+    """Synchronous FL rounds over a :class:`FederatedTask` with a :class:`Strategy`.
+
+    Args:
+        task: model, data and device-cloud graph.
+        strategy: aggregation strategy (its ``aggregate`` hook is called once per round).
+        clients_per_round: ``K``; devices without samples are never sampled.
+        local: local-training configuration (the strategy's ``configure`` may amend it).
+        seed: seeds the initial model, client sampling and local training.
+        eval_every: evaluate after every this many rounds (and at round 0 and the last round
+            of :meth:`run`).
+        max_update_norm: reject updates with a larger global L2 norm (None: only non-finite
+            updates are rejected).
+        dropout: probability that a sampled device does not report back.
+        straggler: probability that a sampled device is a straggler.
+        straggler_steps: fraction of local steps a straggler completes (at least one).
+    """
+
+    def __init__(
+        self,
+        task: FederatedTask,
+        strategy: Strategy,
+        *,
+        clients_per_round: int,
+        local: LocalConfig | None = None,
+        seed: int = 0,
+        eval_every: int = 1,
+        max_update_norm: float | None = None,
+        dropout: float = 0.0,
+        straggler: float = 0.0,
+        straggler_steps: float = 0.5,
+    ) -> None:
+        self.task = task
+        self.strategy = strategy
+        self.local = local or LocalConfig()
+        self.seed = seed
+        self.eval_every = eval_every
+        self.max_update_norm = max_update_norm
+        self.dropout = dropout
+        self.straggler = straggler
+        self.straggler_steps = straggler_steps
+        self.eligible = np.flatnonzero(task.graph.num_samples > 0)
+        if not 1 <= clients_per_round <= self.eligible.size:
+            raise ValueError(
+                f"clients_per_round must be in 1..{self.eligible.size} (devices with data), "
+                f"got {clients_per_round}"
+            )
+        for p in ("dropout", "straggler"):
+            if not 0.0 <= getattr(self, p) < 1.0:
+                raise ValueError(f"{p} must be in [0, 1)")
+        self.clients_per_round = clients_per_round
+        self.state: State = task.init_state(seed)
+        unknown = set(task.tables) - set(self.state)
+        if unknown:
+            raise ValueError(f"task.tables names parameters not in the model: {sorted(unknown)}")
+        self.round = 0
+        self.history: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []
+        self.client_state: dict[int, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ one round
+    def sample_clients(self, round: int) -> np.ndarray:
+        """The devices sampled in (1-based) ``round``: uniform without replacement, sorted."""
+        rng = np.random.default_rng(_seed(self.seed, round, 0))
+        return np.sort(rng.choice(self.eligible, self.clients_per_round, replace=False))
+
+    def submodel(self, client: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """What ``client`` downloads: ``(state, rows)``. ``state`` holds every dense parameter
+        in full and each table parameter restricted to the rows ``rows[name]`` = ``S_i`` (sorted;
+        local row ``k`` is global row ``rows[name][k]``)."""
+        sub, rows = {}, {}
+        for name, value in self.state.items():
+            if name in self.task.tables:
+                idx = torch.from_numpy(self.task.graph.rows(client, self.task.tables[name]))
+                rows[name] = idx
+                sub[name] = value[idx]
+            else:
+                sub[name] = value
+        return sub, rows
+
+    @staticmethod
+    def _nbytes(sub: Mapping[str, Tensor]) -> int:
+        return sum(v.numel() * v.element_size() for v in sub.values())
+
+    def client_update(self, client: int, config: dict[str, Any], round: int) -> ClientUpdate:
+        """Run one client's local training on its submodel; return its deltas."""
+        sub, rows = self.submodel(client)
+        generator = torch.Generator().manual_seed(_seed(self.seed, round, 1, client))
+        cstate = self.client_state.setdefault(int(client), {})
+        local, metrics = self.task.local_train(int(client), sub, config, cstate, generator)
+        update = ClientUpdate(
+            int(client), int(self.task.graph.num_samples[client]), metrics=dict(metrics)
+        )
+        for name, value in sub.items():
+            if local[name].shape != value.shape:
+                raise ValueError(
+                    f"client {client}: local_train returned {name} of shape "
+                    f"{tuple(local[name].shape)}, expected {tuple(value.shape)}"
+                )
+            delta = (local[name] - value).detach()
+            if name in rows:
+                update.rows[name] = RowDelta(self.task.tables[name], rows[name], delta)
+            else:
+                update.dense[name] = delta
+        return update
+
+    def _check(self, update: ClientUpdate, round: int) -> str | None:
+        if not update.is_finite():
+            return "non-finite update"
+        if self.max_update_norm is not None:
+            norm = update.norm()
+            if not norm <= self.max_update_norm:
+                return f"update norm {norm:.4g} > max_update_norm {self.max_update_norm:.4g}"
+        return None
+
+    def step(self) -> dict[str, Any]:
+        """Run the next round; return (and append to :attr:`history`) its record."""
+        t = self.round + 1
+        sampled = self.sample_clients(t)
+        rng = np.random.default_rng(_seed(self.seed, t, 2))
+        drop = rng.random(sampled.size) < self.dropout
+        slow = rng.random(sampled.size) < self.straggler
+        base = self.strategy.configure(t, self.local.for_round(t - 1))
+        updates, bytes_down, bytes_up, losses, rejected = [], 0, 0, [], []
+        for client, dropped, straggles in zip(sampled, drop, slow, strict=True):
+            bytes_down += self._nbytes(self.submodel(int(client))[0])
+            if dropped:
+                continue
+            config = dict(base)
+            if straggles:
+                config["local_steps"] = max(1, int(config["local_steps"] * self.straggler_steps))
+            update = self.client_update(int(client), config, t)
+            bytes_up += update.nbytes
+            reason = self._check(update, t)
+            if reason is not None:
+                logger.warning("round %d: rejected update of client %d: %s", t, client, reason)
+                entry = {"round": t, "client": int(client), "reason": reason}
+                self.rejected.append(entry)
+                rejected.append(int(client))
+                continue
+            if "loss" in update.metrics:
+                losses.append(update.metrics["loss"])
+            updates.append(update)
+        self.state = self.strategy.aggregate(self.state, updates)
+        self.round = t
+        record: dict[str, Any] = {
+            "round": t,
+            "sampled": [int(c) for c in sampled],
+            "dropped": [int(c) for c in sampled[drop]],
+            "stragglers": [int(c) for c in sampled[slow & ~drop]],
+            "rejected": rejected,
+            "accepted": len(updates),
+            "bytes_down": bytes_down,
+            "bytes_up": bytes_up,
+            "lr": float(base["lr"]),
+            "train_loss": float(np.mean(losses)) if losses else math.nan,
+        }
+        self.history.append(record)
+        return record
+
+    def evaluate(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.task.evaluate(self.state).items()}
+
+    def run(
+        self,
+        rounds: int,
+        *,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 1,
+        stop_after: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run until :attr:`round` equals ``rounds`` (continuing a resumed run); return history.
+
+        Evaluates at round 0 (if not yet done), every ``eval_every`` rounds and at ``rounds``.
+        With ``checkpoint``, saves after every ``checkpoint_every`` rounds and at the end.
+        ``stop_after`` stops early after that many rounds of this call (to simulate an
+        interruption; the checkpoint is written then too).
+        """
+        if self.round == 0 and not self.history:
+            self.history.append({"round": 0, **self.evaluate()})
+        done = 0
+        while self.round < rounds:
+            record = self.step()
+            if self.round % self.eval_every == 0 or self.round == rounds:
+                record.update(self.evaluate())
+            done += 1
+            if checkpoint is not None and (
+                self.round % checkpoint_every == 0 or self.round == rounds
+            ):
+                self.save(checkpoint)
+            if stop_after is not None and done >= stop_after:
+                if checkpoint is not None:
+                    self.save(checkpoint)
+                break
+        return self.history
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "seed": self.seed,
+            "state": {k: v.clone() for k, v in self.state.items()},
+            "history": list(self.history),
+            "rejected": list(self.rejected),
+            "client_state": {int(k): v for k, v in self.client_state.items()},
+            "strategy": getattr(self.strategy, "state_dict", dict)(),
+        }
+
+    def load_state_dict(self, data: Mapping[str, Any]) -> None:
+        if int(data["seed"]) != self.seed:
+            raise ValueError(
+                f"checkpoint seed {data['seed']} differs from simulator seed {self.seed}"
+            )
+        self.round = int(data["round"])
+        self.state = {k: v.clone() for k, v in data["state"].items()}
+        self.history = list(data["history"])
+        self.rejected = list(data["rejected"])
+        self.client_state = {int(k): v for k, v in data["client_state"].items()}
+        if hasattr(self.strategy, "load_state_dict"):
+            self.strategy.load_state_dict(data["strategy"])
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (``torch.save`` to a temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path) -> None:
+        """Resume from a checkpoint written by :meth:`save` (same task, strategy and seed)."""
+        self.load_state_dict(torch.load(path, weights_only=True))
