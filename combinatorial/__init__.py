@@ -1,5 +1,6 @@
-"""k-dDSP (budgeted d-hop dominating set): coverage evaluation, closure, baselines."""
+"""k-dDSP (budgeted d-hop dominating set): coverage evaluation, closure, baselines, FastCover."""
 
+from combinatorial.api import fastcover, solve
 from combinatorial.baselines import (
     ILP_MAX_NODES,
     degree_discount,
@@ -28,11 +29,13 @@ __all__ = [
     "d_closure",
     "degree_discount",
     "estimate_closure_bytes",
+    "fastcover",
     "greedy",
     "heu",
     "ilp",
     "out_degree",
     "ris_greedy",
+    "solve",
     "soft_coverage_scores",
     "top_ball_size",
     "top_degree",

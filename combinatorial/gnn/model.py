@@ -1,0 +1,118 @@
+"""The FastCover scoring network: a stack of GRAT layers giving one logit per node."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from graphrec.nn import GRATConv
+
+FEATURES = ("ones", "degree")
+
+
+def node_features(edge_index: Tensor, num_nodes: int, kind: str = "ones", dim: int = 32) -> Tensor:
+    """Input features of FastCover, computed from the graph alone.
+
+    Args:
+        edge_index: edges ``[2, m]`` (row 0 covers row 1).
+        num_nodes: number of nodes ``n``.
+        kind: ``"ones"`` (all-ones ``[n, dim]``, the official code's input) or ``"degree"``
+            (``[1, log(1 + in-degree), log(1 + out-degree)]``, ``[n, 3]``).
+        dim: width of the ``"ones"`` input.
+    """
+    device = edge_index.device
+    if kind == "ones":
+        return torch.ones(num_nodes, dim, device=device)
+    if kind == "degree":
+        ones = torch.ones(edge_index.size(1), device=device)
+        deg_in = torch.zeros(num_nodes, device=device).index_add_(0, edge_index[1], ones)
+        deg_out = torch.zeros(num_nodes, device=device).index_add_(0, edge_index[0], ones)
+        return torch.stack([deg_in.new_ones(num_nodes), deg_in.log1p(), deg_out.log1p()], dim=1)
+    raise ValueError(f"features must be one of {FEATURES}, got {kind!r}")
+
+
+def feature_dim(kind: str, dim: int = 32) -> int:
+    """Number of input columns :func:`node_features` produces for ``kind``."""
+    if kind not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {kind!r}")
+    return dim if kind == "ones" else 3
+
+
+class FastCover(torch.nn.Module):
+    r"""GRAT stack scoring every node as a seed for budgeted d-hop coverage (k-dDSP).
+
+    The default configuration is the official GRAT3 model: all-ones input of width 32, GRAT layers
+    32 -> 32 -> 32 -> 1 with ReLU in between, 2,340 parameters. The output is one logit
+    :math:`s_u` per node; :math:`p_u = \sigma(s_u)` is the selection probability that the
+    unsupervised loss (:func:`combinatorial.gnn.loss.fastcover_loss`) trains, and top-k
+    of the logits gives the seeds.
+
+    Args:
+        features: input features, ``"ones"`` or ``"degree"`` (see :func:`node_features`).
+        in_channels: width of the ``"ones"`` input (ignored for ``"degree"``).
+        hidden_channels: width of the hidden layers.
+        num_layers: number of GRAT layers (receptive field in hops; 3 covers d <= 3).
+        mask_layer: index of the layer whose credit ``target_weight`` applies to (re-scoring):
+            0 for the official layout; ``num_layers - d`` for a model whose first layers start
+            constant (see :func:`combinatorial.gnn.train.monotone_init_`).
+    """
+
+    def __init__(
+        self,
+        features: str = "ones",
+        in_channels: int = 32,
+        hidden_channels: int = 32,
+        num_layers: int = 3,
+        mask_layer: int = 0,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if not 0 <= mask_layer < num_layers:
+            raise ValueError(f"mask_layer must be in [0, {num_layers}), got {mask_layer}")
+        self.features = features
+        self.in_channels = in_channels
+        self.hidden_channels = hidden_channels
+        self.num_layers = num_layers
+        self.mask_layer = mask_layer
+        dims = [feature_dim(features, in_channels)] + [hidden_channels] * (num_layers - 1) + [1]
+        self.convs = torch.nn.ModuleList(GRATConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def config(self) -> dict:
+        """Constructor arguments, enough to rebuild the model around a saved ``state_dict``."""
+        return {
+            "features": self.features,
+            "in_channels": self.in_channels,
+            "hidden_channels": self.hidden_channels,
+            "num_layers": self.num_layers,
+            "mask_layer": self.mask_layer,
+        }
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(
+        self, edge_index: Tensor, num_nodes: int, target_weight: Tensor | None = None
+    ) -> Tensor:
+        """Logits ``[n]`` of every node.
+
+        Args:
+            edge_index: edges ``[2, m]``, row 0 = coverer, row 1 = covered.
+            num_nodes: number of nodes ``n``.
+            target_weight: optional ``[n]`` weight of each node as a target in the credit of
+                layer ``mask_layer`` (0 = already covered; see :class:`graphrec.nn.GRATConv`).
+        """
+        x = node_features(edge_index, num_nodes, self.features, self.in_channels)
+        for i, conv in enumerate(self.convs):
+            if i > 0:
+                x = F.relu(x)
+            x = conv(x, edge_index, target_weight if i == self.mask_layer else None)
+        return x.view(-1)
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(features={self.features!r}, "
+            f"layers={self.num_layers}, hidden={self.hidden_channels})"
+        )

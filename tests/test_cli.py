@@ -1,0 +1,131 @@
+"""The ``graphrec`` console script: help, version, data info, fastcover and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from graphrec import __version__
+from graphrec.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_console_script_help_lists_subcommands():
+    proc = subprocess.run(
+        [sys.executable, "-m", "graphrec.cli", "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    assert "data" in proc.stdout and "fastcover" in proc.stdout
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"graphrec {__version__}"
+
+
+def test_data_info_edge_list(capsys, shared_data):
+    code, out, _ = run(capsys, "data", "info", str(shared_data / "snap/facebook_combined.txt.gz"))
+    assert code == 0
+    assert "4039" in out.replace(",", "") and "88234" in out.replace(",", "")
+
+
+def test_data_info_ratings_and_table(capsys, shared_data):
+    code, out, _ = run(capsys, "data", "info", str(shared_data / "movielens/ml-100k/u.data.gz"))
+    assert code == 0 and "943" in out and "1682" in out.replace(",", "")
+    csv = shared_data / "ctr/fuxictr_tiny_taobao/train_sample.csv"
+    code, out, _ = run(capsys, "data", "info", str(csv))
+    assert code == 0 and "clk" in out and "click_sequence" in out
+
+
+def test_data_info_sparse_npz(capsys, shared_data):
+    code, out, _ = run(capsys, "data", "info", str(shared_data / "lightgcn/gowalla/s_adj_mat.npz"))
+    assert code == 0 and "sparse matrix" in out and "symmetric=True" in out
+
+
+def test_data_info_missing_file(capsys, tmp_path):
+    code, _, err = run(capsys, "data", "info", str(tmp_path / "nope.txt"))
+    assert code == 2
+    assert "nope.txt" in err and "no such file" in err
+    assert "Traceback" not in err
+
+
+def test_data_info_malformed_names_line(capsys, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0 1\n1 2\n2 x\n")
+    code, _, err = run(capsys, "data", "info", str(bad))
+    assert code == 2
+    assert "bad.txt" in err and "line 3" in err and "2 x" in err
+
+
+def test_fastcover_embedded_json(capsys):
+    code, out, _ = run(capsys, "fastcover", "-k", "5", "-d", "1", "--method", "greedy", "--json")
+    assert code == 0
+    res = json.loads(out)
+    assert res["nodes"] == 4039 and res["k"] == 5 and len(res["seeds"]) == 5
+    assert 0 < res["covered"] <= 4039
+    assert res["coverage"] == pytest.approx(res["covered"] / 4039)
+    # With k=1 and d=1 greedy picks the maximum closed-degree node: 1045 covered (hub 107).
+    code, out, _ = run(capsys, "fastcover", "-k", "1", "-d", "1", "--method", "greedy", "--json")
+    res = json.loads(out)
+    assert res["seeds"] == [107] and res["covered"] == 1046
+
+
+def test_fastcover_human_output_and_out_file(capsys, tmp_path):
+    out_file = tmp_path / "seeds.txt"
+    code, out, _ = run(capsys, "fastcover", "-k", "3", "-d", "2", "--out", str(out_file))
+    assert code == 0
+    assert "coverage" in out and "seeds" in out and "load" in out and "solve" in out
+    seeds = out_file.read_text().split()
+    assert len(seeds) == 3
+    # never overwritten without --force
+    code, _, err = run(capsys, "fastcover", "-k", "3", "--out", str(out_file))
+    assert code == 2 and "--force" in err
+    code, _, _ = run(capsys, "fastcover", "-k", "3", "--out", str(out_file), "--force")
+    assert code == 0
+
+
+def test_fastcover_out_uses_file_ids(capsys, tmp_path):
+    graph = tmp_path / "names.txt"
+    graph.write_text("alice bob\nalice carol\nalice dave\nbob carol\n")
+    out_file = tmp_path / "seeds.txt"
+    code, _, _ = run(
+        capsys, "fastcover", str(graph), "-k", "1", "-d", "1", "--method", "greedy",
+        "--out", str(out_file),
+    )
+    assert code == 0
+    assert out_file.read_text() == "alice\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["fastcover", "-k", "0"], "-k must be >= 1"),
+        (["fastcover", "-d", "0"], "-d must be >= 1"),
+        (["fastcover", "-k", "ten"], "-k must be an integer"),
+        (["fastcover", "--method", "magic"], "invalid choice"),
+    ],
+)
+def test_fastcover_bad_arguments(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_fastcover_unreadable_and_empty_graph(capsys, tmp_path):
+    code, _, err = run(capsys, "fastcover", str(tmp_path / "missing.txt"))
+    assert code == 2 and "missing.txt" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n")
+    code, _, err = run(capsys, "fastcover", str(empty))
+    assert code == 2 and "empty.txt" in err

@@ -1,0 +1,140 @@
+"""GRATConv: reversed-attention direction, shapes, gradients, target masking, DGL parity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+from torch_geometric.utils import softmax
+
+from graphrec.nn import GRATConv
+
+
+def _identity_layer(channels: int) -> GRATConv:
+    """A layer whose output is the raw aggregate m_u (W = I, b = 0), random attention."""
+    conv = GRATConv(channels, channels)
+    with torch.no_grad():
+        conv.lin.weight.copy_(torch.eye(channels))
+        conv.lin.bias.zero_()
+    return conv
+
+
+def _bidirected(edges: list[tuple[int, int]]) -> Tensor:
+    pairs = edges + [(v, u) for u, v in edges]
+    return torch.tensor(pairs, dtype=torch.long).t()
+
+
+def _soft_coverage(edge_index: Tensor, n: int) -> Tensor:
+    """c_u = sum over successors v of 1 / indeg(v), by hand from the edge list."""
+    indeg = [0] * n
+    for v in edge_index[1].tolist():
+        indeg[v] += 1
+    c = [0.0] * n
+    for u, v in edge_index.t().tolist():
+        c[u] += 1.0 / indeg[v]
+    return torch.tensor(c)
+
+
+STAR = (_bidirected([(0, 1), (0, 2), (0, 3), (0, 4)]), 5, [4.0, 0.25, 0.25, 0.25, 0.25])
+PATH = (_bidirected([(0, 1), (1, 2), (2, 3)]), 4, [0.5, 1.5, 1.5, 0.5])
+
+
+class PerReceiverGRAT(GRATConv):
+    """Wrong variant: softmax grouped by the receiving coverer (PyG/DGL default = plain GAT)."""
+
+    def message(self, x_j, att_coverer_i, att_covered_j, index, size_i):
+        logit = torch.relu(att_covered_j + att_coverer_i + self.att_bias)
+        alpha = softmax(logit, index, num_nodes=size_i)  # index = receiving coverer u
+        return alpha.unsqueeze(-1) * x_j
+
+
+def _per_receiver(channels: int) -> GRATConv:
+    conv = PerReceiverGRAT(channels, channels)
+    conv.load_state_dict(_identity_layer(channels).state_dict())
+    return conv
+
+
+@pytest.mark.parametrize("graph", [STAR, PATH], ids=["star", "path"])
+def test_layer1_is_soft_coverage(graph):
+    torch.manual_seed(0)
+    edge_index, n, expected = graph
+    expected = torch.tensor(expected)
+    assert torch.allclose(_soft_coverage(edge_index, n), expected)
+    x = torch.ones(n, 3)
+    out = _identity_layer(3)(x, edge_index)
+    assert torch.allclose(out, expected.unsqueeze(1).expand(n, 3), atol=1e-6)
+    # The per-receiver softmax averages the successors: every non-sink node gets 1.
+    wrong = _per_receiver(3)(x, edge_index)
+    assert torch.allclose(wrong, torch.ones(n, 3), atol=1e-6)
+    assert not torch.allclose(wrong, out, atol=1e-3)
+
+
+def test_directed_sinks_and_shapes():
+    torch.manual_seed(0)
+    edge_index = torch.tensor([[0, 0, 1, 3], [1, 2, 2, 2]])  # node 2 and 4 are sinks
+    conv = GRATConv(7, 5)
+    out = conv(torch.randn(5, 7), edge_index)
+    assert out.shape == (5, 5)
+    assert torch.allclose(out[2], conv.lin.bias) and torch.allclose(out[4], conv.lin.bias)
+    ones = _identity_layer(2)(torch.ones(5, 2), edge_index)[:, 0]
+    assert torch.allclose(ones, torch.tensor([1 + 1 / 3, 1 / 3, 0.0, 1 / 3, 0.0]))
+    assert GRATConv(3, 1, bias=False).lin.bias is None
+    assert sum(p.numel() for p in GRATConv(32, 32).parameters()) == 32 * 32 + 32 + 64 + 1
+
+
+def test_gradients_flow():
+    torch.manual_seed(0)
+    edge_index = torch.randint(0, 20, (2, 60))
+    x = torch.randn(20, 4, requires_grad=True)
+    conv = GRATConv(4, 3)
+    conv(x, edge_index).square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, param in conv.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_target_weight_zero_equals_dropping_in_edges():
+    torch.manual_seed(0)
+    n = 30
+    edge_index = torch.randint(0, n, (2, 120))
+    x = torch.randn(n, 4)
+    covered = torch.zeros(n, dtype=torch.bool)
+    covered[::3] = True
+    conv = GRATConv(4, 6)
+    masked = conv(x, edge_index, target_weight=(~covered).float())
+    dropped = conv(x, edge_index[:, ~covered[edge_index[1]]])
+    assert torch.allclose(masked, dropped, atol=1e-6)
+
+
+def test_matches_dgl_edge_softmax_on_reversed_graph():
+    dgl = pytest.importorskip("dgl")
+    from dgl.nn.functional import edge_softmax
+
+    torch.manual_seed(0)
+    n, m, f_in, f_out = 40, 200, 5, 3
+    edge_index = torch.randint(0, n, (2, m))  # self-loops and duplicates included
+    x = torch.randn(n, f_in)
+    conv = GRATConv(f_in, f_out)
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.normal_()
+
+    u, v = edge_index
+    rev = dgl.graph((v, u), num_nodes=n)  # messages flow covered -> coverer
+    a = conv.att.detach()
+    logit = torch.relu(x[v] @ a[:f_in] + x[u] @ a[f_in:] + conv.att_bias.detach())
+    rev.edata["a"] = edge_softmax(rev, logit.unsqueeze(1), norm_by="src")  # group by v
+    rev.ndata["h"] = x
+    rev.update_all(dgl.function.u_mul_e("h", "a", "m"), dgl.function.sum("m", "agg"))
+    expected = conv.lin(rev.ndata["agg"]).detach()
+    assert torch.allclose(conv(x, edge_index).detach(), expected, atol=1e-5)
+
+
+def test_torch_export_with_dynamic_sizes():
+    torch.manual_seed(0)
+    conv = GRATConv(4, 3)
+    x, edge_index = torch.randn(50, 4), torch.randint(0, 50, (2, 300))
+    dims = ({0: torch.export.Dim("n")}, {1: torch.export.Dim("m")})
+    exported = torch.export.export(conv, (x, edge_index), dynamic_shapes=dims).module()
+    x, edge_index = torch.randn(70, 4), torch.randint(0, 70, (2, 500))
+    assert torch.allclose(exported(x, edge_index), conv(x, edge_index), atol=1e-6)
