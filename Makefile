@@ -28,7 +28,8 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/graphrec fastcover -k 10 -d 2
+	$(VENV)/bin/graphrec fastcover -k 3 -d 2 --compare
+	$(VENV)/bin/graphrec fastcover -k 3 -d 2 --candidates 8 --compare
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check graphrec combinatorial tests benchmarks
