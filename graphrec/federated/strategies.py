@@ -164,7 +164,15 @@ class Strategy:
         return out
 
 
-class FedAvg(Strategy):
+class _WeightedStrategy(Strategy):
+    """A strategy with sample weighting (``weighted``) and a server learning rate."""
+
+    def __init__(self, *, weighted: bool = True, server_lr: float = 1.0) -> None:
+        self.weighted = weighted
+        self.server_lr = server_lr
+
+
+class FedAvg(_WeightedStrategy):
     """FedAvg (McMahan et al., AISTATS 2017): ``x += sum_i w_i Delta_i``.
 
     ``w_i = n_i / n_P`` (``weighted=True``, the official FedSubAvg code's ``fedavg`` mode) or
@@ -173,10 +181,6 @@ class FedAvg(Strategy):
     """
 
     name = "fedavg"
-
-    def __init__(self, *, weighted: bool = True, server_lr: float = 1.0) -> None:
-        self.weighted = weighted
-        self.server_lr = server_lr
 
     def aggregate(
         self, global_state: Mapping[str, Tensor], updates: Sequence[ClientUpdate]
@@ -207,17 +211,13 @@ class FedProx(FedAvg):
         return {**config, "prox_mu": self.mu}
 
 
-class InvolvedAveraging(Strategy):
+class InvolvedAveraging(_WeightedStrategy):
     """Average each row over this round's participants that touched it (HeteroFL-style; the
     official code's ``round_involved`` mode): ``E_j += sum_{i: j in S_i} w_i Delta_ij /
     sum_{i: j in S_i} w_i`` with ``w_i = n_i`` (``weighted``) or 1. Dense parameters: FedAvg.
     Not the FedSubAvg estimator (its normalizer is the round's, not the federation's, heat)."""
 
     name = "involved"
-
-    def __init__(self, *, weighted: bool = True, server_lr: float = 1.0) -> None:
-        self.weighted = weighted
-        self.server_lr = server_lr
 
     def aggregate(
         self, global_state: Mapping[str, Tensor], updates: Sequence[ClientUpdate]

@@ -97,6 +97,12 @@ def _sgd_steps(
     return {k: v.detach() for k, v in params.items()}, {"loss": float(np.mean(losses))}
 
 
+def _ctr_metrics(y: Tensor, p: Tensor) -> dict[str, float]:
+    """AUC and log loss of click probabilities ``p`` against labels ``y``."""
+    loss = F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), y)
+    return {"auc": auc(y, p), "loss": float(loss)}
+
+
 class EmbeddingCTRTask:
     """Per-user click samples with :class:`TinyCTR`.
 
@@ -275,9 +281,7 @@ class EmbeddingCTRTask:
 
     def evaluate(self, state: Mapping[str, Tensor]) -> dict[str, float]:
         p = self.predict(state, self.test_rows)
-        y = self.labels[torch.from_numpy(self.test_rows)]
-        loss = F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), y)
-        return {"auc": auc(y, p), "loss": float(loss)}
+        return _ctr_metrics(self.labels[torch.from_numpy(self.test_rows)], p)
 
 
 class SoftmaxRegressionTask:
@@ -450,5 +454,4 @@ class CTRModelTask:
             b = {k: v[start : start + self.eval_batch] for k, v in self.test_batch.items()}
             probs.append(torch.sigmoid(functional_call(self.model, dict(state), (b,))))
         p = torch.cat(probs) if probs else torch.zeros(0)
-        loss = F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), self.test_labels)
-        return {"auc": auc(self.test_labels, p), "loss": float(loss)}
+        return _ctr_metrics(self.test_labels, p)

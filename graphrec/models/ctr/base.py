@@ -101,3 +101,31 @@ class CTRModel(torch.nn.Module):
     def predict_proba(self, batch: dict[str, Tensor]) -> Tensor:
         """Click probabilities ``[B]`` (no gradient; switch to ``eval()`` first for dropout)."""
         return torch.sigmoid(self(batch))
+
+
+class _WideAndDeepModel(CTRModel):
+    """Shared part of Wide & Deep and DeepFM: a first-order (wide) term ``b + sum_f w_f(x_f)``
+    and an MLP over the concatenated field embeddings (deep term). Arguments as documented on
+    :class:`~graphrec.models.ctr.WideDeep`.
+    """
+
+    def __init__(
+        self,
+        features: CTRFeatures,
+        embedding_dim: int = 16,
+        hidden_channels: Sequence[int] = (64, 32),
+        *,
+        dropout: float = 0.0,
+        extra_fields: int = 0,
+    ) -> None:
+        super().__init__(features, embedding_dim, linear=True, extra_fields=extra_fields)
+        self.bias = torch.nn.Parameter(torch.zeros(1))
+        self.mlp = MLP(self.num_fields * embedding_dim, hidden_channels, 1, dropout=dropout)
+
+    def wide(self, emb: EmbeddedFeatures) -> Tensor:
+        """First-order logits ``b + sum_f w_f(x_f)``, ``[B]``."""
+        return emb.linear.sum(dim=1) + self.bias
+
+    def deep(self, fields: Tensor) -> Tensor:
+        """MLP logits ``[B]`` from the stacked fields ``[B, F, d]``."""
+        return self.mlp(fields.flatten(1)).squeeze(-1)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
-from graphrec.models.ctr.base import MLP, CTRModel
+from graphrec.models.ctr.base import _WideAndDeepModel
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.fm import FMInteraction
 
 __all__ = ["DeepFM"]
 
 
-class DeepFM(CTRModel):
+class DeepFM(_WideAndDeepModel):
     r"""DeepFM from `"DeepFM: A Factorization-Machine based Neural Network for CTR Prediction"
     <https://arxiv.org/abs/1703.04247>`_ (Guo et al., IJCAI 2017):
 
@@ -44,12 +43,11 @@ class DeepFM(CTRModel):
         dropout: float = 0.0,
         extra_fields: int = 0,
     ) -> None:
-        super().__init__(features, embedding_dim, linear=True, extra_fields=extra_fields)
-        self.bias = torch.nn.Parameter(torch.zeros(1))
+        super().__init__(
+            features, embedding_dim, hidden_channels, dropout=dropout, extra_fields=extra_fields
+        )
         self.fm = FMInteraction()
-        self.mlp = MLP(self.num_fields * embedding_dim, hidden_channels, 1, dropout=dropout)
 
     def interact(self, emb: EmbeddedFeatures) -> Tensor:
         fields = emb.all_fields()
-        first = emb.linear.sum(dim=1) + self.bias
-        return first + self.fm(fields) + self.mlp(fields.flatten(1)).squeeze(-1)
+        return self.wide(emb) + self.fm(fields) + self.deep(fields)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
 from torch import Tensor
 
-from graphrec.models.ctr.base import MLP, CTRModel
-from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
+from graphrec.models.ctr.base import _WideAndDeepModel
+from graphrec.models.ctr.features import EmbeddedFeatures
 
 __all__ = ["WideDeep"]
 
 
-class WideDeep(CTRModel):
+class WideDeep(_WideAndDeepModel):
     r"""Wide & Deep from `"Wide & Deep Learning for Recommender Systems"
     <https://arxiv.org/abs/1606.07792>`_ (Cheng et al., DLRS 2016):
 
@@ -34,20 +31,5 @@ class WideDeep(CTRModel):
         extra_fields: ``[B, d]`` fields appended by an input module.
     """
 
-    def __init__(
-        self,
-        features: CTRFeatures,
-        embedding_dim: int = 16,
-        hidden_channels: Sequence[int] = (64, 32),
-        *,
-        dropout: float = 0.0,
-        extra_fields: int = 0,
-    ) -> None:
-        super().__init__(features, embedding_dim, linear=True, extra_fields=extra_fields)
-        self.bias = torch.nn.Parameter(torch.zeros(1))
-        self.mlp = MLP(self.num_fields * embedding_dim, hidden_channels, 1, dropout=dropout)
-
     def interact(self, emb: EmbeddedFeatures) -> Tensor:
-        wide = emb.linear.sum(dim=1) + self.bias
-        deep = self.mlp(emb.all_fields().flatten(1)).squeeze(-1)
-        return wide + deep
+        return self.wide(emb) + self.deep(emb.all_fields())
