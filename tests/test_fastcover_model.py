@@ -277,8 +277,8 @@ def test_training_cli_is_deterministic_and_resumes(tmp_path):
             str(tmp_path / "weights.json"),
         ]
     )
-    full = torch.load(tmp_path / "a.ckpt", weights_only=False)["model"]
-    resumed = torch.load(tmp_path / "c.ckpt", weights_only=False)["model"]
+    full = torch.load(tmp_path / "a.ckpt", weights_only=True)["model"]
+    resumed = torch.load(tmp_path / "c.ckpt", weights_only=True)["model"]
     for key in full:
         assert torch.equal(full[key], resumed[key])
     entry = json.loads((tmp_path / "weights.json").read_text())["models"]["2"]

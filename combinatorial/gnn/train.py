@@ -268,7 +268,7 @@ def train(args: argparse.Namespace) -> dict:
         untrained = validate(model, val_graphs, args.d)
         best = {"epoch": -1, "val": untrained, "state": _state(model)}
     else:
-        ckpt = torch.load(args.resume, weights_only=False)
+        ckpt = torch.load(args.resume, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start, history, best = ckpt["epoch"] + 1, ckpt["history"], ckpt["best"]
@@ -309,7 +309,7 @@ def train(args: argparse.Namespace) -> dict:
                 "untrained": untrained,
                 "torch_rng": torch.get_rng_state(),
                 "numpy_rng": rng.bit_generator.state,
-                "args": vars(args),
+                "args": {a: str(v) if isinstance(v, Path) else v for a, v in vars(args).items()},
             },
             ckpt_path,
         )
