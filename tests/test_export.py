@@ -414,9 +414,9 @@ print("LOADED", bad)
 
 _CONTROL_SCRIPT = """
 import subprocess, sys
-try:
-    import MNN.tools
-except ImportError as exc:
+try:  # raise the import audit event by hand: the wrapper itself is never imported, even here
+    sys.audit("import", "MNN" + ".tools", None, sys.path, sys.meta_path, None)
+except (ImportError, RuntimeError) as exc:
     print("import blocked:", exc)
 try:
     subprocess.run([sys.executable, "-m", "pip", "--version"], check=False)
