@@ -1,6 +1,6 @@
 """The ``graphrec`` command line.
 
-Subcommands::
+Subcommands (one module each in :mod:`graphrec.commands`)::
 
     graphrec data info PATH          load any supported file and print a summary
     graphrec fastcover [GRAPH] ...   choose k seeds covering the most nodes within d hops
@@ -12,27 +12,12 @@ line ``graphrec: error: ...`` and exits with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from graphrec import __version__
+from graphrec.commands import register_all
 from graphrec.errors import GraphrecError
-
-
-def _positive_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
-        return value
-
-    return parse
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -43,173 +28,23 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"graphrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    data = sub.add_parser("data", help="inspect data files")
-    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
-    info = data_sub.add_parser(
-        "info",
-        help="load a file (edge list, rating log, CTR table, sparse .npz) and print a summary",
-    )
-    info.add_argument("path", type=Path)
-    info.add_argument(
-        "--kind",
-        choices=["auto", "edges", "interactions", "ctr", "npz"],
-        default="auto",
-        help="what the file holds (default: detected from its content)",
-    )
-    info.add_argument("--undirected", action="store_true", help="edge list: symmetrise")
-
-    fc = sub.add_parser(
-        "fastcover",
-        help="influence maximization: k seeds covering the most nodes within d hops",
-        description="Choose at most k seeds maximising the number of nodes within d hops of a "
-        "seed (a seed covers itself; an edge u v means u covers v). Without GRAPH, runs on the "
-        "embedded SNAP ego-Facebook network (4,039 people, 88,234 friendships).",
-    )
-    fc.add_argument("graph", nargs="?", type=Path, help="edge list file (.txt, .csv, .gz)")
-    fc.add_argument("-k", type=_positive_int("-k"), default=10, help="number of seeds")
-    fc.add_argument("-d", type=_positive_int("-d"), default=2, help="hop count")
-    fc.add_argument("--undirected", action="store_true", help="treat each edge as both directions")
-    fc.add_argument(
-        "--method",
-        choices=["fastcover", "greedy", "ris", "degree", "soft", "heu", "ilp"],
-        default="fastcover",
-    )
-    fc.add_argument(
-        "--rounds", type=_positive_int("--rounds"), default=1, help="fastcover re-scoring rounds"
-    )
-    fc.add_argument(
-        "--candidates",
-        type=_positive_int("--candidates"),
-        default=None,
-        metavar="C",
-        help="fastcover: exact greedy among the C*k best-scored nodes (no closure)",
-    )
-    fc.add_argument("--seed", type=int, default=0, help="random seed (ris)")
-    fc.add_argument(
-        "--max-memory",
-        type=float,
-        default=None,
-        metavar="GIB",
-        help="memory budget for the d-closure (greedy, ilp); default 4 GiB",
-    )
-    fc.add_argument(
-        "--compare",
-        action="store_true",
-        help="also run exact lazy greedy and print the coverage ratio to it",
-    )
-    fc.add_argument("--out", type=Path, help="write one seed per line (the file's own node ids)")
-    fc.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    fc.add_argument("--json", action="store_true", help="print one JSON object")
+    register_all(sub)
     return parser
-
-
-def _data_info(args: argparse.Namespace) -> int:
-    from graphrec.io.describe import describe_file
-
-    print(describe_file(args.path, kind=args.kind, undirected=args.undirected))
-    return 0
-
-
-def _fastcover(args: argparse.Namespace) -> int:
-    from combinatorial.api import solve
-    from graphrec.datasets import ego_facebook
-    from graphrec.io import read_edgelist
-
-    if args.out is not None and args.out.exists() and not args.force:
-        raise GraphrecError(f"--out {args.out} exists; pass --force to overwrite it")
-    t0 = time.perf_counter()
-    if args.graph is None:
-        graph = ego_facebook()
-        name = "SNAP ego-Facebook (embedded)"
-    else:
-        graph = read_edgelist(args.graph, undirected=args.undirected)
-        name = str(args.graph)
-    load_s = time.perf_counter() - t0
-    max_bytes = None if args.max_memory is None else int(args.max_memory * 2**30)
-    sol = solve(
-        graph,
-        args.k,
-        args.d,
-        method=args.method,
-        rounds=args.rounds,
-        candidates=args.candidates,
-        seed=args.seed,
-        max_bytes=max_bytes,
-    )
-    seed_list = sol.seed_ids
-    solve_s = sum(t for phase, t in sol.timings.items() if phase != "load")
-    ref = None
-    if args.compare:
-        ref = solve(graph, args.k, args.d, method="greedy", max_bytes=max_bytes)
-        ref_s = sum(t for phase, t in ref.timings.items() if phase != "load")
-    if args.out is not None:
-        args.out.write_text("".join(f"{s}\n" for s in seed_list))
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "graph": name,
-                    "nodes": sol.n,
-                    "edges": graph.num_edges,
-                    "k": args.k,
-                    "d": args.d,
-                    "method": sol.method,
-                    "rounds": args.rounds,
-                    "seeds": seed_list,
-                    "covered": sol.covered,
-                    "coverage": sol.coverage,
-                    "load_s": load_s,
-                    "solve_s": solve_s,
-                    "timings": sol.timings,
-                    "greedy": None
-                    if ref is None
-                    else {
-                        "covered": ref.covered,
-                        "ratio": sol.covered / ref.covered,
-                        "solve_s": ref_s,
-                    },
-                }
-            )
-        )
-        return 0
-    shown = ", ".join(str(s) for s in seed_list[:20])
-    more = f", ... ({len(seed_list) - 20} more)" if len(seed_list) > 20 else ""
-    kind = "directed edges" if graph.directed else "directed edges (symmetrised)"
-    print(f"graph     {name}: {sol.n:,} nodes, {graph.num_edges:,} {kind}")
-    extra = ""
-    if args.method == "fastcover":
-        extra = f", rounds={args.rounds}"
-        if args.candidates:
-            extra += f", exact greedy among the top {args.candidates}k"
-    print(f"method    {sol.method} (k={args.k}, d={args.d}{extra})")
-    print(f"seeds     {shown}{more}")
-    print(f"coverage  {sol.covered:,} of {sol.n:,} nodes ({100 * sol.coverage:.2f}%)")
-    print(f"time      load {load_s:.3f} s, solve {solve_s:.3f} s")
-    if ref is not None:
-        print(
-            f"greedy    {ref.covered:,} covered in {ref_s:.3f} s; "
-            f"{sol.method} / greedy = {sol.covered / ref.covered:.4f}"
-        )
-    if args.out is not None:
-        print(f"wrote     {len(seed_list)} seeds to {args.out}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``graphrec`` console script."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
     try:
-        if args.command == "data" and getattr(args, "data_command", None) == "info":
-            return _data_info(args)
-        if args.command == "fastcover":
-            return _fastcover(args)
+        return func(args)
     except (GraphrecError, FileNotFoundError, ValueError) as exc:
         print(f"graphrec: error: {exc}", file=sys.stderr)
         return 2
-    parser.print_help()
-    return 0 if args.command is None else 2
 
 
 if __name__ == "__main__":
