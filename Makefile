@@ -21,7 +21,7 @@ $(VENV)/.installed: $(VENV)/.base pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.base pyproject.toml
-	$(PIP) install -q -e ".[dev,dgl,export]"
+	$(PIP) install -q -e ".[dev,dgl,export,fl]"
 	touch $@
 
 install: $(VENV)/.installed
