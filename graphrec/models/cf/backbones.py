@@ -13,6 +13,8 @@ The losses live in :mod:`graphrec.models.cf.losses`; none of them is attached to
 
 from __future__ import annotations
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
@@ -31,6 +33,24 @@ def _init_(weight: Tensor, init: str, std: float) -> None:
         nn.init.xavier_uniform_(weight)
     else:
         raise ValueError(f"init must be one of {INITS}; got {init!r}")
+
+
+class _ScipySpmm(torch.autograd.Function):
+    """``y = A x`` with a fixed scipy CSR ``A`` on CPU; backward ``A^T g`` (precomputed CSR).
+
+    scipy's single-threaded CSR product is about twice as fast as ``torch.sparse.mm`` and
+    avoids the per-call transpose in torch's backward (``LightGCN`` steps on Gowalla: 3x).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, matrix: sp.csr_array, matrix_t: sp.csr_array) -> Tensor:
+        ctx.matrix_t = matrix_t
+        return torch.from_numpy(np.asarray(matrix @ x.detach().numpy()))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        grad = grad.contiguous().numpy()
+        return torch.from_numpy(np.asarray(ctx.matrix_t @ grad)), None, None
 
 
 class CFBackbone(nn.Module):
@@ -101,11 +121,13 @@ class LightGCN(CFBackbone):
         \mathbf{x}^{(l+1)} = D^{-1/2} A D^{-1/2} \mathbf{x}^{(l)}, \qquad
         \mathbf{x} = \sum_{l=0}^{L} \alpha_l \mathbf{x}^{(l)}, \quad \alpha_l = 1/(L+1)
 
-    over the ``(U + I)``-node bipartite graph (users first). The propagation is PyG's
-    :class:`torch_geometric.nn.models.LightGCN` (``get_embedding``) with
-    :class:`~torch_geometric.nn.conv.LGConv` layers run with ``normalize=False`` on the
-    adjacency normalised once by :meth:`BipartiteGraph.normalized_adjacency` (a sparse CSR
-    matrix product, several times faster on CPU than per-edge scatter). PyG's
+    over the ``(U + I)``-node bipartite graph (users first). Parameters and layer weights are
+    those of PyG's :class:`torch_geometric.nn.models.LightGCN`. With an ``(edge_index,
+    edge_weight)`` pair the propagation is its ``get_embedding`` (
+    :class:`~torch_geometric.nn.conv.LGConv`, ``normalize=False``). With the sparse matrix of
+    :meth:`BipartiteGraph.normalized_adjacency` (normalised once) the same sum is computed
+    with scipy CSR products on CPU (several times faster than per-edge scatter, 3x faster
+    than ``torch.sparse.mm`` forward + backward) and ``torch.sparse.mm`` on other devices. PyG's
     ``recommendation_loss`` is *not* used (pyg-team #7196; see
     :mod:`graphrec.models.cf.losses`): train with :mod:`graphrec.models.cf.losses`.
 
@@ -138,6 +160,7 @@ class LightGCN(CFBackbone):
         self.num_layers = num_layers
         self.init, self.init_std = init, init_std
         n = num_users + num_items
+        self._scipy = self._scipy_t = None
         if isinstance(adjacency, tuple):
             edge_index, edge_weight = adjacency
             if edge_index.dim() != 2 or edge_index.shape[0] != 2:
@@ -147,6 +170,12 @@ class LightGCN(CFBackbone):
             if tuple(adjacency.shape) != (n, n):
                 raise ValueError(f"adjacency must be [{n}, {n}]; got {tuple(adjacency.shape)}")
             self._adj = (adjacency, None)
+            csr = adjacency.to_sparse_csr()
+            self._scipy = sp.csr_array(
+                (csr.values().numpy(), csr.col_indices().numpy(), csr.crow_indices().numpy()),
+                shape=(n, n),
+            )
+            self._scipy_t = sp.csr_array(self._scipy.T)
         self.lightgcn = PyGLightGCN(n, embedding_dim, num_layers, alpha=alpha, normalize=False)
         self.reset_parameters()
 
@@ -172,7 +201,15 @@ class LightGCN(CFBackbone):
         return weight[: self.num_users], weight[self.num_users :]
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        out = self.lightgcn.get_embedding(*self._adjacency())
+        weight = self.lightgcn.embedding.weight
+        if self._scipy is not None and weight.device.type == "cpu":
+            x, alpha = weight, self.lightgcn.alpha
+            out = x * alpha[0]
+            for layer in range(self.num_layers):
+                x = _ScipySpmm.apply(x, self._scipy, self._scipy_t)
+                out = out + x * alpha[layer + 1]
+        else:
+            out = self.lightgcn.get_embedding(*self._adjacency())
         return out[: self.num_users], out[self.num_users :]
 
     def __repr__(self) -> str:

@@ -37,7 +37,7 @@ class CFBatch:
         pos_items: ``[B, M]`` positives of each user, ``pos_items[:, 0] == items``.
         pos_users: ``[B, M]`` positives of each item, ``pos_users[:, 0] == users``.
         known: ``[B, B]`` bool, ``known[b, c]`` = ``(users[b], items[c])`` is a training pair
-            (diagonal True).
+            (diagonal True); None when the sampler was built with ``with_known=False``.
         neg_items: ``[B, N]`` explicit negatives, or None.
         neg_valid: ``[B, N]`` bool, False where a negative is still a known positive after
             resampling, or None.
@@ -47,7 +47,7 @@ class CFBatch:
     items: Tensor
     pos_items: Tensor
     pos_users: Tensor
-    known: Tensor
+    known: Tensor | None
     neg_items: Tensor | None = None
     neg_valid: Tensor | None = None
 
@@ -89,6 +89,8 @@ class InteractionSampler:
         resample_rounds: redraws of explicit negatives that hit a known positive; survivors
             are flagged in ``CFBatch.neg_valid``.
         drop_last: drop a last incomplete batch.
+        with_known: build the ``[B, B]`` known-pair mask (needed by in-batch negatives only;
+            it costs ``O(B^2)`` per batch).
         seed: base seed; epoch ``e`` uses ``numpy.random.default_rng([seed, e])``.
     """
 
@@ -102,6 +104,7 @@ class InteractionSampler:
         alpha: float = 0.0,
         resample_rounds: int = 10,
         drop_last: bool = False,
+        with_known: bool = True,
         seed: int = 0,
     ) -> None:
         if batch_size < 1 or num_positives < 1 or num_negatives < 0:
@@ -115,7 +118,7 @@ class InteractionSampler:
             num_negatives,
         )
         self.alpha, self.resample_rounds = alpha, resample_rounds
-        self.drop_last, self.seed = drop_last, seed
+        self.drop_last, self.with_known, self.seed = drop_last, with_known, seed
         csr = self.train
         self._users = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
         self._items = csr.indices.astype(np.int64)
@@ -180,7 +183,7 @@ class InteractionSampler:
             extra_u = self._neighbours(self._csc_indptr, self._csc_users, items, m - 1, rng)
             pos_items = np.concatenate([pos_items, extra_i], axis=1)
             pos_users = np.concatenate([pos_users, extra_u], axis=1)
-        known = known_mask(self.train, users, items)
+        known = torch.from_numpy(known_mask(self.train, users, items)) if self.with_known else None
         neg_items = neg_valid = None
         if self.num_negatives:
             neg, ok = self._sample_negatives(users, rng)
@@ -190,7 +193,7 @@ class InteractionSampler:
             items=torch.from_numpy(items),
             pos_items=torch.from_numpy(np.ascontiguousarray(pos_items)),
             pos_users=torch.from_numpy(np.ascontiguousarray(pos_users)),
-            known=torch.from_numpy(known),
+            known=known,
             neg_items=neg_items,
             neg_valid=neg_valid,
         )

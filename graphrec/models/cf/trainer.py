@@ -199,6 +199,7 @@ class CFTrainer:
             num_positives=cfg.num_positives,
             num_negatives=cfg.negatives,
             alpha=cfg.neg_alpha,
+            with_known=cfg.loss != "bpr",
             seed=cfg.seed,
         )
         self.hdccf = HDCCFLoss(cfg.temperature, cfg.tau_plus, cfg.beta)

@@ -1,0 +1,263 @@
+"""``graphrec cf train`` / ``graphrec cf recommend``: collaborative filtering."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from graphrec.commands._args import positive_float, positive_int
+from graphrec.errors import GraphrecError
+
+#: Keys of the ``data`` record stored in a model file (how to rebuild the graph).
+DATA_KEYS = ("dataset", "root", "test", "min_rating", "valid_fraction", "fold", "split_seed")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``cf`` subcommand group to the top-level parser."""
+    cf = sub.add_parser(
+        "cf",
+        help="collaborative filtering: MF / LightGCN with BPR, InfoNCE or HDCCF",
+        description="Train a CF model with early stopping on a validation set carved from the "
+        "training interactions, or recommend with a trained one.",
+    )
+    cf_sub = cf.add_subparsers(dest="cf_command", metavar="ACTION")
+
+    train = cf_sub.add_parser(
+        "train",
+        help="train and write a model file",
+        description="Train on a dataset and write OUT (the best validation weights, the "
+        "configuration and test metrics). Training state is checkpointed to OUT.ckpt after "
+        "every epoch; rerunning the same command resumes from it.",
+    )
+    train.add_argument(
+        "--dataset",
+        required=True,
+        help="'gowalla' (LightGCN split), 'ml-100k' (fold --fold, ratings >= 4) or the path of "
+        "an interaction log (user item [rating [timestamp]] lines, LightGCN lists or CSV)",
+    )
+    train.add_argument(
+        "--data-root",
+        type=Path,
+        default=os.environ.get("GRAPHREC_DATA"),
+        help="folder holding the named dataset (or shared/data); default $GRAPHREC_DATA",
+    )
+    train.add_argument("--test", type=Path, help="test log for a path dataset (default: carve)")
+    train.add_argument("--min-rating", type=float, help="keep ratings >= this (ml-100k: 4)")
+    train.add_argument("--valid-fraction", type=float, default=0.1, help="per-user validation")
+    train.add_argument("--fold", type=int, default=1, choices=range(1, 6), help="ml-100k fold")
+    train.add_argument("--backbone", choices=["mf", "lightgcn"], default="lightgcn")
+    train.add_argument("--loss", choices=["bpr", "infonce", "hdccf"], default="bpr")
+    train.add_argument("--dim", type=positive_int("--dim"), default=64, help="embedding size")
+    train.add_argument("--layers", type=positive_int("--layers"), default=3, help="LightGCN")
+    train.add_argument("--epochs", type=positive_int("--epochs"), default=100)
+    train.add_argument("--batch-size", type=positive_int("--batch-size"), default=2048)
+    train.add_argument("--lr", type=positive_float("--lr"), default=1e-3)
+    train.add_argument("--reg", type=float, default=1e-4, help="L2 weight on batch embeddings")
+    train.add_argument("--temperature", type=positive_float("--temperature"), default=0.1)
+    train.add_argument("--tau-plus", type=float, default=0.05, help="HDCCF class prior")
+    train.add_argument("--beta", type=float, default=0.0, help="HDCCF hardness exponent")
+    train.add_argument("--positives", type=positive_int("--positives"), default=1, help="HDCCF M")
+    train.add_argument(
+        "--negatives", type=int, help="explicit negatives per pair (BPR: 1, others: in-batch)"
+    )
+    train.add_argument("--neg-alpha", type=float, default=0.0, help="negatives ~ deg^alpha")
+    train.add_argument("--eval-every", type=positive_int("--eval-every"), default=1)
+    train.add_argument("--patience", type=int, default=10, help="0 = no early stopping")
+    train.add_argument(
+        "--cpu-budget", type=positive_float("--cpu-budget"), help="stop after this many CPU s"
+    )
+    train.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
+    train.add_argument("--threads", type=positive_int("--threads"), default=1)
+    train.add_argument("--out", type=Path, required=True, help="model file to write (.pt)")
+    train.add_argument("--force", action="store_true", help="overwrite OUT, restart training")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.set_defaults(func=train_command)
+
+    rec = cf_sub.add_parser(
+        "recommend",
+        help="top-k items for given users from a model file",
+        description="Print the top-k items per user (original ids), excluding the user's "
+        "training and validation items.",
+    )
+    rec.add_argument("model", type=Path, help="a model file written by 'graphrec cf train'")
+    rec.add_argument(
+        "--users", required=True, help="comma-separated user ids (the dataset's own ids)"
+    )
+    rec.add_argument("-k", type=positive_int("-k"), default=20)
+    rec.add_argument("--include-known", action="store_true", help="do not exclude known items")
+    rec.add_argument("--json", action="store_true", help="print one JSON object")
+    rec.set_defaults(func=recommend_command)
+
+
+def _graph(data: dict):
+    from graphrec.models.cf.data import load_cf_graph
+
+    return load_cf_graph(
+        data["dataset"],
+        root=data["root"],
+        test=data["test"],
+        min_rating=data["min_rating"],
+        valid_fraction=data["valid_fraction"],
+        fold=data["fold"],
+        seed=data["split_seed"],
+    )
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Run ``graphrec cf train``."""
+    import torch
+
+    from graphrec.models.cf import CFConfig, CFTrainer
+
+    torch.set_num_threads(args.threads)
+    ckpt = args.out.with_name(args.out.name + ".ckpt")
+    if args.out.exists() and not args.force:
+        raise GraphrecError(f"--out {args.out} exists; pass --force to overwrite it")
+    if not 0.0 <= args.valid_fraction < 1.0:
+        raise GraphrecError(f"--valid-fraction must be in [0, 1); got {args.valid_fraction}")
+    if args.force and ckpt.exists():
+        ckpt.unlink()
+    data = {
+        "dataset": args.dataset,
+        "root": None if args.data_root is None else str(args.data_root),
+        "test": None if args.test is None else str(args.test),
+        "min_rating": args.min_rating,
+        "valid_fraction": args.valid_fraction,
+        "fold": args.fold,
+        "split_seed": args.seed,
+    }
+    graph = _graph(data)
+    config = CFConfig(
+        backbone=args.backbone,
+        loss=args.loss,
+        embedding_dim=args.dim,
+        num_layers=args.layers,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        reg=args.reg,
+        temperature=args.temperature,
+        tau_plus=args.tau_plus,
+        beta=args.beta,
+        num_positives=args.positives,
+        num_negatives=args.negatives,
+        neg_alpha=args.neg_alpha,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        cpu_budget=args.cpu_budget,
+        seed=args.seed,
+    )
+
+    def progress(record: dict) -> None:
+        valid = record.get("valid")
+        shown = "" if valid is None else f"  valid {config.metric} {valid[config.metric]:.4f}"
+        print(
+            f"epoch {record['epoch']:4d}  loss {record['loss']:.4f}  "
+            f"train {record['train_seconds']:.1f}s{shown}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if not args.quiet:
+        print(graph.summary(), file=sys.stderr)
+    trainer = CFTrainer(graph, config, progress=None if args.quiet else progress)
+    trainer.fit(checkpoint=ckpt)
+    test = trainer.evaluate("test")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "config": trainer.state_dict()["config"],
+            "data": data,
+            "model": trainer.model.state_dict(),
+            "best_epoch": trainer.best_epoch,
+            "valid": trainer.best_metric,
+            "test": test,
+        },
+        args.out,
+    )
+    result = {
+        "out": str(args.out),
+        "epochs": trainer.epoch,
+        "best_epoch": trainer.best_epoch,
+        f"valid_{config.metric}": trainer.best_metric,
+        "train_seconds": round(trainer.train_seconds, 2),
+        "test": test,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("prec"))
+        print(
+            f"{args.backbone}-{args.loss}: {trainer.epoch} epochs (best {trainer.best_epoch}), "
+            f"{trainer.train_seconds:.1f}s training; test {metrics}; wrote {args.out}"
+        )
+    return 0
+
+
+def _load_model(path: Path) -> dict:
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:  # pickle / zip errors of a file that is not a model
+        raise GraphrecError(
+            f"{path}: not a model file written by 'graphrec cf train' ({exc})"
+        ) from None
+    if not isinstance(state, dict) or not {"config", "data", "model"} <= state.keys():
+        raise GraphrecError(f"{path}: not a model file written by 'graphrec cf train'")
+    return state
+
+
+def _user_indices(text: str, ids, num_users: int) -> list[int]:
+    """Indices of the comma-separated user ids in ``text`` (``ids`` None: ids are indices)."""
+    tokens = [t.strip() for t in text.split(",") if t.strip()]
+    if not tokens:
+        raise GraphrecError("--users is empty; expected comma-separated user ids")
+    if ids is None:
+        lookup = {str(k): k for k in range(num_users)}
+    else:
+        lookup = {str(v): k for k, v in enumerate(ids.tolist())}
+    unknown = [t for t in tokens if t not in lookup]
+    if unknown:
+        raise GraphrecError(f"--users: unknown user id(s) {', '.join(unknown[:5])}")
+    return [lookup[t] for t in tokens]
+
+
+def recommend_command(args: argparse.Namespace) -> int:
+    """Run ``graphrec cf recommend``."""
+    import numpy as np
+
+    from graphrec.models.cf import CFConfig, build_backbone, top_k
+
+    state = _load_model(args.model)
+    graph = _graph(state["data"])
+    saved = dict(state["config"])
+    config = CFConfig.from_dict({**saved, "ks": tuple(saved["ks"])})
+    model = build_backbone(graph, config)
+    model.load_state_dict(state["model"])
+    model.eval()
+    users = _user_indices(args.users, graph.user_ids, graph.num_users)
+    exclude = None if args.include_known else (graph.train + graph.valid).tocsr()
+    user_emb, item_emb = model()
+    items, scores = top_k(user_emb.detach(), item_emb.detach(), users, args.k, exclude)
+    item_ids = np.arange(graph.num_items) if graph.item_ids is None else graph.item_ids
+    user_ids = np.arange(graph.num_users) if graph.user_ids is None else graph.user_ids
+    result = {}
+    for row, user in enumerate(users):
+        keep = items[row] >= 0
+        result[str(user_ids[user])] = {
+            "items": item_ids[items[row][keep]].tolist(),
+            "scores": [round(float(s), 6) for s in scores[row][keep]],
+        }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for user, rec in result.items():
+            print(f"{user}\t" + " ".join(str(i) for i in rec["items"]))
+    return 0

@@ -1,0 +1,123 @@
+"""Build the CF training graph of a named dataset or of interaction-log files.
+
+One entry point shared by ``graphrec cf``, ``benchmarks/cf.py`` and the notebooks:
+
+* ``"gowalla"``: LightGCN's split under ``root/lightgcn/gowalla`` (or ``root`` itself);
+  official test set, validation carved from train;
+* ``"ml-100k"``: MovieLens-100K fold ``fold`` under ``root/movielens/ml-100k`` (or ``root``),
+  ratings ``>= min_rating`` (default 4) as implicit feedback;
+* a path: an interaction log (any :func:`graphrec.io.read_interactions` format); with
+  ``test`` another log whose ids are matched to the training log's (test users/items absent
+  from training are dropped, they cannot be ranked), otherwise ``test_fraction`` of every
+  user's interactions is held out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graphrec.graphs.bipartite import BipartiteGraph, build_bipartite, to_binary_csr
+from graphrec.io import Interactions
+
+__all__ = ["DATASETS", "load_cf_graph"]
+
+DATASETS = {"gowalla": ("lightgcn", "gowalla"), "ml-100k": ("movielens", "ml-100k")}
+
+
+def _folder(root: str | Path | None, name: str) -> Path:
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs a data root (the folder holding its files)")
+    root = Path(root)
+    nested = root.joinpath(*DATASETS[name])
+    return nested if nested.is_dir() else root
+
+
+def _match_ids(
+    test_log: Interactions, train_log: Interactions, min_rating: float | None
+) -> sp.csr_array:
+    """``test_log`` as a matrix in ``train_log``'s index space; pairs with unknown ids dropped."""
+    keep = np.ones(test_log.num_interactions, dtype=bool)
+    if min_rating is not None:
+        if test_log.rating is None:
+            raise ValueError("min_rating needs a test log with ratings")
+        keep &= test_log.rating >= min_rating
+    users = pd.Index(train_log.user_ids).get_indexer(test_log.user_ids[test_log.user])
+    items = pd.Index(train_log.item_ids).get_indexer(test_log.item_ids[test_log.item])
+    known = keep & (users >= 0) & (items >= 0)
+    shape = (train_log.num_users, train_log.num_items)
+    ones = np.ones(int(known.sum()), dtype=np.float32)
+    return sp.csr_array((ones, (users[known], items[known])), shape=shape)
+
+
+def load_cf_graph(
+    dataset: str | Path,
+    *,
+    root: str | Path | None = None,
+    test: str | Path | None = None,
+    min_rating: float | None = None,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    fold: int = 1,
+    seed: int = 0,
+) -> BipartiteGraph:
+    """The :class:`~graphrec.graphs.BipartiteGraph` of ``dataset`` (see the module docstring).
+
+    Args:
+        dataset: ``"gowalla"``, ``"ml-100k"`` or the path of an interaction log.
+        root: data folder of a named dataset (``shared/data`` or the dataset's own folder).
+        test: test log for a path dataset (None: carve ``test_fraction`` per user).
+        min_rating: keep ratings ``>= min_rating`` (default 4 for ml-100k, none otherwise).
+        valid_fraction, test_fraction, seed: see :func:`~graphrec.graphs.build_bipartite`.
+        fold: MovieLens-100K fold (1-5).
+
+    Raises:
+        DatasetNotFoundError: a named dataset's files are missing under ``root``.
+        FileNotFoundError: a log path does not exist.
+        ValueError: ``test`` given for a named dataset, or no data root for one.
+    """
+    name = str(dataset)
+    if name in DATASETS and test is not None:
+        raise ValueError(f"dataset {name!r} has an official test set; do not pass test")
+    if name == "gowalla":
+        from graphrec.datasets import load_gowalla
+
+        gw = load_gowalla(_folder(root, name))
+        return build_bipartite(gw.train, gw.test, valid_fraction=valid_fraction, seed=seed)
+    if name == "ml-100k":
+        from graphrec.datasets import load_movielens100k
+
+        ml = load_movielens100k(_folder(root, name), fold=fold)
+        rating = 4.0 if min_rating is None else min_rating
+        return build_bipartite(
+            ml.train, ml.test, valid_fraction=valid_fraction, min_rating=rating, seed=seed
+        )
+    from graphrec.io import read_interactions
+
+    path = Path(dataset)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"dataset {name!r} is neither {' nor '.join(DATASETS)} nor an existing file"
+        )
+    log = read_interactions(path)
+    if test is None:
+        return build_bipartite(
+            log,
+            valid_fraction=valid_fraction,
+            test_fraction=test_fraction,
+            min_rating=min_rating,
+            seed=seed,
+        )
+    test_path = Path(test)
+    if not test_path.is_file():
+        raise FileNotFoundError(f"test log {test_path} does not exist")
+    train = to_binary_csr(log, min_rating=min_rating)
+    graph = build_bipartite(
+        train, _match_ids(read_interactions(test_path), log, min_rating), seed=seed,
+        valid_fraction=valid_fraction,
+    )  # fmt: skip
+    graph.user_ids, graph.item_ids = log.user_ids, log.item_ids
+    return graph
