@@ -31,7 +31,7 @@ from torch import Tensor
 
 from graphrec.graphs.bipartite import BipartiteGraph
 from graphrec.metrics import ranking_metrics
-from graphrec.models.cf.backbones import MF, CFBackbone, LightGCN
+from graphrec.models.cf.backbones import INITS, MF, CFBackbone, LightGCN
 from graphrec.models.cf.losses import HDCCFLoss, bpr_loss, info_nce_loss, l2_regularization
 from graphrec.models.cf.sampler import CFBatch, InteractionSampler
 
@@ -50,6 +50,8 @@ class CFConfig:
         loss: ``"bpr"`` (explicit negatives), ``"infonce"`` (in-batch, symmetric) or
             ``"hdccf"`` (:class:`~graphrec.models.cf.losses.HDCCFLoss`).
         embedding_dim, num_layers: backbone size (``num_layers`` for LightGCN only).
+        init: embedding initialisation, ``"normal"`` (std 0.1, LightGCN's code) or
+            ``"xavier"`` (PyG's ``LightGCN``).
         epochs: maximum number of epochs.
         batch_size: training pairs per step.
         lr: Adam learning rate.
@@ -73,6 +75,7 @@ class CFConfig:
     loss: str = "bpr"
     embedding_dim: int = 64
     num_layers: int = 3
+    init: str = "normal"
     epochs: int = 100
     batch_size: int = 2048
     lr: float = 1e-3
@@ -97,6 +100,8 @@ class CFConfig:
             raise ValueError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {self.init!r}")
         self.ks = tuple(int(k) for k in self.ks)
         name, _, k = self.metric.partition("@")
         if name not in ("recall", "ndcg", "precision") or not k.isdigit():
@@ -124,9 +129,9 @@ class CFConfig:
 def build_backbone(graph: BipartiteGraph, config: CFConfig) -> CFBackbone:
     """The backbone ``config`` names, sized for ``graph`` (initialised from the global RNG)."""
     if config.backbone == "mf":
-        return MF(graph.num_users, graph.num_items, config.embedding_dim)
+        return MF(graph.num_users, graph.num_items, config.embedding_dim, init=config.init)
     return LightGCN.from_graph(
-        graph, embedding_dim=config.embedding_dim, num_layers=config.num_layers
+        graph, embedding_dim=config.embedding_dim, num_layers=config.num_layers, init=config.init
     )
 
 

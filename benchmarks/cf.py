@@ -1,0 +1,262 @@
+"""CF benchmark: MF/LightGCN with BPR, InfoNCE and HDCCF under one CPU-time budget per method.
+
+Every method trains with :class:`graphrec.models.cf.CFTrainer` on one thread until its
+training CPU time reaches ``--budget`` seconds (evaluation excluded), early-stopping on the
+validation set (carved from train); the reported test metrics are those of the best
+validation epoch. Each evaluation also records the test metrics of the current weights, which
+gives the learning curve (metric vs training time). Runs are checkpointed after every epoch
+under ``--run-dir``, so an interrupted or extended run (larger ``--budget``) resumes where it
+stopped; ``--report`` only collects finished runs.
+
+The peer baseline ``pyg-lightgcn`` is the configuration of PyG's ``examples/lightgcn.py``
+(``LightGCN(num_layers=2, embedding_dim=64)``, xavier init, Adam lr 1e-3, batch 8192, one
+uniform negative per positive, ``recommendation_loss`` with ``lambda_reg=1e-4`` on the batch's
+nodes, i.e. our ``reg=2e-4``), trained through the same propagation as PyG's ``LightGCN``
+(parity pinned by ``tests/test_cf.py``).
+
+Usage::
+
+    python benchmarks/cf.py --dataset ml-100k --budget 60                # all methods + report
+    python benchmarks/cf.py --dataset gowalla --budget 2400 --methods lightgcn-bpr --no-report
+    python benchmarks/cf.py --report                                     # tables + plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _common import RESULTS, data_root, machine, update_benchmarks_md, write_results
+
+from graphrec.models.cf import CFConfig, CFTrainer
+from graphrec.models.cf.data import load_cf_graph
+
+DATASETS = ("ml-100k", "gowalla")
+
+#: Method -> CFConfig fields shared by both datasets.
+METHODS: dict[str, dict] = {
+    "mf-bpr": {"backbone": "mf", "loss": "bpr"},
+    "lightgcn-bpr": {"backbone": "lightgcn", "loss": "bpr", "num_layers": 3},
+    "mf-infonce": {"backbone": "mf", "loss": "infonce"},
+    "mf-hdccf": {"backbone": "mf", "loss": "hdccf"},
+    "lightgcn-hdccf": {"backbone": "lightgcn", "loss": "hdccf", "num_layers": 3},
+    "pyg-lightgcn": {
+        "backbone": "lightgcn",
+        "loss": "bpr",
+        "num_layers": 2,
+        "init": "xavier",
+        "lr": 1e-3,
+        "batch_size": 8192,
+        "reg": 2e-4,
+    },  # fmt: skip
+}
+
+#: Per-dataset settings (tuned on the validation set; see BENCHMARKS.md).
+SETTINGS: dict[str, dict[str, dict]] = {
+    "ml-100k": {
+        "*": {"eval_every": 1, "patience": 20, "batch_size": 1024, "lr": 5e-3},
+        "mf-infonce": {"temperature": 0.2},
+        "mf-hdccf": {"temperature": 0.2, "tau_plus": 0.05},
+        "lightgcn-hdccf": {"temperature": 0.2, "tau_plus": 0.05},
+    },
+    "gowalla": {
+        "*": {"eval_every": 5, "patience": 10, "batch_size": 8192, "lr": 5e-3},
+        "mf-infonce": {"batch_size": 2048, "temperature": 0.1},
+        "mf-hdccf": {"batch_size": 2048, "temperature": 0.1, "tau_plus": 0.05},
+        "lightgcn-hdccf": {"batch_size": 2048, "temperature": 0.1, "tau_plus": 0.05},
+    },
+}
+
+BASELINES = ("mf-bpr", "lightgcn-bpr", "mf-infonce", "pyg-lightgcn")
+CURVE_FIELDS = [
+    "epoch", "train_seconds", "cpu_seconds", "valid_recall@20", "valid_ndcg@20",
+    "test_recall@20", "test_ndcg@20",
+]  # fmt: skip
+
+
+def config_for(dataset: str, method: str, budget: float, seed: int) -> CFConfig:
+    settings = SETTINGS[dataset]
+    if method == "pyg-lightgcn":  # fixed peer configuration: only the schedule is ours
+        values = {**settings["*"], **METHODS[method]}
+    else:
+        values = {**settings["*"], **METHODS[method], **settings.get(method, {})}
+    return CFConfig(**values, epochs=100_000, cpu_budget=budget, seed=seed)
+
+
+def graph_for(dataset: str, seed: int):
+    valid = 0.1 if dataset == "ml-100k" else 0.05
+    return load_cf_graph(dataset, root=data_root(), valid_fraction=valid, seed=seed)
+
+
+def run_method(graph, dataset: str, method: str, budget: float, run_dir: Path, seed: int):
+    """Train (or resume) one method up to ``budget`` CPU seconds; write its JSON and curve."""
+    folder = run_dir / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    config = config_for(dataset, method, budget, seed)
+    curve_path = folder / f"{method}.csv"
+    trainer = CFTrainer(graph, config)
+    wall0 = time.perf_counter()
+
+    def progress(record: dict) -> None:
+        line = (
+            f"[{dataset} {method}] epoch {record['epoch']} loss {record['loss']:.4f} "
+            f"cpu {record['cpu_seconds']:.0f}s"
+        )
+        valid = record.get("valid")
+        if valid is not None:
+            test = trainer.evaluate("test")
+            row = {
+                "epoch": record["epoch"],
+                "train_seconds": round(record["train_seconds"], 2),
+                "cpu_seconds": round(record["cpu_seconds"], 2),
+                "valid_recall@20": valid["recall@20"],
+                "valid_ndcg@20": valid["ndcg@20"],
+                "test_recall@20": test["recall@20"],
+                "test_ndcg@20": test["ndcg@20"],
+            }
+            new = not curve_path.exists()
+            with curve_path.open("a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=CURVE_FIELDS)
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+            line += f" valid R@20 {valid['recall@20']:.4f} test R@20 {test['recall@20']:.4f}"
+        print(line, file=sys.stderr, flush=True)
+
+    trainer.progress = progress
+    trainer.fit(checkpoint=folder / f"{method}.pt")
+    test = trainer.evaluate("test")
+    result = {
+        "dataset": dataset,
+        "method": method,
+        "config": {k: v for k, v in vars(config).items() if k != "ks"},
+        "budget_cpu_seconds": budget,
+        "epochs": trainer.epoch,
+        "best_epoch": trainer.best_epoch,
+        "valid_recall@20": trainer.best_metric,
+        "test_recall@20": test["recall@20"],
+        "test_ndcg@20": test["ndcg@20"],
+        "train_cpu_seconds": round(trainer.cpu_seconds, 1),
+        "train_wall_seconds": round(trainer.train_seconds, 1),
+        "session_wall_seconds": round(time.perf_counter() - wall0, 1),
+    }
+    (folder / f"{method}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def _read_curve(path: Path) -> list[dict]:
+    rows: dict[int, dict] = {}
+    with path.open() as fh:
+        for row in csv.DictReader(fh):
+            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items()}
+    return [rows[e] for e in sorted(rows)]
+
+
+def report(run_dir: Path, command: str) -> None:
+    """Collect finished runs into results JSON/CSV, a PNG of the curves and BENCHMARKS.md."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = {d: sorted((run_dir / d).glob("*.json")) for d in DATASETS}
+    found = {d: files for d, files in found.items() if files}
+    if not found:
+        raise SystemExit(f"no finished runs under {run_dir}")
+    fig, axes = plt.subplots(1, len(found), figsize=(6.5 * len(found), 4.5), squeeze=False)
+    lines = [
+        "Collaborative filtering, full-ranking Recall@20 / NDCG@20 on the test set at the best "
+        "validation epoch (validation carved from train), each method trained on one thread "
+        "for the same CPU-time budget (evaluation excluded).",
+        "",
+        f"Command: `{command}`; machine: {machine()}, 4 processes sharing 2 cores (wall time is "
+        "inflated by that sharing; CPU time is the budgeted quantity). Curves: "
+        "`benchmarks/results/cf_curves.png`.",
+    ]
+    payload = {"machine": machine(), "command": command, "datasets": {}}
+    for ax, (dataset, files) in zip(axes[0], found.items(), strict=True):
+        results = [json.loads(f.read_text()) for f in files]
+        order = {m: k for k, m in enumerate(METHODS)}
+        results.sort(key=lambda r: order.get(r["method"], 99))
+        base = max(
+            (r for r in results if r["method"] in BASELINES),
+            key=lambda r: r["test_recall@20"],
+            default=None,
+        )
+        curves = {}
+        for r in results:
+            curve_file = run_dir / dataset / f"{r['method']}.csv"
+            if curve_file.exists():
+                curves[r["method"]] = _read_curve(curve_file)
+                pts = curves[r["method"]]
+                ax.plot(
+                    [p["cpu_seconds"] for p in pts],
+                    [p["test_recall@20"] for p in pts],
+                    label=r["method"],
+                    marker="." if len(pts) < 40 else None,
+                )
+        ax.set_title(f"{dataset}: test Recall@20 vs training time")
+        ax.set_xlabel("training CPU seconds (1 thread)")
+        ax.set_ylabel("Recall@20")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        budget = max(r["budget_cpu_seconds"] for r in results)
+        lines += [
+            "",
+            f"**{dataset}** (budget {budget:g} CPU s per method; strongest baseline "
+            f"{base['method'] if base else '-'}):",
+            "",
+            "| method | Recall@20 | NDCG@20 | vs best baseline | epochs (best) | train CPU s "
+            "| train wall s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results:
+            ratio = r["test_recall@20"] / base["test_recall@20"] if base else float("nan")
+            lines.append(
+                f"| {r['method']} | {r['test_recall@20']:.4f} | {r['test_ndcg@20']:.4f} | "
+                f"{ratio:.3f} | {r['epochs']} ({r['best_epoch']}) | "
+                f"{r['train_cpu_seconds']:.0f} | {r['train_wall_seconds']:.0f} |"
+            )
+        payload["datasets"][dataset] = {"results": results, "curves": curves}
+        with (RESULTS / f"cf_{dataset}_curves.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["method", *CURVE_FIELDS])
+            writer.writeheader()
+            for method, pts in curves.items():
+                for p in pts:
+                    writer.writerow({"method": method, **p})
+    fig.tight_layout()
+    fig.savefig(RESULTS / "cf_curves.png", dpi=110)
+    write_results("cf", payload)
+    update_benchmarks_md("cf", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=DATASETS, action="append")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--budget", type=float, default=60.0, help="training CPU s per method")
+    parser.add_argument("--run-dir", type=Path, default=Path("/tmp/cf_runs"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", action="store_true", help="only collect finished runs")
+    parser.add_argument("--no-report", action="store_true", help="train only")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    command = "python benchmarks/cf.py " + " ".join(sys.argv[1:])
+    if not args.report:
+        for dataset in args.dataset or ["ml-100k"]:
+            graph = graph_for(dataset, args.seed)
+            for method in args.methods:
+                run_method(graph, dataset, method, args.budget, args.run_dir, args.seed)
+    if not args.no_report:
+        report(args.run_dir, command)
+
+
+if __name__ == "__main__":
+    main()
