@@ -1,4 +1,5 @@
-"""GRATConv: reversed-attention direction, shapes, gradients, target masking, DGL parity."""
+"""GRATConv: reversed-attention direction, shapes, gradients, target masking, DGL parity;
+the segment reductions and the export-safe aggregation modes it runs on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ from torch import Tensor
 from torch_geometric.utils import softmax
 
 from graphrec.nn import GRATConv
+from graphrec.nn.segment import (
+    EdgeSegments,
+    Segments,
+    aggregation_mode,
+    get_aggregation_mode,
+    segment_max,
+    segment_softmax,
+    segment_sum,
+)
 
 
 def _identity_layer(channels: int) -> GRATConv:
@@ -138,3 +148,109 @@ def test_torch_export_with_dynamic_sizes():
     exported = torch.export.export(conv, (x, edge_index), dynamic_shapes=dims).module()
     x, edge_index = torch.randn(70, 4), torch.randint(0, 70, (2, 500))
     assert torch.allclose(exported(x, edge_index), conv(x, edge_index), atol=1e-6)
+
+
+# --- segment reductions and aggregation modes ------------------------------------------------
+
+EXPORT_MODES = ("dense", "csr")
+
+
+def _segments_case(seed: int = 0, n: int = 40, m: int = 300, width: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, n - 5, (m,), generator=g)  # the last 5 segments are empty
+    return torch.randn(m, width, generator=g), index, n, Segments.from_index(index, n)
+
+
+def test_segments_layout_by_hand():
+    perm, ptr = Segments.from_index(torch.tensor([2, 0, 2, 1, 0]), 4)
+    assert perm.tolist() == [1, 4, 3, 0, 2] and ptr.tolist() == [0, 2, 3, 5, 5]
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        Segments.from_index(torch.tensor([0, 3]), 3)
+
+
+@pytest.mark.parametrize("mode", EXPORT_MODES)
+def test_segment_ops_equal_the_scatter_path(mode):
+    src, index, n, seg = _segments_case()
+    ref_sum, ref_max = segment_sum(src, index, n), segment_max(src, index, n)
+    ref_soft = segment_softmax(src, index, n)
+    with aggregation_mode(mode):
+        assert get_aggregation_mode() == mode
+        got_sum = segment_sum(src, index, n, seg)
+        got_max = segment_max(src, index, n, seg)
+        got_soft = segment_softmax(src, index, n, seg)
+        got_flat = segment_sum(src[:, 0], index, n, seg)
+    assert get_aggregation_mode() == "scatter"
+    torch.testing.assert_close(got_sum, ref_sum, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_flat, ref_sum[:, 0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_max[:-5], ref_max[:-5], atol=0, rtol=0)  # exact
+    assert torch.isneginf(got_max[-5:]).all() and (got_sum[-5:] == 0).all()
+    torch.testing.assert_close(got_soft, ref_soft, atol=1e-6, rtol=0)
+    sums = segment_sum(got_soft, index, n, None)
+    torch.testing.assert_close(sums[:-5], torch.ones(n - 5, 3))
+
+
+@pytest.mark.parametrize("mode", EXPORT_MODES)
+def test_segment_softmax_is_stable_for_extreme_logits(mode):
+    g = torch.Generator().manual_seed(1)
+    index = torch.randint(0, 30, (400,), generator=g)
+    # groups far apart (+-1e4) and spreads of 200 inside a group: exp() of the raw logits,
+    # or of logits shifted by one global maximum, overflows or underflows to 0/0
+    logits = (index.float() - 15.0) * 700.0 + torch.rand(400, generator=g) * 200.0
+    ref = segment_softmax(logits, index, 30)
+    with aggregation_mode(mode):
+        got = segment_softmax(logits, index, 30, Segments.from_index(index, 30))
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
+def test_csr_sum_has_no_float32_cancellation():
+    """Cumsum differences lose ~eps * |running total|; the compensated CSR sum does not."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(2)
+    n, m = 500, 200_000
+    index = torch.randint(0, n, (m,), generator=g)
+    src = torch.rand(m, 2, generator=g) * 1000.0  # running total up to 1e8
+    truth = torch.zeros(n, 2, dtype=torch.float64).index_add_(0, index, src.double())
+    seg = Segments.from_index(index, n)
+    with aggregation_mode("csr"):
+        got = segment_sum(src, index, n, seg)
+    tolerance = 4 * torch.finfo(torch.float32).eps * truth.abs().max().item()  # a few ulps
+    assert (got.double() - truth).abs().max().item() < tolerance
+    # the uncompensated form (sequential float32 cumsum, as a runtime computes it) is far off
+    c = np.concatenate([np.zeros((1, 2), np.float32), np.cumsum(src[seg.perm].numpy(), 0)])
+    plain = c[seg.ptr[1:].numpy()] - c[seg.ptr[:-1].numpy()]
+    assert np.abs(plain - truth.numpy()).max() > 100 * tolerance
+
+
+def test_csr_mode_needs_segments_and_modes_are_checked():
+    src, index, n, _ = _segments_case()
+    with aggregation_mode("csr"), pytest.raises(ValueError, match="Segments.from_index"):
+        segment_sum(src, index, n)
+    with pytest.raises(ValueError, match="aggregation mode must be one of"):
+        with aggregation_mode("sparse"):
+            pass
+
+
+@pytest.mark.parametrize("mode", EXPORT_MODES)
+def test_grat_conv_modes_equal_training_path(mode):
+    torch.manual_seed(0)
+    n = 60
+    edge_index = torch.randint(0, n, (2, 400))
+    x = torch.randn(n, 4)
+    weight = (torch.rand(n) > 0.3).float()
+    conv = GRATConv(4, 3)
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.normal_(0.0, 2.0)  # wide logits
+    segments = EdgeSegments.from_edge_index(edge_index, n)
+    ref = conv(x, edge_index, weight)
+    ref.square().sum().backward()
+    ref_grads = [p.grad.clone() for p in conv.parameters()]
+    conv.zero_grad()
+    with aggregation_mode(mode):
+        got = conv(x, edge_index, weight, segments)
+        got.square().sum().backward()
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-6)
+    for g_ref, p in zip(ref_grads, conv.parameters()):
+        torch.testing.assert_close(p.grad, g_ref, atol=1e-4, rtol=1e-5)

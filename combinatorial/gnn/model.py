@@ -7,11 +7,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec.nn import GRATConv
+from graphrec.nn.segment import EdgeSegments, segment_sum
 
 FEATURES = ("ones", "degree")
 
 
-def node_features(edge_index: Tensor, num_nodes: int, kind: str = "ones", dim: int = 32) -> Tensor:
+def node_features(
+    edge_index: Tensor,
+    num_nodes: int,
+    kind: str = "ones",
+    dim: int = 32,
+    segments: EdgeSegments | None = None,
+) -> Tensor:
     """Input features of FastCover, computed from the graph alone.
 
     Args:
@@ -20,14 +27,16 @@ def node_features(edge_index: Tensor, num_nodes: int, kind: str = "ones", dim: i
         kind: ``"ones"`` (all-ones ``[n, dim]``, the official code's input) or ``"degree"``
             (``[1, log(1 + in-degree), log(1 + out-degree)]``, ``[n, 3]``).
         dim: width of the ``"ones"`` input.
+        segments: CSR layouts of ``edge_index`` (``"csr"`` aggregation mode only).
     """
     device = edge_index.device
     if kind == "ones":
         return torch.ones(num_nodes, dim, device=device)
     if kind == "degree":
         ones = torch.ones(edge_index.size(1), device=device)
-        deg_in = torch.zeros(num_nodes, device=device).index_add_(0, edge_index[1], ones)
-        deg_out = torch.zeros(num_nodes, device=device).index_add_(0, edge_index[0], ones)
+        row, col = (None, None) if segments is None else segments
+        deg_in = segment_sum(ones, edge_index[1], num_nodes, col)
+        deg_out = segment_sum(ones, edge_index[0], num_nodes, row)
         return torch.stack([deg_in.new_ones(num_nodes), deg_in.log1p(), deg_out.log1p()], dim=1)
     raise ValueError(f"features must be one of {FEATURES}, got {kind!r}")
 
@@ -94,7 +103,11 @@ class FastCover(torch.nn.Module):
             conv.reset_parameters()
 
     def forward(
-        self, edge_index: Tensor, num_nodes: int, target_weight: Tensor | None = None
+        self,
+        edge_index: Tensor,
+        num_nodes: int,
+        target_weight: Tensor | None = None,
+        segments: EdgeSegments | None = None,
     ) -> Tensor:
         """Logits ``[n]`` of every node.
 
@@ -103,12 +116,14 @@ class FastCover(torch.nn.Module):
             num_nodes: number of nodes ``n``.
             target_weight: optional ``[n]`` weight of each node as a target in the credit of
                 layer ``mask_layer`` (0 = already covered; see :class:`graphrec.nn.GRATConv`).
+            segments: CSR layouts of ``edge_index`` for the ``"csr"`` aggregation mode
+                (:func:`graphrec.nn.segment.aggregation_mode`).
         """
-        x = node_features(edge_index, num_nodes, self.features, self.in_channels)
+        x = node_features(edge_index, num_nodes, self.features, self.in_channels, segments)
         for i, conv in enumerate(self.convs):
             if i > 0:
                 x = F.relu(x)
-            x = conv(x, edge_index, target_weight if i == self.mask_layer else None)
+            x = conv(x, edge_index, target_weight if i == self.mask_layer else None, segments)
         return x.view(-1)
 
     def __repr__(self) -> str:

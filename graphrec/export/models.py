@@ -1,5 +1,9 @@
 """Export-ready forms of models whose on-device part differs from the training module.
 
+:class:`GraphScorer` gives a graph model (FastCover's GRAT stack) tensor-only inputs: the
+number of nodes comes from the shape of the ``target_weight`` input, and in the ``"csr"``
+aggregation mode the host passes the CSR layouts of the edge list as four more inputs.
+
 A device does not run a collaborative-filtering backbone's propagation: MF has no graph part,
 and LightGCN's propagation over the whole user-item graph is done once on the server. What
 ships is :class:`CFScorer`: the final user and item tables (precomputed) and the scoring of a
@@ -12,7 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["CFScorer"]
+from graphrec.nn.segment import EdgeSegments, Segments
+
+__all__ = ["GRAPH_INPUT_NAMES", "CFScorer", "GraphScorer", "graph_dynamic_shapes", "graph_inputs"]
 
 
 class CFScorer(torch.nn.Module):
@@ -50,3 +56,66 @@ class CFScorer(torch.nn.Module):
 
     def forward(self, users: Tensor) -> Tensor:
         return torch.nn.functional.embedding(users, self.user_embedding) @ self.item_embedding_t
+
+
+class GraphScorer(torch.nn.Module):
+    """``forward(target_weight [n], edge_index [2, m][, perm_row, ptr_row, perm_col, ptr_col])``
+    -> ``[n]`` scores of a graph model ``model(edge_index, num_nodes, target_weight, segments)``
+    (:class:`combinatorial.gnn.model.FastCover`).
+
+    ``target_weight`` is all ones for a plain scoring pass (multiplying by 1 is exact) and 0
+    for nodes already covered (re-scoring). The four CSR inputs
+    (:meth:`graphrec.nn.segment.EdgeSegments.from_edge_index`, see :func:`graph_inputs`) are
+    needed when the model is exported in the ``"csr"`` aggregation mode and ignored otherwise.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, target_weight: Tensor, edge_index: Tensor, *csr: Tensor) -> Tensor:
+        segments = None
+        if csr:
+            if len(csr) != 4:
+                raise ValueError(f"give 0 or 4 CSR tensors; got {len(csr)}")
+            segments = EdgeSegments(Segments(csr[0], csr[1]), Segments(csr[2], csr[3]))
+        return self.model(edge_index, target_weight.shape[0], target_weight, segments)
+
+
+#: Input names of :class:`GraphScorer` (the last four only in the ``"csr"`` mode).
+GRAPH_INPUT_NAMES = ("target_weight", "edge_index", "perm_row", "ptr_row", "perm_col", "ptr_col")
+
+
+def graph_inputs(
+    edge_index: Tensor, num_nodes: int, *, csr: bool = False, target_weight: Tensor | None = None
+) -> dict[str, Tensor]:
+    """The named inputs of :class:`GraphScorer` for a graph (the host-side preprocessing).
+
+    Args:
+        edge_index: ``[2, m]`` int64 edges.
+        num_nodes: ``n``.
+        csr: add the CSR layouts (for a model exported in the ``"csr"`` mode).
+        target_weight: ``[n]`` weights; default all ones.
+    """
+    if target_weight is None:
+        target_weight = torch.ones(num_nodes)
+    out = {"target_weight": target_weight, "edge_index": edge_index}
+    if csr:
+        (perm_row, ptr_row), (perm_col, ptr_col) = EdgeSegments.from_edge_index(
+            edge_index, num_nodes
+        )
+        out.update(perm_row=perm_row, ptr_row=ptr_row, perm_col=perm_col, ptr_col=ptr_col)
+    return out
+
+
+def graph_dynamic_shapes(csr: bool = False) -> dict[str, dict[int, object]]:
+    """``dynamic_shapes`` for :func:`graphrec.export.export_onnx` of a :class:`GraphScorer`:
+    any number of nodes and edges (``ptr`` inputs have ``nodes + 1`` entries)."""
+    nodes = torch.export.Dim("nodes", min=2)
+    edges = torch.export.Dim("edges", min=2)
+    shapes: dict[str, dict[int, object]] = {"target_weight": {0: nodes}, "edge_index": {1: edges}}
+    if csr:
+        shapes.update(
+            perm_row={0: edges}, ptr_row={0: nodes + 1}, perm_col={0: edges}, ptr_col={0: nodes + 1}
+        )
+    return shapes

@@ -153,8 +153,14 @@ def export_onnx(
     output_names: Sequence[str] | None = None,
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
+    aggregation: str = "dense",
 ) -> Path:
     """Export ``model`` (in eval mode) to an ONNX file with the dynamo exporter.
+
+    Graph layers of :mod:`graphrec.nn` are traced in the export-safe ``aggregation`` mode
+    (:func:`graphrec.nn.segment.aggregation_mode`): ``"dense"`` (one-hot incidence matmul,
+    small graphs) or ``"csr"`` (host-sorted segments, large graphs); ``"scatter"`` keeps the
+    training path's scatter operators, which onnxruntime runs but MNN does not.
 
     Args:
         model: a ``torch.nn.Module``; its ``forward`` takes either one ``dict[str, Tensor]``
@@ -170,6 +176,7 @@ def export_onnx(
         output_names: ONNX output names; default ``output_0, ...``.
         opset: the ONNX opset (20 is the tested one).
         overwrite: replace an existing ``path``; by default an existing file is an error.
+        aggregation: the aggregation mode of graph layers in the exported graph.
 
     Returns:
         ``path``.
@@ -180,6 +187,10 @@ def export_onnx(
     """
     import onnx  # optional dependency: the ``export`` extra
 
+    from graphrec.nn.segment import AGGREGATION_MODES, aggregation_mode
+
+    if aggregation not in AGGREGATION_MODES:
+        raise ValueError(f"aggregation must be one of {AGGREGATION_MODES}; got {aggregation!r}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
@@ -188,7 +199,7 @@ def export_onnx(
     was_training = model.training
     wrapper.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), aggregation_mode(aggregation):
             outputs = wrapper(*tensors)
         n_out = len(outputs) if isinstance(outputs, (tuple, list)) else 1
         out_names = [f"output_{i}" for i in range(n_out)] if output_names is None else output_names
@@ -196,17 +207,18 @@ def export_onnx(
             raise ValueError(f"{len(out_names)} output_names for {n_out} outputs")
         shapes = _dynamic_shapes(names, tensors, dynamic, dynamic_shapes)
         try:
-            program = torch.onnx.export(
-                wrapper,
-                tuple(tensors),
-                dynamo=True,
-                opset_version=opset,
-                dynamic_shapes=shapes,
-                input_names=names,
-                output_names=list(out_names),
-                optimize=True,
-                verbose=False,
-            )
+            with aggregation_mode(aggregation):
+                program = torch.onnx.export(
+                    wrapper,
+                    tuple(tensors),
+                    dynamo=True,
+                    opset_version=opset,
+                    dynamic_shapes=shapes,
+                    input_names=names,
+                    output_names=list(out_names),
+                    optimize=True,
+                    verbose=False,
+                )
         except Exception as exc:  # the exporter raises many types; keep its message
             raise ExportError(f"torch.onnx.export (dynamo) failed: {exc}") from exc
     finally:
@@ -219,6 +231,7 @@ def export_onnx(
         "example_shapes": {n: list(t.shape) for n, t in zip(names, tensors)},
         "opset": opset,
         "model": type(model).__name__,
+        "aggregation": aggregation,
     }
     for i in reversed(range(len(proto.metadata_props))):
         if proto.metadata_props[i].key == _META_KEY:

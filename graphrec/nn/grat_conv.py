@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear, Parameter
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import softmax
+
+from graphrec.nn.segment import EdgeSegments, segment_softmax, segment_sum
 
 
 class GRATConv(MessagePassing):
@@ -36,6 +37,11 @@ class GRATConv(MessagePassing):
     :math:`\alpha_{uv} = 1 / \deg^-(v)` and the aggregate is the soft-coverage count
     :math:`\sum_{v \in \mathcal{N}^+(u)} 1 / \deg^-(v)`.
 
+    The softmax and the sum go through :func:`graphrec.nn.segment.segment_softmax` and
+    :func:`graphrec.nn.segment.segment_sum`, so the layer follows the aggregation mode
+    (:func:`graphrec.nn.segment.aggregation_mode`): scatter for training, a dense incidence
+    matmul or host-sorted CSR segments for export (the ``"csr"`` mode needs ``segments``).
+
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.
         out_channels (int): Size of each output sample :math:`F_{out}`.
@@ -49,13 +55,13 @@ class GRATConv(MessagePassing):
           node features :math:`(|\mathcal{V}|, F_{in})`,
           edge indices :math:`(2, |\mathcal{E}|)` in the original orientation
           (row 0 = coverer :math:`u`, row 1 = covered :math:`v`),
-          target weights :math:`(|\mathcal{V}|)` *(optional)*
+          target weights :math:`(|\mathcal{V}|)` *(optional)*,
+          segments :class:`graphrec.nn.segment.EdgeSegments` *(optional, "csr" mode)*
         - **output:** node features :math:`(|\mathcal{V}|, F_{out})`
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True, **kwargs) -> None:
-        kwargs.setdefault("aggr", "add")
-        super().__init__(flow="target_to_source", node_dim=0, **kwargs)
+        super().__init__(aggr="add", flow="target_to_source", node_dim=0, **kwargs)
         self.in_channels = in_channels
         self.out_channels = out_channels
         # a = [a_covered || a_coverer]; c is the scalar attention bias.
@@ -72,13 +78,21 @@ class GRATConv(MessagePassing):
         torch.nn.init.uniform_(self.att_bias, -bound, bound)
         self.lin.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, target_weight: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        target_weight: Tensor | None = None,
+        segments: EdgeSegments | None = None,
+    ) -> Tensor:
         """Runs the layer.
 
         Args:
             x: node features ``[n, in_channels]``.
             edge_index: edges ``[2, m]``, row 0 = coverer ``u``, row 1 = covered ``v``.
             target_weight: optional ``[n]`` weight of each node as a target (0 drops it).
+            segments: CSR layouts of ``edge_index`` (``EdgeSegments.from_edge_index``),
+                needed in the ``"csr"`` aggregation mode only.
         """
         att_covered = x @ self.att[: self.in_channels]
         att_coverer = x @ self.att[self.in_channels :]
@@ -89,6 +103,7 @@ class GRATConv(MessagePassing):
             att_coverer=att_coverer,
             att_covered=att_covered,
             target_weight=target_weight,
+            segments=segments,
             size=(x.size(0), x.size(0)),
         )
         return self.lin(out)
@@ -101,12 +116,19 @@ class GRATConv(MessagePassing):
         target_weight_j: Tensor | None,
         edge_index_j: Tensor,
         size_j: int,
+        segments: EdgeSegments | None,
     ) -> Tensor:
         logit = F.relu(att_covered_j + att_coverer_i + self.att_bias)
-        alpha = softmax(logit, edge_index_j, num_nodes=size_j)
+        by_covered = None if segments is None else segments.col
+        alpha = segment_softmax(logit, edge_index_j, size_j, by_covered)
         if target_weight_j is not None:
             alpha = alpha * target_weight_j
         return alpha.unsqueeze(-1) * x_j
+
+    def aggregate(
+        self, inputs: Tensor, index: Tensor, dim_size: int, segments: EdgeSegments | None
+    ) -> Tensor:
+        return segment_sum(inputs, index, dim_size, None if segments is None else segments.row)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"

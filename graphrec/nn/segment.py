@@ -1,0 +1,247 @@
+"""Segment reductions (sum, max, softmax) with an export-safe aggregation mode.
+
+A message-passing layer reduces per-edge values into per-node segments. Training uses scatter
+operations (PyG's ``scatter`` / ``softmax``); exported to ONNX they become ScatterElements /
+ScatterND, which MNN runs wrongly (``shared/specs/ondevice.md`` section 4.3). The same layer
+therefore reduces through the functions below, whose implementation depends on the
+**aggregation mode** chosen at export time with :func:`aggregation_mode`:
+
+``"scatter"`` (default, training)
+    PyG's scatter reductions, as in any PyG layer.
+``"dense"`` (small graphs)
+    An ``[N, E]`` one-hot incidence matrix built in the graph (Equal + Cast):
+    sums are ``incidence @ values`` (MatMul), maxima a masked ReduceMax. Exact;
+    memory ``O(N E)``.
+``"csr"`` (large graphs)
+    The host passes the CSR layout of each grouping (:class:`Segments`: the stable sort
+    permutation and the segment pointers). Sums are differences of a cumulative sum at the
+    segment bounds, **compensated** for float32 cancellation: the rounding error of every
+    running-sum step is recovered exactly (TwoSum) and summed in a second cumulative sum, so
+    the error no longer grows with the magnitude of the running total. Maxima use a segmented
+    doubling scan (``ceil(log2 L)`` elementwise max steps for segments of length ``<= L``),
+    exact. Memory ``O(E)``.
+
+Every mode uses only Gather, MatMul, CumSum, Where, Equal and elementwise operators, which
+onnxruntime and MNN run correctly. :func:`segment_softmax` subtracts the exact per-segment
+maximum in every mode, so it is stable for any logits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch_geometric.utils import scatter
+
+__all__ = [
+    "AGGREGATION_MODES",
+    "EdgeSegments",
+    "Segments",
+    "aggregation_mode",
+    "get_aggregation_mode",
+    "segment_max",
+    "segment_softmax",
+    "segment_sum",
+]
+
+#: The aggregation modes, see the module docstring.
+AGGREGATION_MODES = ("scatter", "dense", "csr")
+
+#: Segments of at most ``2 ** MAX_SCAN_STEPS`` items in ``"csr"`` mode (the scan is unrolled).
+MAX_SCAN_STEPS = 24
+
+_MODE: ContextVar[str] = ContextVar("graphrec_aggregation_mode", default="scatter")
+
+
+def get_aggregation_mode() -> str:
+    """The current aggregation mode (``"scatter"`` unless inside :func:`aggregation_mode`)."""
+    return _MODE.get()
+
+
+@contextlib.contextmanager
+def aggregation_mode(mode: str) -> Iterator[None]:
+    """Use ``mode`` (``"scatter"``, ``"dense"`` or ``"csr"``) for every segment reduction run
+    (or traced for export) inside the ``with`` block."""
+    if mode not in AGGREGATION_MODES:
+        raise ValueError(f"aggregation mode must be one of {AGGREGATION_MODES}; got {mode!r}")
+    token = _MODE.set(mode)
+    try:
+        yield
+    finally:
+        _MODE.reset(token)
+
+
+class Segments(NamedTuple):
+    """CSR layout of a grouping of ``E`` items into ``N`` segments (computed on the host).
+
+    Attributes:
+        perm: ``[E]`` int64, the items ordered by segment (a stable sort of the index).
+        ptr: ``[N + 1]`` int64, segment ``k`` is ``perm[ptr[k]:ptr[k + 1]]``.
+    """
+
+    perm: Tensor
+    ptr: Tensor
+
+    @classmethod
+    def from_index(cls, index: Tensor, num_segments: int) -> Segments:
+        """The layout of ``index`` (``[E]``, values in ``[0, num_segments)``)."""
+        if index.dim() != 1:
+            raise ValueError(f"index must be 1-D; got shape {tuple(index.shape)}")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_segments):
+            raise ValueError(f"index values must lie in [0, {num_segments})")
+        perm = torch.sort(index, stable=True).indices
+        counts = torch.bincount(index, minlength=num_segments)
+        ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        return cls(perm, ptr)
+
+
+class EdgeSegments(NamedTuple):
+    """The :class:`Segments` of an edge list grouped by its first and by its second row."""
+
+    row: Segments
+    col: Segments
+
+    @classmethod
+    def from_edge_index(cls, edge_index: Tensor, num_nodes: int) -> EdgeSegments:
+        """Both layouts of ``edge_index`` (``[2, E]``)."""
+        return cls(
+            Segments.from_index(edge_index[0], num_nodes),
+            Segments.from_index(edge_index[1], num_nodes),
+        )
+
+
+def _as_2d(src: Tensor) -> tuple[Tensor, bool]:
+    return (src.unsqueeze(-1), True) if src.dim() == 1 else (src.flatten(1), False)
+
+
+def _incidence(index: Tensor, num_segments: int, dtype: torch.dtype) -> Tensor:
+    """``[N, E]`` with a 1 where item ``e`` belongs to segment ``k``."""
+    nodes = torch.arange(num_segments, device=index.device, dtype=index.dtype)
+    return (nodes.unsqueeze(1) == index.unsqueeze(0)).to(dtype)
+
+
+def _check_segments(segments: Segments | None, what: str) -> Segments:
+    if segments is None:
+        raise ValueError(
+            f"{what} in 'csr' aggregation mode needs the host-computed Segments "
+            "(graphrec.nn.segment.Segments.from_index / EdgeSegments.from_edge_index)"
+        )
+    return segments
+
+
+def _exclusive_cumsum(x: Tensor) -> Tensor:
+    """``[E + 1, F]``: 0 followed by the running sums of ``x``."""
+    return torch.cat([x.new_zeros(1, x.shape[1]), torch.cumsum(x, dim=0)], dim=0)
+
+
+def _csr_sum(x: Tensor, ptr: Tensor) -> Tensor:
+    """Sums of the sorted rows ``x[ptr[k]:ptr[k+1]]``, cumsum differences with compensation.
+
+    With ``c`` the running sums, ``x_e = (c_e - c_{e-1}) + d_e`` where ``d_e`` is the rounding
+    error of step ``e``; TwoSum gives ``d_e`` exactly, so the segment sum is
+    ``(c_end - c_start) + (D_end - D_start)`` with ``D`` the running sums of ``d``, whose
+    terms are ``~eps |c|`` instead of ``|c|``.
+    """
+    c = _exclusive_cumsum(x)
+    prev, cur = c[:-1], c[1:]
+    s = prev + x
+    b = s - prev
+    err = (prev - (s - b)) + (x - b)  # TwoSum: prev + x = s + err exactly
+    d = (s - cur) + err  # the runtime's cumsum may round differently from s
+    dc = _exclusive_cumsum(d)
+    start, end = ptr[:-1], ptr[1:]
+    return (c[end] - c[start]) + (dc[end] - dc[start])
+
+
+def _csr_max(v: Tensor, seg: Tensor, ptr: Tensor) -> Tensor:
+    """Per-segment maxima of the sorted rows ``v`` (``seg`` = their segment ids) by a
+    segmented inclusive max-scan (Hillis-Steele doubling); -inf for empty segments."""
+    n = v.shape[0]
+    pos = torch.arange(n, device=v.device)
+    for step in range(MAX_SCAN_STEPS):
+        j = pos - (1 << step)
+        jc = j.clamp(min=0)
+        same = ((j >= 0) & (seg[jc] == seg)).unsqueeze(-1)
+        v = torch.where(same, torch.maximum(v, v[jc]), v)
+    last = (ptr[1:] - 1).clamp(min=0)
+    empty = (ptr[1:] == ptr[:-1]).unsqueeze(-1)
+    return torch.where(empty, torch.full_like(v[last], float("-inf")), v[last])
+
+
+def segment_sum(
+    src: Tensor, index: Tensor, num_segments: int, segments: Segments | None = None
+) -> Tensor:
+    r"""``out[k] = sum_{e: index[e] = k} src[e]`` in the current aggregation mode.
+
+    Args:
+        src: ``[E]`` or ``[E, *]`` values.
+        index: ``[E]`` segment of each value.
+        num_segments: ``N``.
+        segments: the CSR layout of ``index`` (needed in ``"csr"`` mode only).
+
+    Returns:
+        ``[N]`` or ``[N, *]``; empty segments are 0.
+    """
+    mode = get_aggregation_mode()
+    if mode == "scatter":
+        return scatter(src, index, dim=0, dim_size=num_segments, reduce="sum")
+    x, flat = _as_2d(src)
+    if mode == "dense":
+        out = _incidence(index, num_segments, x.dtype) @ x
+    else:
+        segments = _check_segments(segments, "segment_sum")
+        out = _csr_sum(x[segments.perm], segments.ptr)
+    return out.squeeze(-1) if flat else out.view(num_segments, *src.shape[1:])
+
+
+def segment_max(
+    src: Tensor, index: Tensor, num_segments: int, segments: Segments | None = None
+) -> Tensor:
+    r"""``out[k] = max_{e: index[e] = k} src[e]`` in the current aggregation mode.
+
+    Empty segments are 0 in ``"scatter"`` mode (PyG's convention) and -inf otherwise; a
+    softmax only reads the segments of its items.
+    """
+    mode = get_aggregation_mode()
+    if mode == "scatter":
+        return scatter(src, index, dim=0, dim_size=num_segments, reduce="max")
+    x, flat = _as_2d(src)
+    if mode == "dense":
+        mask = _incidence(index, num_segments, torch.bool).unsqueeze(-1)  # [N, E, 1]
+        neg = torch.full_like(x, float("-inf")).unsqueeze(0)
+        out = torch.where(mask, x.unsqueeze(0), neg).amax(dim=1)
+    else:
+        segments = _check_segments(segments, "segment_max")
+        out = _csr_max(x[segments.perm], index[segments.perm], segments.ptr)
+    return out.squeeze(-1) if flat else out.view(num_segments, *src.shape[1:])
+
+
+def segment_softmax(
+    src: Tensor, index: Tensor, num_segments: int, segments: Segments | None = None
+) -> Tensor:
+    r"""Softmax of ``src`` within each segment of ``index``:
+
+    .. math::
+        \alpha_e = \frac{\exp(s_e - m_{k})}{\sum_{e': \mathrm{index}[e'] = k}
+        \exp(s_{e'} - m_{k}) + 10^{-16}}, \qquad k = \mathrm{index}[e],\;
+        m_k = \max_{e': \mathrm{index}[e'] = k} s_{e'}
+
+    (the formula of :func:`torch_geometric.utils.softmax`, which ``"scatter"`` mode calls).
+
+    Args:
+        src: ``[E]`` or ``[E, H]`` logits.
+        index: ``[E]`` segment of each logit.
+        num_segments: ``N``.
+        segments: the CSR layout of ``index`` (needed in ``"csr"`` mode only).
+    """
+    if get_aggregation_mode() == "scatter":
+        from torch_geometric.utils import softmax
+
+        return softmax(src, index, num_nodes=num_segments)
+    shifted = (src - segment_max(src.detach(), index, num_segments, segments)[index]).exp()
+    total = segment_sum(shifted, index, num_segments, segments) + 1e-16
+    return shifted / total[index]
