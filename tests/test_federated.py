@@ -34,7 +34,6 @@ from graphrec.federated.data import load_uci_har_labels_per_subject, load_uci_he
 from graphrec.federated.ode import (
     GlobalGradientEstimator,
     LocalGradientEstimator,
-    StreamDevice,
     ValueBuffer,
     coordinate_labels,
     global_gradient,
@@ -43,6 +42,14 @@ from graphrec.federated.ode import (
     sample_values,
 )
 from graphrec.federated.simulator import _seed as simulator_seed
+from graphrec.federated.stream import (
+    ODEAggregation,
+    StreamDevice,
+    StreamTask,
+    make_store,
+    speedup,
+    stream_simulator,
+)
 from graphrec.graphs.device_cloud import DeviceCloudGraph
 from graphrec.io import Interactions
 from graphrec.models.ctr import DIN, CTRFeatures, amazon_ctr
@@ -511,6 +518,9 @@ def _ode_setup():
     return model, torch.nn.functional.cross_entropy, x_all, y_all
 
 
+F_ce = torch.nn.functional.cross_entropy
+
+
 def test_per_sample_gradients_match_autograd():
     model, loss_fn, x, y = _ode_setup()
     g = per_sample_gradients(model, loss_fn, x[:4], y[:4])
@@ -720,7 +730,10 @@ def test_stream_device_lazy_catch_up_equals_eager_processing():
     selected = {1, 4, 5, 9}
 
     def device():
-        d = StreamDevice(x[:37], y[:37], 4, {0: 3, 1: 2}, model, loss_fn)
+        store = make_store("ode", 5, slots={0: 3, 1: 2})
+        d = StreamDevice(
+            x[:37], y[:37], 4, store, model, loss_fn, needs=frozenset({"value"}), estimate=True
+        )
         d.receive(models[0], grads[0])
         return d
 
@@ -731,19 +744,142 @@ def test_stream_device_lazy_catch_up_equals_eager_processing():
         if t in selected:
             eager_up.append(eager.upload())
             eager.receive(models[t], grads[t])
-            lazy.catch_up(t)
+            lazy.catch_up(t)  # one batched valuation for all pending rounds
             lazy_up.append(lazy.upload())
             lazy.receive(models[t], grads[t])
     lazy.catch_up(10)
     assert lazy.cursor == eager.cursor == 10
-    assert lazy.buffer.samples() == eager.buffer.samples() and len(eager.buffer) == 5
-    assert lazy.buffer.entries() == eager.buffer.entries()
+    assert lazy.store.samples() == eager.store.samples() and len(eager.store.samples()) == 5
+    for (s1, l1, v1), (s2, l2, v2) in zip(
+        lazy.store.buffer.entries(), eager.store.buffer.entries(), strict=True
+    ):
+        assert (s1, l1) == (s2, l2) and v1 == pytest.approx(v2, rel=1e-12)
     for (a, na), (b, nb) in zip(eager_up, lazy_up, strict=True):
-        assert na == nb and torch.equal(a, b)
-    assert torch.equal(lazy.estimator.total, eager.estimator.total)
-    assert {int(y[i]) for i, _ in eager.buffer.samples()} <= {0, 1}  # label 2 has no slot
+        assert na == nb
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(lazy.estimator.total, eager.estimator.total)
+    assert {int(y[i]) for i in eager.store.samples()} <= {0, 1}  # label 2 has no slot
     # the first upload is the mean gradient of round 1's arrivals at the initial model
     g1 = per_sample_gradients(model, loss_fn, x[:4], y[:4], state=models[0])
     torch.testing.assert_close(eager_up[0][0], g1.mean(0))
+    # stored values are the projections on the last received estimate
+    idx = torch.tensor(eager.store.samples())
+    g = per_sample_gradients(model, loss_fn, x[idx], y[idx], state=models[9])
+    eager.revalue()
+    values = sorted(v for _, _, v in eager.store.buffer.entries())
+    assert values == pytest.approx(sorted((g @ grads[9]).tolist()))
     with pytest.raises(ValueError, match="next round"):
         eager.process(12)
+
+
+def test_baseline_stores_hand_cases():
+    stats = [{"loss": v, "grad_norm": 10 - v} for v in (1.0, 5.0, 3.0, 0.5, 4.0)]
+    fifo, full = make_store("fifo", 2), make_store("fd", 2)
+    hl, gn = make_store("hl", 2), make_store("gn", 2)
+    for s, st in enumerate(stats + stats[:2]):  # the stream replays samples 0 and 1
+        for store in (fifo, full, hl, gn):
+            store.offer(s % 5, 0, st)
+    assert fifo.samples() == [0, 1]
+    assert full.samples() == [0, 1, 2, 3, 4]  # every distinct sample, no limit
+    assert sorted(hl.samples()) == [1, 4]  # top-2 losses; a replayed sample is not duplicated
+    assert sorted(gn.samples()) == [0, 3]  # top-2 gradient norms
+    # reservoir: each of n stream samples is kept with probability capacity / n
+    kept = np.zeros(10)
+    for seed in range(2000):
+        rs = make_store("rs", 3, rng=np.random.default_rng(seed))
+        for s in range(10):
+            rs.offer(s, 0, {})
+        kept[rs.samples()] += 1
+    assert np.allclose(kept / 2000, 0.3, atol=0.05)
+    # FedBalancer guard: a loss above 0.9 x the running max is admitted with p = 0.3
+    admitted = make_store("fb", 10_000, rng=np.random.default_rng(1))
+    for s in range(2000):
+        admitted.offer(s, 0, {"loss": float(s)})
+    assert 0.25 < len(admitted.samples()) / 2000 < 0.35
+    # SLD guard: after 50 samples, norms above 1.2 x the running mean pass with p = 0.2
+    sld = make_store("sld", 10_000, rng=np.random.default_rng(2))
+    for s in range(50):
+        sld.offer(s, 0, {"grad_norm": 1.0})
+    for s in range(50, 2050):
+        sld.offer(s, 0, {"grad_norm": 1.0 if s % 2 else 100.0})
+    big = [s for s in sld.samples() if s >= 50 and s % 2 == 0]
+    assert len([s for s in sld.samples() if s >= 50 and s % 2]) == 1000
+    assert 0.15 < len(big) / 1000 < 0.25
+    with pytest.raises(ValueError, match="slots"):
+        make_store("ode", 3)
+    with pytest.raises(ValueError, match="unknown selector"):
+        make_store("best", 3)
+
+
+def _tiny_stream_task(selector: str, **kw) -> StreamTask:
+    data = synthetic_leaf(0.5, 0.5, 12, samples_per_device=60, dim=10, num_classes=4, seed=1)
+    train = [p[:48] for p in data.parts]
+    test = np.concatenate([p[48:] for p in data.parts])
+    model = torch.nn.Linear(10, 4)
+    return StreamTask(
+        model, data.x, data.y, train, test, selector=selector, buffer_size=6, velocity=3, **kw
+    )
+
+
+@pytest.mark.parametrize("selector", ["rs", "ode", "ode-exact", "sld"])
+def test_stream_rounds_learn_and_are_seeded(selector):
+    local = LocalConfig(lr=0.1, lr_decay=1.0, local_steps=3, batch_size=1000, clip_norm=None)
+    runs = []
+    for _ in range(2):
+        task = _tiny_stream_task(selector)
+        sim = stream_simulator(task, clients_per_round=4, local=local, seed=5, eval_every=5)
+        runs.append(sim.run(20))
+    assert runs[0] == runs[1]
+    acc = [r["accuracy"] for r in runs[0] if "accuracy" in r]
+    assert acc[-1] > acc[0] + 0.15
+    devices = [cs["device"] for cs in sim.client_state.values()]
+    assert all(len(d.store.samples()) <= 6 for d in devices)
+    cost = task.selection_cost(devices)
+    if selector == "rs":
+        assert cost == {"ms_per_sample": 0.0, "bytes_per_sample": 0.0}
+    else:
+        assert cost["bytes_per_sample"] == 44 * 4 and cost["ms_per_sample"] > 0
+    if selector.startswith("ode"):  # coordinated stores: slots within each device's labels
+        a = task.assignment
+        assert (a.slots.sum(1) == 6).all()
+        for d, dev in zip(sim.client_state, devices, strict=True):
+            labels = task.y[torch.from_numpy(task.streams[d][dev.store.samples()])]
+            counts = np.bincount(labels.numpy(), minlength=4)
+            assert (counts <= a.slots[d]).all()
+
+
+def test_ode_server_weights_and_estimate():
+    task = _tiny_stream_task("ode")
+    local = LocalConfig(lr=0.1, lr_decay=1.0, local_steps=1, batch_size=1000, clip_norm=None)
+    sim = stream_simulator(task, clients_per_round=3, local=local, seed=0)
+    est = sim.strategy.estimator
+    torch.testing.assert_close(  # seeded with the exact gradient at the initial model
+        est.estimate.float(), task.client_gradients(sim.state).mean(0), rtol=1e-5, atol=1e-6
+    )
+    config = sim.strategy.configure(1, local.for_round(0))
+    updates = [sim.client_update(c, config, 1) for c in sim.sample_clients(1)]
+    for u in updates:  # weight sum_y gamma_y B_cy, and the local estimate of 3 arrivals
+        assert u.weight == pytest.approx(task.assignment.weights[u.client])
+        idx = torch.from_numpy(task.streams[u.client][:3])
+        g = per_sample_gradients(task.model, F_ce, task.x[idx], task.y[idx], state=sim.state)
+        torch.testing.assert_close(u.extras["ghat"], g.mean(0))
+    new = sim.strategy.aggregate(sim.state, updates)
+    w = np.array([u.weight for u in updates]) / sum(u.weight for u in updates)
+    expected = sum(wi * u.dense["weight"] for wi, u in zip(w, updates, strict=True))
+    torch.testing.assert_close(new["weight"], sim.state["weight"] + expected)
+    n = task.graph.num_samples[[u.client for u in updates]].astype(float)
+    mean = sum((ni / n.sum()) * u.extras["ghat"].double() for ni, u in zip(n, updates))
+    torch.testing.assert_close(est.estimate, mean)  # replacement (Estimation2)
+    empty = ClientUpdate(0, 5, dense={"weight": torch.ones_like(new["weight"])}, weight=0.0)
+    out = ODEAggregation().aggregate(sim.state, [empty])
+    assert torch.equal(out["weight"], sim.state["weight"])
+
+
+def test_speedup_hand_case():
+    rs = [{"round": r, "accuracy": a} for r, a in [(0, 0.1), (10, 0.5), (20, 0.7), (30, 0.8)]]
+    fast = [{"round": r, "accuracy": a} for r, a in [(0, 0.1), (10, 0.8), (20, 0.9), (30, 0.9)]]
+    slow = [{"round": r, "accuracy": a} for r, a in [(0, 0.1), (10, 0.2), (20, 0.3), (30, 0.4)]]
+    assert speedup(rs, rs) == 1.0 and speedup(rs, fast) == 3.0 and speedup(rs, slow) is None
+    mid = [{"round": r, "accuracy": a} for r, a in [(0, 0.1), (10, 0.6), (20, 0.76), (30, 0.79)]]
+    assert speedup(rs, mid) is None  # never reaches RS's final 0.8
+    assert speedup(rs, mid, tail=2) == 1.5  # target mean(0.7, 0.8): RS at 30, mid at 20

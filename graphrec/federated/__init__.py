@@ -1,6 +1,6 @@
 """Federated learning on the device-cloud graph: partitioners, an in-process simulator,
 aggregation strategies (FedAvg, FedProx, involved-participant averaging, FedSubAvg) and ODE
-sample valuation.
+sample valuation with storage-limited streams and the selection baselines.
 
 See ``shared/specs/federated.md``. The device-cloud graph itself is
 :class:`graphrec.graphs.device_cloud.DeviceCloudGraph`.
@@ -10,12 +10,12 @@ from graphrec.federated.ode import (
     GlobalGradientEstimator,
     LabelAssignment,
     LocalGradientEstimator,
-    StreamDevice,
     ValueBuffer,
     coordinate_labels,
     global_gradient,
     last_layers,
     per_sample_gradients,
+    per_sample_losses,
     sample_values,
 )
 from graphrec.federated.partition import (
@@ -37,6 +37,17 @@ from graphrec.federated.strategies import (
     RowDelta,
     Strategy,
 )
+from graphrec.federated.stream import (
+    SELECTORS,
+    ODEAggregation,
+    StreamDevice,
+    StreamTask,
+    final_value,
+    make_store,
+    rounds_to_reach,
+    speedup,
+    stream_simulator,
+)
 from graphrec.federated.tasks import (
     CTRModelTask,
     EmbeddingCTRTask,
@@ -45,6 +56,15 @@ from graphrec.federated.tasks import (
 )
 
 __all__ = [
+    "SELECTORS",
+    "ODEAggregation",
+    "StreamTask",
+    "final_value",
+    "make_store",
+    "per_sample_losses",
+    "rounds_to_reach",
+    "speedup",
+    "stream_simulator",
     "CTRModelTask",
     "ClientUpdate",
     "EmbeddingCTRTask",

@@ -18,10 +18,8 @@ gradients at its last received model) and the server a :class:`GlobalGradientEst
 (incremental "Estimation1" or replacement "Estimation2" update).
 
 Also here: the greedy cross-client label coordination (:func:`coordinate_labels`) and the
-per-label value store (:class:`ValueBuffer`), and one device's stream processing with lazy
-catch-up (:class:`StreamDevice`). Not implemented yet: the ODE round loop in the simulator
-(gamma-weighted local training, aggregation weights, server-side estimate updates) and the
-selection baselines (RS, FIFO, HL, GN, FB, SLD, FD).
+per-label value store (:class:`ValueBuffer`). Streams, stores, the selection baselines and the
+round loop are in :mod:`graphrec.federated.stream`.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 __all__ = [
     "last_layers",
@@ -46,7 +44,7 @@ __all__ = [
     "LabelAssignment",
     "coordinate_labels",
     "ValueBuffer",
-    "StreamDevice",
+    "per_sample_losses",
 ]
 
 #: ``loss_fn(model_output, target) -> scalar loss`` of a batch (mean over the batch).
@@ -86,6 +84,14 @@ def _flatten(grads: Mapping[str, Tensor], names: Sequence[str], batch: bool) -> 
     return torch.cat([grads[n].flatten(start_dim=lead) for n in names], dim=lead)
 
 
+def _one_sample_loss(model: nn.Module, loss_fn: LossFn, fixed: dict) -> Callable:
+    def one(p: dict, xi: Tensor, yi: Tensor) -> Tensor:
+        out = functional_call(model, {**fixed, **p}, (xi.unsqueeze(0),))
+        return loss_fn(out, yi.unsqueeze(0))
+
+    return one
+
+
 def per_sample_gradients(
     model: nn.Module,
     loss_fn: LossFn,
@@ -94,20 +100,33 @@ def per_sample_gradients(
     *,
     params: Sequence[str] | None = None,
     state: Mapping[str, Tensor] | None = None,
-) -> Tensor:
+    with_loss: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Per-sample gradients ``[n, P]`` of ``loss_fn(model(x_i), y_i)`` w.r.t. ``params``
     (default: all parameters, flattened in ``named_parameters`` order), via ``torch.func.vmap``,
     at the model's parameters or at ``state`` (parameter name -> tensor) where given.
+    ``with_loss=True`` also returns the per-sample losses ``[n]``.
     The model must not mix samples (no batch norm in training mode)."""
     chosen, fixed = _split(model, params, state)
-    names = list(chosen)
+    one = _one_sample_loss(model, loss_fn, fixed)
+    grads, losses = vmap(grad_and_value(one), in_dims=(None, 0, 0))(chosen, x, y)
+    flat = _flatten(grads, list(chosen), batch=True)
+    return (flat, losses.detach()) if with_loss else flat
 
-    def one(p: dict, xi: Tensor, yi: Tensor) -> Tensor:
-        out = functional_call(model, {**fixed, **p}, (xi.unsqueeze(0),))
-        return loss_fn(out, yi.unsqueeze(0))
 
-    grads = vmap(grad(one), in_dims=(None, 0, 0))(chosen, x, y)
-    return _flatten(grads, names, batch=True)
+def per_sample_losses(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    *,
+    state: Mapping[str, Tensor] | None = None,
+) -> Tensor:
+    """Per-sample losses ``[n]`` of ``loss_fn(model(x_i), y_i)`` at the model or ``state``."""
+    chosen, fixed = _split(model, None, state)
+    one = _one_sample_loss(model, loss_fn, fixed)
+    with torch.no_grad():
+        return vmap(one, in_dims=(None, 0, 0))(chosen, x, y)
 
 
 def global_gradient(
@@ -340,90 +359,3 @@ class ValueBuffer:
 
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())
-
-
-class StreamDevice:
-    """One ODE device: a data stream, a label-coordinated :class:`ValueBuffer` and a
-    :class:`LocalGradientEstimator`, valued with the last global model and global-gradient
-    estimate the device received (ODE-Est's stale pair).
-
-    The stream is ``(x, y)`` replayed cyclically, ``velocity`` samples per round: round ``t``
-    (1-based) brings positions ``(t-1)*velocity .. t*velocity-1`` modulo ``len(y)``. Because a
-    device that is not selected only uses its stale pair, its work can be deferred:
-    :meth:`catch_up` replays the pending rounds in order when it is next selected, which gives
-    the same buffer and estimator as processing every round eagerly with :meth:`process`.
-
-    Args:
-        x, y: the device's stream.
-        velocity: samples per round.
-        slots: label -> buffer slots (from :func:`coordinate_labels`).
-        model, loss_fn: the model and batch loss used for per-sample gradients.
-        params: parameters to value with (default all; e.g. :func:`last_layers`).
-    """
-
-    def __init__(
-        self,
-        x: Tensor,
-        y: Tensor,
-        velocity: int,
-        slots: Mapping[int, int],
-        model: nn.Module,
-        loss_fn: LossFn,
-        *,
-        params: Sequence[str] | None = None,
-    ) -> None:
-        if velocity < 1 or len(y) == 0:
-            raise ValueError("need a non-empty stream and velocity >= 1")
-        self.x, self.y = x, y
-        self.velocity = velocity
-        self.buffer = ValueBuffer(slots)
-        self.model, self.loss_fn, self.params = model, loss_fn, params
-        names = list(params) if params is not None else [n for n, _ in model.named_parameters()]
-        sizes = dict(model.named_parameters())
-        self.estimator = LocalGradientEstimator(sum(sizes[n].numel() for n in names), x.dtype)
-        self.cursor = 0  #: last round whose arrivals were processed
-        self.model_state: dict[str, Tensor] | None = None
-        self.global_grad: Tensor | None = None
-
-    def arrivals(self, round: int) -> np.ndarray:
-        """Stream positions arriving in (1-based) ``round``."""
-        start = (round - 1) * self.velocity
-        return np.arange(start, start + self.velocity) % len(self.y)
-
-    def receive(self, state: Mapping[str, Tensor], global_grad: Tensor) -> None:
-        """Store the global model and gradient estimate sent to the device."""
-        self.model_state = {k: v.detach().clone() for k, v in state.items()}
-        self.global_grad = global_grad.detach().clone()
-
-    def process(self, round: int) -> None:
-        """Value and offer the arrivals of ``round`` (must be the next unprocessed round)."""
-        if round != self.cursor + 1:
-            raise ValueError(f"next round to process is {self.cursor + 1}, got {round}")
-        if self.model_state is None or self.global_grad is None:
-            raise RuntimeError("the device has not received a model yet")
-        idx = torch.from_numpy(self.arrivals(round))
-        g = per_sample_gradients(
-            self.model,
-            self.loss_fn,
-            self.x[idx],
-            self.y[idx],
-            params=self.params,
-            state=self.model_state,
-        )
-        self.estimator.add(g)
-        values = g @ self.global_grad.to(g.dtype)
-        for i, label, v in zip(idx.tolist(), self.y[idx].tolist(), values.tolist(), strict=True):
-            self.buffer.offer(i, int(label), v)
-        self.cursor = round
-
-    def catch_up(self, round: int) -> None:
-        """Process every pending round up to and including ``round``."""
-        for t in range(self.cursor + 1, round + 1):
-            self.process(t)
-
-    def upload(self) -> tuple[Tensor | None, int]:
-        """The local gradient estimate and its sample count; resets the estimator."""
-        mean, count = self.estimator.mean(), self.estimator.count
-        mean = None if mean is None else mean.clone()
-        self.estimator.reset()
-        return mean, count

@@ -98,7 +98,8 @@ class FederatedTask(Protocol):
         parameter restricted to the rows ``graph.rows(client, table)`` in that order (local row
         ``k`` = the ``k``-th touched row). It must not be modified; the returned dict has the
         same keys and shapes. ``client_state`` persists across rounds (and checkpoints); it may
-        hold tensors, numbers, strings, lists and dicts.
+        hold tensors, numbers, strings, lists and dicts. In the returned metrics, ``"weight"``
+        becomes the update's aggregation weight and tensor values become its ``extras``.
         """
 
     def evaluate(self, state: Mapping[str, Tensor]) -> dict[str, float]:
@@ -199,8 +200,14 @@ class Simulator:
         generator = torch.Generator().manual_seed(_seed(self.seed, round, 1, client))
         cstate = self.client_state.setdefault(int(client), {})
         local, metrics = self.task.local_train(int(client), sub, config, cstate, generator)
+        metrics = dict(metrics)
+        weight = metrics.pop("weight", None)
         update = ClientUpdate(
-            int(client), int(self.task.graph.num_samples[client]), metrics=dict(metrics)
+            int(client),
+            int(self.task.graph.num_samples[client]),
+            weight=None if weight is None else float(weight),
+            extras={k: v for k, v in metrics.items() if isinstance(v, Tensor)},
+            metrics={k: v for k, v in metrics.items() if not isinstance(v, Tensor)},
         )
         for name, value in sub.items():
             if local[name].shape != value.shape:

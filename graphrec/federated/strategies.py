@@ -69,6 +69,9 @@ class ClientUpdate:
         dense: parameter name -> full delta.
         rows: parameter name -> :class:`RowDelta` (touched rows only).
         metrics: local-training metrics (e.g. ``loss``).
+        weight: aggregation weight replacing ``num_samples`` in sample-weighted forms (ODE's
+            ``sum_y gamma_y B_{c,y}``); None: ``num_samples``.
+        extras: other tensors sent up (ODE's local gradient estimate ``ghat``), not deltas.
     """
 
     client: int
@@ -76,12 +79,16 @@ class ClientUpdate:
     dense: dict[str, Tensor] = field(default_factory=dict)
     rows: dict[str, RowDelta] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    weight: float | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the payload (dense deltas, row indices and row deltas)."""
-        return sum(_nbytes(t) for t in self.dense.values()) + sum(
-            r.nbytes for r in self.rows.values()
+        """Bytes of the payload (dense deltas, row indices, row deltas and extras)."""
+        return (
+            sum(_nbytes(t) for t in self.dense.values())
+            + sum(r.nbytes for r in self.rows.values())
+            + sum(_nbytes(t) for t in self.extras.values())
         )
 
     def norm(self) -> float:
@@ -91,6 +98,7 @@ class ClientUpdate:
 
     def is_finite(self) -> bool:
         tensors = list(self.dense.values()) + [r.values for r in self.rows.values()]
+        tensors += list(self.extras.values())
         return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
@@ -116,7 +124,10 @@ class Strategy:
     # shared machinery ----------------------------------------------------------------
     def _weights(self, updates: Sequence[ClientUpdate], weighted: bool) -> np.ndarray:
         if weighted:
-            n = np.array([u.num_samples for u in updates], dtype=np.float64)
+            n = np.array(
+                [u.num_samples if u.weight is None else u.weight for u in updates],
+                dtype=np.float64,
+            )
             if n.sum() <= 0:
                 raise ValueError("sample-weighted aggregation needs positive num_samples")
             return n / n.sum()
