@@ -218,28 +218,35 @@ def test_hierarchical_attention_hand_case_and_padding():
     assert torch.allclose(out.alpha[:2].sum(-1), torch.ones(2, K, dtype=torch.float64))
     assert (out.per_type[2] == 0).all()
     assert torch.allclose(out.beta.sum(-1), torch.ones(B, dtype=torch.float64))
-    # by hand for sample 0
+    # by hand for sample 0: bilinear level 1, additive level 2
     b = 0
     h_types = []
     for k in range(K):
-        s = []
-        for j in range(2):
-            z = torch.cat([keys[b, k, j], target[b, k], ctx[b]])
-            s.append(layer.score1[k] @ torch.tanh(z @ layer.weight1[k] + layer.bias1[k]))
-        a = torch.softmax(torch.stack(s), 0)
+        q = torch.cat([target[b, k], ctx[b]]) @ layer.weight1[k] + layer.bias1[k]
+        a = torch.softmax(torch.stack([keys[b, k, j] @ q / d**0.5 for j in range(2)]), 0)
         assert torch.allclose(out.alpha[b, k, :2], a)
         h_types.append(a[0] * keys[b, k, 0] + a[1] * keys[b, k, 1])
     s2 = torch.stack([layer.score2 @ torch.tanh(layer.lin2(h)) for h in h_types])
     beta = torch.softmax(s2, 0)
     assert torch.allclose(out.beta[b], beta)
     assert torch.allclose(out.intent[b], beta[0] * h_types[0] + beta[1] * h_types[1])
-    # a table [N, K, d] plus an index [B, L] gives the same as the gathered keys
-    table = torch.randn(7, K, d, dtype=torch.float64)
-    index = torch.tensor([[1, 2, 0, 0], [3, 4, 5, 6], [0, 0, 0, 0]])
-    via_index = layer(table, target, index != 0, ctx, index=index)
-    gathered = layer(table[index].transpose(1, 2), target, index != 0, ctx)
-    for a, b_ in zip(via_index, gathered):
+    # bags: per type a value table and counts of each value over the positions give the same
+    # as one key per position (value 0 of each table is a padding value, never counted)
+    tables = [torch.randn(4, d, dtype=torch.float64), torch.randn(3, d, dtype=torch.float64)]
+    values = torch.tensor([[[1, 1, 0, 0], [2, 1, 0, 0]], [[1, 2, 3, 3], [1, 1, 2, 2]],
+                           [[0, 0, 0, 0], [0, 0, 0, 0]]])  # [B, K, L]  # fmt: skip
+    keys = torch.stack([tables[k][values[:, k]] for k in range(K)], dim=1)
+    counts = torch.cat(
+        [F.one_hot(values[:, k], len(t)).sum(1).double() * (torch.arange(len(t)) > 0)
+         for k, t in enumerate(tables)], dim=1,
+    )  # fmt: skip
+    pos = layer(keys, target, values != 0, ctx)
+    bag = layer.forward_bags(tables, counts, target, ctx)
+    for a, b_ in zip(pos[:1] + pos[2:], bag[:1] + bag[2:]):
         assert torch.allclose(a, b_)
+    # a bag's alpha is the weight of one position holding the value
+    assert torch.allclose(bag.alpha[1, 3] * 2, pos.alpha[1, 0, 2:].sum())
+    assert (bag.alpha[:, 0] == 0).all() and (bag.alpha[2] == 0).all()
     # without context (item intent)
     item_layer = HierarchicalIntentAttention(d, 1, context_channels=0).double()
     out1 = item_layer(keys[:, :1], target[:, :1], mask)
@@ -286,7 +293,7 @@ def test_hien_with_each_base_model_overfits(name, small):
     batch, labels = feats.batch(data.train, rows), feats.labels(data.train, rows)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     first = None
-    for _ in range(80):
+    for _ in range(150):
         opt.zero_grad()
         loss = F.binary_cross_entropy_with_logits(model(batch), labels)
         loss.backward()

@@ -125,6 +125,20 @@ class CTRTable:
         """Number of codes of a categorical or sequence column, including 0 (embedding size)."""
         return len(self.vocab[self.schema.vocab_owner(column)]) + 1
 
+    def take(self, rows: np.ndarray) -> CTRTable:
+        """The table of ``rows`` (indices), same vocabulary and schema."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return CTRTable(
+            labels=self.labels[rows],
+            categorical={c: v[rows] for c, v in self.categorical.items()},
+            numeric={c: v[rows] for c, v in self.numeric.items()},
+            sequence={c: v[rows] for c, v in self.sequence.items()},
+            sequence_lengths={c: v[rows] for c, v in self.sequence_lengths.items()},
+            vocab=self.vocab,
+            schema=self.schema,
+            path=self.path,
+        )
+
     def summary(self) -> str:
         """A short multi-line description: rows, click rate and one line per feature."""
         rate = float(self.labels.mean()) if self.num_rows else 0.0

@@ -79,9 +79,12 @@ class HIEN(torch.nn.Module):
     2. **User intent** (:class:`graphrec.nn.hier_attention.HierarchicalIntentAttention`): for
        every item attribute type :math:`k` (each non-leaf level of the item trees) the user's
        history items are seen through their refined attribute :math:`\mathbf{e}'_{A_k(h_j)}`
-       (the mean over several parents, e.g. genres); level 1 attends over the history given
-       the target's attribute and the user, level 2 across types: intent
-       :math:`\mathbf{h}_u`, weights :math:`\alpha` ``[B, K, L]``, :math:`\beta` ``[B, K]``.
+       (an item with several parents, e.g. genres, splits its position among them); level 1
+       attends over the history given the target's attribute and the user, level 2 across
+       types: intent :math:`\mathbf{h}_u`, weights :math:`\alpha` ``[B, K, L]``,
+       :math:`\beta` ``[B, K]``. The history is passed as bags of attribute values
+       (:meth:`HierarchicalIntentAttention.forward_bags`): dense products over the attribute
+       tables, no gather of ``K * L`` keys per sample.
     3. **Item intent** (with ``clickers``): attention of the target item over users who
        clicked it in the training data, :math:`\mathbf{h}_v`, weights :math:`\gamma`
        ``[B, S]``. The sample's own user is masked out of the clickers, so a training label
@@ -169,6 +172,7 @@ class HIEN(torch.nn.Module):
         self._trees: list[tuple[str, list[tuple[str, bool]]]] = []  # tree key, [(table, own)]
         refined: set[str] = set()
         self.types: list[str] = []
+        ancestors: list[tuple[Tensor, int]] = []  # per item attribute type: ancestors, size
         for side, side_trees, leaf_table in (
             ("item", item_trees, item_table),
             ("user", user_trees, user_table),
@@ -206,9 +210,7 @@ class HIEN(torch.nn.Module):
                     self.aggregators[f"{tkey}_{lvl}"] = TreeAggregation(d, aggregator)
                     self.register_buffer(f"_edges_{tkey}_{lvl}", tree.level_edges(lvl - 1))
                     if side == "item":
-                        anc = tree.ancestors(lvl)
-                        self.register_buffer(f"_anc_{len(self.types)}", anc[:2].long())
-                        self.register_buffer(f"_ancw_{len(self.types)}", anc[2].float())
+                        ancestors.append((tree.ancestors(lvl), size))
                         label = name if name not in self.types else f"{tree.name}/{name}"
                         self.types.append(label)
                 self._trees.append((tkey, levels))
@@ -217,6 +219,10 @@ class HIEN(torch.nn.Module):
             for lvl in range(1, len(levels))
         ]  # fmt: skip
         self.item_table, self.user_table = item_table, user_table
+        sparse = [s.name for s in features.sparse]
+        self._item_field = sparse.index(item)
+        self._user_field = sparse.index(user) if user is not None else None
+        self._register_bags(ancestors, features.tables[item_table])
         self.user_attention = HierarchicalIntentAttention(
             d, len(self.types), context_channels=d if user is not None else 0,
             hidden_channels=attention_hidden,
@@ -262,36 +268,64 @@ class HIEN(torch.nn.Module):
                     tables[table] = x
         return tables, [levels_out[key] for key in self._item_levels]
 
-    def _item_views(self, level_tables: list[Tensor], n_items: int) -> Tensor:
-        """``[n_items, K, d]``: every item seen through each attribute type."""
-        views = []
-        for k, x in enumerate(level_tables):
-            leaf, anc = getattr(self, f"_anc_{k}")
-            w = getattr(self, f"_ancw_{k}").to(x.dtype)
-            view = x.new_zeros(n_items, x.shape[1]).index_add(0, leaf, w.unsqueeze(-1) * x[anc])
-            views.append(view)
-        return torch.stack(views, dim=1)
+    def _register_bags(self, ancestors: list[tuple[Tensor, int]], n_items: int) -> None:
+        """Buffers mapping an item to its attribute values of every type in one value space
+        of ``M = sum_k N_k`` columns (type ``k``'s values after the previous types'):
+        ``_bag_index [n_items, P]`` (padding: column ``M``) and ``_bag_weight [n_items, P]``
+        (per type, a leaf's weights sum to 1: several parents share it)."""
+        offset, cols, leaves, weights = 0, [], [], []
+        for anc, size in ancestors:
+            leaves.append(anc[0].long())
+            cols.append(anc[1].long() + offset)
+            weights.append(anc[2].float())
+            offset += size
+        leaf, col, w = torch.cat(leaves), torch.cat(cols), torch.cat(weights)
+        order = torch.argsort(leaf, stable=True)
+        leaf, col, w = leaf[order], col[order], w[order]
+        per_leaf = torch.bincount(leaf, minlength=n_items)
+        slot = torch.arange(len(leaf)) - (torch.cumsum(per_leaf, 0) - per_leaf)[leaf]
+        width = max(int(per_leaf.max()), 1)
+        index = torch.full((n_items, width), offset, dtype=torch.long)
+        weight = torch.zeros(n_items, width)
+        index[leaf, slot] = col
+        weight[leaf, slot] = w
+        self.register_buffer("_bag_index", index)
+        self.register_buffer("_bag_weight", weight)
+        self._type_sizes = [size for _, size in ancestors]
+        self._bounds = np.cumsum([0, *self._type_sizes]).tolist()
+
+    def _bags(self, items: Tensor) -> Tensor:
+        """``[B, M]``: the attribute values (every type) of ``items`` (``[B]`` or ``[B, L]``;
+        code 0 is ignored), counted over the positions of each sample."""
+        B = items.shape[0]
+        flat = items.reshape(-1)
+        index = self._bag_index.index_select(0, flat).view(B, -1)
+        mask = (flat != 0).to(self._bag_weight.dtype).unsqueeze(-1)
+        weight = (self._bag_weight.index_select(0, flat) * mask).view(B, -1)
+        m = self._bounds[-1]
+        return weight.new_zeros(B, m + 1).scatter_add_(1, index, weight)[:, :m]
 
     def _run(self, batch: dict[str, Tensor]) -> tuple[EmbeddedFeatures, dict[str, Tensor]]:
         tables, level_tables = self.refine_tables()
         emb = self.base.embed(batch, tables=tables)
-        item_weight = tables.get(self.item_table, self.base.embedding.table(self.item_table).weight)
-        views = self._item_views(level_tables, item_weight.shape[0])  # [N, K, d]
         hist = batch[self.history]
-        target = views[batch[self.item]]  # [B, K, d]
-        context = None
-        if self.user is not None:
+        # the target's attribute per type: its (weighted) values through the refined tables
+        target_bag = self._bags(batch[self.item])
+        bounds = zip(self._bounds[:-1], self._bounds[1:], level_tables)
+        target = torch.stack([target_bag[:, lo:hi] @ t for lo, hi, t in bounds], dim=1)
+        # the (refined) user and item embeddings are fields of the base model's embedding
+        context = None if self.user is None else emb.fields[:, self._user_field]
+        history_bag = self._bags(hist)
+        user_out = self.user_attention.forward_bags(level_tables, history_bag, target, context)
+        extra = [user_out.intent]
+        weights = {"alpha_values": user_out.alpha, "beta": user_out.beta}
+        if self.item_attention is not None:
             user_weight = tables.get(
                 self.user_table, self.base.embedding.table(self.user_table).weight
             )
-            context = torch.nn.functional.embedding(batch[self.user], user_weight)
-        user_out = self.user_attention(views, target, hist != 0, context, index=hist)
-        extra = [user_out.intent]
-        weights = {"alpha": user_out.alpha, "beta": user_out.beta}
-        if self.item_attention is not None:
             clickers = self.clickers[batch[self.item]]  # [B, S]
             mask = (clickers != 0) & (clickers != batch[self.user].unsqueeze(-1))
-            e_v = torch.nn.functional.embedding(batch[self.item], item_weight)
+            e_v = emb.fields[:, self._item_field]
             e_clickers = torch.nn.functional.embedding(clickers, user_weight)
             item_out = self.item_attention(e_clickers.unsqueeze(1), e_v.unsqueeze(1), mask)
             extra.append(item_out.intent)
@@ -318,9 +352,22 @@ class HIEN(torch.nn.Module):
 
         Returns:
             ``{"alpha": [B, K, L], "beta": [B, K], "gamma": [B, S]}`` (``gamma`` only with
-            clickers); type ``k`` is :attr:`types` ``[k]``; padded positions have weight 0.
+            clickers): ``alpha[b, k, j]`` is the weight of history position ``j`` for type
+            ``k`` = :attr:`types` ``[k]`` (a position with several values of the type, e.g.
+            genres, sums their shares); padded positions have weight 0.
         """
-        return self._run(batch)[1]
+        weights = self._run(batch)[1]
+        hist = batch[self.history]
+        B, L = hist.shape
+        K = len(self._type_sizes)
+        index = self._bag_index[hist]  # [B, L, P]
+        unit = torch.nn.functional.pad(weights.pop("alpha_values"), (0, 1))  # pad column: 0
+        share = unit.gather(1, index.reshape(B, -1)).reshape(index.shape) * self._bag_weight[hist]
+        type_of = torch.repeat_interleave(torch.arange(K + 1),
+                                          torch.tensor([*self._type_sizes, 1]))  # fmt: skip
+        alpha = share.new_zeros(B, L, K + 1).scatter_add(2, type_of[index], share)[..., :K]
+        weights["alpha"] = alpha.transpose(1, 2) * (hist != 0).unsqueeze(1)
+        return weights
 
     def extra_repr(self) -> str:
         return f"aggregator={self.aggregator!r}, types={self.types}"

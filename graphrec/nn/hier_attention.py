@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -9,13 +10,19 @@ from torch import Tensor
 
 __all__ = ["HierarchicalIntentAttention", "IntentOutput"]
 
+#: Level-1 scores of :meth:`HierarchicalIntentAttention.forward_bags` are clamped to
+#: [-_MAX_SCORE, _MAX_SCORE] before the exponential (float32 overflows above 88).
+_MAX_SCORE = 30.0
+
 
 class IntentOutput(NamedTuple):
     """Output of :class:`HierarchicalIntentAttention`.
 
     Attributes:
         intent: ``[B, d]`` the intent :math:`\\mathbf{h}`.
-        alpha: ``[B, K, L]`` level-1 weights per type (exactly 0 at masked positions).
+        alpha: level-1 weights, exactly 0 where masked: ``[B, K, L]`` over positions
+            (:meth:`~HierarchicalIntentAttention.forward`), or ``[B, M]`` per unit of count
+            over the values of every type (:meth:`~HierarchicalIntentAttention.forward_bags`).
         beta: ``[B, K]`` level-2 weights across types (sum to 1).
         per_type: ``[B, K, d]`` the per-type intents :math:`\\mathbf{h}^k`.
     """
@@ -33,36 +40,42 @@ class HierarchicalIntentAttention(torch.nn.Module):
 
     Level 1 attends, separately for every attribute type :math:`k`, over a sequence of
     attribute embeddings :math:`\mathbf{e}_{k,j}` (e.g. the categories of the items a user
-    clicked), given the target's attribute :math:`\mathbf{t}_k` and a context
+    clicked) with a query built from the target's attribute :math:`\mathbf{t}_k` and a context
     :math:`\mathbf{c}` (e.g. the user); level 2 weighs the per-type intents:
 
     .. math::
-        \alpha_{k,j} &= \operatorname{softmax}_{j:\,m_{k,j}=1}\Big( \mathbf{w}_k^{\top}
-        \tanh\big( \mathbf{W}_k [\mathbf{e}_{k,j} \Vert \mathbf{t}_k \Vert \mathbf{c}]
-        + \mathbf{b}_k \big) \Big), \qquad
+        \mathbf{q}_k &= \mathbf{W}_k [\mathbf{t}_k \Vert \mathbf{c}] + \mathbf{b}_k, \qquad
+        \alpha_{k,j} = \operatorname{softmax}_{j:\,m_{k,j}=1}\big(
+        \mathbf{e}_{k,j}^{\top} \mathbf{q}_k / \sqrt{d} \big), \qquad
         \mathbf{h}^k = \sum_j \alpha_{k,j}\, \mathbf{e}_{k,j}
 
-        \beta_k &= \operatorname{softmax}_k\big( \mathbf{q}^{\top}
+        \beta_k &= \operatorname{softmax}_k\big( \mathbf{u}^{\top}
         \tanh(\mathbf{W} \mathbf{h}^k + \mathbf{b}) \big), \qquad
         \mathbf{h} = \sum_k \beta_k\, \mathbf{h}^k
 
     Masked (padded) positions get :math:`\alpha_{k,j} = 0` exactly; a sequence that is all
     padding gives all-zero weights and :math:`\mathbf{h}^k = \mathbf{0}` (no NaN). With one type
     (:math:`K = 1`, :math:`\beta = 1`) and no context, it is HIEN's item intent: attention of
-    the item over the users who clicked it. The equations are a design choice reconstructed
-    from the paper's abstract (see ``shared/specs/recsys.md``).
+    the item over the users who clicked it.
+
+    Since the level-1 score of a position depends only on its key, a sequence whose keys come
+    from a small table (an attribute vocabulary) can be given as a *bag*: per value, how many
+    positions hold it (:meth:`forward_bags`); the softmax over positions is then a softmax
+    over values weighted by their counts, computed with dense products over the table instead
+    of a gather of ``L`` keys per sample. The equations are a design choice reconstructed from
+    the paper's abstract (see ``shared/specs/recsys.md``); level 1 uses a bilinear score
+    (cheaper than an additive MLP over every position).
 
     Args:
         channels (int): Embedding size :math:`d`.
         num_types (int): Number :math:`K` of attribute types.
         context_channels (int, optional): Size of the context :math:`\mathbf{c}`; 0 for none.
             (default: :obj:`None`, i.e. :math:`d`)
-        hidden_channels (int, optional): Size of the attention layers.
+        hidden_channels (int, optional): Size of the level-2 attention layer.
             (default: :obj:`None`, i.e. :math:`d`)
 
     Shapes:
-        - **input:** keys :math:`(B, K, L, d)` (or a table :math:`(N, K, d)` with index
-          :math:`(B, L)`), target :math:`(B, K, d)`, mask :math:`(B, L)`
+        - **input:** keys :math:`(B, K, L, d)`, target :math:`(B, K, d)`, mask :math:`(B, L)`
           or :math:`(B, K, L)` (bool, :obj:`True` = real element), context :math:`(B, d_c)`
           (omitted when ``context_channels=0``)
         - **output:** :class:`IntentOutput` (intent :math:`(B, d)`, alpha :math:`(B, K, L)`,
@@ -83,59 +96,83 @@ class HierarchicalIntentAttention(torch.nn.Module):
         self.num_types = num_types
         self.context_channels = channels if context_channels is None else context_channels
         self.hidden_channels = hidden_channels or channels
-        in_dim = 2 * channels + self.context_channels
-        a = self.hidden_channels
-        self.weight1 = torch.nn.Parameter(torch.empty(num_types, in_dim, a))
-        self.bias1 = torch.nn.Parameter(torch.empty(num_types, a))
-        self.score1 = torch.nn.Parameter(torch.empty(num_types, a))
-        self.lin2 = torch.nn.Linear(channels, a)
-        self.score2 = torch.nn.Parameter(torch.empty(a))
+        self.weight1 = torch.nn.Parameter(torch.empty(num_types, channels + self.context_channels,
+                                                      channels))  # fmt: skip
+        self.bias1 = torch.nn.Parameter(torch.empty(num_types, channels))
+        self.lin2 = torch.nn.Linear(channels, self.hidden_channels)
+        self.score2 = torch.nn.Parameter(torch.empty(self.hidden_channels))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         bound1 = 1.0 / (self.weight1.shape[1] ** 0.5)
         torch.nn.init.uniform_(self.weight1, -bound1, bound1)
         torch.nn.init.uniform_(self.bias1, -bound1, bound1)
-        bound = 1.0 / (self.hidden_channels**0.5)
-        torch.nn.init.uniform_(self.score1, -bound, bound)
         self.lin2.reset_parameters()
+        bound = 1.0 / (self.hidden_channels**0.5)
         torch.nn.init.uniform_(self.score2, -bound, bound)
 
-    def forward(
-        self,
-        keys: Tensor,
-        target: Tensor,
-        mask: Tensor,
-        context: Tensor | None = None,
-        index: Tensor | None = None,
-    ) -> IntentOutput:
-        """With ``index`` (``int64 [B, L]``), ``keys`` is a table ``[N, K, d]`` and the keys of
-        sample ``b`` are ``keys[index[b]]``; the table is projected once before the lookup,
-        which is much cheaper than projecting ``B * L`` gathered keys."""
+    def query(self, target: Tensor, context: Tensor | None = None) -> Tensor:
+        """:math:`\\mathbf{q}_k / \\sqrt{d}` for every type: ``[B, K, d]``."""
         d = self.channels
-        w_key, w_target = self.weight1[:, :d], self.weight1[:, d : 2 * d]
-        if index is None:
-            proj = torch.einsum("bkld,kda->bkla", keys, w_key)
-        else:
-            proj = torch.einsum("nkd,kda->nka", keys, w_key)[index].transpose(1, 2)
-            keys = keys[index].transpose(1, 2)
-        B, K, L, _ = keys.shape
-        if mask.dim() == 2:
-            mask = mask.unsqueeze(1).expand(B, K, L)
-        query = torch.einsum("bkd,kda->bka", target, w_target) + self.bias1
+        q = torch.einsum("bkd,kde->bke", target, self.weight1[:, :d]) + self.bias1
         if self.context_channels:
             if context is None:
                 raise ValueError("this layer needs a context (context_channels > 0)")
-            query = query + torch.einsum("bc,kca->bka", context, self.weight1[:, 2 * d :])
-        hidden = torch.tanh(proj + query.unsqueeze(2))  # [B, K, L, a]
-        s = torch.einsum("bkla,ka->bkl", hidden, self.score1)
+            q = q + torch.einsum("bc,kce->bke", context, self.weight1[:, d:])
+        return q / d**0.5
+
+    def across_types(self, per_type: Tensor) -> tuple[Tensor, Tensor]:
+        """Level 2: ``(intent [B, d], beta [B, K])`` from the per-type intents ``[B, K, d]``."""
+        beta = torch.softmax(torch.tanh(self.lin2(per_type)) @ self.score2, dim=-1)
+        return (beta.unsqueeze(-1) * per_type).sum(dim=1), beta
+
+    def forward(
+        self, keys: Tensor, target: Tensor, mask: Tensor, context: Tensor | None = None
+    ) -> IntentOutput:
+        B, K, L, _ = keys.shape
+        if mask.dim() == 2:
+            mask = mask.unsqueeze(1).expand(B, K, L)
+        s = (keys * self.query(target, context).unsqueeze(2)).sum(-1)  # [B, K, L]
         s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
         alpha = torch.where(mask, torch.softmax(s, dim=-1), torch.zeros_like(s))
-        per_type = torch.einsum("bkl,bkld->bkd", alpha, keys)
-        s2 = torch.tanh(self.lin2(per_type)) @ self.score2  # [B, K]
-        beta = torch.softmax(s2, dim=-1)
-        intent = (beta.unsqueeze(-1) * per_type).sum(dim=1)
+        per_type = (alpha.unsqueeze(-1) * keys).sum(2)
+        intent, beta = self.across_types(per_type)
         return IntentOutput(intent, alpha, beta, per_type)
+
+    def forward_bags(
+        self,
+        tables: Sequence[Tensor],
+        counts: Tensor,
+        target: Tensor,
+        context: Tensor | None = None,
+    ) -> IntentOutput:
+        """Level 1 over bags of values.
+
+        Args:
+            tables: per type ``k`` its value embeddings ``[N_k, d]``.
+            counts: ``[B, M]`` (``M = sum_k N_k``, type ``k``'s columns after those of the
+                types before it): how many positions of sample ``b`` hold each value (may be
+                fractional, e.g. 1/3 for each of three genres of one item); 0 = absent.
+            target: ``[B, K, d]``; context: ``[B, d_c]``.
+
+        The same as :meth:`forward` with one key per position. ``alpha`` is ``[B, M]``: the
+        weight of *one* position holding the value (0 where the count is 0).
+        """
+        q = self.query(target, context)
+        alpha, per_type, start = [], [], 0
+        for k, table in enumerate(tables):
+            c = counts[:, start : start + table.shape[0]]
+            start += table.shape[0]
+            # scores are bounded (clamped) instead of shifted by their maximum: exp cannot
+            # overflow, and absent values (count 0) drop out of the sums
+            w = torch.exp((q[:, k] @ table.T).clamp(-_MAX_SCORE, _MAX_SCORE))
+            cw = c * w
+            z = cw.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)
+            alpha.append(torch.where(c > 0, w / z, torch.zeros_like(w)))
+            per_type.append((cw / z) @ table)
+        h = torch.stack(per_type, dim=1)
+        intent, beta = self.across_types(h)
+        return IntentOutput(intent, torch.cat(alpha, dim=1), beta, h)
 
     def __repr__(self) -> str:
         return (
