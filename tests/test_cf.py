@@ -354,6 +354,51 @@ def test_debiased_term_is_unbiased_monte_carlo():
     torch.testing.assert_close(log_g[ok], g[ok].log())
 
 
+def test_logq_weights_recover_the_uniform_mean():
+    """Candidates drawn proportionally to q, re-weighted by 1/q (self-normalised): hand value
+    on one row, and the estimate converges to the catalogue's uniform mean of e^s."""
+    s = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.float64)
+    q = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
+    g = debiased_negative_mean(s, s[:, :1], tau_plus=0.0, log_weight=-q.log())
+    expected = float((s.exp() / q).sum() / (1 / q).sum())
+    assert float(g) == pytest.approx(expected)
+    log_g = log_debiased_negative_mean(s, s[:, :1], tau_plus=0.0, log_weight=-q.log())
+    assert float(log_g) == pytest.approx(math.log(expected))
+
+    gen = torch.Generator().manual_seed(0)
+    n_items = 50
+    logits = torch.linspace(-1.0, 1.5, n_items, dtype=torch.float64)
+    freq = torch.linspace(1.0, 20.0, n_items, dtype=torch.float64)  # popular items score high
+    cand = torch.multinomial(freq / freq.sum(), 4000 * 64, replacement=True, generator=gen)
+    cand = cand.view(4000, 64)
+    w = -freq.log()[cand]
+    corrected = debiased_negative_mean(logits[cand], logits[:1, None], tau_plus=0.0, log_weight=w)
+    plain = debiased_negative_mean(logits[cand], logits[:1, None], tau_plus=0.0)
+    uniform = float(logits.exp().mean())
+    assert abs(float(corrected.mean()) - uniform) < 0.025 * uniform  # self-normalised: O(1/N)
+    assert float(plain.mean()) > 1.1 * uniform  # frequency-aware draws overweight popular items
+
+
+def test_hdccf_logq_option():
+    torch.manual_seed(0)
+    u, i = torch.randn(6, 4), torch.randn(6, 4)
+    log_q = torch.randn(6)
+    plain = HDCCFLoss(0.2, 0.05)(u, i)
+    # logq = 0 ignores the frequencies; equal frequencies make the correction a no-op.
+    assert torch.equal(HDCCFLoss(0.2, 0.05)(u, i, item_log_q=log_q, user_log_q=log_q), plain)
+    same = torch.full((6,), 1.7)
+    loss = HDCCFLoss(0.2, 0.05, logq=1.0)(u, i, item_log_q=same, user_log_q=same)
+    torch.testing.assert_close(loss, plain)
+    # Down-weighting a candidate item (high frequency) lowers every user's negative term.
+    hot = torch.zeros(6)
+    hot[2] = 5.0
+    user_side = HDCCFLoss(0.2, 0.0, logq=1.0, item_side=False)
+    base = HDCCFLoss(0.2, 0.0, item_side=False)
+    assert user_side(u, i, item_log_q=hot) != base(u, i)
+    with pytest.raises(ValueError, match="item_log_q"):
+        HDCCFLoss(logq=1.0)(u, i)
+
+
 def test_debiased_term_clip_and_log_space():
     neg = torch.tensor([[-9.0, -9.5], [1.0, 2.0]], dtype=torch.float64)
     pos = torch.tensor([[3.0], [0.5]], dtype=torch.float64)

@@ -150,6 +150,7 @@ def debiased_negative_mean(
     valid: Tensor | None = None,
     clip: float | Tensor | None = None,
     detach_hardness: bool = True,
+    log_weight: Tensor | None = None,
 ) -> Tensor:
     r"""The debiased (and hardness-weighted) negative term ``g`` in natural scale.
 
@@ -181,6 +182,10 @@ def debiased_negative_mean(
             differentiates through ``w_j`` as HCL's code does; then a very easy negative
             (``e^{s_j} < β/(1+β) · g``) gets a small gradient *towards* the anchor, because
             raising its score raises its own weight. The forward value is the same.
+        log_weight: optional log importance weight of each candidate (broadcast to
+            ``[B, N]``), multiplied into ``w_j`` before the normalisation to mean 1, e.g.
+            ``-log q_j`` to re-weight candidates drawn ``∝ q_j`` (in-batch: item frequency)
+            towards a uniform draw over the catalogue (logQ correction).
 
     Returns:
         ``[B]``; NaN for rows without a valid candidate.
@@ -188,7 +193,7 @@ def debiased_negative_mean(
     _check_tau(tau_plus)
     if valid is None:
         valid = torch.ones_like(neg_logits, dtype=torch.bool)
-    weights = _hardness_weights(neg_logits, valid, beta, detach_hardness)
+    weights = _hardness_weights(neg_logits, valid, beta, detach_hardness, log_weight)
     neg = (weights * neg_logits.masked_fill(~valid, -math.inf).exp()).sum(-1)
     neg = torch.where(valid.any(-1), neg, torch.full_like(neg, math.nan))
     pos = pos_logits.exp().mean(-1)
@@ -207,6 +212,7 @@ def log_debiased_negative_mean(
     valid: Tensor | None = None,
     log_clip: float | Tensor | None = None,
     detach_hardness: bool = True,
+    log_weight: Tensor | None = None,
 ) -> Tensor:
     """``log g`` of :func:`debiased_negative_mean`, computed with a per-row shift.
 
@@ -222,10 +228,11 @@ def log_debiased_negative_mean(
     shift = torch.maximum(masked.amax(-1), pos_logits.amax(-1)).detach()
     shift = torch.where(has_neg, shift, pos_logits.amax(-1).detach())
     scaled = (masked - shift[:, None]).exp()  # exp(-inf) = 0 for masked entries
-    if beta == 0:  # uniform weights: a plain mean over the valid candidates (fast path)
+    if beta == 0 and log_weight is None:  # uniform weights: a plain mean (fast path)
         neg = scaled.sum(-1) / valid.sum(-1).clamp_min(1).to(scaled.dtype)
     else:
-        neg = (_hardness_weights(neg_logits, valid, beta, detach_hardness) * scaled).sum(-1)
+        weights = _hardness_weights(neg_logits, valid, beta, detach_hardness, log_weight)
+        neg = (weights * scaled).sum(-1)
     pos = (pos_logits - shift[:, None]).exp().mean(-1)
     x = (neg - tau_plus * pos) / (1.0 - tau_plus)
     tiny = torch.finfo(x.dtype).tiny
@@ -244,6 +251,7 @@ def setwise_contrastive_loss(
     beta: float = 0.0,
     log_clip: float | Tensor | None = None,
     detach_hardness: bool = True,
+    log_weight: Tensor | None = None,
 ) -> Tensor:
     r"""Per-anchor set-wise debiased contrastive loss (one side of HDCCF).
 
@@ -258,7 +266,8 @@ def setwise_contrastive_loss(
         pos_logits: ``[B, M]``.
         neg_logits: ``[B, N]``.
         valid: ``[B, N]`` bool mask of usable candidates (default: all).
-        tau_plus, beta, log_clip, detach_hardness: see :func:`debiased_negative_mean`.
+        tau_plus, beta, log_clip, detach_hardness, log_weight: see
+            :func:`debiased_negative_mean`.
 
     Returns:
         ``[B]`` losses (0 for a row without a valid candidate).
@@ -273,6 +282,7 @@ def setwise_contrastive_loss(
         valid=valid,
         log_clip=log_clip,
         detach_hardness=detach_hardness,
+        log_weight=log_weight,
     )
     n = valid.sum(-1).to(neg_logits.dtype)
     log_neg = torch.log(n) + log_g  # -inf (+ -inf) for rows without candidates
@@ -280,8 +290,10 @@ def setwise_contrastive_loss(
     return torch.logaddexp(log_pos, log_neg) - log_pos
 
 
-def _hardness_weights(neg_logits: Tensor, valid: Tensor, beta: float, detach: bool) -> Tensor:
-    """``softmax(beta * s)`` over the valid candidates of each row (0 elsewhere).
+def _hardness_weights(
+    neg_logits: Tensor, valid: Tensor, beta: float, detach: bool, log_weight: Tensor | None = None
+) -> Tensor:
+    """``softmax(beta * s + log_weight)`` over the valid candidates of each row (0 elsewhere).
 
     ``detach``: the weights are constants for autograd (skipped when ``beta == 0``, where
     they are constant anyway).
@@ -291,7 +303,10 @@ def _hardness_weights(neg_logits: Tensor, valid: Tensor, beta: float, detach: bo
     """
     if detach:
         neg_logits = neg_logits.detach()
-    tilted = (beta * neg_logits).masked_fill(~valid, -math.inf)
+    tilted = beta * neg_logits
+    if log_weight is not None:
+        tilted = tilted + log_weight
+    tilted = tilted.masked_fill(~valid, -math.inf)
     tilted = torch.where(valid.any(-1, keepdim=True), tilted, torch.zeros_like(tilted))
     return torch.softmax(tilted, dim=-1)
 
@@ -335,6 +350,14 @@ class HDCCFLoss(nn.Module):
         user_side, item_side: which anchor terms to include (at least one).
         clip: apply the clip to ``g`` (turn off only for experiments).
         detach_hardness: see :func:`debiased_negative_mean` (no effect when ``beta = 0``).
+        logq: popularity-correction strength ``gamma`` (design choice, 0 = off): in-batch
+            candidates are drawn ``∝`` their frequency ``q``, so their mean is re-weighted by
+            ``q^-gamma`` (normalised per row; ``log_weight`` of
+            :func:`debiased_negative_mean`). ``gamma = 1`` estimates the mean over a uniform
+            draw from the catalogue, as the full-ranking evaluation ranks; without it the
+            frequency-aware negatives push popular items down (the "logQ correction" of
+            sampled softmax, Yi et al., RecSys 2019). Needs ``item_log_q`` / ``user_log_q``
+            in :meth:`forward`; applies to in-batch candidates only.
     """
 
     def __init__(
@@ -348,6 +371,7 @@ class HDCCFLoss(nn.Module):
         item_side: bool = True,
         clip: bool = True,
         detach_hardness: bool = True,
+        logq: float = 0.0,
     ) -> None:
         super().__init__()
         _check_tau(tau_plus)
@@ -361,8 +385,18 @@ class HDCCFLoss(nn.Module):
         self.similarity = similarity
         self.user_side, self.item_side, self.clip = user_side, item_side, clip
         self.detach_hardness = detach_hardness
+        self.logq = logq
 
-    def _side(self, pos: Tensor, neg: Tensor, valid: Tensor) -> Tensor:
+    def _log_weight(self, log_q: Tensor | None) -> Tensor | None:
+        if self.logq == 0:
+            return None
+        if log_q is None:
+            raise ValueError("logq > 0 needs item_log_q and user_log_q in forward()")
+        return -self.logq * log_q[None, :]
+
+    def _side(
+        self, pos: Tensor, neg: Tensor, valid: Tensor, log_weight: Tensor | None = None
+    ) -> Tensor:
         log_clip = None
         if self.clip:
             if self.similarity == "cosine":
@@ -378,6 +412,7 @@ class HDCCFLoss(nn.Module):
             beta=self.beta,
             log_clip=log_clip,
             detach_hardness=self.detach_hardness,
+            log_weight=log_weight,
         )
 
     def forward(
@@ -390,6 +425,8 @@ class HDCCFLoss(nn.Module):
         known: Tensor | None = None,
         neg_item_emb: Tensor | None = None,
         neg_item_valid: Tensor | None = None,
+        item_log_q: Tensor | None = None,
+        user_log_q: Tensor | None = None,
     ) -> Tensor:
         """The batch loss.
 
@@ -403,6 +440,8 @@ class HDCCFLoss(nn.Module):
                 (e.g. from a ``deg^alpha`` sampler) instead of the in-batch items.
             neg_item_valid: ``[B, N]`` bool mask for ``neg_item_emb`` (False = known
                 positive or padding).
+            item_log_q, user_log_q: ``[B]`` log sampling frequency (up to a constant) of the
+                batch's items / users, for ``logq > 0``.
         """
         t = self.temperature
         b = user_emb.shape[0]
@@ -419,8 +458,10 @@ class HDCCFLoss(nn.Module):
         total = user_emb.new_zeros(())
         if self.user_side:
             pos = _rowwise_similarity(user_emb, pos_item_emb, self.similarity) / t
+            log_weight = None
             if neg_item_emb is None:
                 neg, valid = logits, ~masked
+                log_weight = self._log_weight(item_log_q)
             else:
                 neg = _rowwise_similarity(user_emb, neg_item_emb, self.similarity) / t
                 valid = (
@@ -428,10 +469,11 @@ class HDCCFLoss(nn.Module):
                     if neg_item_valid is None
                     else neg_item_valid.to(torch.bool)
                 )
-            total = total + self._side(pos, neg, valid).mean()
+            total = total + self._side(pos, neg, valid, log_weight).mean()
         if self.item_side:
             pos = _rowwise_similarity(item_emb, pos_user_emb, self.similarity) / t
-            total = total + self._side(pos, logits.t(), ~masked.t()).mean()
+            log_weight = self._log_weight(user_log_q)
+            total = total + self._side(pos, logits.t(), ~masked.t(), log_weight).mean()
         return total
 
     def extra_repr(self) -> str:
@@ -439,5 +481,5 @@ class HDCCFLoss(nn.Module):
             f"temperature={self.temperature}, tau_plus={self.tau_plus}, beta={self.beta}, "
             f"similarity={self.similarity!r}, user_side={self.user_side}, "
             f"item_side={self.item_side}, clip={self.clip}, "
-            f"detach_hardness={self.detach_hardness}"
+            f"detach_hardness={self.detach_hardness}, logq={self.logq}"
         )

@@ -59,6 +59,8 @@ class CFConfig:
             layer-0 embeddings (LightGCN's ``decay``, 1e-4).
         temperature, tau_plus, beta, symmetric: contrastive-loss settings (``symmetric``:
             InfoNCE adds the item-side term; HDCCF always has both sides).
+        logq: HDCCF popularity correction of the in-batch negatives (``HDCCFLoss(logq=)``;
+            0 = off), with frequencies = training degrees.
         num_positives: ``M`` positives per anchor (HDCCF).
         num_negatives: explicit negatives per pair; None = 1 for BPR, 0 (in-batch only) for
             the contrastive losses.
@@ -83,6 +85,7 @@ class CFConfig:
     temperature: float = 0.1
     tau_plus: float = 0.05
     beta: float = 0.0
+    logq: float = 0.0
     symmetric: bool = True
     num_positives: int = 1
     num_negatives: int | None = None
@@ -207,7 +210,11 @@ class CFTrainer:
             with_known=cfg.loss != "bpr",
             seed=cfg.seed,
         )
-        self.hdccf = HDCCFLoss(cfg.temperature, cfg.tau_plus, cfg.beta)
+        self.hdccf = HDCCFLoss(cfg.temperature, cfg.tau_plus, cfg.beta, logq=cfg.logq)
+        self._log_deg = (
+            torch.from_numpy(np.log(np.maximum(graph.user_degree(), 1)).astype(np.float32)),
+            torch.from_numpy(np.log(np.maximum(graph.item_degree(), 1)).astype(np.float32)),
+        )
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
         self.best_metric: float | None = None
@@ -253,6 +260,8 @@ class CFTrainer:
                 known=batch.known,
                 neg_item_emb=neg,
                 neg_item_valid=batch.neg_valid,
+                item_log_q=self._log_deg[1][batch.items],
+                user_log_q=self._log_deg[0][batch.users],
             )
         if cfg.reg:
             loss = loss + cfg.reg * l2_regularization(*reg_terms, batch_size=len(batch))
