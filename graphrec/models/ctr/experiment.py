@@ -128,13 +128,20 @@ def load_ctr_dataset(
     from graphrec.datasets import load_taobao_tiny
 
     taobao = load_taobao_tiny(path)
-    rows = np.random.default_rng(seed).permutation(taobao.train.num_rows)
-    n_valid = max(1, int(round(valid_fraction * len(rows))))
-    if n_valid >= len(rows):
-        raise GraphrecError(f"{path}: too few training rows ({len(rows)}) for a validation set")
+    # a stratified holdout: the validation set gets clicks and non-clicks (when there are two
+    # of each), so its AUC is defined even on the 100-row sample with 4 clicks
+    rng = np.random.default_rng(seed)
+    valid_rows = []
+    for cls in (0, 1):
+        rows = rng.permutation(np.flatnonzero(taobao.train.labels == cls))
+        valid_rows.append(rows[: max(int(len(rows) >= 2), int(round(valid_fraction * len(rows))))])
+    valid = np.sort(np.concatenate(valid_rows))
+    rest = np.setdiff1d(np.arange(taobao.train.num_rows), valid)
+    if len(valid) == 0 or len(rest) == 0:
+        raise GraphrecError(f"{path}: too few training rows for a validation set")
     split = CTRSplit(
-        taobao.train.take(np.sort(rows[n_valid:])),
-        taobao.train.take(np.sort(rows[:n_valid])),
+        taobao.train.take(rest),
+        taobao.train.take(valid),
         taobao.test,
     )
     return CTRDataset(str(path), split, CTRFeatures.from_table(split.train),

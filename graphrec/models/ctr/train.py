@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from graphrec.io import CTRTable
 from graphrec.metrics import auc, gauc
@@ -25,8 +27,8 @@ class TrainResult:
     Attributes:
         best_epoch: 1-based epoch with the best validation AUC (its weights are loaded).
         best: validation metrics of that epoch.
-        history: per epoch ``{"epoch", "loss", "auc", "gauc", "logloss"}`` (train loss,
-            validation metrics).
+        history: per epoch ``{"epoch", "loss", "train_s", "auc", "gauc", "logloss"}`` (train
+            loss, seconds spent in the training steps, validation metrics).
         stopped_early: whether patience ran out before ``epochs``.
     """
 
@@ -90,6 +92,7 @@ def train_ctr(
     seed: int = 0,
     max_len: int | None = None,
     checkpoint: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> TrainResult:
     """Train ``model`` with Adam on binary cross-entropy; keep the best validation-AUC weights.
 
@@ -114,6 +117,7 @@ def train_ctr(
         seed: seed of the shuffling and of torch's generator.
         max_len: cut/pad sequences (see :meth:`CTRFeatures.batch`).
         checkpoint: file to write the training state to and to resume from.
+        progress: show a progress bar over the epochs (tqdm, on stderr).
     """
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise ValueError("epochs, batch_size and patience must be >= 1")
@@ -134,11 +138,13 @@ def train_ctr(
         result = TrainResult(**state["result"])
         done = state["done"]
     epoch = len(result.history)
+    bar = tqdm(total=epochs, initial=epoch, disable=not progress, desc="epochs", unit="epoch")
     while not done and epoch < epochs:
         epoch += 1
         model.train()
         order = rng.permutation(train.num_rows)
         total = 0.0
+        start_time = time.perf_counter()
         for start in range(0, train.num_rows, batch_size):
             rows = order[start : start + batch_size]
             batch = features.batch(train, rows, max_len=max_len)
@@ -148,8 +154,13 @@ def train_ctr(
             loss.backward()
             opt.step()
             total += loss.item() * len(rows)
+        train_s = time.perf_counter() - start_time
         metrics = evaluate_ctr(model, valid, max_len=max_len)
-        result.history.append({"epoch": epoch, "loss": total / train.num_rows, **metrics})
+        result.history.append(
+            {"epoch": epoch, "loss": total / train.num_rows, "train_s": train_s, **metrics}
+        )
+        bar.update()
+        bar.set_postfix(loss=f"{total / train.num_rows:.4f}", val_auc=f"{metrics['auc']:.4f}")
         if metrics["auc"] > result.best["auc"]:
             result.best_epoch, result.best = epoch, metrics
             best_state = copy.deepcopy(model.state_dict())
@@ -158,6 +169,7 @@ def train_ctr(
             done = True
         if checkpoint is not None:
             _save(checkpoint, model, opt, best_state, rng, result, done)
+    bar.close()
     model.load_state_dict(best_state)
     return result
 
