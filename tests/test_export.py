@@ -27,7 +27,9 @@ for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` e
         )
 
 from graphrec.export import (  # noqa: E402
+    GRAPH_INPUT_NAMES,
     CFScorer,
+    GraphScorer,
     MNNConversionError,
     MNNFineTuner,
     MNNModel,
@@ -37,6 +39,8 @@ from graphrec.export import (  # noqa: E402
     export_mnn,
     export_onnx,
     find_unsafe_ops,
+    graph_dynamic_shapes,
+    graph_inputs,
     match_torch_parameters,
     preflight_mnn,
     read_metadata,
@@ -44,6 +48,7 @@ from graphrec.export import (  # noqa: E402
     torch_bce_loss,
 )
 from graphrec.export.mnn import CONVERTER_CHILD  # noqa: E402
+from graphrec.export.parity import run_onnxruntime  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -269,6 +274,151 @@ def test_cf_scoring_parity(backbone, tmp_path):
     print(report)
     report.raise_for_failures()
     assert len(report.results) == 6
+
+
+def _fastcover_graph(num_nodes: int, num_edges: int, seed: int, csr: bool) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=g)
+    weight = (torch.rand(num_nodes, generator=g) > 0.2).float()  # some nodes already covered
+    return tuple(graph_inputs(edge_index, num_nodes, csr=csr, target_weight=weight).values())
+
+
+FASTCOVER_EXAMPLE = (30, 120)  # nodes, edges
+FASTCOVER_SIZES = ((12, 40), (57, 390), (300, 1200))  # the last is 10x the example
+
+
+def _fastcover(pretrained: bool):
+    from combinatorial.gnn import load_pretrained
+    from combinatorial.gnn.model import FastCover
+
+    torch.manual_seed(0)
+    if pretrained:  # degree features, re-scoring mask on layer 1
+        return GraphScorer(load_pretrained(2))
+    return GraphScorer(FastCover(features="degree", mask_layer=1).eval())
+
+
+def _export_fastcover(scorer, tmp_path: Path, mode: str, **kwargs) -> tuple[Path, Path]:
+    csr = mode == "csr"
+    onnx_path = export_onnx(
+        scorer,
+        _fastcover_graph(*FASTCOVER_EXAMPLE, 0, csr),
+        tmp_path / f"fastcover_{mode}.onnx",
+        input_names=[n for n in GRAPH_INPUT_NAMES if csr or not n.startswith(("perm", "ptr"))],
+        output_names=["score"],
+        dynamic=False,
+        dynamic_shapes=graph_dynamic_shapes(csr),
+        aggregation=mode,
+        overwrite=True,
+        **kwargs,
+    )
+    assert find_unsafe_ops(onnx_path) == []  # no scatter left
+    return onnx_path, export_mnn(onnx_path, tmp_path / f"fastcover_{mode}.mnn", overwrite=True)
+
+
+def test_fastcover_dense_parity(tmp_path):
+    scorer = _fastcover(pretrained=False)
+    onnx_path, mnn_path = _export_fastcover(scorer, tmp_path, "dense")
+    inputs = [_fastcover_graph(n, m, seed, False) for seed, (n, m) in enumerate(FASTCOVER_SIZES, 1)]
+    report = check_parity(scorer, {"onnx": onnx_path, "mnn": mnn_path}, inputs, atol=ATOL)
+    print(report)
+    report.raise_for_failures()
+    assert len(report.results) == 6
+    assert min(r.max_abs_reference for r in report.results) > 0.1  # not a vacuous check
+
+    # the shipped weights give logits up to ~500, where float32 numbers are 3e-5 apart: torch's
+    # own float32 result is ~2e-4 from the exact (float64) one, and so are the exports
+    scorer = _fastcover(pretrained=True)
+    onnx_path, mnn_path = _export_fastcover(scorer, tmp_path, "dense")
+    report = check_parity(scorer, [onnx_path, mnn_path], inputs, atol=ATOL, rtol=2e-6)
+    print(report)
+    report.raise_for_failures()
+
+    # the training path's scatter is what the export-safe mode replaces
+    scatter = export_onnx(
+        scorer,
+        _fastcover_graph(*FASTCOVER_EXAMPLE, 0, False),
+        tmp_path / "fastcover_scatter.onnx",
+        input_names=["target_weight", "edge_index"],
+        dynamic=False,
+        dynamic_shapes=graph_dynamic_shapes(False),
+        aggregation="scatter",
+    )
+    with pytest.raises(UnsafeOperatorError, match="ScatterElements"):
+        preflight_mnn(scatter)
+
+
+def test_fastcover_csr_parity_and_segment_limit(tmp_path):
+    scorer = _fastcover(pretrained=False)
+    onnx_path, mnn_path = _export_fastcover(scorer, tmp_path, "csr", max_segment=64)
+    sizes = (*FASTCOVER_SIZES, (3000, 30000))  # CSR is the mode for large graphs
+    inputs = [_fastcover_graph(n, m, seed, True) for seed, (n, m) in enumerate(sizes, 1)]
+    report = check_parity(scorer, {"onnx": onnx_path, "mnn": mnn_path}, inputs, atol=ATOL)
+    print(report)
+    report.raise_for_failures()
+    assert len(report.results) == 8
+
+    # a node covered by more nodes than the exported scan length (64): the softmax only
+    # needs a shift within ~88 of the maximum, so the scores stay exact
+    star = torch.cat(
+        [torch.stack([torch.arange(1, 101), torch.zeros(100, dtype=torch.long)])] * 2, 1
+    )
+    star = torch.cat([star, torch.randint(0, 101, (2, 300))], 1)
+    report = check_parity(
+        scorer,
+        [onnx_path, mnn_path],
+        [tuple(graph_inputs(star, 101, csr=True).values())],
+        atol=ATOL,
+    )
+    report.raise_for_failures()
+
+
+def _ort(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+class _SegmentSum(torch.nn.Module):
+    def forward(self, x, index, perm, ptr):
+        from graphrec.nn import Segments, segment_sum
+
+        return segment_sum(x, index, ptr.shape[0] - 1, Segments(perm, ptr))
+
+
+def test_csr_segment_sum_has_no_cancellation_in_the_runtimes(tmp_path):
+    from graphrec.nn import Segments
+
+    def case(n, m, seed, scale):
+        g = torch.Generator().manual_seed(seed)
+        index = torch.randint(0, n, (m,), generator=g)
+        return (torch.rand(m, 2, generator=g) * scale, index, *Segments.from_index(index, n))
+
+    edges, nodes = torch.export.Dim("edges", min=2), torch.export.Dim("nodes", min=2)
+    onnx_path = export_onnx(
+        _SegmentSum(),
+        case(10, 40, 0, 1.0),
+        tmp_path / "segsum.onnx",
+        input_names=["x", "index", "perm", "ptr"],
+        dynamic=False,
+        dynamic_shapes={
+            "x": {0: edges},
+            "index": {0: edges},
+            "perm": {0: edges},
+            "ptr": {0: nodes},
+        },
+        aggregation="csr",
+    )
+    mnn_path = export_mnn(onnx_path, tmp_path / "segsum.mnn")
+    x, index, perm, ptr = big = case(500, 200_000, 1, 1000.0)  # running total up to 1e8
+    truth = torch.zeros(500, 2, dtype=torch.float64).index_add_(0, index, x.double()).numpy()
+    feeds = dict(zip(["x", "index", "perm", "ptr"], big))
+    runs = {
+        "onnxruntime": run_onnxruntime(_ort(onnx_path), feeds)[0],
+        "mnn": MNNModel(mnn_path, onnx_path=onnx_path)(feeds)[0],
+    }
+    tolerance = 4 * np.finfo(np.float32).eps * np.abs(truth).max()  # a few ulps of the output
+    for runtime, got in runs.items():
+        assert np.abs(got - truth).max() < tolerance, runtime
 
 
 class _TransposedMatVec(torch.nn.Module):

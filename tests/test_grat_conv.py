@@ -223,6 +223,22 @@ def test_csr_sum_has_no_float32_cancellation():
     assert np.abs(plain - truth.numpy()).max() > 100 * tolerance
 
 
+def test_csr_segments_longer_than_the_scan():
+    index = torch.tensor([0] * 9 + [1] * 3)
+    logits = torch.arange(12.0)
+    seg = Segments.from_index(index, 2)
+    with aggregation_mode("csr", max_segment=9):
+        assert segment_max(logits, index, 2, seg).tolist() == [8.0, 11.0]
+    ref = segment_softmax(logits, index, 2)
+    with aggregation_mode("csr", max_segment=8):  # 3 scan steps: segment 0 is too long
+        assert torch.isnan(segment_max(logits, index, 2, seg)).all()
+        assert segment_max(logits, index, 2, seg, strict=False).tolist() == [8.0, 11.0]
+        # the softmax does not depend on the shift: still exact
+        torch.testing.assert_close(segment_softmax(logits, index, 2, seg), ref)
+        logits[0] = 200.0  # exceeds the shift of its segment (the max of items 1..8) by 192
+        assert not torch.isfinite(segment_softmax(logits, index, 2, seg)).all()
+
+
 def test_csr_mode_needs_segments_and_modes_are_checked():
     src, index, n, _ = _segments_case()
     with aggregation_mode("csr"), pytest.raises(ValueError, match="Segments.from_index"):

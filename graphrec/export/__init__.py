@@ -8,6 +8,8 @@
 :func:`check_parity`       torch vs onnxruntime vs MNN on inputs of other sizes
 :class:`MNNModel`          run a ``.mnn`` file from Python (MNN's Module API)
 :class:`CFScorer`          the on-device form of MF / LightGCN: precomputed tables + scoring
+:class:`GraphScorer`       tensor-only inputs for a graph model (FastCover); the graph layers
+                           are exported in a scatter-free aggregation mode (dense or CSR)
 :class:`MNNFineTuner`      on-device SGD fine-tuning of a converted CTR model's dense layers
 =========================  ==================================================================
 
@@ -30,7 +32,13 @@ from graphrec.export.finetune import (
     torch_bce_loss,
 )
 from graphrec.export.mnn import MNNConversionError, MNNModel, export_mnn, load_mnn, to_mnn_var
-from graphrec.export.models import CFScorer
+from graphrec.export.models import (
+    GRAPH_INPUT_NAMES,
+    CFScorer,
+    GraphScorer,
+    graph_dynamic_shapes,
+    graph_inputs,
+)
 from graphrec.export.onnx import ExportError, FlatInputs, export_onnx, read_metadata
 from graphrec.export.parity import ParityError, ParityReport, ParityResult, check_parity
 from graphrec.export.preflight import (
@@ -42,7 +50,11 @@ from graphrec.export.preflight import (
 )
 
 __all__ = [
+    "GRAPH_INPUT_NAMES",
     "CFScorer",
+    "GraphScorer",
+    "graph_dynamic_shapes",
+    "graph_inputs",
     "ExportError",
     "Finding",
     "FlatInputs",

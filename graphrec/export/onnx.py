@@ -154,6 +154,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
     aggregation: str = "dense",
+    max_segment: int | None = None,
 ) -> Path:
     """Export ``model`` (in eval mode) to an ONNX file with the dynamo exporter.
 
@@ -177,6 +178,9 @@ def export_onnx(
         opset: the ONNX opset (20 is the tested one).
         overwrite: replace an existing ``path``; by default an existing file is an error.
         aggregation: the aggregation mode of graph layers in the exported graph.
+        max_segment: in ``"csr"`` mode, the longest segment (in-degree) the exported graph
+            handles (default :data:`graphrec.nn.segment.MAX_SEGMENT`); see
+            :func:`graphrec.nn.segment.aggregation_mode`.
 
     Returns:
         ``path``.
@@ -187,10 +191,12 @@ def export_onnx(
     """
     import onnx  # optional dependency: the ``export`` extra
 
-    from graphrec.nn.segment import AGGREGATION_MODES, aggregation_mode
+    from graphrec.nn.segment import AGGREGATION_MODES, MAX_SEGMENT, aggregation_mode
 
     if aggregation not in AGGREGATION_MODES:
         raise ValueError(f"aggregation must be one of {AGGREGATION_MODES}; got {aggregation!r}")
+    max_segment = MAX_SEGMENT if max_segment is None else max_segment
+    mode = {"mode": aggregation, "max_segment": max_segment}
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
@@ -199,7 +205,7 @@ def export_onnx(
     was_training = model.training
     wrapper.eval()
     try:
-        with torch.no_grad(), aggregation_mode(aggregation):
+        with torch.no_grad(), aggregation_mode(aggregation, max_segment=max_segment):
             outputs = wrapper(*tensors)
         n_out = len(outputs) if isinstance(outputs, (tuple, list)) else 1
         out_names = [f"output_{i}" for i in range(n_out)] if output_names is None else output_names
@@ -207,7 +213,7 @@ def export_onnx(
             raise ValueError(f"{len(out_names)} output_names for {n_out} outputs")
         shapes = _dynamic_shapes(names, tensors, dynamic, dynamic_shapes)
         try:
-            with aggregation_mode(aggregation):
+            with aggregation_mode(aggregation, max_segment=max_segment):
                 program = torch.onnx.export(
                     wrapper,
                     tuple(tensors),
@@ -231,7 +237,7 @@ def export_onnx(
         "example_shapes": {n: list(t.shape) for n, t in zip(names, tensors)},
         "opset": opset,
         "model": type(model).__name__,
-        "aggregation": aggregation,
+        "aggregation": mode,
     }
     for i in reversed(range(len(proto.metadata_props))):
         if proto.metadata_props[i].key == _META_KEY:

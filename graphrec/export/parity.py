@@ -51,6 +51,7 @@ class ParityReport:
 
     model: str
     atol: float
+    rtol: float = 0.0
     results: list[ParityResult] = field(default_factory=list)
     example_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
@@ -73,11 +74,14 @@ class ParityReport:
     def raise_for_failures(self) -> ParityReport:
         """Raise :class:`ParityError` (with the table) unless every result passed."""
         if not self.ok:
-            raise ParityError(f"parity failed (atol {self.atol:g}):\n{self}")
+            raise ParityError(f"parity failed ({self._tolerance()}):\n{self}")
         return self
 
+    def _tolerance(self) -> str:
+        return f"atol {self.atol:g}" + (f" + rtol {self.rtol:g} * max|ref|" if self.rtol else "")
+
     def __str__(self) -> str:
-        lines = [f"parity of {self.model} (atol {self.atol:g}, float32 max |diff| vs torch)"]
+        lines = [f"parity of {self.model} ({self._tolerance()}, float32 max |diff| vs torch)"]
         lines.append(f"{'runtime':<12} {'batch':>6} {'max|diff|':>11} {'max|ref|':>10}  ok")
         for r in self.results:
             tail = "yes" if r.ok else f"NO {r.error}".rstrip()
@@ -159,6 +163,7 @@ def check_parity(
     inputs_list: Sequence[Inputs],
     *,
     atol: float = 1e-5,
+    rtol: float = 0.0,
     onnx_path: str | os.PathLike | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
@@ -174,6 +179,9 @@ def check_parity(
         inputs_list: input sets, each in the form given to :func:`export_onnx` (a dict, a tensor
             or a sequence of tensors).
         atol: tolerance on the max absolute difference (float32 parity: 1e-5).
+        rtol: added tolerance relative to the input set's largest output magnitude, for
+            outputs so large that 1e-5 is below float32 resolution (the spacing of float32
+            numbers in [256, 512) is 3e-5).
         onnx_path: the ONNX file whose recorded names and example shapes to use when
             ``exported`` has only an MNN file.
         input_names, output_names: the exported names, if not recorded in an ONNX file.
@@ -229,7 +237,7 @@ def check_parity(
         mnn = MNNModel(paths["mnn"], names_in or first_names, names_out, threads=threads)
         runners["mnn"] = mnn
 
-    report = ParityReport(type(model).__name__, atol, example_shapes=example)
+    report = ParityReport(type(model).__name__, atol, rtol, example_shapes=example)
     was_training = model.training
     model.eval()
     try:
@@ -248,7 +256,7 @@ def check_parity(
                     )
                     continue
                 diff, error = _compare(ref, got)
-                ok = not error and diff <= atol
+                ok = not error and diff <= atol + rtol * scale
                 report.results.append(ParityResult(runtime, shapes, diff, scale, ok, error))
     finally:
         model.train(was_training)

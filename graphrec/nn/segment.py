@@ -18,8 +18,9 @@ therefore reduces through the functions below, whose implementation depends on t
     segment bounds, **compensated** for float32 cancellation: the rounding error of every
     running-sum step is recovered exactly (TwoSum) and summed in a second cumulative sum, so
     the error no longer grows with the magnitude of the running total. Maxima use a segmented
-    doubling scan (``ceil(log2 L)`` elementwise max steps for segments of length ``<= L``),
-    exact. Memory ``O(E)``.
+    doubling scan, exact, unrolled for segments of at most ``max_segment`` items
+    (``ceil(log2(max_segment))`` elementwise max steps; :func:`segment_max` returns NaN for a
+    longer segment instead of a wrong value). Memory ``O(E)``.
 
 Every mode uses only Gather, MatMul, CumSum, Where, Equal and elementwise operators, which
 onnxruntime and MNN run correctly. :func:`segment_softmax` subtracts the exact per-segment
@@ -51,24 +52,35 @@ __all__ = [
 #: The aggregation modes, see the module docstring.
 AGGREGATION_MODES = ("scatter", "dense", "csr")
 
-#: Segments of at most ``2 ** MAX_SCAN_STEPS`` items in ``"csr"`` mode (the scan is unrolled).
-MAX_SCAN_STEPS = 24
+#: Default longest segment (e.g. in-degree) a ``"csr"`` segment max handles.
+MAX_SEGMENT = 1 << 20
 
-_MODE: ContextVar[str] = ContextVar("graphrec_aggregation_mode", default="scatter")
+_MODE: ContextVar[tuple[str, int]] = ContextVar(
+    "graphrec_aggregation_mode", default=("scatter", MAX_SEGMENT)
+)
 
 
 def get_aggregation_mode() -> str:
     """The current aggregation mode (``"scatter"`` unless inside :func:`aggregation_mode`)."""
-    return _MODE.get()
+    return _MODE.get()[0]
 
 
 @contextlib.contextmanager
-def aggregation_mode(mode: str) -> Iterator[None]:
+def aggregation_mode(mode: str, *, max_segment: int = MAX_SEGMENT) -> Iterator[None]:
     """Use ``mode`` (``"scatter"``, ``"dense"`` or ``"csr"``) for every segment reduction run
-    (or traced for export) inside the ``with`` block."""
+    (or traced for export) inside the ``with`` block.
+
+    Args:
+        mode: the aggregation mode.
+        max_segment: the longest segment a ``"csr"`` segment max (softmax) must handle; the
+            exported graph has ``ceil(log2(max_segment))`` scan steps and returns NaN for a
+            graph with a longer segment.
+    """
     if mode not in AGGREGATION_MODES:
         raise ValueError(f"aggregation mode must be one of {AGGREGATION_MODES}; got {mode!r}")
-    token = _MODE.set(mode)
+    if max_segment < 1:
+        raise ValueError(f"max_segment must be >= 1; got {max_segment}")
+    token = _MODE.set((mode, max_segment))
     try:
         yield
     finally:
@@ -157,19 +169,28 @@ def _csr_sum(x: Tensor, ptr: Tensor) -> Tensor:
     return (c[end] - c[start]) + (dc[end] - dc[start])
 
 
-def _csr_max(v: Tensor, seg: Tensor, ptr: Tensor) -> Tensor:
+def _csr_max(v: Tensor, seg: Tensor, ptr: Tensor, strict: bool = True) -> Tensor:
     """Per-segment maxima of the sorted rows ``v`` (``seg`` = their segment ids) by a
-    segmented inclusive max-scan (Hillis-Steele doubling); -inf for empty segments."""
-    n = v.shape[0]
-    pos = torch.arange(n, device=v.device)
-    for step in range(MAX_SCAN_STEPS):
+    segmented inclusive max-scan (Hillis-Steele doubling); -inf for empty segments.
+
+    A segment longer than the current ``max_segment`` gets the maximum of its last
+    ``max_segment`` items; with ``strict`` the whole result is NaN instead."""
+    max_segment = _MODE.get()[1]
+    pos = torch.arange(v.shape[0], device=v.device)
+    for step in range((max_segment - 1).bit_length()):
         j = pos - (1 << step)
         jc = j.clamp(min=0)
         same = ((j >= 0) & (seg[jc] == seg)).unsqueeze(-1)
         v = torch.where(same, torch.maximum(v, v[jc]), v)
     last = (ptr[1:] - 1).clamp(min=0)
-    empty = (ptr[1:] == ptr[:-1]).unsqueeze(-1)
-    return torch.where(empty, torch.full_like(v[last], float("-inf")), v[last])
+    lengths = ptr[1:] - ptr[:-1]
+    out = torch.where(
+        (lengths == 0).unsqueeze(-1), torch.full_like(v[last], float("-inf")), v[last]
+    )
+    if not strict:
+        return out
+    too_long = lengths.max() > max_segment
+    return torch.where(too_long, torch.full_like(out, float("nan")), out)
 
 
 def segment_sum(
@@ -199,12 +220,19 @@ def segment_sum(
 
 
 def segment_max(
-    src: Tensor, index: Tensor, num_segments: int, segments: Segments | None = None
+    src: Tensor,
+    index: Tensor,
+    num_segments: int,
+    segments: Segments | None = None,
+    *,
+    strict: bool = True,
 ) -> Tensor:
     r"""``out[k] = max_{e: index[e] = k} src[e]`` in the current aggregation mode.
 
     Empty segments are 0 in ``"scatter"`` mode (PyG's convention) and -inf otherwise; a
-    softmax only reads the segments of its items.
+    softmax only reads the segments of its items. In ``"csr"`` mode a segment longer than
+    ``max_segment`` (:func:`aggregation_mode`) makes the result NaN, or with
+    ``strict=False`` gets the maximum of its last ``max_segment`` items.
     """
     mode = get_aggregation_mode()
     if mode == "scatter":
@@ -216,7 +244,7 @@ def segment_max(
         out = torch.where(mask, x.unsqueeze(0), neg).amax(dim=1)
     else:
         segments = _check_segments(segments, "segment_max")
-        out = _csr_max(x[segments.perm], index[segments.perm], segments.ptr)
+        out = _csr_max(x[segments.perm], index[segments.perm], segments.ptr, strict)
     return out.squeeze(-1) if flat else out.view(num_segments, *src.shape[1:])
 
 
@@ -231,6 +259,10 @@ def segment_softmax(
         m_k = \max_{e': \mathrm{index}[e'] = k} s_{e'}
 
     (the formula of :func:`torch_geometric.utils.softmax`, which ``"scatter"`` mode calls).
+    The result does not depend on the shift :math:`m_k`; in ``"csr"`` mode a segment longer
+    than ``max_segment`` is shifted by the maximum of its last ``max_segment`` logits, which
+    keeps the denominator >= 1 and is exact unless a logit exceeds that maximum by more than
+    ~88 (float32 ``exp`` overflow).
 
     Args:
         src: ``[E]`` or ``[E, H]`` logits.
@@ -242,6 +274,7 @@ def segment_softmax(
         from torch_geometric.utils import softmax
 
         return softmax(src, index, num_nodes=num_segments)
-    shifted = (src - segment_max(src.detach(), index, num_segments, segments)[index]).exp()
+    shift = segment_max(src.detach(), index, num_segments, segments, strict=False)
+    shifted = (src - shift[index]).exp()
     total = segment_sum(shifted, index, num_segments, segments) + 1e-16
     return shifted / total[index]
