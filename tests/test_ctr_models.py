@@ -343,6 +343,11 @@ def test_smoke_train_taobao_tiny(name, shared_data):
 # --------------------------------------------------------------------------- trainer, ML-100K
 
 
+def _metrics(history):
+    """The history without the timings (which vary from run to run)."""
+    return [{k: v for k, v in h.items() if k != "train_s"} for h in history]
+
+
 def test_train_ctr_seeded_and_restores_best(shared_data):
     from graphrec.datasets import load_taobao_tiny
     from graphrec.models.ctr.train import evaluate_ctr, train_ctr
@@ -358,7 +363,7 @@ def test_train_ctr_seeded_and_restores_best(shared_data):
         )
         runs.append((result, model))
     (a, model), (b, _) = runs
-    assert a.history == b.history  # same seed, same run
+    assert _metrics(a.history) == _metrics(b.history)  # same seed, same run
     aucs = [h["auc"] for h in a.history]
     assert a.best_epoch == 1 + int(np.argmax(aucs)) and a.best["auc"] == max(aucs)
     assert len(a.history) == 6 or a.stopped_early
@@ -463,7 +468,8 @@ def test_train_ctr_checkpoint_resume(shared_data, tmp_path):
     train_ctr(first, data.train, data.test, epochs=2, checkpoint=ckpt, **kwargs)  # "interrupted"
     resumed_model = fresh()
     resumed = train_ctr(resumed_model, data.train, data.test, epochs=4, checkpoint=ckpt, **kwargs)
-    assert resumed.history == full.history and resumed.best_epoch == full.best_epoch
+    assert _metrics(resumed.history) == _metrics(full.history)
+    assert resumed.best_epoch == full.best_epoch
     batch = features.batch(data.test)
     resumed_model.eval()
     full_model.eval()
