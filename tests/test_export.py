@@ -34,6 +34,7 @@ from graphrec.export import (  # noqa: E402
     MNNFineTuner,
     MNNModel,
     ParityError,
+    PrecomputedHIEN,
     UnsafeOperatorError,
     check_parity,
     export_mnn,
@@ -209,6 +210,28 @@ def test_isnan_is_rewritten_exactly(tmp_path):
     assert report.ok, str(report)
 
 
+def test_matvec_with_1d_operand_is_rewritten_for_mnn(tmp_path):
+    """MNN 3.6.1 squeezes the wrong axis of ``[B, K, h] @ [h]`` ('Compute Shape Error')."""
+
+    class Score(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.v = torch.nn.Parameter(torch.randn(5))
+
+        def forward(self, x):
+            return torch.softmax(torch.tanh(x) @ self.v, dim=-1)
+
+    torch.manual_seed(0)
+    model = Score()
+    path = export_onnx(model, torch.randn(4, 3, 5), tmp_path / "mv.onnx")
+    assert [f.op_type for f in find_unsafe_ops(path)] == ["MatMul"]
+    rewritten = rewrite_for_mnn(path)
+    assert find_unsafe_ops(rewritten) == []
+    mnn = export_mnn(path, tmp_path / "mv.mnn")
+    inputs = [torch.randn(b, 3, 5) for b in (2, 9, 40)]
+    check_parity(model, {"onnx": path, "mnn": mnn}, inputs).raise_for_failures()
+
+
 def test_converter_failure_is_an_error(tmp_path):
     class WithIsInf(torch.nn.Module):  # MNN 3.6's converter has no IsInf: exits 0, no file
         def forward(self, x):
@@ -240,6 +263,42 @@ def test_ctr_parity_onnxruntime_and_mnn(name, taobao, tmp_path):
     assert sorted({r.batch for r in report.results}) == sorted(PARITY_BATCHES)
     report.raise_for_failures()
     assert report.max_abs_diff() <= ATOL
+
+
+def test_hien_with_precomputed_tables_parity(tmp_path):
+    """HIEN + DIN: the device gets the tree-aggregated tables and attribute bags as
+    constants; the scores equal the training module's."""
+    from graphrec.datasets.synthetic_ctr import SYNTHETIC_TREES, synthetic_ctr
+    from graphrec.graphs.attribute_tree import tree_from_table
+    from graphrec.models.ctr import DIN, CTRFeatures
+    from graphrec.models.hien import HIEN, item_clickers
+
+    data = synthetic_ctr(num_users=30, num_items=40, num_campaigns=10, num_customers=4,
+                         num_cates=5, num_brands=6, impressions_per_user=10, seed=3)  # fmt: skip
+    tables = [data.train, data.valid, data.test]
+    trees = [tree_from_table(tables, list(levels)) for levels in SYNTHETIC_TREES]
+    features = CTRFeatures.from_table(data.train)
+    clickers = item_clickers(data.train, item="item", user="user", max_clickers=4)
+    torch.manual_seed(0)
+    base = DIN(features, 8, (16,), attention_hidden=(8,), extra_fields=2)
+    hien = HIEN(base, trees, item="item", user="user", clickers=clickers).eval()
+    with torch.no_grad():  # trained-like scale
+        for name, p in hien.named_parameters():
+            p.normal_(0.0, 0.3) if "embedding" in name or "own_tables" in name else p.mul_(2.0)
+    device_model = PrecomputedHIEN.from_model(hien)
+    assert not hasattr(device_model, "aggregators")  # no graph part left
+    batch = features.batch(data.train)
+    with torch.no_grad():
+        torch.testing.assert_close(device_model(batch), hien(batch), atol=1e-6, rtol=0)
+
+    onnx_path = export_onnx(device_model, _rows(batch, EXAMPLE_BATCH, 0), tmp_path / "hien.onnx")
+    assert {f.op_type for f in find_unsafe_ops(onnx_path)} <= {"MatMul"}  # rewritable only
+    mnn_path = export_mnn(onnx_path, tmp_path / "hien.mnn")
+    inputs = [_rows(batch, size, seed) for seed, size in enumerate(PARITY_BATCHES, 1)]
+    report = check_parity(hien, {"onnx": onnx_path, "mnn": mnn_path}, inputs, atol=ATOL)
+    print(report)
+    report.raise_for_failures()
+    assert len(report.results) == 6
 
 
 def _lightgcn(num_users: int, num_items: int):

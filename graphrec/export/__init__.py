@@ -8,6 +8,7 @@
 :func:`check_parity`       torch vs onnxruntime vs MNN on inputs of other sizes
 :class:`MNNModel`          run a ``.mnn`` file from Python (MNN's Module API)
 :class:`CFScorer`          the on-device form of MF / LightGCN: precomputed tables + scoring
+:class:`PrecomputedHIEN`   the on-device form of HIEN: tree-aggregated tables as constants
 :class:`GraphScorer`       tensor-only inputs for a graph model (FastCover); the graph layers
                            are exported in a scatter-free aggregation mode (dense or CSR)
 :class:`MNNFineTuner`      on-device SGD fine-tuning of a converted CTR model's dense layers
@@ -36,6 +37,7 @@ from graphrec.export.models import (
     GRAPH_INPUT_NAMES,
     CFScorer,
     GraphScorer,
+    PrecomputedHIEN,
     graph_dynamic_shapes,
     graph_inputs,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "ParityError",
     "ParityReport",
     "ParityResult",
+    "PrecomputedHIEN",
     "UnsafeOperatorError",
     "check_parity",
     "export_mnn",

@@ -9,9 +9,10 @@ without writing a model). So :func:`preflight_mnn` rejects them before conversio
 operator, the node and, where the exporter recorded it, the torch source line.
 
 A few unsupported operators have an exact MNN-safe equivalent; :func:`rewrite_for_mnn`
-replaces them (currently ``IsNaN(x)`` -> ``Not(LessOrEqual(x, +inf))``, used by every CTR
-model with a dense feature to map missing values to 0) and :func:`graphrec.export.export_mnn`
-applies it to the copy it converts.
+replaces them (``IsNaN(x)`` -> ``Not(LessOrEqual(x, +inf))``, used by every CTR model with a
+dense feature to map missing values to 0; ``MatMul(A, v)`` with a 1-D ``v``, which MNN 3.6.1
+squeezes on the wrong axis for a 3-D ``A`` -> ``Squeeze(MatMul(A, Unsqueeze(v, -1)), -1)``)
+and :func:`graphrec.export.export_mnn` applies it to the copy it converts.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ UNSAFE_OPS: dict[str, str] = {
 #: ONNX op type -> the exact MNN-safe replacement :func:`rewrite_for_mnn` applies.
 REWRITES: dict[str, str] = {
     "IsNaN": "not supported by the MNN converter; rewritten exactly as Not(LessOrEqual(x, +inf))",
+    "MatMul": (
+        "a 1-D right operand: MNN squeezes the wrong axis of a 3-D product ('Compute Shape "
+        "Error'); rewritten exactly as Squeeze(MatMul(A, Unsqueeze(v, -1)), -1)"
+    ),
 }
 
 
@@ -153,8 +158,11 @@ def find_unsafe_ops(model_or_path: Any, *, include_rewritable: bool = True) -> l
     for function in model.functions:
         graphs.append((f"function {function.name}", function))
     for gname, graph in graphs:
+        ranks = _ranks(graph)
         for node in graph.node:
             reason = bad.get(node.op_type)
+            if node.op_type == "MatMul" and ranks.get(node.input[1]) != 1:
+                reason = None  # only a 1-D right operand needs the rewrite
             if reason is None and node.op_type in ("Max", "Min") and len(node.input) == 1:
                 reason = f"the MNN converter cannot convert a 1-input {node.op_type}"
             if reason is not None:
@@ -180,6 +188,20 @@ def preflight_mnn(model_or_path: Any, *, name: str = "") -> None:
         raise UnsafeOperatorError(findings, name)
 
 
+def _ranks(graph: Any) -> dict[str, int]:
+    """Known ranks of the graph's tensors (initializers, inputs, value_info, outputs)."""
+    ranks = {init.name: len(init.dims) for init in getattr(graph, "initializer", [])}
+    for info in [*getattr(graph, "input", []), *getattr(graph, "value_info", [])]:
+        if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
+            ranks[info.name] = len(info.type.tensor_type.shape.dim)
+    for node in graph.node:  # Constant nodes
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    ranks[node.output[0]] = len(attr.t.dims)
+    return ranks
+
+
 def _elem_types(graph: Any) -> dict[str, int]:
     types = {}
     for info in [*graph.input, *graph.value_info, *graph.output]:
@@ -194,7 +216,8 @@ def rewrite_for_mnn(model_or_path: Any) -> Any:
     ``IsNaN(x)`` becomes ``Not(LessOrEqual(x, +inf))``: exact in IEEE arithmetic (only NaN is
     unordered) and in MNN 3.6. The obvious ``Not(Equal(x, x))`` is *wrong* in MNN, whose
     ``Equal(x, x)`` is true for NaN. Applied to the main graph (the dynamo exporter inlines
-    functions); only float32 ``IsNaN`` inputs are rewritten.
+    functions); only float32 ``IsNaN`` inputs are rewritten. ``MatMul(A, v)`` with a 1-D
+    ``v`` becomes ``Squeeze(MatMul(A, Unsqueeze(v, -1)), -1)`` (the same product).
 
     Raises:
         ExportError: an ``IsNaN`` input is not float32.
@@ -205,9 +228,20 @@ def rewrite_for_mnn(model_or_path: Any) -> Any:
     model = onnx.ModelProto()
     model.CopyFrom(_load(model_or_path))
     types = _elem_types(model.graph)
+    ranks = _ranks(model.graph)
     nodes = []
     for node in model.graph.node:
-        if node.op_type == "IsNaN":
+        if node.op_type == "MatMul" and ranks.get(node.input[1]) == 1:
+            (a, v), out = node.input, node.output[0]
+            axes, col, prod = (f"{out}__graphrec_{t}" for t in ("axes", "col", "prod"))
+            value = helper.make_tensor(axes, TensorProto.INT64, [1], [-1])
+            nodes += [
+                helper.make_node("Constant", [], [axes], name=f"{node.name}__axes", value=value),
+                helper.make_node("Unsqueeze", [v, axes], [col], name=f"{node.name}__unsqueeze"),
+                helper.make_node("MatMul", [a, col], [prod], name=node.name),
+                helper.make_node("Squeeze", [prod, axes], [out], name=f"{node.name}__squeeze"),
+            ]
+        elif node.op_type == "IsNaN":
             x, out = node.input[0], node.output[0]
             if types.get(x, TensorProto.FLOAT) != TensorProto.FLOAT:
                 raise ExportError(f"IsNaN node {node.name!r}: only float32 inputs are rewritten")
