@@ -41,14 +41,17 @@ def _train(capsys, log_file, out, *extra):
 
 def test_train_then_recommend(capsys, log_file, tmp_path):
     out = tmp_path / "model.pt"
-    code, stdout, _ = _train(capsys, log_file, out, "--loss", "hdccf", "--temperature", "0.2")
+    code, stdout, _ = _train(
+        capsys, log_file, out, "--loss", "hdccf", "--temperature", "0.2", "--logq", "1"
+    )
     assert code == 0
     result = json.loads(stdout)
     assert result["epochs"] == 3 and 1 <= result["best_epoch"] <= 3
     assert set(result["test"]) == {"recall@20", "ndcg@20", "precision@20"}
     assert 0.0 <= result["test"]["recall@20"] <= 1.0
     state = torch.load(out, weights_only=True)
-    assert state["config"]["loss"] == "hdccf" and state["data"]["dataset"] == str(log_file)
+    assert state["config"]["loss"] == "hdccf" and state["config"]["logq"] == 1.0
+    assert state["data"]["dataset"] == str(log_file)
     assert (tmp_path / "model.pt.ckpt").exists()
 
     code, stdout, _ = run(capsys, "cf", "recommend", str(out), "--users", "u0,u3", "-k", "5")

@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--temperature", type=positive_float("--temperature"), default=0.1)
     train.add_argument("--tau-plus", type=float, default=0.05, help="HDCCF class prior")
     train.add_argument("--beta", type=float, default=0.0, help="HDCCF hardness exponent")
+    train.add_argument(
+        "--logq", type=float, default=0.0, help="HDCCF popularity correction (1 = full logQ)"
+    )
     train.add_argument("--positives", type=positive_int("--positives"), default=1, help="HDCCF M")
     train.add_argument(
         "--negatives", type=int, help="explicit negatives per pair (BPR: 1, others: in-batch)"
@@ -143,6 +146,7 @@ def train_command(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         tau_plus=args.tau_plus,
         beta=args.beta,
+        logq=args.logq,
         num_positives=args.positives,
         num_negatives=args.negatives,
         neg_alpha=args.neg_alpha,

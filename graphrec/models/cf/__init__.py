@@ -5,18 +5,21 @@ Example:
     >>> from graphrec.models.cf import HDCCFLoss, InteractionSampler, LightGCN
     >>> graph = build_bipartite(train_matrix, test_matrix)  # doctest: +SKIP
     >>> model = LightGCN.from_graph(graph, embedding_dim=64, num_layers=3)  # doctest: +SKIP
-    >>> loss_fn = HDCCFLoss(temperature=0.1, tau_plus=0.05)  # doctest: +SKIP
+    >>> loss_fn = HDCCFLoss(temperature=0.2, tau_plus=0.05)  # doctest: +SKIP
     >>> for batch in InteractionSampler(graph.train, 2048).epoch(0):  # doctest: +SKIP
     ...     users, items = model()
     ...     loss = loss_fn(users[batch.users], items[batch.items], known=batch.known)
 
     Or the whole loop with early stopping and checkpoints:
 
-    >>> trainer = CFTrainer(graph, CFConfig(backbone="lightgcn", loss="hdccf"))  # doctest: +SKIP
+    >>> graph = load_cf_graph("ml-100k", root="shared/data")  # doctest: +SKIP
+    >>> cfg = CFConfig(backbone="mf", loss="hdccf", temperature=0.2, logq=1.0)  # doctest: +SKIP
+    >>> trainer = CFTrainer(graph, cfg)  # doctest: +SKIP
     >>> trainer.fit(checkpoint="run.pt").evaluate("test")  # doctest: +SKIP
 """
 
 from graphrec.models.cf.backbones import MF, CFBackbone, LightGCN
+from graphrec.models.cf.data import load_cf_graph
 from graphrec.models.cf.losses import (
     HDCCFLoss,
     bpr_loss,
@@ -45,6 +48,7 @@ __all__ = [
     "info_nce_loss",
     "known_mask",
     "l2_regularization",
+    "load_cf_graph",
     "log_debiased_negative_mean",
     "pairwise_similarity",
     "setwise_contrastive_loss",
