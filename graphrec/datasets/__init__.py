@@ -14,6 +14,7 @@ listing every missing file. Only SNAP ego-Facebook is embedded (:func:`ego_faceb
 :func:`ego_facebook`                   embedded SNAP ego-Facebook (4,039 nodes, 88,234 edges)
 :func:`powerlaw_digraph`               synthetic Chung-Lu directed graph, power-law degrees
 :func:`erdos_renyi_digraph`            synthetic directed G(n, p)
+:func:`synthetic_ctr`                  synthetic CTR tables, planted attribute hierarchy and tastes
 =====================================  ==========================================================
 
 Example:
@@ -33,6 +34,12 @@ from graphrec.datasets.graphs import (
 )
 from graphrec.datasets.movielens import MOVIELENS_GENRES, MovieLens100K, load_movielens100k
 from graphrec.datasets.synthetic import erdos_renyi_digraph, powerlaw_digraph
+from graphrec.datasets.synthetic_ctr import (
+    SYNTHETIC_CTR_SCHEMA,
+    SYNTHETIC_TREES,
+    SyntheticCTR,
+    synthetic_ctr,
+)
 from graphrec.datasets.taobao import TAOBAO_SCHEMA, TaobaoTiny, load_taobao_tiny
 
 __all__ = [
@@ -40,6 +47,9 @@ __all__ = [
     "Gowalla",
     "MOVIELENS_GENRES",
     "MovieLens100K",
+    "SYNTHETIC_CTR_SCHEMA",
+    "SYNTHETIC_TREES",
+    "SyntheticCTR",
     "TAOBAO_SCHEMA",
     "TaobaoTiny",
     "ego_facebook",
@@ -52,4 +62,5 @@ __all__ = [
     "load_taobao_tiny",
     "powerlaw_digraph",
     "snap_graph",
+    "synthetic_ctr",
 ]

@@ -1,0 +1,271 @@
+"""CTR: the five base models with and without HIEN, on MovieLens-100K and the synthetic set.
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py [--datasets ml-100k,synthetic]
+[--models lr,widedeep,deepfm,dcn,din] [--seeds 5] [--no-md]``
+
+For every (dataset, model, HIEN or not, seed) cell: build the model with
+:func:`graphrec.models.ctr.experiment.build_ctr_model` (seed = weights, batch order), train it
+with :func:`train_ctr` (Adam, early stopping on validation AUC, settings in ``SETTINGS``) and
+evaluate it on the test split: AUC, GAUC (per user), logloss. Each finished cell is written to
+``benchmarks/results/ctr_cells/`` and skipped when the script runs again, so an interrupted run
+loses at most one cell. On the synthetic set, HIEN's across-type attention ``beta`` is
+averaged per test user and the share of users whose top type is the planted one is reported.
+
+Throughput is measured apart from the accuracy runs: per (dataset, model), one training epoch
+(training steps only, no evaluation) of the base model and of HIEN, alternating, ``--repeat``
+times each; the best epoch of each is kept, which makes the ratio robust to other jobs on the
+machine. Data: MovieLens-100K from ``$GRAPHREC_TEST_DATA`` or ``../shared/data``; the synthetic
+set is :func:`graphrec.datasets.synthetic_ctr` with seed 0 (the same data for every model seed).
+
+Writes ``benchmarks/results/ctr.json`` and the ``ctr`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, data_root, machine, update_benchmarks_md, write_results  # noqa: E402
+
+from graphrec.models.ctr import evaluate_ctr, train_ctr  # noqa: E402
+from graphrec.models.ctr.experiment import (  # noqa: E402
+    CTRDataset,
+    build_ctr_model,
+    load_ctr_dataset,
+)
+
+MODELS = ["lr", "widedeep", "deepfm", "dcn", "din"]
+#: Training settings per dataset (the same for base models and HIEN).
+SETTINGS = {
+    "ml-100k": {"epochs": 10, "batch_size": 1024, "lr": 2e-3, "patience": 2},
+    "synthetic": {"epochs": 25, "batch_size": 256, "lr": 1e-2, "patience": 5},
+}
+CELLS = RESULTS / "ctr_cells"
+
+
+def load(name: str) -> CTRDataset:
+    root = data_root() / "movielens" / "ml-100k" if name == "ml-100k" else None
+    return load_ctr_dataset(name, root, seed=0)
+
+
+def planted_share(model, data: CTRDataset, planted: str) -> float:
+    """Share of test users whose mean ``beta`` is highest on the planted attribute type."""
+    model.eval()
+    batch = data.features.batch(data.split.test)
+    beta = model.attention_weights(batch)["beta"]
+    users = batch[data.user]
+    per_user = torch.zeros(int(users.max()) + 1, beta.shape[1]).index_add(0, users, beta)
+    seen = torch.bincount(users, minlength=per_user.shape[0]) > 0
+    top = per_user[seen].argmax(dim=1)
+    return (top == model.types.index(planted)).float().mean().item()
+
+
+def run_cell(data: CTRDataset, dataset: str, model_name: str, hien: bool, seed: int) -> dict:
+    path = CELLS / f"{dataset}_{model_name}_{'hien' if hien else 'base'}_{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    model = build_ctr_model(model_name, data, hien=hien, seed=seed)
+    t0 = time.perf_counter()
+    res = train_ctr(model, data.split.train, data.split.valid, seed=seed, **SETTINGS[dataset])
+    cell = {
+        "dataset": dataset,
+        "model": model_name,
+        "hien": hien,
+        "seed": seed,
+        "test": evaluate_ctr(model, data.split.test),
+        "valid": res.best,
+        "best_epoch": res.best_epoch,
+        "epochs_run": len(res.history),
+        "train_s": [h["train_s"] for h in res.history],
+        "wall_s": time.perf_counter() - t0,
+    }
+    if hien:
+        model.eval()
+        beta = model.attention_weights(data.features.batch(data.split.test))["beta"].mean(0)
+        cell["beta"] = dict(zip(model.types, beta.tolist()))
+        if dataset == "synthetic":
+            cell["planted_share"] = planted_share(model, data, "cate")
+    CELLS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cell, indent=1))
+    return cell
+
+
+def epoch_seconds(model, data: CTRDataset, batch_size: int, seed: int = 0) -> float:
+    """Seconds of one training epoch (Adam steps over every training row, no evaluation)."""
+    train = data.split.train
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    order = np.random.default_rng(seed).permutation(train.num_rows)
+    model.train()
+    t0 = time.perf_counter()
+    for start in range(0, train.num_rows, batch_size):
+        rows = order[start : start + batch_size]
+        batch = data.features.batch(train, rows)
+        opt.zero_grad()
+        F.binary_cross_entropy_with_logits(
+            model(batch), data.features.labels(train, rows)
+        ).backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def throughput(data: CTRDataset, dataset: str, model_name: str, repeat: int) -> dict:
+    models = {h: build_ctr_model(model_name, data, hien=h) for h in (False, True)}
+    bs = SETTINGS[dataset]["batch_size"]
+    for m in models.values():  # warm-up
+        epoch_seconds(m, data, bs)
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(repeat):
+        for h, m in models.items():
+            best[h] = min(best[h], epoch_seconds(m, data, bs))
+    rows = data.split.train.num_rows
+    return {
+        "base_epoch_s": best[False],
+        "hien_epoch_s": best[True],
+        "base_samples_per_s": rows / best[False],
+        "hien_samples_per_s": rows / best[True],
+        "ratio": best[True] / best[False],
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(cells: list[dict], timing: dict, datasets: list[str], models: list[str]) -> dict:
+    summary: dict = {}
+    for ds in datasets:
+        for m in models:
+            row = {}
+            for hien in (False, True):
+                sel = [c for c in cells if (c["dataset"], c["model"], c["hien"]) == (ds, m, hien)]
+                key = "hien" if hien else "base"
+                row[key] = {
+                    metric: mean_std([c["test"][metric] for c in sel])
+                    for metric in ("auc", "gauc", "logloss")
+                }
+                row[key]["seeds"] = len(sel)
+                row[key]["epochs_run"] = statistics.fmean(c["epochs_run"] for c in sel)
+                if hien:
+                    types = list(sel[0]["beta"])
+                    row["beta"] = {t: statistics.fmean(c["beta"][t] for c in sel) for t in types}
+                    if ds == "synthetic":
+                        row["planted_share"] = mean_std([c["planted_share"] for c in sel])
+            row["auc_lift"] = row["hien"]["auc"][0] - row["base"]["auc"][0]
+            row["timing"] = timing[f"{ds}/{m}"]
+            summary[f"{ds}/{m}"] = row
+    return summary
+
+
+def markdown(summary: dict, datasets: list[str], models: list[str], seeds: int, cmd: str) -> str:
+    names = {"lr": "LR", "widedeep": "Wide&Deep", "deepfm": "DeepFM", "dcn": "DCN-V2",
+             "din": "DIN"}  # fmt: skip
+    out = [
+        "## CTR: five base models with and without HIEN",
+        "",
+        f"Command: `{cmd}` ({machine()}, torch threads 1). Test metrics, mean ± std over "
+        f"{seeds} seeds (weights and batch order; the data split is fixed). Training: Adam, "
+        "early stopping on validation AUC; settings per dataset: "
+        + "; ".join(
+            f"{ds}: batch {SETTINGS[ds]['batch_size']}, lr {SETTINGS[ds]['lr']:g}, "
+            f"≤ {SETTINGS[ds]['epochs']} epochs, patience {SETTINGS[ds]['patience']}"
+            for ds in datasets
+        )
+        + ". Embedding size 16 (LR: 1). HIEN: gcn tree aggregator, user intent over the item "
+        "attribute types, item intent over ≤ 10 training clickers. samples/s: one training epoch "
+        "(steps only), best of the repeats, base and HIEN alternating; cost = HIEN epoch time / "
+        "base epoch time.",
+        "",
+    ]
+    for ds in datasets:
+        extra = " planted top |" if ds == "synthetic" else ""
+        out += [
+            f"**{ds}**",
+            "",
+            f"| model | AUC | GAUC | logloss | AUC lift | samples/s | cost |{extra}",
+            "|---|---|---|---|---|---|---|" + ("---|" if extra else ""),
+        ]
+        for m in models:
+            row = summary[f"{ds}/{m}"]
+            for key in ("base", "hien"):
+                r = row[key]
+                label = names[m] if key == "base" else f"HIEN + {names[m]}"
+                cells = " | ".join(
+                    f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in ("auc", "gauc", "logloss")
+                )
+                lift = f"{row['auc_lift']:+.4f}" if key == "hien" else ""
+                sps = row["timing"][f"{key}_samples_per_s"]
+                cost = f"{row['timing']['ratio']:.2f}×" if key == "hien" else ""
+                line = f"| {label} | {cells} | {lift} | {sps:,.0f} | {cost} |"
+                if extra:
+                    share = row.get("planted_share")
+                    line += f" {share[0]:.2f} ± {share[1]:.2f} |" if key == "hien" else " |"
+                out.append(line)
+        out.append("")
+        betas = {m: summary[f"{ds}/{m}"]["beta"] for m in models}
+        types = list(next(iter(betas.values())))
+        out.append(
+            f"Mean across-type attention β of HIEN on {ds} test rows ("
+            + ", ".join(types)
+            + "): "
+            + "; ".join(
+                f"{names[m]} " + "/".join(f"{b[t]:.2f}" for t in types) for m, b in betas.items()
+            )  # fmt: skip
+            + "."
+        )
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default="ml-100k,synthetic")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="timed epochs per model")
+    parser.add_argument("--no-md", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--cells-only", action="store_true", help="only the accuracy runs (no timing, no report)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    datasets, models = args.datasets.split(","), args.models.split(",")
+    cells, timing = [], {}
+    for ds in datasets:
+        data = load(ds)
+        jobs = [(m, h, s) for m in models for h in (False, True) for s in range(args.seeds)]
+        for m, h, s in tqdm(jobs, desc=ds, unit="run"):
+            cells.append(run_cell(data, ds, m, h, s))
+        if args.cells_only:
+            continue
+        timing_path = CELLS / f"{ds}_timing.json"
+        saved = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        for m in tqdm(models, desc=f"{ds} timing", unit="model"):
+            if m not in saved:
+                saved[m] = throughput(data, ds, m, args.repeat)
+                timing_path.write_text(json.dumps(saved, indent=1))
+            timing[f"{ds}/{m}"] = saved[m]
+    if args.cells_only:
+        return
+    summary = summarise(cells, timing, datasets, models)
+    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py " + " ".join(sys.argv[1:])
+    payload = {"machine": machine(), "command": cmd.strip(), "settings": SETTINGS,
+               "summary": summary, "cells": cells}  # fmt: skip
+    print(f"wrote {write_results('ctr', payload)}")
+    text = markdown(summary, datasets, models, args.seeds, cmd.strip())
+    print(text)
+    if not args.no_md:
+        update_benchmarks_md("ctr", text)
+
+
+if __name__ == "__main__":
+    main()
