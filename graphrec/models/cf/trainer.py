@@ -65,7 +65,7 @@ class CFConfig:
         num_negatives: explicit negatives per pair; None = 1 for BPR, 0 (in-batch only) for
             the contrastive losses.
         neg_alpha: explicit negatives ``∝ deg^alpha`` (0 = uniform).
-        eval_every: evaluate on validation every this many epochs.
+        eval_every: evaluate on validation every this many epochs (and after the last one).
         patience: stop after this many evaluations without improvement (0 = never stop).
         metric, ks: the early-stopping metric and the cut-offs evaluated.
         eval_batch_size: users per evaluation batch.
@@ -311,7 +311,8 @@ class CFTrainer:
                 "train_seconds": self.train_seconds,
                 "cpu_seconds": self.cpu_seconds,
             }
-            if has_valid and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
+            last = self.epoch == cfg.epochs or self._over_budget()
+            if has_valid and (self.epoch % cfg.eval_every == 0 or last):
                 metrics = self.evaluate("valid")
                 record["valid"] = metrics
                 value = metrics[cfg.metric]
@@ -395,12 +396,13 @@ class CFTrainer:
             ValueError: the checkpoint was written with a different configuration.
         """
         state = torch.load(path, weights_only=True)
-        saved = {**state["config"], "ks": tuple(state["config"]["ks"])}
+        defaults = {f.name: f.default for f in fields(CFConfig)}  # fields added since
+        saved = {**defaults, **state["config"], "ks": tuple(state["config"]["ks"])}
         current = asdict(self.config)
         differ = sorted(
             k
             for k in current
-            if k not in ("epochs", "cpu_budget", "patience") and saved.get(k) != current[k]
+            if k not in ("epochs", "cpu_budget", "patience") and saved[k] != current[k]
         )
         if differ:
             raise ValueError(f"checkpoint {path} has a different configuration: {differ}")
