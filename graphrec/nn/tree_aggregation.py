@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import degree
 
 __all__ = ["TreeAggregation", "TREE_AGGREGATORS"]
 
@@ -14,7 +12,7 @@ __all__ = ["TreeAggregation", "TREE_AGGREGATORS"]
 TREE_AGGREGATORS = ("gcn", "ngcf", "lightgcn", "cp")
 
 
-class TreeAggregation(MessagePassing):
+class TreeAggregation(torch.nn.Module):
     r"""Refines parent embeddings from their (already refined) children, one tree level at a
     time, as in the bottom-up aggregation of `"Hierarchical Intention Embedding Network for
     Click-Through Rate Prediction" <https://arxiv.org/abs/2206.00510>`_ (HIEN, Zheng et al.,
@@ -38,7 +36,10 @@ class TreeAggregation(MessagePassing):
         \,\Vert\, \mathbf{e}_p \odot \mathbf{m}_p \big], \qquad
         \mathbf{m}_p = \frac{1}{|\mathcal{C}(p)|} \sum_{c \in \mathcal{C}(p)} \mathbf{e}_c
 
-    with :math:`\sigma` = LeakyReLU (slope 0.2) and linear maps without bias. A parent without
+    with :math:`\sigma` = LeakyReLU (slope 0.2) and linear maps without bias. Every mode only
+    needs the children's sum :math:`\mathbf{s}_p = \sum_c \mathbf{e}_c` (for ngcf,
+    :math:`\sum_c \mathbf{W}_2 (\mathbf{e}_c \odot \mathbf{e}_p) = \mathbf{W}_2
+    (\mathbf{s}_p \odot \mathbf{e}_p)`), one ``index_add`` per step. A parent without
     children gets the same formula with an empty sum (:math:`\mathbf{m}_p = \mathbf{0}`), so
     the output table keeps the input's shape. The equations follow the aggregator names of
     HIEN's official code (GCN, NGCF, LightGCN, Concat&Product); their exact form in the paper
@@ -58,7 +59,7 @@ class TreeAggregation(MessagePassing):
     """
 
     def __init__(self, channels: int, mode: str = "gcn", negative_slope: float = 0.2) -> None:
-        super().__init__(aggr="sum")
+        super().__init__()
         if mode not in TREE_AGGREGATORS:
             raise ValueError(f"mode must be one of {TREE_AGGREGATORS}; got {mode!r}")
         self.channels = channels
@@ -73,38 +74,26 @@ class TreeAggregation(MessagePassing):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        super().reset_parameters()
         for name in ("lin", "lin_prod"):
             if hasattr(self, name):
                 getattr(self, name).reset_parameters()
 
     def forward(self, x_child: Tensor, x_parent: Tensor, edge_index: Tensor) -> Tensor:
-        n_parent = x_parent.shape[0]
-        deg = degree(edge_index[1], n_parent, dtype=x_parent.dtype).unsqueeze(-1)
-        size = (x_child.shape[0], n_parent)
-        if self.mode == "ngcf":
-            x_child = torch.cat([self.lin(x_child), x_child], dim=-1)
-            x_parent_in = torch.cat([x_parent, x_parent], dim=-1)
-        else:
-            x_parent_in = x_parent
-        agg = self.propagate(edge_index, x=(x_child, x_parent_in), size=size)
+        child, parent = edge_index[0], edge_index[1]
+        total = torch.zeros_like(x_parent).index_add(0, parent, x_child.index_select(0, child))
+        ones = x_parent.new_ones(parent.shape[0])
+        deg = x_parent.new_zeros(x_parent.shape[0]).index_add(0, parent, ones).unsqueeze(-1)
         if self.mode == "gcn":
-            out = self.lin((x_parent + agg) / (deg + 1.0))
+            out = self.lin((x_parent + total) / (deg + 1.0))
             return F.leaky_relu(out, self.negative_slope)
         if self.mode == "ngcf":
-            out = self.lin(x_parent) + agg / deg.clamp(min=1.0).sqrt()
+            msg = self.lin(total) + self.lin_prod(total * x_parent)
+            out = self.lin(x_parent) + msg / deg.clamp(min=1.0).sqrt()
             return F.leaky_relu(out, self.negative_slope)
         if self.mode == "lightgcn":
-            return x_parent + agg / deg.clamp(min=1.0).sqrt()
-        mean = agg / deg.clamp(min=1.0)
+            return x_parent + total / deg.clamp(min=1.0).sqrt()
+        mean = total / deg.clamp(min=1.0)
         return self.lin(torch.cat([x_parent, mean, x_parent * mean], dim=-1))
-
-    def message(self, x_j: Tensor, x_i: Tensor) -> Tensor:
-        if self.mode != "ngcf":
-            return x_j
-        d = self.channels
-        # x_j = [W1 e_c || e_c], x_i = [e_p || e_p]
-        return x_j[:, :d] + self.lin_prod(x_j[:, d:] * x_i[:, :d])
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels}, mode={self.mode!r})"
