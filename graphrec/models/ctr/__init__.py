@@ -11,7 +11,9 @@
 Data and training: :func:`movielens_ctr` and :func:`amazon_ctr` build train / validation /
 test :class:`graphrec.io.CTRTable` splits (per-user, time-ordered); :func:`train_ctr` trains
 with early stopping on validation AUC, seeds and checkpoint/resume; :func:`evaluate_ctr` gives
-AUC, GAUC and logloss.
+AUC, GAUC and logloss. :mod:`graphrec.models.ctr.experiment` loads the named CTR datasets
+(``ml-100k``, ``amazon-users``, ``synthetic``, a Taobao folder) and builds every model with or
+without HIEN with the defaults of ``graphrec ctr train`` and ``benchmarks/ctr.py``.
 
 Every model maps a batch ``dict[str, Tensor]`` (from :meth:`CTRFeatures.batch`) to logits
 ``[B]`` through ``interact(embed(batch))``.
