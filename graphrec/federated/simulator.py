@@ -36,11 +36,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from graphrec.federated.strategies import ClientUpdate, RowDelta, Strategy
 from graphrec.graphs.device_cloud import DeviceCloudGraph
 
-__all__ = ["LocalConfig", "FederatedTask", "Simulator"]
+__all__ = ["LocalConfig", "FederatedTask", "Simulator", "submodel", "local_update", "check_update"]
 
 logger = logging.getLogger("graphrec.federated")
 
@@ -110,6 +111,70 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
+def submodel(
+    task: FederatedTask, state: Mapping[str, Tensor], client: int
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """What ``client`` downloads: ``(sub, rows)``. ``sub`` holds every dense parameter of
+    ``state`` in full and each table parameter restricted to the rows ``rows[name]`` = ``S_i``
+    (sorted; local row ``k`` is global row ``rows[name][k]``)."""
+    sub, rows = {}, {}
+    for name, value in state.items():
+        if name in task.tables:
+            idx = torch.from_numpy(task.graph.rows(client, task.tables[name]))
+            rows[name] = idx
+            sub[name] = value[idx]
+        else:
+            sub[name] = value
+    return sub, rows
+
+
+def local_update(
+    task: FederatedTask,
+    state: Mapping[str, Tensor],
+    client: int,
+    config: dict[str, Any],
+    client_state: dict[str, Any],
+    generator: torch.Generator,
+) -> ClientUpdate:
+    """One client's local training on its submodel of ``state``; returns its deltas (the
+    in-process simulator and the Flower ClientApp both call this)."""
+    sub, rows = submodel(task, state, client)
+    local, metrics = task.local_train(int(client), sub, config, client_state, generator)
+    metrics = dict(metrics)
+    weight = metrics.pop("weight", None)
+    update = ClientUpdate(
+        int(client),
+        int(task.graph.num_samples[client]),
+        weight=None if weight is None else float(weight),
+        extras={k: v for k, v in metrics.items() if isinstance(v, Tensor)},
+        metrics={k: v for k, v in metrics.items() if not isinstance(v, Tensor)},
+    )
+    for name, value in sub.items():
+        if local[name].shape != value.shape:
+            raise ValueError(
+                f"client {client}: local_train returned {name} of shape "
+                f"{tuple(local[name].shape)}, expected {tuple(value.shape)}"
+            )
+        delta = (local[name] - value).detach()
+        if name in rows:
+            update.rows[name] = RowDelta(task.tables[name], rows[name], delta)
+        else:
+            update.dense[name] = delta
+    return update
+
+
+def check_update(update: ClientUpdate, max_update_norm: float | None) -> str | None:
+    """Why ``update`` must be rejected (non-finite, or L2 norm above ``max_update_norm``), or
+    None if it is acceptable."""
+    if not update.is_finite():
+        return "non-finite update"
+    if max_update_norm is not None:
+        norm = update.norm()
+        if not norm <= max_update_norm:
+            return f"update norm {norm:.4g} > max_update_norm {max_update_norm:.4g}"
+    return None
+
+
 class Simulator:
     """Synchronous FL rounds over a :class:`FederatedTask` with a :class:`Strategy`.
 
@@ -177,18 +242,8 @@ class Simulator:
         return np.sort(rng.choice(self.eligible, self.clients_per_round, replace=False))
 
     def submodel(self, client: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """What ``client`` downloads: ``(state, rows)``. ``state`` holds every dense parameter
-        in full and each table parameter restricted to the rows ``rows[name]`` = ``S_i`` (sorted;
-        local row ``k`` is global row ``rows[name][k]``)."""
-        sub, rows = {}, {}
-        for name, value in self.state.items():
-            if name in self.task.tables:
-                idx = torch.from_numpy(self.task.graph.rows(client, self.task.tables[name]))
-                rows[name] = idx
-                sub[name] = value[idx]
-            else:
-                sub[name] = value
-        return sub, rows
+        """What ``client`` downloads from the current global state (see :func:`submodel`)."""
+        return submodel(self.task, self.state, client)
 
     @staticmethod
     def _nbytes(sub: Mapping[str, Tensor]) -> int:
@@ -196,40 +251,9 @@ class Simulator:
 
     def client_update(self, client: int, config: dict[str, Any], round: int) -> ClientUpdate:
         """Run one client's local training on its submodel; return its deltas."""
-        sub, rows = self.submodel(client)
         generator = torch.Generator().manual_seed(_seed(self.seed, round, 1, client))
         cstate = self.client_state.setdefault(int(client), {})
-        local, metrics = self.task.local_train(int(client), sub, config, cstate, generator)
-        metrics = dict(metrics)
-        weight = metrics.pop("weight", None)
-        update = ClientUpdate(
-            int(client),
-            int(self.task.graph.num_samples[client]),
-            weight=None if weight is None else float(weight),
-            extras={k: v for k, v in metrics.items() if isinstance(v, Tensor)},
-            metrics={k: v for k, v in metrics.items() if not isinstance(v, Tensor)},
-        )
-        for name, value in sub.items():
-            if local[name].shape != value.shape:
-                raise ValueError(
-                    f"client {client}: local_train returned {name} of shape "
-                    f"{tuple(local[name].shape)}, expected {tuple(value.shape)}"
-                )
-            delta = (local[name] - value).detach()
-            if name in rows:
-                update.rows[name] = RowDelta(self.task.tables[name], rows[name], delta)
-            else:
-                update.dense[name] = delta
-        return update
-
-    def _check(self, update: ClientUpdate, round: int) -> str | None:
-        if not update.is_finite():
-            return "non-finite update"
-        if self.max_update_norm is not None:
-            norm = update.norm()
-            if not norm <= self.max_update_norm:
-                return f"update norm {norm:.4g} > max_update_norm {self.max_update_norm:.4g}"
-        return None
+        return local_update(self.task, self.state, int(client), config, cstate, generator)
 
     def step(self) -> dict[str, Any]:
         """Run the next round; return (and append to :attr:`history`) its record."""
@@ -249,7 +273,7 @@ class Simulator:
                 config["local_steps"] = max(1, int(config["local_steps"] * self.straggler_steps))
             update = self.client_update(int(client), config, t)
             bytes_up += update.nbytes
-            reason = self._check(update, t)
+            reason = check_update(update, self.max_update_norm)
             if reason is not None:
                 logger.warning("round %d: rejected update of client %d: %s", t, client, reason)
                 entry = {"round": t, "client": int(client), "reason": reason}
@@ -286,19 +310,24 @@ class Simulator:
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 1,
         stop_after: int | None = None,
+        progress: bool = False,
     ) -> list[dict[str, Any]]:
         """Run until :attr:`round` equals ``rounds`` (continuing a resumed run); return history.
 
         Evaluates at round 0 (if not yet done), every ``eval_every`` rounds and at ``rounds``.
         With ``checkpoint``, saves after every ``checkpoint_every`` rounds and at the end.
         ``stop_after`` stops early after that many rounds of this call (to simulate an
-        interruption; the checkpoint is written then too).
+        interruption; the checkpoint is written then too). ``progress`` shows a tqdm bar.
         """
         if self.round == 0 and not self.history:
             self.history.append({"round": 0, **self.evaluate()})
         done = 0
+        bar = tqdm(total=rounds, initial=self.round, disable=not progress, unit="round")
         while self.round < rounds:
             record = self.step()
+            bar.update(1)
+            if "train_loss" in record:
+                bar.set_postfix(loss=f"{record['train_loss']:.4f}")
             if self.round % self.eval_every == 0 or self.round == rounds:
                 record.update(self.evaluate())
             done += 1
@@ -310,6 +339,7 @@ class Simulator:
                 if checkpoint is not None:
                     self.save(checkpoint)
                 break
+        bar.close()
         return self.history
 
     # ------------------------------------------------------------------ checkpoints

@@ -71,6 +71,7 @@ __all__ = [
     "StreamDevice",
     "StreamTask",
     "ODEAggregation",
+    "ode_strategy",
     "stream_simulator",
     "rounds_to_reach",
     "final_value",
@@ -281,6 +282,13 @@ class StreamDevice:
         self.global_grad: Tensor | None = None
         self.valued = 0  #: samples whose statistics were computed
         self.value_seconds = 0.0  #: time spent computing them
+
+    _DETACHED = ("x", "y", "model", "loss_fn", "oracle")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the stream data, model and oracle (re-attached by
+        :meth:`StreamTask.local_train`), so a Flower node keeps it small in ``context.state``."""
+        return {k: (None if k in self._DETACHED else v) for k, v in self.__dict__.items()}
 
     def arrivals(self, round: int) -> np.ndarray:
         """Stream positions arriving in (1-based) ``round``."""
@@ -513,10 +521,23 @@ class StreamTask:
                 )
         return state, self._exact[round]
 
+    def start(self, seed: int, estimator: str = "replacement") -> GlobalGradientEstimator | None:
+        """Set the initial model (:meth:`init_state`) and, for ``ode``, seed the global-gradient
+        estimate with exact gradients at it (the official simulation shortcut); return that
+        server-side estimator (``"replacement"``: Estimation2, ODE-Est; ``"incremental"``:
+        Estimation1), None for the other selectors. Every device starts from this pair."""
+        state0 = self.init_state(seed)
+        if self.selector != "ode":
+            return None
+        est = GlobalGradientEstimator(self.graph.num_samples, self.grad_dim, mode=estimator)
+        est.initialize(self.client_gradients(state0))
+        self.initial_grad = est.estimate.float().clone()
+        return est
+
     def device(self, client: int) -> StreamDevice:
         """A fresh device ``client`` holding the initial model and gradient estimate."""
         if self.initial_state is None:
-            raise RuntimeError("call init_state first")
+            raise RuntimeError("call start(seed) first")
         idx = torch.from_numpy(self.streams[client])
         slots = None
         if self.assignment is not None:
@@ -551,6 +572,10 @@ class StreamTask:
         dev = client_state.get("device")
         if dev is None:
             dev = client_state["device"] = self.device(client)
+        elif dev.model is None:  # unpickled (Flower context.state): re-attach data and model
+            fresh = self.device(client)
+            for k in StreamDevice._DETACHED:
+                setattr(dev, k, getattr(fresh, k))
         dev.catch_up(t)
         ghat, count = dev.upload()
         dev.receive(state, config.get("global_grad"))
@@ -688,6 +713,11 @@ class ODEAggregation(Strategy):
             self.estimator.previous = data["previous"].clone()
 
 
+def ode_strategy(task: StreamTask, seed: int, *, estimator: str = "replacement") -> ODEAggregation:
+    """Start ``task`` (:meth:`StreamTask.start`) and return its server aggregation."""
+    return ODEAggregation(task.start(seed, estimator))
+
+
 def stream_simulator(
     task: StreamTask,
     *,
@@ -698,18 +728,10 @@ def stream_simulator(
     estimator: str = "replacement",
 ) -> Simulator:
     """A :class:`~graphrec.federated.simulator.Simulator` running ``task`` with
-    :class:`ODEAggregation`. For ``ode`` the server estimate and every device's starting estimate
-    are seeded with exact gradients at the initial model (the official simulation shortcut);
-    ``estimator`` is ``"replacement"`` (Estimation2, ODE-Est) or ``"incremental"``."""
-    state0 = task.init_state(seed)
-    est = None
-    if task.selector == "ode":
-        est = GlobalGradientEstimator(task.graph.num_samples, task.grad_dim, mode=estimator)
-        est.initialize(task.client_gradients(state0))
-        task.initial_grad = est.estimate.float().clone()
+    :func:`ode_strategy` (``estimator``: see :meth:`StreamTask.start`)."""
     return Simulator(
         task,
-        ODEAggregation(est),
+        ode_strategy(task, seed, estimator=estimator),
         clients_per_round=clients_per_round,
         local=local,
         seed=seed,

@@ -1,0 +1,169 @@
+"""Named federated set-ups shared by the ``graphrec fl`` command line and ``benchmarks/fl.py``.
+
+* :func:`federated_task` - a :class:`~graphrec.federated.simulator.FederatedTask` by dataset
+  and model name: ``amazon-users`` (one device per user; ``din``: DIN as in the official
+  FedSubAvg code, embedding 18, MLP 200-80; ``tiny``: :class:`TinyCTR`), ``ml-100k`` (one
+  device per user, ``tiny``), ``synthetic`` (Synthetic(1, 1), softmax regression).
+* :func:`stream_data` - per-device streams and held-out data for ODE: ``synthetic``
+  (Synthetic(1, 1), 1,000 samples per device: 800 stream, 200 test) and ``uci-heart`` (UCI
+  Heart Disease, one device per centre, disease yes/no).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from graphrec.federated.data import load_uci_heart_per_centre
+from graphrec.federated.partition import natural_partition, synthetic_leaf
+from graphrec.federated.simulator import FederatedTask
+from graphrec.federated.stream import StreamTask
+from graphrec.federated.tasks import CTRModelTask, EmbeddingCTRTask, SoftmaxRegressionTask
+
+__all__ = ["DATASETS", "MODELS", "federated_task", "StreamData", "stream_data", "stream_task"]
+
+#: dataset -> models available for it
+DATASETS = {"amazon-users": ("din", "tiny"), "ml-100k": ("tiny",), "synthetic": ("softmax",)}
+MODELS = sorted({m for ms in DATASETS.values() for m in ms})
+
+
+def _root(root: str | Path | None, dataset: str) -> Path:
+    if root is None:
+        raise ValueError(f"dataset {dataset!r} needs --root (the folder holding its files)")
+    return Path(root)
+
+
+def federated_task(
+    dataset: str,
+    model: str,
+    *,
+    root: str | Path | None = None,
+    devices: int | None = None,
+    seed: int = 0,
+) -> FederatedTask:
+    """The task ``dataset`` x ``model`` (see the module docstring); ``devices`` keeps the first
+    users (``amazon-users``, ``ml-100k``) or sets the number of synthetic devices (default
+    200)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
+    if model not in DATASETS[dataset]:
+        raise ValueError(
+            f"model {model!r} is not available for {dataset}; choose {DATASETS[dataset]}"
+        )
+    if dataset == "amazon-users":
+        from graphrec.datasets import load_amazon_electronics_users
+
+        data = load_amazon_electronics_users(_root(root, dataset))
+        if model == "tiny":
+            return EmbeddingCTRTask.from_amazon(data, num_users=devices)
+        from graphrec.models.ctr import DIN, CTRFeatures, amazon_ctr
+
+        split = amazon_ctr(data, valid_fraction=0.0, test_fraction=0.2)
+        features = CTRFeatures.from_table(split.train)
+        users = split.train.categorical["user"]
+        test_users = split.test.categorical["user"]
+        keep = np.ones(users.size, bool) if devices is None else users <= devices
+        test_rows = None if devices is None else np.flatnonzero(test_users <= devices)
+        parts = natural_partition(users[keep])
+        return CTRModelTask(
+            lambda f: DIN(f, 18, (200, 80)),
+            features,
+            split.train,
+            parts,
+            split.test,
+            test_rows=test_rows,
+        )
+    if dataset == "ml-100k":
+        from graphrec.datasets import load_movielens100k
+
+        ml = load_movielens100k(_root(root, dataset))
+        return EmbeddingCTRTask.from_movielens(ml, num_users=devices)
+    syn = synthetic_leaf(1.0, 1.0, devices or 200, seed=seed)
+    train, test = _holdout(syn.parts, 0.2, seed)
+    return SoftmaxRegressionTask(syn.x, syn.y, train, test)
+
+
+def _holdout(
+    parts: list[np.ndarray], fraction: float, seed: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per device, a seeded random ``fraction`` held out; returns (rest per device, held out)."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for p in parts:
+        p = rng.permutation(p)
+        k = int(round(fraction * p.size))
+        test.append(p[:k])
+        train.append(np.sort(p[k:]))
+    return train, np.concatenate(test)
+
+
+@dataclass
+class StreamData:
+    """Features, labels, per-device streams and the central test rows of an ODE task."""
+
+    x: np.ndarray
+    y: np.ndarray
+    parts: list[np.ndarray]
+    test: np.ndarray
+    about: str
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.y.max()) + 1
+
+
+def stream_data(
+    dataset: str, *, root: str | Path | None = None, devices: int = 200, seed: int = 0
+) -> StreamData:
+    """``synthetic`` or ``uci-heart`` (see the module docstring); 20% of each device held out."""
+    if dataset == "synthetic":
+        syn = synthetic_leaf(1.0, 1.0, devices, samples_per_device=1000, seed=seed)
+        train, test = _holdout(syn.parts, 0.2, seed)
+        about = (
+            f"Synthetic(1, 1), {devices} devices x 1,000 samples (800 stream, 200 test), "
+            "dim 60, 10 labels"
+        )
+        return StreamData(syn.x, syn.y, train, test, about)
+    if dataset == "uci-heart":
+        heart = load_uci_heart_per_centre(_root(root, dataset))
+        x = heart.x.copy()
+        mean, std = np.nanmean(x, 0), np.nanstd(x, 0) + 1e-8
+        x = np.nan_to_num((x - mean) / std)  # standardised; missing -> the mean
+        train, test = _holdout(heart.parts, 0.2, seed)
+        about = (
+            "UCI Heart Disease, 3 centres (one device each; 80% stream, 20% test), disease yes/no"
+        )
+        return StreamData(x, (heart.y > 0).astype(np.int64), train, test, about)
+    raise ValueError(f"unknown stream dataset {dataset!r}; expected synthetic or uci-heart")
+
+
+def stream_task(
+    data: StreamData,
+    selector: str,
+    *,
+    buffer_size: int,
+    velocity: int,
+    seed: int = 0,
+    layers: int | None = None,
+) -> StreamTask:
+    """A :class:`StreamTask` with a softmax-regression model on ``data``."""
+    model = torch.nn.Linear(data.num_features, data.num_classes)
+    return StreamTask(
+        model,
+        data.x,
+        data.y,
+        data.parts,
+        data.test,
+        selector=selector,
+        buffer_size=buffer_size,
+        velocity=velocity,
+        layers=layers,
+        seed=seed,
+    )

@@ -1,0 +1,358 @@
+"""Flower adapter (extra ``fl``: ``pip install graphrec[fl]``, flwr >= 1.42 Message API).
+
+* :func:`flower_strategy` wraps any :class:`~graphrec.federated.strategies.Strategy` (FedAvg,
+  FedSubAvg, involved averaging, the ODE server) as a Flower ``Strategy``: ``configure_train``
+  keeps the current global arrays, asks the wrapped strategy's ``configure`` hook for the
+  clients' configuration and samples ``clients_per_round`` nodes; ``aggregate_train`` decodes
+  the replies into :class:`~graphrec.federated.strategies.ClientUpdate` objects, rejects
+  non-finite or oversized ones (logged, the round goes on) and calls the **same**
+  ``aggregate(global_state, updates)`` hook as the in-process simulator.
+* :func:`client_app` builds a ``ClientApp`` whose ``train`` handler runs
+  :func:`~graphrec.federated.simulator.local_update` for device
+  ``node_config["partition-id"]`` on its submodel, with the simulator's per-(seed, round,
+  device) generator, and keeps the device's ``client_state`` in ``context.state``. With a
+  :class:`~graphrec.federated.stream.StreamTask` this is the ODE client: a device replays the
+  stream rounds it missed (lazy catch-up) with the model and estimate it last received.
+* :func:`run_simulation` runs both with Flower's simulation engine (Ray backend).
+
+Wire format of a reply: one ArrayRecord ``"update"`` with the dense deltas under their names,
+``"<name>.idx"`` (int64 rows) and ``"<name>.delta"`` per table parameter (only the touched
+rows travel), and ``"extra.<key>"`` tensors; a MetricRecord ``"metrics"`` with
+``num-examples``, ``device``, optional ``weight`` and the local metrics. Tensor-valued entries
+of the strategy's configuration travel in an ArrayRecord ``"config-arrays"``.
+
+flwr is imported lazily: ``graphrec.federated`` works without it. Flower's telemetry is
+switched off (``FLWR_TELEMETRY_ENABLED=0``) unless the environment sets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from graphrec.errors import GraphrecError
+from graphrec.federated.simulator import (
+    FederatedTask,
+    LocalConfig,
+    _seed,
+    check_update,
+    local_update,
+)
+from graphrec.federated.strategies import ClientUpdate, RowDelta, Strategy
+
+__all__ = ["flower_strategy", "client_app", "server_app", "run_simulation"]
+
+logger = logging.getLogger("graphrec.federated")
+
+
+def _flwr() -> Any:
+    """Import flwr (telemetry off unless configured) or explain how to install it."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    try:
+        import flwr
+        import flwr.app
+        import flwr.clientapp
+        import flwr.serverapp
+        import flwr.serverapp.strategy
+    except ImportError as exc:
+        raise GraphrecError(
+            "the Flower adapter needs flwr with its simulation engine: pip install 'graphrec[fl]'"
+        ) from exc
+    return flwr
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _to_record(tensors: Mapping[str, Tensor]) -> Any:
+    app = _flwr().app
+    return app.ArrayRecord(
+        torch_state_dict={k: v.detach().contiguous() for k, v in tensors.items()}
+    )
+
+
+def _from_record(record: Any) -> dict[str, Tensor]:
+    return {k: torch.as_tensor(v) for k, v in record.to_torch_state_dict().items()}
+
+
+def encode_update(update: ClientUpdate) -> Any:
+    """A ``RecordDict`` carrying ``update`` (see the module docstring for the layout)."""
+    app = _flwr().app
+    tensors = dict(update.dense)
+    for name, row in update.rows.items():
+        tensors[f"{name}.idx"] = row.index.to(torch.int64)
+        tensors[f"{name}.delta"] = row.values
+    for key, value in update.extras.items():
+        tensors[f"extra.{key}"] = value
+    metrics: dict[str, Any] = {"num-examples": int(update.num_samples), "device": update.client}
+    if update.weight is not None:
+        metrics["weight"] = float(update.weight)
+    metrics.update({f"m.{k}": float(v) for k, v in update.metrics.items()})
+    tables = ",".join(f"{name}={row.table}" for name, row in update.rows.items())
+    return app.RecordDict(
+        {
+            "update": _to_record(tensors),
+            "metrics": app.MetricRecord(metrics),
+            "tables": app.ConfigRecord({"tables": tables}),
+        }
+    )
+
+
+def decode_update(content: Any) -> ClientUpdate:
+    """Inverse of :func:`encode_update`."""
+    tensors = _from_record(content["update"])
+    metrics = dict(content["metrics"])
+    tables = dict(
+        item.split("=", 1) for item in str(content["tables"]["tables"]).split(",") if item
+    )
+    update = ClientUpdate(
+        int(metrics.pop("device")),
+        int(metrics.pop("num-examples")),
+        weight=None if "weight" not in metrics else float(metrics.pop("weight")),
+        metrics={k[2:]: float(v) for k, v in metrics.items() if k.startswith("m.")},
+    )
+    for key, value in tensors.items():
+        if key.startswith("extra."):
+            update.extras[key[6:]] = value
+        elif key.endswith(".idx"):
+            name = key[:-4]
+            update.rows[name] = RowDelta(tables[name], value, tensors[f"{name}.delta"])
+        elif not key.endswith(".delta"):
+            update.dense[key] = value
+    return update
+
+
+def _split_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    scalars = {k: v for k, v in config.items() if not isinstance(v, Tensor) and v is not None}
+    return scalars, {k: v for k, v in config.items() if isinstance(v, Tensor)}
+
+
+# --------------------------------------------------------------------------- server
+
+
+def flower_strategy(
+    strategy: Strategy,
+    *,
+    clients_per_round: int,
+    local: LocalConfig | None = None,
+    max_update_norm: float | None = None,
+    seed: int = 0,
+) -> Any:
+    """A Flower ``Strategy`` (subclass of ``flwr.serverapp.strategy.FedAvg``, whose node
+    sampling and message plumbing it reuses) that aggregates with ``strategy.aggregate``.
+
+    Attributes of the returned object: ``history`` (per round: devices, accepted, rejected,
+    bytes up) and ``state`` (the latest global state as tensors).
+    """
+    flwr = _flwr()
+    app, strategies = flwr.app, flwr.serverapp.strategy
+    local = local or LocalConfig()
+
+    class GraphrecStrategy(strategies.FedAvg):
+        def __init__(self) -> None:
+            super().__init__(
+                fraction_train=0.0,
+                fraction_evaluate=0.0,
+                min_available_nodes=clients_per_round,
+            )
+            self.inner = strategy
+            self.clients_per_round = clients_per_round
+            self.state: dict[str, Tensor] = {}
+            self.history: list[dict[str, Any]] = []
+
+        def summary(self) -> None:
+            logger.info(
+                "graphrec strategy %s, %d clients per round", strategy.name, clients_per_round
+            )
+
+        def configure_train(
+            self, server_round: int, arrays: Any, config: Any, grid: Any
+        ) -> Iterable[Any]:
+            self.state = _from_record(arrays)
+            cfg = self.inner.configure(server_round, local.for_round(server_round - 1))
+            scalars, tensors = _split_config({**dict(config), **cfg})
+            scalars["server-round"] = server_round
+            nodes = sorted(grid.get_node_ids())
+            if len(nodes) < self.clients_per_round:
+                raise GraphrecError(
+                    f"{len(nodes)} nodes connected, clients_per_round={self.clients_per_round}"
+                )
+            # as Simulator.sample_clients: with node ids ordered like the devices, the same
+            # devices are sampled; node ids are uint64, so they never go through numpy
+            rng = np.random.default_rng(_seed(seed, server_round, 0))
+            pick = np.sort(rng.choice(len(nodes), self.clients_per_round, replace=False))
+            chosen = [nodes[i] for i in pick]
+            content = {"arrays": arrays, "config": app.ConfigRecord(scalars)}
+            if tensors:
+                content["config-arrays"] = _to_record(tensors)
+            record = app.RecordDict(content)
+            return [
+                app.Message(content=record, message_type="train", dst_node_id=n) for n in chosen
+            ]
+
+        def aggregate_train(self, server_round: int, replies: Iterable[Any]) -> tuple[Any, Any]:
+            updates, rejected, failed, nbytes, losses = [], [], 0, 0, []
+            for msg in replies:
+                if msg.has_error():
+                    failed += 1
+                    logger.warning("round %d: a node failed: %s", server_round, msg.error.reason)
+                    continue
+                update = decode_update(msg.content)
+                nbytes += update.nbytes
+                reason = check_update(update, max_update_norm)
+                if reason is not None:
+                    logger.warning(
+                        "round %d: rejected update of client %d: %s",
+                        server_round,
+                        update.client,
+                        reason,
+                    )
+                    rejected.append(update.client)
+                    continue
+                if "loss" in update.metrics:
+                    losses.append(update.metrics["loss"])
+                updates.append(update)
+            updates.sort(key=lambda u: u.client)
+            self.state = self.inner.aggregate(self.state, updates)
+            self.history.append(
+                {
+                    "round": server_round,
+                    "devices": [u.client for u in updates],
+                    "rejected": rejected,
+                    "failed": failed,
+                    "accepted": len(updates),
+                    "bytes_up": nbytes,
+                }
+            )
+            loss = float(np.mean(losses)) if losses else math.nan
+            metrics = app.MetricRecord({"accepted": len(updates), "train-loss": loss})
+            return _to_record(self.state), metrics
+
+    return GraphrecStrategy()
+
+
+def server_app(
+    strategy: Any,
+    initial_state: Mapping[str, Tensor],
+    *,
+    rounds: int,
+    evaluate_fn: Callable[[Mapping[str, Tensor]], Mapping[str, float]] | None = None,
+) -> Any:
+    """A ``ServerApp`` running ``strategy`` (from :func:`flower_strategy`) for ``rounds``
+    rounds from ``initial_state``; ``evaluate_fn(state) -> metrics`` evaluates centrally after
+    every round (results in ``strategy.evaluations``)."""
+    flwr = _flwr()
+    app = flwr.serverapp.ServerApp()
+    strategy.evaluations = []
+
+    def central(server_round: int, arrays: Any) -> Any:
+        metrics = {k: float(v) for k, v in evaluate_fn(_from_record(arrays)).items()}
+        strategy.evaluations.append({"round": server_round, **metrics})
+        return flwr.app.MetricRecord(metrics)
+
+    @app.main()
+    def main(grid: Any, context: Any) -> None:
+        strategy.start(
+            grid=grid,
+            initial_arrays=_to_record(initial_state),
+            num_rounds=rounds,
+            evaluate_fn=central if evaluate_fn is not None else None,
+        )
+
+    return app
+
+
+# --------------------------------------------------------------------------- client
+
+_TASKS: dict[int, FederatedTask] = {}
+
+
+def client_app(task_fn: Callable[[], FederatedTask], *, seed: int = 0) -> Any:
+    """A ``ClientApp`` training device ``node_config["partition-id"]`` of ``task_fn()`` (built
+    once per process). ``seed`` must equal the simulator's to reproduce its local training."""
+    flwr = _flwr()
+    app = flwr.clientapp.ClientApp()
+
+    @app.train()
+    def train(msg: Any, context: Any) -> Any:
+        key = id(task_fn)
+        if key not in _TASKS:
+            _TASKS[key] = task_fn()
+        task = _TASKS[key]
+        if getattr(task, "initial_state", False) is None:  # a StreamTask not started yet
+            task.start(seed)
+        device = int(context.node_config["partition-id"])
+        state = _from_record(msg.content["arrays"])
+        config: dict[str, Any] = dict(msg.content["config"])
+        if "config-arrays" in msg.content:
+            config.update(_from_record(msg.content["config-arrays"]))
+        round = int(config["server-round"])
+        saved = context.state.get("graphrec")
+        client_state = pickle.loads(saved["client-state"]) if saved is not None else {}
+        generator = torch.Generator().manual_seed(_seed(seed, round, 1, device))
+        update = local_update(task, state, device, config, client_state, generator)
+        context.state["graphrec"] = flwr.app.ConfigRecord(
+            {"client-state": pickle.dumps(client_state)}
+        )
+        return flwr.app.Message(encode_update(update), reply_to=msg)
+
+    return app
+
+
+def run_simulation(
+    task_fn: Callable[[], FederatedTask],
+    strategy: Strategy,
+    *,
+    rounds: int,
+    clients_per_round: int,
+    num_supernodes: int,
+    local: LocalConfig | None = None,
+    seed: int = 0,
+    num_cpus: int = 1,
+    max_update_norm: float | None = None,
+    evaluate: bool = True,
+) -> Any:
+    """Run ``strategy`` on ``task_fn()`` with Flower's simulation engine (Ray backend,
+    ``num_cpus`` CPUs in all, one per ClientApp); returns the Flower strategy object
+    (``history``, ``state``, ``evaluations``). Ray is shut down afterwards."""
+    _flwr()
+    import flwr.simulation
+    import ray
+
+    task = task_fn()
+    wrapped = flower_strategy(
+        strategy,
+        clients_per_round=clients_per_round,
+        local=local,
+        max_update_norm=max_update_norm,
+        seed=seed,
+    )
+    server = server_app(
+        wrapped,
+        task.init_state(seed),
+        rounds=rounds,
+        evaluate_fn=task.evaluate if evaluate else None,
+    )
+    backend = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {"num_cpus": num_cpus, "num_gpus": 0, "include_dashboard": False},
+    }
+    try:
+        flwr.simulation.run_simulation(
+            server_app=server,
+            client_app=client_app(task_fn, seed=seed),
+            num_supernodes=num_supernodes,
+            backend_config=backend,
+        )
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    return wrapped
