@@ -10,8 +10,9 @@ operator, the node and, where the exporter recorded it, the torch source line.
 
 A few unsupported operators have an exact MNN-safe equivalent; :func:`rewrite_for_mnn`
 replaces them (``IsNaN(x)`` -> ``Not(LessOrEqual(x, +inf))``, used by every CTR model with a
-dense feature to map missing values to 0; ``MatMul(A, v)`` with a 1-D ``v``, which MNN 3.6.1
-squeezes on the wrong axis for a 3-D ``A`` -> ``Squeeze(MatMul(A, Unsqueeze(v, -1)), -1)``)
+dense feature to map missing values to 0; ``MatMul(A, v)`` with a 1-D ``v`` and a 3-D or
+larger ``A``, which MNN 3.6.1 squeezes on the wrong axis ->
+``Squeeze(MatMul(A, Unsqueeze(v, -1)), -1)``)
 and :func:`graphrec.export.export_mnn` applies it to the copy it converts.
 """
 
@@ -161,8 +162,8 @@ def find_unsafe_ops(model_or_path: Any, *, include_rewritable: bool = True) -> l
         ranks = _ranks(graph)
         for node in graph.node:
             reason = bad.get(node.op_type)
-            if node.op_type == "MatMul" and ranks.get(node.input[1]) != 1:
-                reason = None  # only a 1-D right operand needs the rewrite
+            if node.op_type == "MatMul" and not _matvec_3d(node, ranks):
+                reason = None  # only a 1-D right operand of a >= 3-D product needs it
             if reason is None and node.op_type in ("Max", "Min") and len(node.input) == 1:
                 reason = f"the MNN converter cannot convert a 1-input {node.op_type}"
             if reason is not None:
@@ -202,6 +203,14 @@ def _ranks(graph: Any) -> dict[str, int]:
     return ranks
 
 
+def _matvec_3d(node: Any, ranks: dict[str, int]) -> bool:
+    """``MatMul(A, v)`` with a 1-D ``v`` and an ``A`` of rank >= 3 (or unknown rank).
+
+    The 2-D case runs correctly in MNN, and rewriting it made a CSR-mode FastCover graph
+    wrong there (MNN 3.6.1), so it is left alone."""
+    return ranks.get(node.input[1]) == 1 and ranks.get(node.input[0], 3) >= 3
+
+
 def _elem_types(graph: Any) -> dict[str, int]:
     types = {}
     for info in [*graph.input, *graph.value_info, *graph.output]:
@@ -217,7 +226,8 @@ def rewrite_for_mnn(model_or_path: Any) -> Any:
     unordered) and in MNN 3.6. The obvious ``Not(Equal(x, x))`` is *wrong* in MNN, whose
     ``Equal(x, x)`` is true for NaN. Applied to the main graph (the dynamo exporter inlines
     functions); only float32 ``IsNaN`` inputs are rewritten. ``MatMul(A, v)`` with a 1-D
-    ``v`` becomes ``Squeeze(MatMul(A, Unsqueeze(v, -1)), -1)`` (the same product).
+    ``v`` and an ``A`` of rank >= 3 becomes ``Squeeze(MatMul(A, Unsqueeze(v, -1)), -1)``
+    (the same product).
 
     Raises:
         ExportError: an ``IsNaN`` input is not float32.
@@ -231,7 +241,7 @@ def rewrite_for_mnn(model_or_path: Any) -> Any:
     ranks = _ranks(model.graph)
     nodes = []
     for node in model.graph.node:
-        if node.op_type == "MatMul" and ranks.get(node.input[1]) == 1:
+        if node.op_type == "MatMul" and _matvec_3d(node, ranks):
             (a, v), out = node.input, node.output[0]
             axes, col, prod = (f"{out}__graphrec_{t}" for t in ("axes", "col", "prod"))
             value = helper.make_tensor(axes, TensorProto.INT64, [1], [-1])

@@ -1,0 +1,288 @@
+"""What to export for each kind of graphrec model, and how to rebuild one from a checkpoint.
+
+An :class:`ExportPlan` holds the torch reference model, the module that is exported (the
+on-device form: :class:`~graphrec.export.CFScorer`, :class:`~graphrec.export.GraphScorer`,
+:class:`~graphrec.export.PrecomputedHIEN` or the CTR model itself), an example input and
+parity inputs of other sizes (one ten times the example). :func:`plan_ctr`, :func:`plan_cf`
+and :func:`plan_fastcover` build plans for models in memory; :func:`load_checkpoint` rebuilds
+one from the files the trainers write (``graphrec export`` uses it):
+
+=======================  ===========================================================
+checkpoint               written by
+=======================  ===========================================================
+folder (or its           ``graphrec ctr train --out DIR``: ``model.pt`` (state dict)
+``model.pt``)            and ``config.json`` (dataset, model, HIEN flags, seed); the
+                         dataset is reloaded to rebuild the features
+``FILE.pt``              ``graphrec cf train --out FILE.pt``: a dict with ``config``,
+                         ``data`` and ``model``; the interaction graph is reloaded
+``fastcover_*.pt``       FastCover weights (``combinatorial/weights`` or
+                         ``python -m combinatorial.gnn.train --out ... --manifest``):
+                         a state dict whose configuration is in ``weights.json`` next to it
+=======================  ===========================================================
+
+Every file is read with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from graphrec.errors import GraphrecError
+from graphrec.export.models import (
+    GRAPH_INPUT_NAMES,
+    CFScorer,
+    GraphScorer,
+    PrecomputedHIEN,
+    graph_dynamic_shapes,
+    graph_inputs,
+)
+
+__all__ = [
+    "EXAMPLE_BATCH",
+    "ExportPlan",
+    "load_checkpoint",
+    "plan_cf",
+    "plan_ctr",
+    "plan_fastcover",
+]
+
+#: Batch of the export example; parity runs on 3, 17 and 10x this.
+EXAMPLE_BATCH = 8
+PARITY_BATCHES = (3, 17, 10 * EXAMPLE_BATCH)
+#: FastCover example graph (nodes, edges) and parity graphs (the last is 10x the example).
+EXAMPLE_GRAPH = (30, 120)
+PARITY_GRAPHS = ((12, 40), (57, 390), (300, 1200))
+
+
+@dataclass
+class ExportPlan:
+    """Everything :func:`graphrec.export.export_onnx` and the parity gate need for a model.
+
+    Attributes:
+        kind: ``"ctr"``, ``"hien"``, ``"cf"`` or ``"fastcover"``.
+        name: a short label (file stem in the CLI, row in the benchmark).
+        reference: the torch model scores are compared against (the training module).
+        module: the module that is exported (its on-device form).
+        example: the export example (a dict or a tuple of tensors).
+        parity_inputs: input sets of other sizes than the example.
+        export_kwargs: further arguments of :func:`graphrec.export.export_onnx`.
+        rtol: parity tolerance relative to the output magnitude (see ``check_parity``).
+        make_inputs: ``make_inputs(size, seed)`` -> an input set of ``size`` rows (or nodes).
+    """
+
+    kind: str
+    name: str
+    reference: torch.nn.Module
+    module: torch.nn.Module
+    example: Any
+    parity_inputs: list[Any]
+    export_kwargs: dict[str, Any] = field(default_factory=dict)
+    rtol: float = 0.0
+    make_inputs: Callable[[int, int], Any] | None = None
+
+
+def plan_ctr(model: torch.nn.Module, table: Any, name: str = "") -> ExportPlan:
+    """A CTR model (LR, WideDeep, DeepFM, DCNv2, DIN, or HIEN on one of them) on rows of
+    ``table`` (a :class:`graphrec.io.CTRTable` with the model's features)."""
+    from graphrec.models.hien import HIEN
+
+    model = model.eval()
+    features = model.features
+    n = table.num_rows
+
+    def make_inputs(size: int, seed: int) -> dict[str, torch.Tensor]:
+        rows = np.random.default_rng(seed).integers(0, n, size)
+        return features.batch(table, rows)
+
+    is_hien = isinstance(model, HIEN)
+    module = PrecomputedHIEN.from_model(model) if is_hien else model
+    label = name or (f"hien_{type(model.base).__name__}" if is_hien else type(model).__name__)
+    return ExportPlan(
+        kind="hien" if is_hien else "ctr",
+        name=label.lower(),
+        reference=model,
+        module=module,
+        example=make_inputs(EXAMPLE_BATCH, 0),
+        parity_inputs=[make_inputs(b, s) for s, b in enumerate(PARITY_BATCHES, 1)],
+        export_kwargs={"output_names": ["logit"]},
+        make_inputs=make_inputs,
+    )
+
+
+def plan_cf(backbone: torch.nn.Module, name: str = "") -> ExportPlan:
+    """An MF / LightGCN backbone, exported as :class:`CFScorer` (precomputed tables)."""
+    scorer = CFScorer.from_backbone(backbone)
+    num_users = scorer.user_embedding.shape[0]
+
+    def make_inputs(size: int, seed: int) -> tuple[torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        return (torch.randint(0, num_users, (size,), generator=g),)
+
+    return ExportPlan(
+        kind="cf",
+        name=(name or type(backbone).__name__).lower(),
+        reference=scorer,
+        module=scorer,
+        example=make_inputs(EXAMPLE_BATCH, 0),
+        parity_inputs=[make_inputs(b, s) for s, b in enumerate(PARITY_BATCHES, 1)],
+        export_kwargs={"input_names": ["users"], "output_names": ["scores"]},
+        make_inputs=make_inputs,
+    )
+
+
+def plan_fastcover(
+    model: torch.nn.Module,
+    *,
+    aggregation: str = "dense",
+    max_segment: int | None = None,
+    rtol: float = 2e-6,
+    name: str = "fastcover",
+) -> ExportPlan:
+    """A FastCover (GRAT) model as :class:`GraphScorer`, on random graphs.
+
+    ``rtol`` allows for float32 resolution: trained FastCover logits reach ~500, where float32
+    numbers are 3e-5 apart (torch's own float32 result is ~2e-4 from the float64 one).
+    """
+    if aggregation not in ("dense", "csr"):
+        raise ValueError(
+            f"FastCover exports with aggregation 'dense' or 'csr'; got {aggregation!r}"
+        )
+    csr = aggregation == "csr"
+    scorer = GraphScorer(model.eval())
+
+    def make_inputs(num_nodes: int, seed: int, num_edges: int | None = None) -> tuple:
+        g = torch.Generator().manual_seed(seed)
+        edges = 4 * num_nodes if num_edges is None else num_edges
+        edge_index = torch.randint(0, num_nodes, (2, edges), generator=g)
+        return tuple(graph_inputs(edge_index, num_nodes, csr=csr).values())
+
+    names = list(GRAPH_INPUT_NAMES if csr else GRAPH_INPUT_NAMES[:2])
+    return ExportPlan(
+        kind="fastcover",
+        name=name,
+        reference=scorer,
+        module=scorer,
+        example=make_inputs(EXAMPLE_GRAPH[0], 0, EXAMPLE_GRAPH[1]),
+        parity_inputs=[make_inputs(n, s, m) for s, (n, m) in enumerate(PARITY_GRAPHS, 1)],
+        export_kwargs={
+            "input_names": names,
+            "output_names": ["score"],
+            "dynamic": False,
+            "dynamic_shapes": graph_dynamic_shapes(csr),
+            "aggregation": aggregation,
+            "max_segment": max_segment,
+        },
+        rtol=rtol,
+        make_inputs=make_inputs,
+    )
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors of a file that is not a checkpoint
+        raise GraphrecError(f"{path}: cannot be read as a torch checkpoint ({exc})") from None
+
+
+def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
+    from graphrec.models.ctr.experiment import build_ctr_model, load_ctr_dataset
+
+    config = json.loads((folder / "config.json").read_text())
+    missing = {"dataset", "model", "hien", "embedding_dim", "seed"} - config.keys()
+    if missing:
+        raise GraphrecError(f"{folder / 'config.json'} lacks {sorted(missing)}")
+    root = data_root if data_root is not None else config.get("root")
+    data = load_ctr_dataset(config["dataset"], root, seed=config["seed"])
+    model = build_ctr_model(
+        config["model"],
+        data,
+        hien=config["hien"],
+        embedding_dim=config["embedding_dim"],
+        aggregator=config.get("aggregator") or "gcn",
+        seed=config["seed"],
+    )
+    model.load_state_dict(_torch_load(folder / "model.pt"))
+    name = f"hien_{config['model']}" if config["hien"] else config["model"]
+    return plan_ctr(model, data.split.test, name)
+
+
+def _load_cf(path: Path, state: dict, data_root: str | os.PathLike | None) -> ExportPlan:
+    from graphrec.models.cf import CFConfig, build_backbone
+    from graphrec.models.cf.data import load_cf_graph
+
+    data = state["data"]
+    graph = load_cf_graph(
+        data["dataset"],
+        root=data_root if data_root is not None else data["root"],
+        test=data["test"],
+        min_rating=data["min_rating"],
+        valid_fraction=data["valid_fraction"],
+        fold=data["fold"],
+        seed=data["split_seed"],
+    )
+    saved = dict(state["config"])
+    config = CFConfig.from_dict({**saved, "ks": tuple(saved["ks"])})
+    model = build_backbone(graph, config)
+    model.load_state_dict(state["model"])
+    return plan_cf(model.eval(), config.backbone)
+
+
+def _load_fastcover(path: Path, aggregation: str, max_segment: int | None) -> ExportPlan:
+    from combinatorial.gnn.model import FastCover
+
+    manifest = path.parent / "weights.json"
+    models = json.loads(manifest.read_text()).get("models", {})
+    entry = next((m for m in models.values() if m.get("file") == path.name), None)
+    if entry is None:
+        raise GraphrecError(f"{manifest} has no entry for {path.name}")
+    model = FastCover(**entry["config"])
+    model.load_state_dict(_torch_load(path))
+    return plan_fastcover(model, aggregation=aggregation, max_segment=max_segment, name=path.stem)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    aggregation: str = "dense",
+    max_segment: int | None = None,
+) -> ExportPlan:
+    """Rebuild the model of a checkpoint (see the module docstring) and plan its export.
+
+    Args:
+        path: a ``graphrec ctr train`` output folder (or its ``model.pt``), a
+            ``graphrec cf train`` model file, or FastCover weights with ``weights.json``.
+        data_root: the dataset folder, if not the one recorded at training (CTR and CF
+            checkpoints rebuild their features / graph from the data).
+        aggregation, max_segment: FastCover's export mode (``"dense"`` or ``"csr"``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        GraphrecError: ``path`` is none of the accepted checkpoints.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    folder = path if path.is_dir() else path.parent
+    if (folder / "config.json").is_file() and (folder / "model.pt").is_file():
+        if path.is_dir() or path.name == "model.pt":
+            return _load_ctr(folder, data_root)
+    if path.is_file():
+        if (path.parent / "weights.json").is_file():
+            return _load_fastcover(path, aggregation, max_segment)
+        state = _torch_load(path)
+        if isinstance(state, dict) and {"config", "data", "model"} <= state.keys():
+            return _load_cf(path, state, data_root)
+    raise GraphrecError(
+        f"{path} is not a graphrec checkpoint: expected a 'graphrec ctr train --out' folder "
+        "(model.pt + config.json), a 'graphrec cf train' model file, or FastCover weights "
+        "with weights.json next to them"
+    )
