@@ -29,6 +29,7 @@ for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` e
 from graphrec.export import (  # noqa: E402
     GRAPH_INPUT_NAMES,
     CFScorer,
+    ExportError,
     GraphScorer,
     MNNConversionError,
     MNNFineTuner,
@@ -398,13 +399,27 @@ def test_fastcover_dense_parity(tmp_path):
 
 def test_fastcover_csr_parity_and_segment_limit(tmp_path):
     scorer = _fastcover()
-    onnx_path, mnn_path = _export_fastcover(scorer, tmp_path, "csr", max_segment=64)
+    onnx_path = export_onnx(
+        scorer,
+        _fastcover_graph(*FASTCOVER_EXAMPLE, 0, True),
+        tmp_path / "fastcover_csr.onnx",
+        input_names=list(GRAPH_INPUT_NAMES),
+        dynamic=False,
+        dynamic_shapes=graph_dynamic_shapes(True),
+        aggregation="csr",
+        max_segment=64,
+    )
+    assert find_unsafe_ops(onnx_path) == []  # no scatter
     sizes = (*FASTCOVER_SIZES, (3000, 30000))  # CSR is the mode for large graphs
     inputs = [_fastcover_graph(n, m, seed, True) for seed, (n, m) in enumerate(sizes, 1)]
-    report = check_parity(scorer, {"onnx": onnx_path, "mnn": mnn_path}, inputs, atol=ATOL)
+    report = check_parity(scorer, [onnx_path], inputs, atol=ATOL)
     print(report)
     report.raise_for_failures()
-    assert len(report.results) == 8
+    assert len(report.results) == 4
+    # MNN converts this graph non-deterministically: the pre-flight refuses it
+    with pytest.raises(ExportError, match="aggregation='dense'"):
+        export_mnn(onnx_path, tmp_path / "fastcover_csr.mnn")
+    assert not (tmp_path / "fastcover_csr.mnn").exists()
 
     # a node covered by more nodes than the exported scan length (64): the softmax only
     # needs a shift within ~88 of the maximum, so the scores stay exact
@@ -414,7 +429,7 @@ def test_fastcover_csr_parity_and_segment_limit(tmp_path):
     star = torch.cat([star, torch.randint(0, 101, (2, 300))], 1)
     report = check_parity(
         scorer,
-        [onnx_path, mnn_path],
+        [onnx_path],
         [tuple(graph_inputs(star, 101, csr=True).values())],
         atol=ATOL,
     )
@@ -434,7 +449,7 @@ class _SegmentSum(torch.nn.Module):
         return segment_sum(x, index, ptr.shape[0] - 1, Segments(perm, ptr))
 
 
-def test_csr_segment_sum_has_no_cancellation_in_the_runtimes(tmp_path):
+def test_csr_segment_sum_has_no_cancellation_in_onnxruntime(tmp_path):
     from graphrec.nn import Segments
 
     def case(n, m, seed, scale):
@@ -457,17 +472,12 @@ def test_csr_segment_sum_has_no_cancellation_in_the_runtimes(tmp_path):
         },
         aggregation="csr",
     )
-    mnn_path = export_mnn(onnx_path, tmp_path / "segsum.mnn")
     x, index, perm, ptr = big = case(500, 200_000, 1, 1000.0)  # running total up to 1e8
     truth = torch.zeros(500, 2, dtype=torch.float64).index_add_(0, index, x.double()).numpy()
     feeds = dict(zip(["x", "index", "perm", "ptr"], big))
-    runs = {
-        "onnxruntime": run_onnxruntime(_ort(onnx_path), feeds)[0],
-        "mnn": MNNModel(mnn_path, onnx_path=onnx_path)(feeds)[0],
-    }
+    got = run_onnxruntime(_ort(onnx_path), feeds)[0]
     tolerance = 4 * np.finfo(np.float32).eps * np.abs(truth).max()  # a few ulps of the output
-    for runtime, got in runs.items():
-        assert np.abs(got - truth).max() < tolerance, runtime
+    assert np.abs(got - truth).max() < tolerance
 
 
 class _TransposedMatVec(torch.nn.Module):

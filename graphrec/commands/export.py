@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--aggregation",
         choices=["dense", "csr"],
         default="dense",
-        help="FastCover: dense incidence (small graphs) or host-sorted CSR (large graphs)",
+        help="FastCover: dense incidence (small graphs; onnxruntime and MNN) or host-sorted "
+        "CSR (large graphs; onnxruntime only: MNN 3.6.1 converts it non-deterministically)",
     )
     ex.add_argument(
         "--max-segment",
