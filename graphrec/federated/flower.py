@@ -27,10 +27,12 @@ switched off (``FLWR_TELEMETRY_ENABLED=0``) unless the environment sets it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -145,12 +147,17 @@ def flower_strategy(
     local: LocalConfig | None = None,
     max_update_norm: float | None = None,
     seed: int = 0,
+    min_available_nodes: int = 0,
+    wait_s: float = 600.0,
 ) -> Any:
     """A Flower ``Strategy`` (subclass of ``flwr.serverapp.strategy.FedAvg``, whose node
     sampling and message plumbing it reuses) that aggregates with ``strategy.aggregate``.
 
-    Attributes of the returned object: ``history`` (per round: devices, accepted, rejected,
-    bytes up) and ``state`` (the latest global state as tensors).
+    Each round waits (at most ``wait_s``) until ``min_available_nodes`` (at least
+    ``clients_per_round``) nodes are connected, then samples as the simulator does over the
+    sorted node ids. Attributes of the returned object: ``history`` (per round: devices,
+    accepted, rejected, bytes up, seconds from ``configure_train`` to the end of
+    ``aggregate_train``) and ``state`` (the latest global state as tensors).
     """
     flwr = _flwr()
     app, strategies = flwr.app, flwr.serverapp.strategy
@@ -161,7 +168,7 @@ def flower_strategy(
             super().__init__(
                 fraction_train=0.0,
                 fraction_evaluate=0.0,
-                min_available_nodes=clients_per_round,
+                min_available_nodes=max(clients_per_round, min_available_nodes),
             )
             self.inner = strategy
             self.clients_per_round = clients_per_round
@@ -176,15 +183,19 @@ def flower_strategy(
         def configure_train(
             self, server_round: int, arrays: Any, config: Any, grid: Any
         ) -> Iterable[Any]:
+            self.started = time.perf_counter()
             self.state = _from_record(arrays)
             cfg = self.inner.configure(server_round, local.for_round(server_round - 1))
             scalars, tensors = _split_config({**dict(config), **cfg})
             scalars["server-round"] = server_round
-            nodes = sorted(grid.get_node_ids())
-            if len(nodes) < self.clients_per_round:
-                raise GraphrecError(
-                    f"{len(nodes)} nodes connected, clients_per_round={self.clients_per_round}"
-                )
+            deadline = time.monotonic() + wait_s
+            while len(nodes := sorted(grid.get_node_ids())) < self.min_available_nodes:
+                if time.monotonic() > deadline:
+                    raise GraphrecError(
+                        f"{len(nodes)} nodes connected after {wait_s:.0f} s, "
+                        f"{self.min_available_nodes} needed"
+                    )
+                time.sleep(0.5)
             # as Simulator.sample_clients: with node ids ordered like the devices, the same
             # devices are sampled; node ids are uint64, so they never go through numpy
             rng = np.random.default_rng(_seed(seed, server_round, 0))
@@ -230,6 +241,7 @@ def flower_strategy(
                     "failed": failed,
                     "accepted": len(updates),
                     "bytes_up": nbytes,
+                    "seconds": time.perf_counter() - self.started,
                 }
             )
             loss = float(np.mean(losses)) if losses else math.nan
@@ -272,7 +284,15 @@ def server_app(
 
 # --------------------------------------------------------------------------- client
 
-_TASKS: dict[int, FederatedTask] = {}
+_TASKS: dict[str, FederatedTask] = {}
+
+
+def _cached_task(key: str, task_fn: Callable[[], FederatedTask]) -> FederatedTask:
+    """``task_fn()`` built once per process (a module-level function, so that a ClientApp
+    unpickled in a worker uses this module's cache rather than a pickled copy of it)."""
+    if key not in _TASKS:
+        _TASKS[key] = task_fn()
+    return _TASKS[key]
 
 
 def client_app(task_fn: Callable[[], FederatedTask], *, seed: int = 0) -> Any:
@@ -280,13 +300,12 @@ def client_app(task_fn: Callable[[], FederatedTask], *, seed: int = 0) -> Any:
     once per process). ``seed`` must equal the simulator's to reproduce its local training."""
     flwr = _flwr()
     app = flwr.clientapp.ClientApp()
+    # a stable key: the app (and task_fn) may be unpickled anew for every message
+    key = hashlib.sha1(pickle.dumps(task_fn)).hexdigest()
 
     @app.train()
     def train(msg: Any, context: Any) -> Any:
-        key = id(task_fn)
-        if key not in _TASKS:
-            _TASKS[key] = task_fn()
-        task = _TASKS[key]
+        task = _cached_task(key, task_fn)
         if getattr(task, "initial_state", False) is None:  # a StreamTask not started yet
             task.start(seed)
         device = int(context.node_config["partition-id"])
@@ -334,6 +353,7 @@ def run_simulation(
         local=local,
         max_update_norm=max_update_norm,
         seed=seed,
+        min_available_nodes=num_supernodes,
     )
     server = server_app(
         wrapped,
