@@ -407,7 +407,7 @@ def test_fastcover_csr_parity_and_segment_limit(tmp_path):
         dynamic=False,
         dynamic_shapes=graph_dynamic_shapes(True),
         aggregation="csr",
-        max_segment=64,
+        max_segment=8,  # 3 scan steps: many nodes have more coverers (exact all the same)
     )
     assert find_unsafe_ops(onnx_path) == []  # no scatter
     sizes = (*FASTCOVER_SIZES, (3000, 30000))  # CSR is the mode for large graphs
@@ -421,7 +421,7 @@ def test_fastcover_csr_parity_and_segment_limit(tmp_path):
         export_mnn(onnx_path, tmp_path / "fastcover_csr.mnn")
     assert not (tmp_path / "fastcover_csr.mnn").exists()
 
-    # a node covered by more nodes than the exported scan length (64): the softmax only
+    # a node covered by far more nodes than the exported scan length: the softmax only
     # needs a shift within ~88 of the maximum, so the scores stay exact
     star = torch.cat(
         [torch.stack([torch.arange(1, 101), torch.zeros(100, dtype=torch.long)])] * 2, 1
