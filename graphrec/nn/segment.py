@@ -20,7 +20,9 @@ therefore reduces through the functions below, whose implementation depends on t
     the error no longer grows with the magnitude of the running total. Maxima use a segmented
     doubling scan, exact, unrolled for segments of at most ``max_segment`` items
     (``ceil(log2(max_segment))`` elementwise max steps; :func:`segment_max` returns NaN for a
-    longer segment instead of a wrong value). Memory ``O(E)``.
+    longer segment instead of a wrong value). Memory ``O(E)``. Exact in onnxruntime; MNN
+    3.6.1 converts CSR GRAT graphs non-deterministically (wrong in about half of the
+    conversions), so :func:`graphrec.export.preflight_mnn` refuses this mode.
 
 Every mode uses only Gather, MatMul, CumSum, Where, Equal and elementwise operators, which
 onnxruntime and MNN run correctly. :func:`segment_softmax` subtracts the exact per-segment
