@@ -82,13 +82,14 @@ METHODS: dict[str, dict] = {
 #: 20-30 CPU s runs: BPR lr 5e-3; contrastive t 0.2 > 0.5 > 0.1, lr 1e-2 > 5e-3).
 SETTINGS: dict[str, dict[str, dict]] = {
     "ml-100k": {
-        "*": {"eval_every": 1, "patience": 20, "batch_size": 1024, "lr": 5e-3},
+        "*": {"eval_every": 1, "patience": 50, "batch_size": 1024, "lr": 5e-3},
         "mf-infonce": {"lr": 1e-2},
         "mf-infonce-logq": {"lr": 1e-2},
         "mf-hdccf": {"lr": 1e-2},
     },
     "gowalla": {
         "*": {"eval_every": 5, "patience": 10, "batch_size": 8192, "lr": 5e-3},
+        "mf-bpr": {"eval_every": 10},
         "mf-infonce": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
         "mf-infonce-logq": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
         "mf-hdccf": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
@@ -189,6 +190,22 @@ def at_budget(curve: list[dict], budget: float) -> dict | None:
     return max(inside, key=lambda p: p["valid_recall@20"], default=None)
 
 
+def _settings(cfg: dict) -> str:
+    """Short description of a run's configuration for the table."""
+    parts = [f"lr {cfg['lr']:g}", f"B {cfg['batch_size']}"]
+    if cfg["backbone"] == "lightgcn":
+        parts.append(f"{cfg['num_layers']} layers")
+    if cfg["loss"] == "bpr":
+        parts.append(f"reg {cfg['reg']:g}")
+    else:
+        parts.append(f"t {cfg['temperature']:g}")
+    if cfg["loss"] == "hdccf":
+        parts += [f"tau+ {cfg['tau_plus']:g}", f"logQ {cfg['logq']:g}"]
+    if cfg.get("init", "normal") != "normal":
+        parts.append(f"{cfg['init']} init")
+    return ", ".join(parts)
+
+
 def report(run_dir: Path, command: str) -> None:
     """Collect finished runs into results JSON/CSV, a PNG of the curves and BENCHMARKS.md.
 
@@ -243,8 +260,8 @@ def report(run_dir: Path, command: str) -> None:
             f"**{dataset}**, {budget:g} CPU s per method (strongest baseline: {base_name}):",
             "",
             "| method | Recall@20 | NDCG@20 | Recall vs best baseline | best eval at CPU s "
-            "(epoch) | epochs in budget |",
-            "|---|---|---|---|---|---|",
+            "(epoch) | epochs in budget | settings |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r, pt in rows:
             ratio = pt["test_recall@20"] / base["test_recall@20"] if base else float("nan")
@@ -253,7 +270,8 @@ def report(run_dir: Path, command: str) -> None:
             )
             lines.append(
                 f"| {r['method']} | {pt['test_recall@20']:.4f} | {pt['test_ndcg@20']:.4f} | "
-                f"{ratio:.3f} | {pt['cpu_seconds']:.0f} ({pt['epoch']:.0f}) | {epochs:.0f} |"
+                f"{ratio:.3f} | {pt['cpu_seconds']:.0f} ({pt['epoch']:.0f}) | {epochs:.0f} | "
+                f"{_settings(r['config'])} |"
             )
         longer = [r for r in results if r["budget_cpu_seconds"] > budget]
         for r in longer:

@@ -223,7 +223,13 @@ def test_lightgcn_matches_pyg_lightgcn_on_raw_edges():
     peer = PyGLightGCN(7, 5, 3)  # normalises per call with gcn_norm
     peer.embedding.weight.data.copy_(ours.lightgcn.embedding.weight.data)
     u, i = ours()
-    torch.testing.assert_close(torch.cat([u, i]), peer.get_embedding(g.edge_index()))
+    expected = peer.get_embedding(g.edge_index())
+    torch.testing.assert_close(torch.cat([u, i]), expected)
+    # The scipy products' backward equals autograd through PyG's LGConv layers.
+    weights = torch.randn(expected.shape)
+    (torch.cat([u, i]) * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(ours.lightgcn.embedding.weight.grad, peer.embedding.weight.grad)
     with pytest.raises(ValueError, match="adjacency"):
         LightGCN(3, 3, g.normalized_adjacency())
 
