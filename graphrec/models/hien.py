@@ -208,7 +208,10 @@ class HIEN(torch.nn.Module):
                         torch.nn.init.normal_(self.own_tables[own].weight, std=0.01)
                         levels.append((own, True))
                     self.aggregators[f"{tkey}_{lvl}"] = TreeAggregation(d, aggregator)
-                    self.register_buffer(f"_edges_{tkey}_{lvl}", tree.level_edges(lvl - 1))
+                    edges = tree.level_edges(lvl - 1)
+                    self.register_buffer(f"_edges_{tkey}_{lvl}", edges)
+                    deg = TreeAggregation.degree(edges, size)
+                    self.register_buffer(f"_deg_{tkey}_{lvl}", deg, persistent=False)
                     if side == "item":
                         ancestors.append((tree.ancestors(lvl), size))
                         label = name if name not in self.types else f"{tree.name}/{name}"
@@ -262,7 +265,8 @@ class HIEN(torch.nn.Module):
             for lvl in range(1, len(levels)):
                 table, own = levels[lvl]
                 edges = getattr(self, f"_edges_{tkey}_{lvl}")
-                x = self.aggregators[f"{tkey}_{lvl}"](x, self._weight(table, own), edges)
+                deg = getattr(self, f"_deg_{tkey}_{lvl}").to(x.dtype)
+                x = self.aggregators[f"{tkey}_{lvl}"](x, self._weight(table, own), edges, deg)
                 levels_out[(tkey, lvl)] = x
                 if not own:
                     tables[table] = x
@@ -289,6 +293,7 @@ class HIEN(torch.nn.Module):
         weight = torch.zeros(n_items, width)
         index[leaf, slot] = col
         weight[leaf, slot] = w
+        weight[0] = 0.0  # code 0 (padding, unknown item) has no attribute values
         self.register_buffer("_bag_index", index)
         self.register_buffer("_bag_weight", weight)
         self._type_sizes = [size for _, size in ancestors]
@@ -300,8 +305,7 @@ class HIEN(torch.nn.Module):
         B = items.shape[0]
         flat = items.reshape(-1)
         index = self._bag_index.index_select(0, flat).view(B, -1)
-        mask = (flat != 0).to(self._bag_weight.dtype).unsqueeze(-1)
-        weight = (self._bag_weight.index_select(0, flat) * mask).view(B, -1)
+        weight = self._bag_weight.index_select(0, flat).view(B, -1)  # row 0 is all zero
         m = self._bounds[-1]
         return weight.new_zeros(B, m + 1).scatter_add_(1, index, weight)[:, :m]
 
@@ -326,7 +330,10 @@ class HIEN(torch.nn.Module):
             clickers = self.clickers[batch[self.item]]  # [B, S]
             mask = (clickers != 0) & (clickers != batch[self.user].unsqueeze(-1))
             e_v = emb.fields[:, self._item_field]
-            e_clickers = torch.nn.functional.embedding(clickers, user_weight)
+            # index_select: its backward (index_add) is cheaper than embedding's on CPU
+            e_clickers = user_weight.index_select(0, clickers.reshape(-1)).view(
+                *clickers.shape, user_weight.shape[1]
+            )
             item_out = self.item_attention(e_clickers.unsqueeze(1), e_v.unsqueeze(1), mask)
             extra.append(item_out.intent)
             weights["gamma"] = item_out.alpha[:, 0]

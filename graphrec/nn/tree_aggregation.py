@@ -78,11 +78,15 @@ class TreeAggregation(torch.nn.Module):
             if hasattr(self, name):
                 getattr(self, name).reset_parameters()
 
-    def forward(self, x_child: Tensor, x_parent: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(
+        self, x_child: Tensor, x_parent: Tensor, edge_index: Tensor, deg: Tensor | None = None
+    ) -> Tensor:
+        """``deg``: optional ``[N_p, 1]`` number of children per parent (from ``edge_index``
+        when omitted; pass it to save the count when the tree is fixed)."""
         child, parent = edge_index[0], edge_index[1]
         total = torch.zeros_like(x_parent).index_add(0, parent, x_child.index_select(0, child))
-        ones = x_parent.new_ones(parent.shape[0])
-        deg = x_parent.new_zeros(x_parent.shape[0]).index_add(0, parent, ones).unsqueeze(-1)
+        if deg is None:
+            deg = self.degree(edge_index, x_parent.shape[0]).to(x_parent.dtype)
         if self.mode == "gcn":
             out = self.lin((x_parent + total) / (deg + 1.0))
             return F.leaky_relu(out, self.negative_slope)
@@ -94,6 +98,12 @@ class TreeAggregation(torch.nn.Module):
             return x_parent + total / deg.clamp(min=1.0).sqrt()
         mean = total / deg.clamp(min=1.0)
         return self.lin(torch.cat([x_parent, mean, x_parent * mean], dim=-1))
+
+    @staticmethod
+    def degree(edge_index: Tensor, num_parents: int) -> Tensor:
+        """``[N_p, 1]`` float32: the number of children of every parent."""
+        ones = torch.ones(edge_index.shape[1], device=edge_index.device)
+        return ones.new_zeros(num_parents).index_add(0, edge_index[1], ones).unsqueeze(-1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels}, mode={self.mode!r})"
