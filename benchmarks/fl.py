@@ -62,6 +62,7 @@ from graphrec.federated import (  # noqa: E402
     synthetic_leaf,
 )
 from graphrec.federated.data import load_uci_heart_per_centre  # noqa: E402
+from graphrec.federated.experiment import holdout  # noqa: E402
 from graphrec.models.ctr import DIN, CTRFeatures, amazon_ctr  # noqa: E402
 
 COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part {part}"
@@ -199,27 +200,15 @@ def _md_fedsubavg(out: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- (b) ODE
 
 
-def _split_streams(parts: list[np.ndarray], test_fraction: float, seed: int):
-    """Per device: a seeded random ``test_fraction`` held out; the rest is the stream."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for p in parts:
-        p = rng.permutation(p)
-        k = int(round(test_fraction * p.size))
-        test.append(p[:k])
-        train.append(np.sort(p[k:]))
-    return train, np.concatenate(test)
-
-
 def ode_tasks(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The ODE settings: Synthetic(1, 1) (the paper's ST task shape) and UCI Heart Disease."""
     syn = synthetic_leaf(1.0, 1.0, args.ode_devices, samples_per_device=1000, seed=args.seed)
-    syn_train, syn_test = _split_streams(syn.parts, 0.2, args.seed)
+    syn_train, syn_test = holdout(syn.parts, 0.2, args.seed)
     heart = load_uci_heart_per_centre(data_root() / "fl" / "uci_heart_disease")
     x = heart.x.copy()
     mean, std = np.nanmean(x, 0), np.nanstd(x, 0) + 1e-8
     x = np.nan_to_num((x - mean) / std)  # standardised; missing -> the mean
-    heart_train, heart_test = _split_streams(heart.parts, 0.2, args.seed)
+    heart_train, heart_test = holdout(heart.parts, 0.2, args.seed)
     return {
         "synthetic": {
             "x": syn.x,

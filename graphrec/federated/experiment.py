@@ -82,11 +82,11 @@ def federated_task(
         ml = load_movielens100k(_root(root, dataset))
         return EmbeddingCTRTask.from_movielens(ml, num_users=devices)
     syn = synthetic_leaf(1.0, 1.0, devices or 200, seed=seed)
-    train, test = _holdout(syn.parts, 0.2, seed)
+    train, test = holdout(syn.parts, 0.2, seed)
     return SoftmaxRegressionTask(syn.x, syn.y, train, test)
 
 
-def _holdout(
+def holdout(
     parts: list[np.ndarray], fraction: float, seed: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per device, a seeded random ``fraction`` held out; returns (rest per device, held out)."""
@@ -125,7 +125,7 @@ def stream_data(
     """``synthetic`` or ``uci-heart`` (see the module docstring); 20% of each device held out."""
     if dataset == "synthetic":
         syn = synthetic_leaf(1.0, 1.0, devices, samples_per_device=1000, seed=seed)
-        train, test = _holdout(syn.parts, 0.2, seed)
+        train, test = holdout(syn.parts, 0.2, seed)
         about = (
             f"Synthetic(1, 1), {devices} devices x 1,000 samples (800 stream, 200 test), "
             "dim 60, 10 labels"
@@ -136,7 +136,7 @@ def stream_data(
         x = heart.x.copy()
         mean, std = np.nanmean(x, 0), np.nanstd(x, 0) + 1e-8
         x = np.nan_to_num((x - mean) / std)  # standardised; missing -> the mean
-        train, test = _holdout(heart.parts, 0.2, seed)
+        train, test = holdout(heart.parts, 0.2, seed)
         about = (
             "UCI Heart Disease, 3 centres (one device each; 80% stream, 20% test), disease yes/no"
         )
