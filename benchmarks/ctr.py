@@ -185,7 +185,8 @@ def markdown(summary: dict, datasets: list[str], models: list[str], seeds: int, 
         + ". Embedding size 16 (LR: 1). HIEN: gcn tree aggregator, user intent over the item "
         "attribute types, item intent over ≤ 10 training clickers. samples/s: one training epoch "
         "(steps only), best of the repeats, base and HIEN alternating; cost = HIEN epoch time / "
-        "base epoch time.",
+        "base epoch time. The 2-core machine was shared with other jobs (load average 3 to 12 "
+        "during these runs), so the timings are noisy.",
         "",
     ]
     for ds in datasets:
