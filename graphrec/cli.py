@@ -4,6 +4,10 @@ Subcommands (one module each in :mod:`graphrec.commands`)::
 
     graphrec data info PATH          load any supported file and print a summary
     graphrec fastcover [GRAPH] ...   choose k seeds covering the most nodes within d hops
+    graphrec cf train|recommend ...  MF / LightGCN with BPR, InfoNCE or HDCCF; top-k items
+    graphrec ctr train ...           five base CTR models, optionally with HIEN
+    graphrec fl run|ode ...          federated strategies (FedSubAvg ...), ODE data selection
+    graphrec export CHECKPOINT ...   ONNX / MNN export with a torch parity check
 
 Every failure the user can fix (bad file, bad argument, missing file, memory budget) prints one
 line ``graphrec: error: ...`` and exits with status 2; no traceback.
