@@ -198,6 +198,27 @@ def test_tree_aggregation_matches_hand_computation(mode):
         TreeAggregation(d, "mean")
 
 
+@pytest.mark.parametrize("mode", TREE_AGGREGATORS)
+def test_tree_aggregation_groups_equal_separate_steps(mode):
+    # two trees stacked (children of tree 1 after tree 0's, parents likewise): one grouped
+    # step equals each layer on its own tree
+    torch.manual_seed(0)
+    tree = _three_level_tree()
+    d = 3
+    layers = [TreeAggregation(d, mode).double() for _ in range(2)]
+    kids = [torch.randn(5, d, dtype=torch.float64), torch.randn(3, d, dtype=torch.float64)]
+    parents = [torch.randn(3, d, dtype=torch.float64), torch.randn(2, d, dtype=torch.float64)]
+    edges = [tree.level_edges(0), tree.level_edges(1)]
+    stacked = torch.cat([edges[0], edges[1] + torch.tensor([[5], [3]])], dim=1)
+    deg = torch.cat([TreeAggregation.degree(e, len(p)) for e, p in zip(edges, parents)])
+    group = torch.tensor([0, 0, 0, 1, 1])
+    out = TreeAggregation.forward_groups(
+        layers, torch.cat(kids), torch.cat(parents), stacked, deg.double(), group
+    )
+    ref = torch.cat([layer(k, p, e) for layer, k, p, e in zip(layers, kids, parents, edges)])
+    torch.testing.assert_close(out, ref)
+
+
 # ---------------------------------------------------------------- hierarchical attention
 
 
@@ -247,6 +268,16 @@ def test_hierarchical_attention_hand_case_and_padding():
     # a bag's alpha is the weight of one position holding the value
     assert torch.allclose(bag.alpha[1, 3] * 2, pos.alpha[1, 0, 2:].sum())
     assert (bag.alpha[:, 0] == 0).all() and (bag.alpha[2] == 0).all()
+    # an empty bag (sample 2) with a large upstream gradient: finite gradients, same intent
+    # without the per-value weights
+    tables = [t.float().requires_grad_() for t in tables]
+    fl = layer.float()
+    out = fl.forward_bags(tables, counts.float(), target.float(), ctx.float(), return_alpha=False)
+    (out.per_type * 1e3).sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in tables) and out.alpha.shape == (B, 0)
+    assert (out.per_type[2] == 0).all()
+    torch.testing.assert_close(out.intent.double(), bag.intent, atol=1e-5, rtol=1e-5)
+    layer.double()
     # without context (item intent)
     item_layer = HierarchicalIntentAttention(d, 1, context_channels=0).double()
     out1 = item_layer(keys[:, :1], target[:, :1], mask)

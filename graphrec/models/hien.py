@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec.graphs.attribute_tree import AttributeTree
@@ -225,6 +226,7 @@ class HIEN(torch.nn.Module):
         sparse = [s.name for s in features.sparse]
         self._item_field = sparse.index(item)
         self._user_field = sparse.index(user) if user is not None else None
+        self._register_depths()
         self._register_bags(ancestors, features.tables[item_table])
         self.user_attention = HierarchicalIntentAttention(
             d, len(self.types), context_channels=d if user is not None else 0,
@@ -260,23 +262,70 @@ class HIEN(torch.nn.Module):
         """
         tables: dict[str, Tensor] = {}
         levels_out: dict[tuple[str, int], Tensor] = {}
-        for tkey, levels in self._trees:
-            x = self._weight(*levels[0])
-            for lvl in range(1, len(levels)):
-                table, own = levels[lvl]
-                edges = getattr(self, f"_edges_{tkey}_{lvl}")
-                deg = getattr(self, f"_deg_{tkey}_{lvl}").to(x.dtype)
-                x = self.aggregators[f"{tkey}_{lvl}"](x, self._weight(table, own), edges, deg)
-                levels_out[(tkey, lvl)] = x
+        for depth, (sources, members) in enumerate(self._depths, start=1):
+            # depth 1: the leaf tables; deeper: each tree's previous level
+            children = [
+                self._weight(src, False) if depth == 1 else levels_out[(src, depth - 1)]
+                for src in sources
+            ]
+            parents = [self._weight(table, own) for _, table, own in members]
+            x = TreeAggregation.forward_groups(
+                [self.aggregators[f"{tkey}_{depth}"] for tkey, _, _ in members],
+                children[0] if len(children) == 1 else torch.cat(children),
+                parents[0] if len(parents) == 1 else torch.cat(parents),
+                getattr(self, f"_depth_edges_{depth}"),
+                getattr(self, f"_depth_deg_{depth}").to(children[0].dtype),
+                getattr(self, f"_depth_group_{depth}"),
+            )
+            for (tkey, table, own), part in zip(members, x.split([p.shape[0] for p in parents])):
+                levels_out[(tkey, depth)] = part
                 if not own:
-                    tables[table] = x
+                    tables[table] = part
         return tables, [levels_out[key] for key in self._item_levels]
+
+    def _register_depths(self) -> None:
+        """Every tree's step at one depth runs as one grouped step
+        (:meth:`TreeAggregation.forward_groups`): ``_depths[l - 1] = (sources, members)``,
+        the stacked children (leaf tables at depth 1, else trees) and parents
+        ``(tree, table, own)``, with non-persistent buffers ``_depth_edges_l`` (into the
+        stacked tables), ``_depth_deg_l`` and ``_depth_group_l``."""
+        self._depths: list[tuple[list[str], list[tuple[str, str, bool]]]] = []
+        for depth in range(1, max(len(levels) for _, levels in self._trees)):
+            trees = [(tkey, levels) for tkey, levels in self._trees if len(levels) > depth]
+            sources: list[str] = []
+            members, edges, degs, groups = [], [], [], []
+            child_offsets: dict[str, int] = {}
+            parent_offset = 0
+            for g, (tkey, levels) in enumerate(trees):
+                src = levels[0][0] if depth == 1 else tkey
+                if src not in child_offsets:
+                    child_offsets[src] = sum(self._source_size(s, depth) for s in sources)
+                    sources.append(src)
+                table, own = levels[depth]
+                e = getattr(self, f"_edges_{tkey}_{depth}")
+                deg = getattr(self, f"_deg_{tkey}_{depth}")
+                edges.append(e + torch.tensor([[child_offsets[src]], [parent_offset]]))
+                degs.append(deg)
+                groups.append(torch.full((deg.shape[0],), g, dtype=torch.long))
+                members.append((tkey, table, own))
+                parent_offset += deg.shape[0]
+            self.register_buffer(f"_depth_edges_{depth}", torch.cat(edges, 1), persistent=False)
+            self.register_buffer(f"_depth_deg_{depth}", torch.cat(degs), persistent=False)
+            self.register_buffer(f"_depth_group_{depth}", torch.cat(groups), persistent=False)
+            self._depths.append((sources, members))
+
+    def _source_size(self, source: str, depth: int) -> int:
+        """Rows of a stacked child table: a leaf table (depth 1) or a tree's level ``depth-1``."""
+        if depth == 1:
+            return self._weight(source, False).shape[0]
+        return getattr(self, f"_deg_{source}_{depth - 1}").shape[0]
 
     def _register_bags(self, ancestors: list[tuple[Tensor, int]], n_items: int) -> None:
         """Buffers mapping an item to its attribute values of every type in one value space
         of ``M = sum_k N_k`` columns (type ``k``'s values after the previous types'):
         ``_bag_index [n_items, P]`` (padding: column ``M``) and ``_bag_weight [n_items, P]``
-        (per type, a leaf's weights sum to 1: several parents share it)."""
+        (per type, a leaf's weights sum to 1: several parents share it), and the same as one
+        dense ``_bag_matrix [n_items, M]`` (not saved: derived from the two)."""
         offset, cols, leaves, weights = 0, [], [], []
         for anc, size in ancestors:
             leaves.append(anc[0].long())
@@ -296,20 +345,22 @@ class HIEN(torch.nn.Module):
         weight[0] = 0.0  # code 0 (padding, unknown item) has no attribute values
         self.register_buffer("_bag_index", index)
         self.register_buffer("_bag_weight", weight)
+        matrix = torch.zeros(n_items, offset + 1).scatter_add_(1, index, weight)[:, :offset]
+        self.register_buffer("_bag_matrix", matrix.contiguous(), persistent=False)
         self._type_sizes = [size for _, size in ancestors]
         self._bounds = np.cumsum([0, *self._type_sizes]).tolist()
 
     def _bags(self, items: Tensor) -> Tensor:
         """``[B, M]``: the attribute values (every type) of ``items`` (``[B]`` or ``[B, L]``;
         code 0 is ignored), counted over the positions of each sample."""
-        B = items.shape[0]
-        flat = items.reshape(-1)
-        index = self._bag_index.index_select(0, flat).view(B, -1)
-        weight = self._bag_weight.index_select(0, flat).view(B, -1)  # row 0 is all zero
-        m = self._bounds[-1]
-        return weight.new_zeros(B, m + 1).scatter_add_(1, index, weight)[:, :m]
+        # one fused gather-and-sum of the items' rows of the dense bag matrix (row 0 is zero)
+        return F.embedding_bag(items.reshape(items.shape[0], -1), self._bag_matrix, mode="sum")
 
-    def _run(self, batch: dict[str, Tensor]) -> tuple[EmbeddedFeatures, dict[str, Tensor]]:
+    def _run(
+        self, batch: dict[str, Tensor], weights: bool = True
+    ) -> tuple[EmbeddedFeatures, dict[str, Tensor]]:
+        """The embedded features with HIEN's intents, and the attention weights (``alpha``
+        per value only with ``weights``: a training step does not need it)."""
         tables, level_tables = self.refine_tables()
         emb = self.base.embed(batch, tables=tables)
         hist = batch[self.history]
@@ -320,14 +371,16 @@ class HIEN(torch.nn.Module):
         # the (refined) user and item embeddings are fields of the base model's embedding
         context = None if self.user is None else emb.fields[:, self._user_field]
         history_bag = self._bags(hist)
-        user_out = self.user_attention.forward_bags(level_tables, history_bag, target, context)
+        user_out = self.user_attention.forward_bags(
+            level_tables, history_bag, target, context, return_alpha=weights
+        )
         extra = [user_out.intent]
-        weights = {"alpha_values": user_out.alpha, "beta": user_out.beta}
+        out = {"alpha_values": user_out.alpha, "beta": user_out.beta}
         if self.item_attention is not None:
             user_weight = tables.get(
                 self.user_table, self.base.embedding.table(self.user_table).weight
             )
-            clickers = self.clickers[batch[self.item]]  # [B, S]
+            clickers = self.clickers.index_select(0, batch[self.item])  # [B, S]
             mask = (clickers != 0) & (clickers != batch[self.user].unsqueeze(-1))
             e_v = emb.fields[:, self._item_field]
             # index_select: its backward (index_add) is cheaper than embedding's on CPU
@@ -336,13 +389,13 @@ class HIEN(torch.nn.Module):
             )
             item_out = self.item_attention(e_clickers.unsqueeze(1), e_v.unsqueeze(1), mask)
             extra.append(item_out.intent)
-            weights["gamma"] = item_out.alpha[:, 0]
+            out["gamma"] = item_out.alpha[:, 0]
         emb.extra = torch.stack(extra, dim=1)
-        return emb, weights
+        return emb, out
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Click logits ``[B]``."""
-        return self.base.interact(self._run(batch)[0])
+        return self.base.interact(self._run(batch, weights=False)[0])
 
     @property
     def features(self) -> CTRFeatures:

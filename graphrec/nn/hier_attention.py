@@ -13,6 +13,10 @@ __all__ = ["HierarchicalIntentAttention", "IntentOutput"]
 #: Level-1 scores of :meth:`HierarchicalIntentAttention.forward_bags` are clamped to
 #: [-_MAX_SCORE, _MAX_SCORE] before the exponential (float32 overflows above 88).
 _MAX_SCORE = 30.0
+#: Floor of the level-1 normaliser of :meth:`HierarchicalIntentAttention.forward_bags`: far
+#: below any non-empty bag's (a count times exp(-_MAX_SCORE)), far above float32's tiny, so an
+#: empty bag's gradient (divided by it) stays finite.
+_MIN_TOTAL = 1e-20
 
 
 class IntentOutput(NamedTuple):
@@ -123,6 +127,8 @@ class HierarchicalIntentAttention(torch.nn.Module):
 
     def across_types(self, per_type: Tensor) -> tuple[Tensor, Tensor]:
         """Level 2: ``(intent [B, d], beta [B, K])`` from the per-type intents ``[B, K, d]``."""
+        if self.num_types == 1:  # a softmax over one type is exactly 1 (and has no gradient)
+            return per_type[:, 0], torch.ones_like(per_type[..., 0])
         beta = torch.softmax(torch.tanh(self.lin2(per_type)) @ self.score2, dim=-1)
         return (beta.unsqueeze(-1) * per_type).sum(dim=1), beta
 
@@ -134,7 +140,10 @@ class HierarchicalIntentAttention(torch.nn.Module):
             mask = mask.unsqueeze(1).expand(B, K, L)
         s = (keys * self.query(target, context).unsqueeze(2)).sum(-1)  # [B, K, L]
         s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
-        alpha = torch.where(mask, torch.softmax(s, dim=-1), torch.zeros_like(s))
+        # softmax over the leading dim of an [L, B, K] copy: on CPU, torch's kernel is much
+        # faster there than over a short last dim (the same values)
+        soft = torch.softmax(s.permute(2, 0, 1).contiguous(), dim=0).permute(1, 2, 0)
+        alpha = torch.where(mask, soft, torch.zeros_like(s))
         per_type = (alpha.unsqueeze(-1) * keys).sum(2)
         intent, beta = self.across_types(per_type)
         return IntentOutput(intent, alpha, beta, per_type)
@@ -145,6 +154,8 @@ class HierarchicalIntentAttention(torch.nn.Module):
         counts: Tensor,
         target: Tensor,
         context: Tensor | None = None,
+        *,
+        return_alpha: bool = True,
     ) -> IntentOutput:
         """Level 1 over bags of values.
 
@@ -154,25 +165,31 @@ class HierarchicalIntentAttention(torch.nn.Module):
                 types before it): how many positions of sample ``b`` hold each value (may be
                 fractional, e.g. 1/3 for each of three genres of one item); 0 = absent.
             target: ``[B, K, d]``; context: ``[B, d_c]``.
+            return_alpha: compute ``alpha`` (else it is an empty ``[B, 0]`` tensor: a
+                training step does not need it).
 
         The same as :meth:`forward` with one key per position. ``alpha`` is ``[B, M]``: the
         weight of *one* position holding the value (0 where the count is 0).
         """
         q = self.query(target, context)
-        alpha, per_type, start = [], [], 0
-        for k, table in enumerate(tables):
-            c = counts[:, start : start + table.shape[0]]
-            start += table.shape[0]
+        alpha, per_type = [], []
+        counts_per_type = counts.split([table.shape[0] for table in tables], dim=1)
+        for q_k, c, table in zip(q.unbind(1), counts_per_type, tables):
             # scores are bounded (clamped) instead of shifted by their maximum: exp cannot
             # overflow, and absent values (count 0) drop out of the sums
-            w = torch.exp((q[:, k] @ table.T).clamp(-_MAX_SCORE, _MAX_SCORE))
+            w = torch.exp((q_k @ table.T).clamp(-_MAX_SCORE, _MAX_SCORE))
             cw = c * w
-            z = cw.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)
-            alpha.append(torch.where(c > 0, w / z, torch.zeros_like(w)))
-            per_type.append((cw / z) @ table)
+            # the normaliser divides the [B, d] sum, not the [B, N_k] weights; it is at least
+            # min(count) * exp(-_MAX_SCORE) for a non-empty bag, so the floor only acts on an
+            # empty one (all-zero intent, finite gradients)
+            z = cw.sum(dim=-1, keepdim=True).clamp(min=_MIN_TOTAL)
+            per_type.append((cw @ table) / z)
+            if return_alpha:
+                alpha.append(torch.where(c > 0, w / z, torch.zeros_like(w)))
         h = torch.stack(per_type, dim=1)
         intent, beta = self.across_types(h)
-        return IntentOutput(intent, torch.cat(alpha, dim=1), beta, h)
+        alpha_out = torch.cat(alpha, dim=1) if return_alpha else counts[:, :0]
+        return IntentOutput(intent, alpha_out, beta, h)
 
     def __repr__(self) -> str:
         return (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -83,21 +85,64 @@ class TreeAggregation(torch.nn.Module):
     ) -> Tensor:
         """``deg``: optional ``[N_p, 1]`` number of children per parent (from ``edge_index``
         when omitted; pass it to save the count when the tree is fixed)."""
-        child, parent = edge_index[0], edge_index[1]
-        total = torch.zeros_like(x_parent).index_add(0, parent, x_child.index_select(0, child))
         if deg is None:
             deg = self.degree(edge_index, x_parent.shape[0]).to(x_parent.dtype)
+        return self._step(
+            x_child, x_parent, edge_index, deg, lambda name, x: getattr(self, name)(x)
+        )
+
+    @staticmethod
+    def forward_groups(
+        layers: Sequence[TreeAggregation],
+        x_child: Tensor,
+        x_parent: Tensor,
+        edge_index: Tensor,
+        deg: Tensor,
+        group: Tensor,
+    ) -> Tensor:
+        """Several trees' steps at once (one gather, one ``index_add`` and one batched product
+        per linear map for all): parent ``p`` of the stacked parents is refined by
+        ``layers[group[p]]`` (all layers of one mode). Equal to each layer on its own tree.
+
+        Args:
+            layers: one layer per tree.
+            x_child: ``[N_c, d]`` the children of every tree, stacked.
+            x_parent: ``[N_p, d]`` the parents of every tree, stacked.
+            edge_index: ``[2, E]`` child -> parent, into the stacked tables.
+            deg: ``[N_p, 1]`` children per parent.
+            group: ``[N_p]`` int64, the layer of each parent.
+        """
+        if len({layer.mode for layer in layers}) != 1:
+            raise ValueError("forward_groups needs layers of one mode")
+
+        def lin(name: str, x: Tensor) -> Tensor:  # each row through its own layer's map
+            weight = torch.stack([getattr(layer, name).weight for layer in layers])
+            return torch.bmm(x.unsqueeze(1), weight.index_select(0, group).transpose(1, 2))[:, 0]
+
+        return layers[0]._step(x_child, x_parent, edge_index, deg, lin)
+
+    def _step(
+        self,
+        x_child: Tensor,
+        x_parent: Tensor,
+        edge_index: Tensor,
+        deg: Tensor,
+        lin: Callable[[str, Tensor], Tensor],
+    ) -> Tensor:
+        """The equations, with ``lin(name, x)`` applying the linear map ``name``."""
+        child, parent = edge_index[0], edge_index[1]
+        total = torch.zeros_like(x_parent).index_add(0, parent, x_child.index_select(0, child))
         if self.mode == "gcn":
-            out = self.lin((x_parent + total) / (deg + 1.0))
+            out = lin("lin", (x_parent + total) / (deg + 1.0))
             return F.leaky_relu(out, self.negative_slope)
         if self.mode == "ngcf":
-            msg = self.lin(total) + self.lin_prod(total * x_parent)
-            out = self.lin(x_parent) + msg / deg.clamp(min=1.0).sqrt()
+            msg = lin("lin", total) + lin("lin_prod", total * x_parent)
+            out = lin("lin", x_parent) + msg / deg.clamp(min=1.0).sqrt()
             return F.leaky_relu(out, self.negative_slope)
         if self.mode == "lightgcn":
             return x_parent + total / deg.clamp(min=1.0).sqrt()
         mean = total / deg.clamp(min=1.0)
-        return self.lin(torch.cat([x_parent, mean, x_parent * mean], dim=-1))
+        return lin("lin", torch.cat([x_parent, mean, x_parent * mean], dim=-1))
 
     @staticmethod
     def degree(edge_index: Tensor, num_parents: int) -> Tensor:
