@@ -1,7 +1,7 @@
 """CTR: the five base models with and without HIEN, on MovieLens-100K and the synthetic set.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py [--datasets ml-100k,synthetic]
-[--models lr,widedeep,deepfm,dcn,din] [--seeds 5] [--no-md]``
+[--models lr,widedeep,deepfm,dcn,din] [--seeds 5] [--no-md] [--retime ml-100k]``
 
 For every (dataset, model, HIEN or not, seed) cell: build the model with
 :func:`graphrec.models.ctr.experiment.build_ctr_model` (seed = weights, batch order), train it
@@ -16,6 +16,8 @@ Throughput is measured apart from the accuracy runs: per (dataset, model), one t
 times each; the best epoch of each is kept, which makes the ratio robust to other jobs on the
 machine. Data: MovieLens-100K from ``$GRAPHREC_TEST_DATA`` or ``../shared/data``; the synthetic
 set is :func:`graphrec.datasets.synthetic_ctr` with seed 0 (the same data for every model seed).
+The timings are kept in ``ctr_cells/DATASET_timing.json``; ``--retime DATASET`` measures them
+again (e.g. after a speed-up) without rerunning the accuracy cells.
 
 Writes ``benchmarks/results/ctr.json`` and the ``ctr`` section of BENCHMARKS.md.
 """
@@ -248,6 +250,12 @@ def main() -> None:
     parser.add_argument(
         "--cells-only", action="store_true", help="only the accuracy runs (no timing, no report)"
     )
+    parser.add_argument(
+        "--retime",
+        default="",
+        help="comma-separated datasets whose saved timing is measured again (the accuracy "
+        "cells stay cached)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     datasets, models = args.datasets.split(","), args.models.split(",")
@@ -260,7 +268,8 @@ def main() -> None:
         if args.cells_only:
             continue
         timing_path = CELLS / f"{ds}_timing.json"
-        saved = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        retime = ds in args.retime.split(",")
+        saved = json.loads(timing_path.read_text()) if timing_path.exists() and not retime else {}
         for m in tqdm(models, desc=f"{ds} timing", unit="model"):
             for bs in (SETTINGS[ds]["batch_size"], LARGE_BATCH):
                 if f"{m}@{bs}" not in saved:

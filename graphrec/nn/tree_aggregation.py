@@ -115,9 +115,12 @@ class TreeAggregation(torch.nn.Module):
         if len({layer.mode for layer in layers}) != 1:
             raise ValueError("forward_groups needs layers of one mode")
 
-        def lin(name: str, x: Tensor) -> Tensor:  # each row through its own layer's map
-            weight = torch.stack([getattr(layer, name).weight for layer in layers])
-            return torch.bmm(x.unsqueeze(1), weight.index_select(0, group).transpose(1, 2))[:, 0]
+        # row p of the product with every layer's map stacked: its own layer's block
+        pick = torch.arange(len(group), device=group.device) * len(layers) + group
+
+        def lin(name: str, x: Tensor) -> Tensor:
+            weight = torch.cat([getattr(layer, name).weight for layer in layers])
+            return (x @ weight.T).view(len(pick) * len(layers), -1).index_select(0, pick)
 
         return layers[0]._step(x_child, x_parent, edge_index, deg, lin)
 
