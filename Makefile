@@ -37,9 +37,16 @@ lint: $(VENV)/.installed-dev
 test: lint
 	$(PY) -m pytest -q --nbmake tests notebooks
 
+# Heavy (tens of minutes each on 2 cores); each script resumes finished cells when re-run.
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/io.py
 	$(PY) benchmarks/fastcover.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/cf.py --dataset ml-100k --budget 60
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ctr.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/fl.py --part fedsubavg
+	OMP_NUM_THREADS=1 $(PY) benchmarks/fl.py --part ode
+	OMP_NUM_THREADS=1 $(PY) benchmarks/fl.py --part throughput
+	OMP_NUM_THREADS=1 $(PY) benchmarks/export.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
