@@ -242,3 +242,16 @@ def test_flower_simulation_with_ten_virtual_clients(tmp_path, monkeypatch):
     while _ray_processes() and time.time() < deadline:
         time.sleep(0.5)
     assert not _ray_processes()
+
+
+def test_adapter_switches_off_flower_telemetry_and_ray_usage_stats(monkeypatch):
+    from graphrec.federated import flower
+
+    monkeypatch.delenv("FLWR_TELEMETRY_ENABLED", raising=False)
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    flower._flwr()
+    assert os.environ["FLWR_TELEMETRY_ENABLED"] == "0"
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
+    flower._flwr()
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"  # the user's choice is kept

@@ -21,8 +21,9 @@ rows travel), and ``"extra.<key>"`` tensors; a MetricRecord ``"metrics"`` with
 ``num-examples``, ``device``, optional ``weight`` and the local metrics. Tensor-valued entries
 of the strategy's configuration travel in an ArrayRecord ``"config-arrays"``.
 
-flwr is imported lazily: ``graphrec.federated`` works without it. Flower's telemetry is
-switched off (``FLWR_TELEMETRY_ENABLED=0``) unless the environment sets it.
+flwr is imported lazily: ``graphrec.federated`` works without it. Flower's telemetry and Ray's
+usage statistics are switched off (``FLWR_TELEMETRY_ENABLED=0``, ``RAY_USAGE_STATS_ENABLED=0``)
+unless the environment sets them.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ logger = logging.getLogger("graphrec.federated")
 def _flwr() -> Any:
     """Import flwr (telemetry off unless configured) or explain how to install it."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import flwr
         import flwr.app
