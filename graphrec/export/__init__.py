@@ -14,9 +14,9 @@
 :class:`MNNFineTuner`      on-device SGD fine-tuning of a converted CTR model's dense layers
 =========================  ==================================================================
 
-Needs the ``export`` extra (onnx, onnxruntime, onnxscript, MNN). graphrec never runs MNN's
-``mnnconvert``/``mnnquant`` console scripts nor imports ``MNN.tools`` (they install and call a
-telemetry uploader); see ``shared/specs/ondevice.md`` section 4.
+Needs the ``export`` extra (onnx, onnxruntime, onnxscript, MNN). graphrec converts with MNN's
+in-process converter extension only, never MNN's console scripts or their Python wrapper package
+(they install and call a telemetry uploader); see ``shared/specs/ondevice.md`` section 4.
 
 Example:
     >>> from graphrec.export import check_parity, export_mnn, export_onnx

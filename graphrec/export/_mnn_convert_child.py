@@ -3,7 +3,7 @@
 Run as a script (``python _mnn_convert_child.py -f ONNX --modelFile ... --MNNModel ...``) by
 :func:`graphrec.export.export_mnn`, never imported: the converter can crash the process
 (SIGSEGV) or exit without writing a model, so it runs apart from the caller. It deliberately
-avoids the ``mnnconvert`` console script and ``MNN.tools``, whose logger ``pip install``s a
+avoids MNN's console script and its Python wrapper package, whose logger ``pip install``s a
 telemetry SDK and uploads conversion metadata (``shared/specs/ondevice.md`` section 4.1). It
 imports nothing from graphrec, torch or ``MNN`` itself: only the converter extension.
 """

@@ -65,7 +65,7 @@ class MNNFineTuner:
         onnx_path: str | os.PathLike | None = None,
         lr: float = 0.01,
     ) -> None:
-        import MNN  # never MNN.tools
+        import MNN  # runtime only
 
         if input_names is None or output_name is None:
             if onnx_path is None:

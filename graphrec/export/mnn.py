@@ -3,10 +3,10 @@
 :func:`export_mnn` (1) runs :func:`graphrec.export.preflight_mnn` on the ONNX file and refuses
 operators MNN runs wrongly, (2) applies the exact rewrites of
 :func:`graphrec.export.rewrite_for_mnn` to a temporary copy, (3) runs MNN's in-process converter
-``_tools.mnnconvert`` in a child Python process (``_mnn_convert_child.py``; never the
-``mnnconvert`` console script and never ``MNN.tools``, which install and call a telemetry
-uploader), and (4) accepts the result only if the child exited 0, printed "Converted Success"
-and wrote a non-empty file -- MNN's converter exits 0 without output on unsupported nodes.
+``_tools.mnnconvert`` in a child Python process (``_mnn_convert_child.py``; never MNN's console
+script or its Python wrapper package, which install and call a telemetry uploader), and
+(4) accepts the result only if the child exited 0, printed "Converted Success" and wrote a
+non-empty file -- MNN's converter exits 0 without output on unsupported nodes.
 
 A converted model still has to pass :func:`graphrec.export.check_parity` in MNN itself: a
 successful conversion says nothing about correctness.
@@ -188,7 +188,7 @@ class MNNModel:
         onnx_path: str | os.PathLike | None = None,
         threads: int = 1,
     ) -> None:
-        import MNN  # optional dependency; never MNN.tools
+        import MNN  # optional dependency (runtime only)
 
         if input_names is None or output_names is None:
             if onnx_path is None:
