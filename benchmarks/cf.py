@@ -94,6 +94,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "gowalla": {
         "*": {"eval_every": 5, "patience": 10, "batch_size": 8192, "lr": 5e-3},
         "mf-bpr": {"eval_every": 10},
+        "lightgcn-bpr": {"sampling": "user", "num_negatives": 8},
         "mf-infonce": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
         "mf-infonce-logq": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
         "mf-hdccf": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1, "tau_plus": 0.01},

@@ -527,6 +527,29 @@ def test_interaction_sampler_covers_epoch_and_masks_known():
     assert np.array_equal(known_mask(train, u, i), dense[u][:, i])
 
 
+def test_user_sampler_draws_users_uniformly():
+    # one heavy user (20 items) and four light ones (1 item each): by interaction the heavy
+    # user anchors 20/24 of the pairs, by user 1/5; every pair is a training pair
+    rows = np.r_[np.zeros(20, dtype=int), 1, 2, 3, 4]
+    cols = np.r_[np.arange(20), 20, 21, 22, 23]
+    train = sp.csr_array((np.ones(24), (rows, cols)), shape=(6, 24))  # user 5: no items
+    sampler = InteractionSampler(train, 1000, num_negatives=1, by_user=True, seed=0)
+    users, items = [], []
+    for epoch in range(400):
+        for b in sampler.epoch(epoch):
+            users.append(b.users.numpy())
+            items.append(b.items.numpy())
+    users, items = np.concatenate(users), np.concatenate(items)
+    assert len(users) == 400 * train.nnz  # an epoch still has nnz pairs
+    assert (train.toarray()[users, items] == 1).all() and not (users == 5).any()
+    share = np.bincount(users, minlength=6) / len(users)
+    np.testing.assert_allclose(share[:5], 0.2, atol=0.01)
+    heavy = np.bincount(items[users == 0], minlength=20)[:20] / (users == 0).sum()
+    np.testing.assert_allclose(heavy, 0.05, atol=0.015)  # its items uniformly
+    with pytest.raises(ValueError, match="sampling"):
+        CFConfig(sampling="item")
+
+
 # ----------------------------------------------------------------------------- trainer
 
 

@@ -93,6 +93,9 @@ def test_train_is_seeded_and_resumes(capsys, log_file, tmp_path):
     assert code == 0 and json.loads(out)["test"] == json.loads(out_a)["test"]
     code, out, _ = _train(capsys, log_file, a, "--seed", "3", "--force", "--lr", "0.01")
     assert code == 0 and json.loads(out)["test"] != json.loads(out_a)["test"]
+    # LightGCN's user-uniform BPR sampler is a CLI option and lands in the model file
+    code, out, _ = _train(capsys, log_file, b, "--force", "--loss", "bpr", "--sampling", "user")
+    assert code == 0 and torch.load(b, weights_only=True)["config"]["sampling"] == "user"
 
 
 def test_errors_are_one_line(capsys, log_file, tmp_path):

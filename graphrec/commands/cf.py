@@ -67,6 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--negatives", type=int, help="explicit negatives per pair (BPR: 1, others: in-batch)"
     )
     train.add_argument("--neg-alpha", type=float, default=0.0, help="negatives ~ deg^alpha")
+    train.add_argument(
+        "--sampling",
+        choices=("interaction", "user"),
+        default="interaction",
+        help="anchor pairs uniform over interactions, or over users (LightGCN's BPR sampler)",
+    )
     train.add_argument("--eval-every", type=positive_int("--eval-every"), default=1)
     train.add_argument("--patience", type=int, default=10, help="0 = no early stopping")
     train.add_argument(
@@ -150,6 +156,7 @@ def train_command(args: argparse.Namespace) -> int:
         num_positives=args.positives,
         num_negatives=args.negatives,
         neg_alpha=args.neg_alpha,
+        sampling=args.sampling,
         eval_every=args.eval_every,
         patience=args.patience,
         cpu_budget=args.cpu_budget,

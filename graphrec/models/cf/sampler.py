@@ -7,7 +7,9 @@ the items of the other pairs are negatives drawn ``∝ deg(j)`` at the cost of o
 similarity matrix. Optionally it adds ``M - 1`` extra positives per anchor (set-wise
 positives) and ``N`` explicit negatives per user drawn ``∝ deg(j)^alpha`` (``alpha = 0``:
 uniform, as BPR; ``alpha = 1``: RecBole's ``popularity`` sampler), resampled to avoid known
-positives.
+positives. With ``by_user=True`` the anchors are instead drawn as LightGCN's official code does:
+a user uniformly among those with training items, then one of its items uniformly (the epoch
+still has ``nnz`` pairs), which trains light users as often as heavy ones.
 
 Every epoch's batches are a pure function of ``(seed, epoch)``, so a training run resumed at
 an epoch boundary sees exactly the batches an uninterrupted run would.
@@ -91,6 +93,8 @@ class InteractionSampler:
         drop_last: drop a last incomplete batch.
         with_known: build the ``[B, B]`` known-pair mask (needed by in-batch negatives only;
             it costs ``O(B^2)`` per batch).
+        by_user: draw anchor pairs uniformly over users (with replacement), not over
+            interactions.
         seed: base seed; epoch ``e`` uses ``numpy.random.default_rng([seed, e])``.
     """
 
@@ -105,6 +109,7 @@ class InteractionSampler:
         resample_rounds: int = 10,
         drop_last: bool = False,
         with_known: bool = True,
+        by_user: bool = False,
         seed: int = 0,
     ) -> None:
         if batch_size < 1 or num_positives < 1 or num_negatives < 0:
@@ -119,10 +124,12 @@ class InteractionSampler:
         )
         self.alpha, self.resample_rounds = alpha, resample_rounds
         self.drop_last, self.with_known, self.seed = drop_last, with_known, seed
+        self.by_user = by_user
         csr = self.train
         self._users = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
         self._items = csr.indices.astype(np.int64)
         self._keys = _pair_keys(csr)
+        self._active_users = np.flatnonzero(np.diff(csr.indptr)).astype(np.int64)
         csc = sp.csc_array(csr)
         csc.sort_indices()
         self._csc_indptr, self._csc_users = csc.indptr, csc.indices.astype(np.int64)
@@ -137,10 +144,15 @@ class InteractionSampler:
     def epoch(self, epoch: int) -> Iterator[CFBatch]:
         """The batches of epoch ``epoch`` (deterministic in ``(seed, epoch)``)."""
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self._users))
+        if self.by_user:
+            users = self._active_users[rng.integers(0, len(self._active_users), len(self._users))]
+            items = self._neighbours(self.train.indptr, self._items, users, 1, rng)[:, 0]
+        else:
+            order = rng.permutation(len(self._users))
+            users, items = self._users[order], self._items[order]
         for k in range(len(self)):
-            idx = order[k * self.batch_size : (k + 1) * self.batch_size]
-            yield self._batch(self._users[idx], self._items[idx], rng)
+            part = slice(k * self.batch_size, (k + 1) * self.batch_size)
+            yield self._batch(users[part], items[part], rng)
 
     def _neighbours(
         self,

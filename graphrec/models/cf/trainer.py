@@ -39,6 +39,7 @@ __all__ = ["BACKBONES", "CFConfig", "CFTrainer", "LOSSES", "build_backbone", "to
 
 BACKBONES = ("mf", "lightgcn")
 LOSSES = ("bpr", "infonce", "hdccf")
+SAMPLINGS = ("interaction", "user")
 
 
 @dataclass
@@ -65,6 +66,9 @@ class CFConfig:
         num_negatives: explicit negatives per pair; None = 1 for BPR, 0 (in-batch only) for
             the contrastive losses.
         neg_alpha: explicit negatives ``∝ deg^alpha`` (0 = uniform).
+        sampling: anchor pairs drawn uniformly over ``"interaction"`` (frequency-aware, the
+            premise of in-batch negatives) or over ``"user"`` (a user, then one of its items:
+            LightGCN's official BPR sampler).
         eval_every: evaluate on validation every this many epochs (and after the last one).
         patience: stop after this many evaluations without improvement (0 = never stop).
         metric, ks: the early-stopping metric and the cut-offs evaluated.
@@ -90,6 +94,7 @@ class CFConfig:
     num_positives: int = 1
     num_negatives: int | None = None
     neg_alpha: float = 0.0
+    sampling: str = "interaction"
     eval_every: int = 1
     patience: int = 10
     metric: str = "recall@20"
@@ -105,6 +110,8 @@ class CFConfig:
             raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}; got {self.init!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}; got {self.sampling!r}")
         self.ks = tuple(int(k) for k in self.ks)
         name, _, k = self.metric.partition("@")
         if name not in ("recall", "ndcg", "precision") or not k.isdigit():
@@ -208,6 +215,7 @@ class CFTrainer:
             num_negatives=cfg.negatives,
             alpha=cfg.neg_alpha,
             with_known=cfg.loss != "bpr",
+            by_user=cfg.sampling == "user",
             seed=cfg.seed,
         )
         self.hdccf = HDCCFLoss(cfg.temperature, cfg.tau_plus, cfg.beta, logq=cfg.logq)
