@@ -124,7 +124,8 @@ def train_ctr(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     features = model.features
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # foreach: one kernel per step for all tensors (HIEN has twice the base's), same numbers
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     result = TrainResult(best_epoch=0, best={"auc": -np.inf})
     best_state = copy.deepcopy(model.state_dict())
     done = False
