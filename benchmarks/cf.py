@@ -230,10 +230,14 @@ def _settings(cfg: dict) -> str:
         parts.append(f"{cfg['num_layers']} layers")
     if cfg["loss"] == "bpr":
         parts.append(f"reg {cfg['reg']:g}")
+        if (cfg.get("num_negatives") or 1) > 1:
+            parts.append(f"{cfg['num_negatives']} negatives")
     else:
         parts.append(f"t {cfg['temperature']:g}")
     if cfg["loss"] == "hdccf":
         parts += [f"tau+ {cfg['tau_plus']:g}", f"logQ {cfg['logq']:g}"]
+    if cfg.get("sampling", "interaction") != "interaction":
+        parts.append(f"{cfg['sampling']}-uniform anchors")
     if cfg.get("init", "normal") != "normal":
         parts.append(f"{cfg['init']} init")
     return ", ".join(parts)
