@@ -19,6 +19,10 @@ set is :func:`graphrec.datasets.synthetic_ctr` with seed 0 (the same data for ev
 The timings are kept in ``ctr_cells/DATASET_timing.json``; ``--retime DATASET`` measures them
 again (e.g. after a speed-up) without rerunning the accuracy cells.
 
+``--breakdown`` only times one training step of each model with HIEN's parts removed one after
+another (user intent, item intent, tree refinement), to show where HIEN's cost goes; it writes
+``results/ctr_breakdown.json`` and the ``ctr-breakdown`` section of BENCHMARKS.md.
+
 Writes ``benchmarks/results/ctr.json`` and the ``ctr`` section of BENCHMARKS.md.
 """
 
@@ -45,6 +49,7 @@ from graphrec.models.ctr.experiment import (  # noqa: E402
     build_ctr_model,
     load_ctr_dataset,
 )
+from graphrec.nn.hier_attention import IntentOutput  # noqa: E402
 
 MODELS = ["lr", "widedeep", "deepfm", "dcn", "din"]
 #: Training settings per dataset (the same for base models and HIEN).
@@ -138,6 +143,82 @@ def throughput(data: CTRDataset, model_name: str, bs: int, repeat: int) -> dict:
         "hien_samples_per_s": rows / best[True],
         "ratio": best[True] / best[False],
     }
+
+
+def _skip_intent(layer, batch_arg: int):
+    """A stand-in ``forward`` for an intent layer: all-zero intents, no work (for timing)."""
+
+    def forward(*args, **kwargs):
+        x = args[batch_arg]
+        zeros = x.new_zeros(x.shape[0], layer.channels)
+        return IntentOutput(zeros, x.new_zeros(x.shape[0], 1, 1), x.new_zeros(x.shape[0], 1), None)
+
+    return forward
+
+
+def step_breakdown(data: CTRDataset, model_name: str, bs: int, repeat: int) -> dict:
+    """Milliseconds of one training step (forward + backward, one fixed batch) of the base
+    model, of HIEN, and of HIEN with its parts removed one after another: the user intent,
+    then the item intent (both replaced by zero fields), then the tree refinement (constant
+    tables). What is left over is the base model reading HIEN's two extra fields."""
+    rows = np.arange(min(bs, data.split.train.num_rows))
+    batch = data.features.batch(data.split.train, rows)
+    labels = data.features.labels(data.split.train, rows)
+    base = build_ctr_model(model_name, data)
+    hien = build_ctr_model(model_name, data, hien=True)
+
+    def step(model) -> None:
+        F.binary_cross_entropy_with_logits(model(batch), labels).backward()
+
+    def ms(model, n: int = 30) -> float:
+        step(model)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step(model)
+        return (time.perf_counter() - t0) / n * 1e3
+
+    variants = {"base": lambda: ms(base), "hien": lambda: ms(hien)}
+    stripped = build_ctr_model(model_name, data, hien=True)
+    stripped.user_attention.forward_bags = _skip_intent(stripped.user_attention, 1)
+    variants["without user intent"] = lambda: ms(stripped)
+    stripped2 = build_ctr_model(model_name, data, hien=True)
+    stripped2.user_attention.forward_bags = _skip_intent(stripped2.user_attention, 1)
+    stripped2.item_attention.forward = _skip_intent(stripped2.item_attention, 0)
+    variants["without user and item intents"] = lambda: ms(stripped2)
+    stripped3 = build_ctr_model(model_name, data, hien=True)
+    stripped3.user_attention.forward_bags = _skip_intent(stripped3.user_attention, 1)
+    stripped3.item_attention.forward = _skip_intent(stripped3.item_attention, 0)
+    views = [v.detach() for v in stripped3.refine_tables()[1]]
+    stripped3.refine_tables = lambda: ({}, views)
+    variants["without intents and tree"] = lambda: ms(stripped3)
+    best = {name: float("inf") for name in variants}
+    for _ in range(repeat):  # alternating, best of the repeats
+        for name, run in variants.items():
+            best[name] = min(best[name], run())
+    return best
+
+
+def breakdown_markdown(results: dict, cmd: str) -> str:
+    """The ``ctr-breakdown`` section of BENCHMARKS.md."""
+    names = list(next(iter(results.values())))
+    lines = [
+        "## CTR: where HIEN's training time goes",
+        "",
+        f"Command: `{cmd}` ({machine()}, torch threads 1). One training step (forward + "
+        "backward, no optimizer) on a fixed batch of the training batch size, ms, best of the "
+        "repeats; HIEN with its parts removed one after another (intents replaced by zero "
+        "fields, refined tables by constants). The last column is what remains of HIEN's cost "
+        "without any of its parts: the base model's dense part reading two extra fields.",
+        "",
+        "| dataset / model | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key, row in results.items():
+        cells = [f"{row['base']:.2f}"] + [
+            f"{row[n]:.2f} ({row[n] / row['base']:.2f}x)" for n in names[1:]
+        ]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -256,9 +337,28 @@ def main() -> None:
         help="comma-separated datasets whose saved timing is measured again (the accuracy "
         "cells stay cached)",
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="only time HIEN's parts per training step (section ctr-breakdown)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     datasets, models = args.datasets.split(","), args.models.split(",")
+    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py " + " ".join(sys.argv[1:])
+    if args.breakdown:
+        results = {}
+        for ds in datasets:
+            data = load(ds)
+            for m in tqdm(models, desc=f"{ds} breakdown", unit="model"):
+                bs = SETTINGS[ds]["batch_size"]
+                results[f"{ds} / {m}"] = step_breakdown(data, m, bs, args.repeat)
+        print(f"wrote {write_results('ctr_breakdown', {'command': cmd, 'ms': results})}")
+        text = breakdown_markdown(results, cmd.strip())
+        print(text)
+        if not args.no_md:
+            update_benchmarks_md("ctr-breakdown", text)
+        return
     cells, timing = [], {}
     for ds in datasets:
         data = load(ds)
@@ -280,7 +380,6 @@ def main() -> None:
     if args.cells_only:
         return
     summary = summarise(cells, timing, datasets, models)
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py " + " ".join(sys.argv[1:])
     payload = {"machine": machine(), "command": cmd.strip(), "settings": SETTINGS,
                "summary": summary, "cells": cells}  # fmt: skip
     print(f"wrote {write_results('ctr', payload)}")
