@@ -35,7 +35,7 @@ from graphrec.models.cf.backbones import INITS, MF, CFBackbone, LightGCN
 from graphrec.models.cf.losses import HDCCFLoss, bpr_loss, info_nce_loss, l2_regularization
 from graphrec.models.cf.sampler import CFBatch, InteractionSampler
 
-__all__ = ["BACKBONES", "CFConfig", "CFTrainer", "LOSSES", "build_backbone", "top_k"]
+__all__ = ["BACKBONES", "CFConfig", "CFTrainer", "LOSSES", "SAMPLINGS", "build_backbone", "top_k"]
 
 BACKBONES = ("mf", "lightgcn")
 LOSSES = ("bpr", "infonce", "hdccf")
