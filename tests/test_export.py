@@ -675,6 +675,24 @@ def test_export_never_imports_mnn_tools_nor_starts_pip(tmp_path):
     assert [r for r in records if r[1] in ("import", "pip")] == []
 
 
+def test_converter_child_blocks_the_wrapper_package(tmp_path):
+    # a stand-in converter extension that tries to load MNN's wrapper package, next to a
+    # harmless stand-in MNN package (so that even a regression never runs the real wrapper):
+    # the child must stop the import before any of the package's code runs
+    (tmp_path / "_tools.py").write_text("import MNN.tools\n")
+    (tmp_path / "MNN" / "tools").mkdir(parents=True)
+    (tmp_path / "MNN" / "__init__.py").write_text("")
+    marker = tmp_path / "wrapper_ran"
+    (tmp_path / "MNN" / "tools" / "__init__.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(CONVERTER_CHILD), "-f", "ONNX"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert not marker.exists()
+    assert proc.returncode == 3 and "halted; None in sys.modules" in proc.stderr
+
+
 def test_export_sources_never_reference_mnn_tools():
     """No ``MNN.tools`` import anywhere; the converter name only in the child's extension call."""
     for path in (REPO / "graphrec" / "export").glob("*.py"):

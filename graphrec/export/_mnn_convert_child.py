@@ -4,14 +4,18 @@ Run as a script (``python _mnn_convert_child.py -f ONNX --modelFile ... --MNNMod
 :func:`graphrec.export.export_mnn`, never imported: the converter can crash the process
 (SIGSEGV) or exit without writing a model, so it runs apart from the caller. It deliberately
 avoids MNN's console script and its Python wrapper package, whose logger ``pip install``s a
-telemetry SDK and uploads conversion metadata (``shared/specs/ondevice.md`` section 4.1). It
-imports nothing from graphrec, torch or ``MNN`` itself: only the converter extension.
+telemetry SDK and uploads conversion metadata (``shared/specs/ondevice.md`` section 4.1), and
+it blocks that package's import before loading the converter. It imports nothing from graphrec,
+torch or ``MNN`` itself: only the converter extension.
 """
 
 import sys
 
 
 def main(argv: list[str]) -> int:
+    # a None entry makes any import of MNN's wrapper package fail at once: should a future
+    # wheel's extension try to load it, the conversion fails before its logger can run pip
+    sys.modules["MNN.tools"] = None
     try:
         import _tools  # the MNN wheel's converter extension (a top-level module)
     except ImportError as exc:
@@ -20,10 +24,6 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     _tools.mnnconvert(["mnnconvert", *argv])  # returns True even when conversion failed
     sys.stdout.flush()
-    loaded = [m for m in sys.modules if m == "MNN.tools" or m.startswith("MNN.tools.")]
-    if loaded:
-        print(f"graphrec: MNN.tools was imported ({loaded}); refusing the result", file=sys.stderr)
-        return 4
     return 0
 
 
