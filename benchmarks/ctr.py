@@ -164,8 +164,6 @@ def step_breakdown(data: CTRDataset, model_name: str, bs: int, repeat: int) -> d
     rows = np.arange(min(bs, data.split.train.num_rows))
     batch = data.features.batch(data.split.train, rows)
     labels = data.features.labels(data.split.train, rows)
-    base = build_ctr_model(model_name, data)
-    hien = build_ctr_model(model_name, data, hien=True)
 
     def step(model) -> None:
         F.binary_cross_entropy_with_logits(model(batch), labels).backward()
@@ -177,24 +175,27 @@ def step_breakdown(data: CTRDataset, model_name: str, bs: int, repeat: int) -> d
             step(model)
         return (time.perf_counter() - t0) / n * 1e3
 
-    variants = {"base": lambda: ms(base), "hien": lambda: ms(hien)}
-    stripped = build_ctr_model(model_name, data, hien=True)
-    stripped.user_attention.forward_bags = _skip_intent(stripped.user_attention, 1)
-    variants["without user intent"] = lambda: ms(stripped)
-    stripped2 = build_ctr_model(model_name, data, hien=True)
-    stripped2.user_attention.forward_bags = _skip_intent(stripped2.user_attention, 1)
-    stripped2.item_attention.forward = _skip_intent(stripped2.item_attention, 0)
-    variants["without user and item intents"] = lambda: ms(stripped2)
-    stripped3 = build_ctr_model(model_name, data, hien=True)
-    stripped3.user_attention.forward_bags = _skip_intent(stripped3.user_attention, 1)
-    stripped3.item_attention.forward = _skip_intent(stripped3.item_attention, 0)
-    views = [v.detach() for v in stripped3.refine_tables()[1]]
-    stripped3.refine_tables = lambda: ({}, views)
-    variants["without intents and tree"] = lambda: ms(stripped3)
-    best = {name: float("inf") for name in variants}
+    def stripped(removed: int) -> torch.nn.Module:
+        """HIEN without its first ``removed`` parts (user intent, item intent, tree)."""
+        model = build_ctr_model(model_name, data, hien=True)
+        if removed >= 1:
+            model.user_attention.forward_bags = _skip_intent(model.user_attention, 1)
+        if removed >= 2:
+            model.item_attention.forward = _skip_intent(model.item_attention, 0)
+        if removed >= 3:
+            views = [v.detach() for v in model.refine_tables()[1]]
+            model.refine_tables = lambda: ({}, views)
+        return model
+
+    models = {"base": build_ctr_model(model_name, data), "hien": stripped(0)}
+    for removed, name in enumerate(
+        ["without user intent", "without user and item intents", "without intents and tree"], 1
+    ):
+        models[name] = stripped(removed)
+    best = {name: float("inf") for name in models}
     for _ in range(repeat):  # alternating, best of the repeats
-        for name, run in variants.items():
-            best[name] = min(best[name], run())
+        for name, model in models.items():
+            best[name] = min(best[name], ms(model))
     return best
 
 
