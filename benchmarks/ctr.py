@@ -49,6 +49,7 @@ from graphrec.models.ctr.experiment import (  # noqa: E402
     build_ctr_model,
     load_ctr_dataset,
 )
+from graphrec.models.ctr.train import adam  # noqa: E402
 from graphrec.nn.hier_attention import IntentOutput  # noqa: E402
 
 MODELS = ["lr", "widedeep", "deepfm", "dcn", "din"]
@@ -112,7 +113,7 @@ def run_cell(data: CTRDataset, dataset: str, model_name: str, hien: bool, seed: 
 def epoch_seconds(model, data: CTRDataset, batch_size: int, seed: int = 0) -> float:
     """Seconds of one training epoch (Adam steps over every training row, no evaluation)."""
     train = data.split.train
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)  # as train_ctr
+    opt = adam(model.parameters(), lr=1e-3)  # as train_ctr
     order = np.random.default_rng(seed).permutation(train.num_rows)
     model.train()
     t0 = time.perf_counter()

@@ -316,8 +316,24 @@ def test_extra_fields_widen_the_dense_part():
     emb = model.embed(features.batch(table))
     emb.extra = torch.randn(64, 2, 4)
     assert model.interact(emb).shape == (64,)
-    assert DCNv2(features, embedding_dim=4, extra_fields=1).num_fields == 6
     assert LR(features).embedding.embedding_dim == 1
+
+
+@pytest.mark.parametrize("structure", ["parallel", "stacked"])
+def test_dcn_extra_fields_feed_the_deep_part_only(structure):
+    table = _table()
+    features = CTRFeatures.from_table(table)
+    model = DCNv2(features, embedding_dim=4, num_cross_layers=1, hidden_channels=(8,),
+                  structure=structure, extra_fields=2)  # fmt: skip
+    n_raw = features.num_fields
+    assert model.num_fields == n_raw + 2
+    assert model.cross[0].weight.shape == (4 * n_raw, 4 * n_raw)  # the cross sees raw fields
+    assert model.mlp[0].in_features == 4 * (n_raw + 2)
+    emb = model.embed(features.batch(table))
+    emb.extra = torch.zeros(64, 2, 4)
+    without = model.interact(emb)
+    emb.extra = torch.randn(64, 2, 4)
+    assert not torch.allclose(model.interact(emb), without)  # the extras reach the logit
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -277,6 +277,15 @@ def test_hierarchical_attention_hand_case_and_padding():
     assert all(torch.isfinite(t.grad).all() for t in tables) and out.alpha.shape == (B, 0)
     assert (out.per_type[2] == 0).all()
     torch.testing.assert_close(out.intent.double(), bag.intent, atol=1e-5, rtol=1e-5)
+    # scores far beyond exp's float32 range (|s| ~ 1e4): still finite, the exact softmax
+    big = [t.detach() * 100 for t in tables]
+    keys_big = torch.stack([big[k][values[:, k]] for k in range(K)], dim=1)
+    t_big, c_big = target.float() * 100, ctx.float()
+    assert fl.query(t_big, c_big).abs().max() * 100 > 1e3
+    pos_big = fl(keys_big, t_big, values != 0, c_big)
+    bag_big = fl.forward_bags(big, counts.float(), t_big, c_big)
+    assert torch.isfinite(bag_big.intent).all()
+    torch.testing.assert_close(bag_big.per_type, pos_big.per_type, atol=1e-3, rtol=1e-4)
     layer.double()
     # without context (item intent)
     item_layer = HierarchicalIntentAttention(d, 1, context_channels=0).double()

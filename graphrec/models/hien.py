@@ -91,7 +91,9 @@ class HIEN(torch.nn.Module):
        ``[B, S]``. The sample's own user is masked out of the clickers, so a training label
        never leaks into its own features.
     4. The intents are appended as extra fields (``emb.extra = [h_u, h_v]``) and the base
-       model's dense part runs unchanged: ``base.interact(emb)``.
+       model's dense part runs unchanged: ``base.interact(emb)``. LR sums them, Wide&Deep and
+       DeepFM read them like the other fields, DIN in its MLP input, DCN-V2 in its deep part
+       only (not the cross layers).
 
     The base model must be built with ``extra_fields=2`` (``1`` without ``clickers``), see
     :meth:`num_extra_fields`. The forward pass has no data-dependent control flow.

@@ -28,7 +28,11 @@ class DCNv2(CTRModel):
         \text{stacked:}\quad \hat{y} = \sigma\big(\mathbf{w}^{\top}
         \mathrm{MLP}(\mathbf{x}_L) + b\big)
 
-    Returns the logit.
+    Returns the logit. Fields appended by an input module (``extra_fields``, e.g. HIEN's
+    intents) join the deep part's input only, as DIN's MLP input in HIEN's plugging rule
+    (``shared/specs/recsys.md``), not :math:`\mathbf{x}_0`: the cross layers' cost grows with
+    the square of their width (two more fields of 9 would cost 1.5x), and the intents are
+    already target-aware interactions.
 
     Args:
         features: the :class:`CTRFeatures`.
@@ -56,22 +60,26 @@ class DCNv2(CTRModel):
         super().__init__(features, embedding_dim, extra_fields=extra_fields)
         if structure not in ("parallel", "stacked"):
             raise ValueError(f"structure must be 'parallel' or 'stacked'; got {structure!r}")
-        width = self.num_fields * embedding_dim
+        width = (self.num_fields - extra_fields) * embedding_dim
         self.structure = structure
         self.cross = torch.nn.ModuleList(
             [CrossLayerV2(width, low_rank) for _ in range(num_cross_layers)]
         )
-        self.mlp = MLP(width, hidden_channels, None, dropout=dropout)
+        self.mlp = MLP(width + extra_fields * embedding_dim, hidden_channels, None,
+                       dropout=dropout)  # fmt: skip
         out_in = self.mlp.out_channels + (width if structure == "parallel" else 0)
         self.out = torch.nn.Linear(out_in, 1)
 
     def interact(self, emb: EmbeddedFeatures) -> Tensor:
-        x0 = emb.all_fields().flatten(1)
+        fields = emb.all_fields()
+        n_cross = fields.shape[1] - self.extra_fields
+        x0 = fields[:, :n_cross].flatten(1)
         x = x0
         for layer in self.cross:
             x = layer(x0, x)
+        extra = fields[:, n_cross:].flatten(1)
         if self.structure == "parallel":
-            h = torch.cat([x, self.mlp(x0)], dim=-1)
+            h = torch.cat([x, self.mlp(torch.cat([x0, extra], dim=-1))], dim=-1)
         else:
-            h = self.mlp(x)
+            h = self.mlp(torch.cat([x, extra], dim=-1))
         return self.out(h).squeeze(-1)
