@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -138,6 +139,7 @@ def throughput(data: CTRDataset, model_name: str, bs: int, repeat: int) -> dict:
             best[h] = min(best[h], epoch_seconds(m, data, bs))
     rows = data.split.train.num_rows
     return {
+        "load_average_1min": os.getloadavg()[0],  # other jobs on the machine make it noisy
         "base_epoch_s": best[False],
         "hien_epoch_s": best[True],
         "base_samples_per_s": rows / best[False],
@@ -270,8 +272,7 @@ def markdown(summary: dict, datasets: list[str], models: list[str], seeds: int, 
         + ". Embedding size 16 (LR: 1). HIEN: gcn tree aggregator, user intent over the item "
         "attribute types, item intent over ≤ 10 training clickers. samples/s: one training epoch "
         "(steps only), best of the repeats, base and HIEN alternating; cost = HIEN epoch time / "
-        "base epoch time. The 2-core machine was shared with other jobs (load average 3 to 12 "
-        "during these runs), so the timings are noisy.",
+        "base epoch time. " + _load_note([summary[f"{ds}/{m}"] for ds in datasets for m in models]),
         "",
     ]
     for ds in datasets:
@@ -321,6 +322,23 @@ def markdown(summary: dict, datasets: list[str], models: list[str], seeds: int, 
         )
         out.append("")
     return "\n".join(out)
+
+
+def _load_note(rows: list[dict]) -> str:
+    """The machine's 1-min load average during the timing (other jobs make timings noisy)."""
+    loads = [
+        row[key]["load_average_1min"]
+        for row in rows
+        for key in ("timing", "timing_large_batch")
+        if "load_average_1min" in row[key]
+    ]
+    if not loads:
+        return "The load of the machine during the timing was not recorded."
+    return (
+        f"1-min load average of the 2-core machine during the timing: {min(loads):.1f} to "
+        f"{max(loads):.1f} (the accuracy runs, whose wall times are not reported, may have "
+        "run two at a time)."
+    )
 
 
 def main() -> None:
