@@ -143,13 +143,16 @@ def plan_fastcover(
     *,
     aggregation: str = "dense",
     max_segment: int | None = None,
-    rtol: float = 2e-6,
+    rtol: float = 5e-6,
     name: str = "fastcover",
 ) -> ExportPlan:
     """A FastCover (GRAT) model as :class:`GraphScorer`, on random graphs.
 
     ``rtol`` allows for float32 resolution: trained FastCover logits reach ~500, where float32
-    numbers are 3e-5 apart (torch's own float32 result is ~2e-4 from the float64 one).
+    numbers are 3e-5 apart. torch's own float32 result is up to 1.5e-6 x max|logit| from the
+    float64 one (6.3e-4 at 411 on the 57-node parity graph of the 2-hop weights), and two
+    float32 implementations (torch, onnxruntime, MNN) can each be that far on either side:
+    measured 1.4e-3 between onnxruntime and torch there, 8.1e-4 of it onnxruntime's own error.
     """
     if aggregation not in ("dense", "csr"):
         raise ValueError(
