@@ -17,6 +17,7 @@ variables.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -152,7 +153,8 @@ def main() -> None:
     lines = [
         "## Mobile export: torch eager vs onnxruntime vs MNN",
         "",
-        f"Command: `{command}`; machine: {machine()} (shared with other jobs); one thread per "
+        f"Command: `{command}`; machine: {machine()} (1-min load average at the end: "
+        f"{os.getloadavg()[0]:.1f}); one thread per "
         "runtime; median of the timed runs after two warm-ups, milliseconds per inference. "
         "`x torch` = torch eager time / runtime time (the baseline is torch eager in the same "
         "run). Every model passed the parity gate first (max |diff| vs torch on 3 other "
