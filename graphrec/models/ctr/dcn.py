@@ -77,9 +77,8 @@ class DCNv2(CTRModel):
         x = x0
         for layer in self.cross:
             x = layer(x0, x)
-        extra = fields[:, n_cross:].flatten(1)
         if self.structure == "parallel":
-            h = torch.cat([x, self.mlp(torch.cat([x0, extra], dim=-1))], dim=-1)
+            h = torch.cat([x, self.mlp(fields.flatten(1))], dim=-1)
         else:
-            h = self.mlp(torch.cat([x, extra], dim=-1))
+            h = self.mlp(torch.cat([x, fields[:, n_cross:].flatten(1)], dim=-1))
         return self.out(h).squeeze(-1)
