@@ -43,6 +43,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/fastcover.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/cf.py --dataset ml-100k --budget 60
 	OMP_NUM_THREADS=1 $(PY) benchmarks/ctr.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/ctr_ops.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/fl.py --part fedsubavg
 	OMP_NUM_THREADS=1 $(PY) benchmarks/fl.py --part ode
 	OMP_NUM_THREADS=1 $(PY) benchmarks/fl.py --part throughput
