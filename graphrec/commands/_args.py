@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 
 def positive_int(name: str) -> Callable[[str], int]:
@@ -34,3 +36,35 @@ def positive_float(name: str) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+class _DeprecatedRoot(argparse.Action):
+    """``--root``: the old name of ``--data-root``; stores the value and warns once."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        print(
+            f"graphrec: warning: {option_string} is deprecated; use --data-root (the data root, "
+            "e.g. shared/data, or the dataset's own folder)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_data_root(parser: argparse.ArgumentParser, what: str = "the named dataset") -> None:
+    """Add ``--data-root DIR`` (and its deprecated alias ``--root``) to ``parser``.
+
+    One meaning in every subcommand: the data root laid out like ``shared/data`` or the
+    dataset's own folder; default ``$GRAPHREC_DATA`` (resolved by
+    :func:`graphrec.datasets.dataset_folder`, so the value stays ``None`` when not given).
+    """
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"folder of {what}: the data root (e.g. shared/data) or the dataset's own folder; "
+        "default $GRAPHREC_DATA",
+    )
+    parser.add_argument(
+        "--root", dest="data_root", type=Path, action=_DeprecatedRoot, help=argparse.SUPPRESS
+    )

@@ -15,6 +15,7 @@ listing every missing file. Only SNAP ego-Facebook is embedded (:func:`ego_faceb
 :func:`powerlaw_digraph`               synthetic Chung-Lu directed graph, power-law degrees
 :func:`erdos_renyi_digraph`            synthetic directed G(n, p)
 :func:`synthetic_ctr`                  synthetic CTR tables, planted attribute hierarchy and tastes
+:func:`dataset_folder`                 a named dataset's folder (``--data-root`` or $GRAPHREC_DATA)
 =====================================  ==========================================================
 
 Example:
@@ -24,6 +25,7 @@ Example:
     (80000, 20000)
 """
 
+from graphrec.datasets._files import DATA_ENV, DATASET_FOLDERS, dataset_folder
 from graphrec.datasets.amazon import AmazonElectronicsUsers, load_amazon_electronics_users
 from graphrec.datasets.gowalla import Gowalla, load_gowalla
 from graphrec.datasets.graphs import (
@@ -43,6 +45,8 @@ from graphrec.datasets.synthetic_ctr import (
 from graphrec.datasets.taobao import TAOBAO_SCHEMA, TaobaoTiny, load_taobao_tiny
 
 __all__ = [
+    "DATA_ENV",
+    "DATASET_FOLDERS",
     "AmazonElectronicsUsers",
     "Gowalla",
     "MOVIELENS_GENRES",
@@ -52,6 +56,7 @@ __all__ = [
     "SyntheticCTR",
     "TAOBAO_SCHEMA",
     "TaobaoTiny",
+    "dataset_folder",
     "ego_facebook",
     "erdos_renyi_digraph",
     "fastcover_graph",
