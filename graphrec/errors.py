@@ -66,3 +66,19 @@ class DatasetNotFoundError(GraphrecError, FileNotFoundError):
 
 class MemoryBudgetError(GraphrecError, MemoryError):
     """A computation would need more memory than the budget the caller set."""
+
+
+class MissingExtraError(GraphrecError, ImportError):
+    """An optional dependency group (``pip`` extra) is not installed.
+
+    The message is one line naming the feature, the extra and the install command, e.g.::
+
+        the Flower adapter needs the 'fl' extra: pip install -e ".[fl]" (from the graphrec clone)
+    """
+
+    def __init__(self, feature: str, extra: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{extra}' extra: pip install -e \".[{extra}]\" "
+            "(run in the graphrec clone; 'make install-dev' installs every extra)"
+        )

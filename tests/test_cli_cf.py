@@ -98,7 +98,8 @@ def test_train_is_seeded_and_resumes(capsys, log_file, tmp_path):
     assert code == 0 and torch.load(b, weights_only=True)["config"]["sampling"] == "user"
 
 
-def test_errors_are_one_line(capsys, log_file, tmp_path):
+def test_errors_are_one_line(capsys, log_file, tmp_path, monkeypatch):
+    monkeypatch.delenv("GRAPHREC_DATA", raising=False)
     code, _, err = run(
         capsys, "cf", "train", "--dataset", str(tmp_path / "nope.csv"), "--out", "x.pt"
     )

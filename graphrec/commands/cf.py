@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from graphrec.commands._args import positive_float, positive_int
+from graphrec.commands._args import add_data_root, positive_float, positive_int
 from graphrec.errors import GraphrecError
 
 #: Keys of the ``data`` record stored in a model file (how to rebuild the graph).
@@ -38,12 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'gowalla' (LightGCN split), 'ml-100k' (fold --fold, ratings >= 4) or the path of "
         "an interaction log (user item [rating [timestamp]] lines, LightGCN lists or CSV)",
     )
-    train.add_argument(
-        "--data-root",
-        type=Path,
-        default=os.environ.get("GRAPHREC_DATA"),
-        help="folder holding the named dataset (or shared/data); default $GRAPHREC_DATA",
-    )
+    add_data_root(train)
     train.add_argument("--test", type=Path, help="test log for a path dataset (default: carve)")
     train.add_argument("--min-rating", type=float, help="keep ratings >= this (ml-100k: 4)")
     train.add_argument("--valid-fraction", type=float, default=0.1, help="per-user validation")
@@ -102,6 +96,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec.set_defaults(func=recommend_command)
 
 
+def _root(dataset: str, data_root: Path | None) -> str | None:
+    """The dataset folder to record in the model file (absolute, so recommend works anywhere)."""
+    from graphrec.datasets import dataset_folder
+    from graphrec.models.cf.data import DATASETS
+
+    if dataset in DATASETS:
+        return str(dataset_folder(dataset, data_root).resolve())
+    return None if data_root is None else str(data_root)
+
+
 def _graph(data: dict):
     from graphrec.models.cf.data import load_cf_graph
 
@@ -132,7 +136,7 @@ def train_command(args: argparse.Namespace) -> int:
         ckpt.unlink()
     data = {
         "dataset": args.dataset,
-        "root": None if args.data_root is None else str(args.data_root),
+        "root": _root(args.dataset, args.data_root),
         "test": None if args.test is None else str(args.test),
         "min_rating": args.min_rating,
         "valid_fraction": args.valid_fraction,

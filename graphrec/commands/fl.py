@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graphrec.commands._args import positive_float, positive_int
+from graphrec.commands._args import add_data_root, positive_float, positive_int
 from graphrec.errors import GraphrecError
 
 STRATEGIES = ["fedavg", "fedprox", "involved", "fedsubavg", "fedsubavg-paper"]
@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Simulate synchronous FL rounds in process on the device-cloud graph: "
         "sample devices, train locally on their submodels (only touched embedding rows travel), "
         "aggregate with the strategy, evaluate centrally. DATASET: amazon-users (one device per "
-        "user; --root holds users.tsv.gz; models din, tiny), ml-100k (one device per user; "
-        "--root is the ml-100k folder; model tiny), synthetic (Synthetic(1, 1); model softmax). "
+        "user; users.tsv.gz under --data-root; models din, tiny), ml-100k (one device per user; "
+        "model tiny), synthetic (Synthetic(1, 1); model softmax). "
         "Local training defaults follow the official FedSubAvg code (SGD lr 0.1 x 0.999 per "
         "round, batch 4, 10 steps, clip 5). With --checkpoint an interrupted run resumes.",
     )
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="default: din (amazon-users), tiny (ml-100k), softmax (synthetic)",
     )
-    run_p.add_argument("--root", type=Path, help="dataset folder (amazon-users, ml-100k)")
+    add_data_root(run_p, "amazon-users or ml-100k")
     run_p.add_argument(
         "--devices",
         type=positive_int("--devices"),
@@ -113,12 +113,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fd (unlimited storage), ode (ODE-Est), ode-exact (ODE with the exact global gradient, "
         "in-process only). Several selectors run one after the other; with rs among them, the "
         "time-to-accuracy speedup vs rs is reported (paper Table 2). DATASET: synthetic "
-        "(Synthetic(1, 1), 1,000 samples per device) or uci-heart (--root holds the UCI Heart "
-        "Disease processed.*.data files).",
+        "(Synthetic(1, 1), 1,000 samples per device) or uci-heart (the UCI Heart Disease "
+        "processed.*.data files under --data-root).",
     )
     ode_p.add_argument("--selector", nargs="+", choices=SELECTORS, default=["rs", "ode"])
     ode_p.add_argument("--dataset", choices=["synthetic", "uci-heart"], default="synthetic")
-    ode_p.add_argument("--root", type=Path, help="dataset folder (uci-heart)")
+    add_data_root(ode_p, "uci-heart")
     ode_p.add_argument(
         "--devices", type=positive_int("--devices"), default=200, help="synthetic devices"
     )
@@ -202,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
     )
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    task = federated_task(args.dataset, model, root=args.root, devices=args.devices, seed=args.seed)
+    task = federated_task(
+        args.dataset, model, root=args.data_root, devices=args.devices, seed=args.seed
+    )
     strategy = {
         "fedavg": lambda: FedAvg(),
         "fedprox": lambda: FedProx(args.prox_mu),
@@ -288,7 +290,7 @@ def ode(args: argparse.Namespace) -> int:
 
     _check_out(args.out, args.force)
     torch.set_num_threads(1)
-    data = stream_data(args.dataset, root=args.root, devices=args.devices, seed=args.seed)
+    data = stream_data(args.dataset, root=args.data_root, devices=args.devices, seed=args.seed)
     n = len(data.parts)
     per_round = args.clients_per_round or max(1, n // 20)
     if per_round > n:

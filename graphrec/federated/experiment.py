@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graphrec.datasets._files import dataset_folder
 from graphrec.federated.data import load_uci_heart_per_centre
 from graphrec.federated.partition import natural_partition, synthetic_leaf
 from graphrec.federated.simulator import FederatedTask
@@ -28,12 +29,6 @@ __all__ = ["DATASETS", "MODELS", "federated_task", "StreamData", "stream_data", 
 #: dataset -> models available for it
 DATASETS = {"amazon-users": ("din", "tiny"), "ml-100k": ("tiny",), "synthetic": ("softmax",)}
 MODELS = sorted({m for ms in DATASETS.values() for m in ms})
-
-
-def _root(root: str | Path | None, dataset: str) -> Path:
-    if root is None:
-        raise ValueError(f"dataset {dataset!r} needs --root (the folder holding its files)")
-    return Path(root)
 
 
 def federated_task(
@@ -56,7 +51,7 @@ def federated_task(
     if dataset == "amazon-users":
         from graphrec.datasets import load_amazon_electronics_users
 
-        data = load_amazon_electronics_users(_root(root, dataset))
+        data = load_amazon_electronics_users(dataset_folder(dataset, root))
         if model == "tiny":
             return EmbeddingCTRTask.from_amazon(data, num_users=devices)
         from graphrec.models.ctr import DIN, CTRFeatures, amazon_ctr
@@ -79,7 +74,7 @@ def federated_task(
     if dataset == "ml-100k":
         from graphrec.datasets import load_movielens100k
 
-        ml = load_movielens100k(_root(root, dataset))
+        ml = load_movielens100k(dataset_folder(dataset, root))
         return EmbeddingCTRTask.from_movielens(ml, num_users=devices)
     syn = synthetic_leaf(1.0, 1.0, devices or 200, seed=seed)
     train, test = holdout(syn.parts, 0.2, seed)
@@ -132,7 +127,7 @@ def stream_data(
         )
         return StreamData(syn.x, syn.y, train, test, about)
     if dataset == "uci-heart":
-        heart = load_uci_heart_per_centre(_root(root, dataset))
+        heart = load_uci_heart_per_centre(dataset_folder(dataset, root))
         x = heart.x.copy()
         mean, std = np.nanmean(x, 0), np.nanstd(x, 0) + 1e-8
         x = np.nan_to_num((x - mean) / std)  # standardised; missing -> the mean

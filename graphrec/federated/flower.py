@@ -1,4 +1,4 @@
-"""Flower adapter (extra ``fl``: ``pip install graphrec[fl]``, flwr >= 1.42 Message API).
+"""Flower adapter (extra ``fl``: ``pip install -e ".[fl]"``, flwr >= 1.42 Message API).
 
 * :func:`flower_strategy` wraps any :class:`~graphrec.federated.strategies.Strategy` (FedAvg,
   FedSubAvg, involved averaging, the ODE server) as a Flower ``Strategy``: ``configure_train``
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from graphrec.errors import GraphrecError
+from graphrec.errors import GraphrecError, MissingExtraError
 from graphrec.federated.simulator import (
     FederatedTask,
     LocalConfig,
@@ -67,9 +67,7 @@ def _flwr() -> Any:
         import flwr.serverapp
         import flwr.serverapp.strategy
     except ImportError as exc:
-        raise GraphrecError(
-            "the Flower adapter needs flwr with its simulation engine: pip install 'graphrec[fl]'"
-        ) from exc
+        raise MissingExtraError("the Flower adapter", "fl") from exc
     return flwr
 
 

@@ -10,9 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 from torch_geometric.data import Data
 
+from graphrec.errors import MissingExtraError
 from graphrec.io.edgelist import EdgeList, read_edgelist
-
-_DGL_MISSING = "DGL is not installed; install the optional extra with `pip install graphrec[dgl]`"
 
 
 def as_edgelist(obj: Any, *, undirected: bool = False) -> EdgeList:
@@ -203,7 +202,7 @@ def to_dgl(g: EdgeList | Data) -> Any:
     try:
         import dgl
     except ImportError as exc:
-        raise ImportError(_DGL_MISSING) from exc
+        raise MissingExtraError("graphrec.io.to_dgl", "dgl") from exc
     data = g.data
     G = dgl.graph((data.edge_index[0], data.edge_index[1]), num_nodes=data.num_nodes)
     weight = data.get("edge_weight")

@@ -17,23 +17,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
+from graphrec.datasets._files import DATASET_FOLDERS, dataset_folder
 from graphrec.graphs.bipartite import BipartiteGraph, build_bipartite, to_binary_csr
 from graphrec.io import Interactions
 
 __all__ = ["DATASETS", "load_cf_graph"]
 
-DATASETS = {"gowalla": ("lightgcn", "gowalla"), "ml-100k": ("movielens", "ml-100k")}
+DATASETS = {name: DATASET_FOLDERS[name] for name in ("gowalla", "ml-100k")}
 
 
-def _folder(root: str | Path | None, name: str) -> Path:
-    if root is None:
-        raise ValueError(f"dataset {name!r} needs a data root (the folder holding its files)")
-    root = Path(root)
-    nested = root.joinpath(*DATASETS[name])
-    return nested if nested.is_dir() else root
+def _index_in(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Position of each ``query`` id in the distinct ``ids``, -1 where absent."""
+    if ids.dtype.kind != query.dtype.kind:  # e.g. integer ids in one log, strings in the other
+        ids, query = ids.astype(str), query.astype(str)
+    if not len(ids):
+        return np.full(len(query), -1, dtype=np.int64)
+    sorter = np.argsort(ids, kind="stable")
+    pos = np.minimum(np.searchsorted(ids, query, sorter=sorter), len(ids) - 1)
+    index = sorter[pos]
+    return np.where(ids[index] == query, index, -1).astype(np.int64)
 
 
 def _match_ids(
@@ -45,8 +49,8 @@ def _match_ids(
         if test_log.rating is None:
             raise ValueError("min_rating needs a test log with ratings")
         keep &= test_log.rating >= min_rating
-    users = pd.Index(train_log.user_ids).get_indexer(test_log.user_ids[test_log.user])
-    items = pd.Index(train_log.item_ids).get_indexer(test_log.item_ids[test_log.item])
+    users = _index_in(train_log.user_ids, test_log.user_ids[test_log.user])
+    items = _index_in(train_log.item_ids, test_log.item_ids[test_log.item])
     known = keep & (users >= 0) & (items >= 0)
     shape = (train_log.num_users, train_log.num_items)
     ones = np.ones(int(known.sum()), dtype=np.float32)
@@ -68,7 +72,8 @@ def load_cf_graph(
 
     Args:
         dataset: ``"gowalla"``, ``"ml-100k"`` or the path of an interaction log.
-        root: data folder of a named dataset (``shared/data`` or the dataset's own folder).
+        root: data folder of a named dataset (``shared/data`` or the dataset's own folder;
+            default ``$GRAPHREC_DATA``, see :func:`graphrec.datasets.dataset_folder`).
         test: test log for a path dataset (None: carve ``test_fraction`` per user).
         min_rating: keep ratings ``>= min_rating`` (default 4 for ml-100k, none otherwise).
         valid_fraction, test_fraction, seed: see :func:`~graphrec.graphs.build_bipartite`.
@@ -77,7 +82,8 @@ def load_cf_graph(
     Raises:
         DatasetNotFoundError: a named dataset's files are missing under ``root``.
         FileNotFoundError: a log path does not exist.
-        ValueError: ``test`` given for a named dataset, or no data root for one.
+        ValueError: ``test`` given for a named dataset.
+        GraphrecError: a named dataset without a data root.
     """
     name = str(dataset)
     if name in DATASETS and test is not None:
@@ -85,12 +91,12 @@ def load_cf_graph(
     if name == "gowalla":
         from graphrec.datasets import load_gowalla
 
-        gw = load_gowalla(_folder(root, name))
+        gw = load_gowalla(dataset_folder(name, root))
         return build_bipartite(gw.train, gw.test, valid_fraction=valid_fraction, seed=seed)
     if name == "ml-100k":
         from graphrec.datasets import load_movielens100k
 
-        ml = load_movielens100k(_folder(root, name), fold=fold)
+        ml = load_movielens100k(dataset_folder(name, root), fold=fold)
         rating = 4.0 if min_rating is None else min_rating
         return build_bipartite(
             ml.train, ml.test, valid_fraction=valid_fraction, min_rating=rating, seed=seed
