@@ -16,6 +16,7 @@ line ``graphrec: error: ...`` and exits with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +32,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "and influence maximization.",
     )
     parser.add_argument("--version", action="version", version=f"graphrec {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     register_all(sub)
     return parser
@@ -46,9 +50,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         return func(args)
-    except (GraphrecError, FileNotFoundError, ValueError) as exc:
-        print(f"graphrec: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        # the reader of our output went away (``graphrec data info F | head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
+    except KeyboardInterrupt:
+        print("graphrec: interrupted", file=sys.stderr)
+        return 130
+    except (GraphrecError, OSError, ValueError, MemoryError) as exc:
+        if args.debug:
+            raise
+        print(f"graphrec: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` (an ``OSError`` as 'path: what'), on one line where it was one."""
+    if isinstance(exc, OSError) and not isinstance(exc, GraphrecError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror}"
+    return str(exc) or type(exc).__name__
 
 
 if __name__ == "__main__":
