@@ -5,15 +5,20 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-# torch is installed first, pinned, so pip takes the CPU wheel (see DEVELOPERS.md / README).
+# torch is installed first, pinned to 2.13.0. A pinned version does not choose CPU or CUDA: pip
+# takes the build its configured sources offer (PyPI's Linux wheels are CUDA builds, several GB).
+# For the CPU-only build pass PyTorch's CPU wheel index (see README, "Install"):
+#   make demo TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH  := torch==2.13.0
+TORCH_INDEX_URL ?=
+TORCH_ARGS := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 
 .PHONY: demo test lint bench clean install install-dev
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH)
+	$(PIP) install -q $(TORCH_ARGS) $(TORCH)
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.base pyproject.toml
