@@ -17,7 +17,9 @@ folder (or its           ``graphrec ctr train --out DIR``: ``model.pt`` (state d
                          ``data`` and ``model``; the interaction graph is reloaded
 ``fastcover_*.pt``       FastCover weights (``combinatorial/weights`` or
                          ``python -m combinatorial.gnn.train --out ... --manifest``):
-                         a state dict whose configuration is in ``weights.json`` next to it
+                         a state dict whose configuration and SHA-256 are in
+                         ``weights.json`` next to it (checked by
+                         :func:`combinatorial.gnn.load_pretrained`)
 =======================  ===========================================================
 
 Every file is read with ``torch.load(..., weights_only=True)``.
@@ -60,6 +62,10 @@ PARITY_BATCHES = (3, 17, 10 * EXAMPLE_BATCH)
 #: FastCover example graph (nodes, edges) and parity graphs (the last is 10x the example).
 EXAMPLE_GRAPH = (30, 120)
 PARITY_GRAPHS = ((12, 40), (57, 390), (300, 1200))
+#: FastCover parity tolerance relative to the largest logit (see :func:`plan_fastcover`).
+FASTCOVER_RTOL = 5e-6
+#: CTR datasets that are read from a data folder (the others are synthetic or a path).
+_CTR_NAMED = ("ml-100k", "amazon-users")
 
 
 @dataclass
@@ -143,7 +149,7 @@ def plan_fastcover(
     *,
     aggregation: str = "dense",
     max_segment: int | None = None,
-    rtol: float = 5e-6,
+    rtol: float = FASTCOVER_RTOL,
     name: str = "fastcover",
 ) -> ExportPlan:
     """A FastCover (GRAT) model as :class:`GraphScorer`, on random graphs.
@@ -195,6 +201,17 @@ def _torch_load(path: Path) -> Any:
         raise GraphrecError(f"{path}: cannot be read as a torch checkpoint ({exc})") from None
 
 
+def _data_folder(
+    name: str, named: bool, data_root: str | os.PathLike | None, recorded: str | None
+) -> str | os.PathLike | None:
+    """The folder to reload dataset ``name`` from: ``data_root`` if given, else the one recorded
+    at training (a named dataset falls back to ``$GRAPHREC_DATA``; see ``dataset_folder``)."""
+    from graphrec.datasets import dataset_folder
+
+    root = data_root if data_root is not None else recorded
+    return dataset_folder(name, root) if named else root
+
+
 def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
     from graphrec.models.ctr.experiment import build_ctr_model, load_ctr_dataset
 
@@ -202,8 +219,9 @@ def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
     missing = {"dataset", "model", "hien", "embedding_dim", "seed"} - config.keys()
     if missing:
         raise GraphrecError(f"{folder / 'config.json'} lacks {sorted(missing)}")
-    root = data_root if data_root is not None else config.get("root")
-    data = load_ctr_dataset(config["dataset"], root, seed=config["seed"])
+    name = config["dataset"]
+    root = _data_folder(name, name in _CTR_NAMED, data_root, config.get("root"))
+    data = load_ctr_dataset(name, root, seed=config["seed"])
     model = build_ctr_model(
         config["model"],
         data,
@@ -219,12 +237,13 @@ def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
 
 def _load_cf(path: Path, state: dict, data_root: str | os.PathLike | None) -> ExportPlan:
     from graphrec.models.cf import CFConfig, build_backbone
-    from graphrec.models.cf.data import load_cf_graph
+    from graphrec.models.cf.data import DATASETS, load_cf_graph
 
     data = state["data"]
+    name = data["dataset"]
     graph = load_cf_graph(
-        data["dataset"],
-        root=data_root if data_root is not None else data["root"],
+        name,
+        root=_data_folder(name, name in DATASETS, data_root, data["root"]),
         test=data["test"],
         min_rating=data["min_rating"],
         valid_fraction=data["valid_fraction"],
@@ -239,15 +258,20 @@ def _load_cf(path: Path, state: dict, data_root: str | os.PathLike | None) -> Ex
 
 
 def _load_fastcover(path: Path, aggregation: str, max_segment: int | None) -> ExportPlan:
-    from combinatorial.gnn.model import FastCover
+    """FastCover weights, SHA-256-checked and loaded by ``load_pretrained`` from their folder."""
+    from combinatorial.gnn.inference import MAX_PRETRAINED_D, load_pretrained
 
     manifest = path.parent / "weights.json"
     models = json.loads(manifest.read_text()).get("models", {})
-    entry = next((m for m in models.values() if m.get("file") == path.name), None)
-    if entry is None:
+    d = next((key for key, m in models.items() if m.get("file") == path.name), None)
+    if d is None:
         raise GraphrecError(f"{manifest} has no entry for {path.name}")
-    model = FastCover(**entry["config"])
-    model.load_state_dict(_torch_load(path))
+    if not d.isdigit() or not 1 <= int(d) <= MAX_PRETRAINED_D:
+        raise GraphrecError(
+            f"{manifest}: {path.name} is recorded under {d!r}; only FastCover weights for "
+            f"d = 1..{MAX_PRETRAINED_D} can be checked against their SHA-256 and exported"
+        )
+    model = load_pretrained(int(d), weights_dir=path.parent)
     return plan_fastcover(model, aggregation=aggregation, max_segment=max_segment, name=path.stem)
 
 
@@ -263,13 +287,15 @@ def load_checkpoint(
     Args:
         path: a ``graphrec ctr train`` output folder (or its ``model.pt``), a
             ``graphrec cf train`` model file, or FastCover weights with ``weights.json``.
-        data_root: the dataset folder, if not the one recorded at training (CTR and CF
-            checkpoints rebuild their features / graph from the data).
+        data_root: the data root (e.g. ``shared/data``) or the dataset's own folder, if not
+            the one recorded at training (CTR and CF checkpoints rebuild their features /
+            graph from the data; see :func:`graphrec.datasets.dataset_folder`).
         aggregation, max_segment: FastCover's export mode (``"dense"`` or ``"csr"``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        GraphrecError: ``path`` is none of the accepted checkpoints.
+        GraphrecError: ``path`` is none of the accepted checkpoints, or FastCover weights do
+            not match the SHA-256 recorded in ``weights.json``.
     """
     path = Path(path)
     if not path.exists():

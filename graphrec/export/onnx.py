@@ -14,6 +14,7 @@ takes a dict, the example shapes), which :func:`graphrec.export.check_parity` re
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -24,23 +25,40 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphrec.errors import GraphrecError
+from graphrec.errors import GraphrecError, MissingExtraError
 
 __all__ = [
     "DEFAULT_OPSET",
+    "EXTRA_MODULES",
     "ExportError",
     "FlatInputs",
     "export_onnx",
     "flatten_inputs",
     "read_metadata",
+    "require_extra",
 ]
 
 DEFAULT_OPSET = 20
 _META_KEY = "graphrec.export"
 
 
+#: The modules of the ``export`` extra: the exporter needs onnx and onnxscript, the parity
+#: check onnxruntime, MNN conversion and runs MNN (imported top-level only, never MNN.tools).
+EXTRA_MODULES = ("onnx", "onnxscript", "onnxruntime", "MNN")
+
+
 class ExportError(GraphrecError, RuntimeError):
     """An export step failed (the message says which and why)."""
+
+
+def require_extra(feature: str, modules: Sequence[str] = EXTRA_MODULES) -> None:
+    """Import ``modules`` of the ``export`` extra, or raise one-line
+    :class:`~graphrec.errors.MissingExtraError` saying that ``feature`` needs the extra."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise MissingExtraError(feature, "export") from exc
 
 
 Inputs = Mapping[str, Tensor] | Tensor | Sequence[Tensor]

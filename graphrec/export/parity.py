@@ -5,6 +5,11 @@ itself, on inputs of *other* sizes than the export example (a dynamic dimension 
 specialised, or a runtime that is only right for one shape, shows up there). onnxruntime runs
 at its default optimisation level, the level a deployment gets (its FusedMatMul bug with a 1-D
 right operand appears only there).
+
+An input set passes when ``max |diff| <= atol + rtol * max |torch output|`` and, for scoring
+models (``top_k`` given), when the runtime ranks like torch: for every query (a row of a 2-D
+score matrix, e.g. one user's item scores; the whole output if it is 1-D, e.g. the rows of a
+CTR batch or the nodes of a graph) :func:`top_k_overlap` is at least ``min_overlap``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,21 @@ import torch
 
 from graphrec.export.onnx import ExportError, FlatInputs, Inputs, flatten_inputs, read_metadata
 
-__all__ = ["ParityError", "ParityReport", "ParityResult", "check_parity", "run_onnxruntime"]
+__all__ = [
+    "MIN_TOP_K_OVERLAP",
+    "PARITY_ATOL",
+    "ParityError",
+    "ParityReport",
+    "ParityResult",
+    "check_parity",
+    "run_onnxruntime",
+    "top_k_overlap",
+]
+
+#: Default absolute tolerance of float32 parity.
+PARITY_ATOL = 1e-5
+#: Default least share of a query's top k that must be in torch's top k.
+MIN_TOP_K_OVERLAP = 0.9
 
 
 class ParityError(ExportError, AssertionError):
@@ -37,6 +56,8 @@ class ParityResult:
     max_abs_reference: float
     ok: bool
     error: str = ""
+    allowed: float = float("nan")
+    top_k_overlap: float | None = None
 
     @property
     def batch(self) -> int:
@@ -52,6 +73,8 @@ class ParityReport:
     model: str
     atol: float
     rtol: float = 0.0
+    top_k: int | None = None
+    min_overlap: float = MIN_TOP_K_OVERLAP
     results: list[ParityResult] = field(default_factory=list)
     example_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
@@ -68,28 +91,52 @@ class ParityReport:
         diffs = [r.max_abs_diff for r in self.results if runtime in (None, r.runtime)]
         return max(diffs) if diffs else float("nan")
 
+    def min_top_k_overlap(self, runtime: str | None = None) -> float | None:
+        """The lowest top-k overlap of any query (of one runtime, or of all); None unchecked."""
+        values = [
+            r.top_k_overlap
+            for r in self.results
+            if runtime in (None, r.runtime) and r.top_k_overlap is not None
+        ]
+        return min(values) if values else None
+
     def failures(self) -> list[ParityResult]:
         return [r for r in self.results if not r.ok]
 
     def raise_for_failures(self) -> ParityReport:
         """Raise :class:`ParityError` (with the table) unless every result passed."""
         if not self.ok:
-            raise ParityError(f"parity failed ({self._tolerance()}):\n{self}")
+            raise ParityError(f"parity failed:\n{self}")
         return self
 
-    def _tolerance(self) -> str:
-        return f"atol {self.atol:g}" + (f" + rtol {self.rtol:g} * max|ref|" if self.rtol else "")
+    def criteria(self) -> str:
+        """What an input set must meet, in words."""
+        bound = f"{self.atol:g}" + (f" + {self.rtol:g} x max|torch|" if self.rtol else "")
+        text = f"max|diff| <= {bound}"
+        if self.top_k is not None:
+            text += f"; top-{self.top_k} overlap >= {self.min_overlap:g} for every query"
+        return text
 
     def __str__(self) -> str:
-        lines = [f"parity of {self.model} ({self._tolerance()}, float32 max |diff| vs torch)"]
-        lines.append(f"{'runtime':<12} {'batch':>6} {'max|diff|':>11} {'max|ref|':>10}  ok")
+        ranked = self.top_k is not None
+        lines = [
+            f"parity of {self.model} vs torch (float32), per input set: {self.criteria()}",
+            f"{'runtime':<12} {'batch':>6} {'max|diff|':>11} {'allowed':>9} {'max|ref|':>10}"
+            + (f" {f'top-{self.top_k}':>7}" if ranked else "")
+            + "  ok",
+        ]
         for r in self.results:
+            overlap = f" {_fmt_overlap(r.top_k_overlap):>7}" if ranked else ""
             tail = "yes" if r.ok else f"NO {r.error}".rstrip()
             lines.append(
-                f"{r.runtime:<12} {r.batch:>6} {r.max_abs_diff:>11.3g} "
-                f"{r.max_abs_reference:>10.3g}  {tail}"
+                f"{r.runtime:<12} {r.batch:>6} {r.max_abs_diff:>11.3g} {r.allowed:>9.3g} "
+                f"{r.max_abs_reference:>10.3g}{overlap}  {tail}"
             )
         return "\n".join(lines)
+
+
+def _fmt_overlap(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _outputs(value: Any) -> list[np.ndarray]:
@@ -117,6 +164,40 @@ def _compare(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, str]:
         if diff.size:
             worst = max(worst, float("inf") if np.isnan(diff).any() else float(diff.max()))
     return worst, ""
+
+
+def _queries(a: np.ndarray) -> np.ndarray:
+    """``[queries, candidates]`` float64 view of one output; NaN ranks last."""
+    a = np.asarray(a, dtype=np.float64)
+    a = a.reshape(1, -1) if a.ndim < 2 or a.shape[-1] == 1 else a.reshape(-1, a.shape[-1])
+    return np.where(np.isnan(a), -np.inf, a)
+
+
+def top_k_overlap(reference: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Per query, the share of the top ``k`` of ``scores`` that is in the top ``k`` of
+    ``reference`` (1.0: the same top-k set).
+
+    A query is a row of a 2-D output ``[queries, candidates]`` (e.g. one user's item scores);
+    a 1-D or ``[n, 1]`` output is one query over its ``n`` entries (the rows of a CTR batch,
+    the nodes of a graph). ``k`` is capped at the number of candidates. A candidate tied with
+    the reference's k-th score counts as in its top k (exact ties have no order).
+    """
+    ref, got = _queries(reference), _queries(scores)
+    if ref.shape != got.shape:
+        raise ValueError(f"scores have shape {got.shape}, reference {ref.shape}")
+    k = min(k, ref.shape[1])
+    if k < 1:
+        return np.ones(ref.shape[0])
+    top = np.argpartition(-got, k - 1, axis=1)[:, :k]
+    kth = -np.partition(-ref, k - 1, axis=1)[:, k - 1]
+    return (np.take_along_axis(ref, top, axis=1) >= kth[:, None]).mean(axis=1)
+
+
+def _ranking(ref: list[np.ndarray], got: list[np.ndarray], k: int) -> tuple[float, int]:
+    """(lowest top-k overlap over the queries of every output, index of that query)."""
+    overlaps = np.concatenate([top_k_overlap(r, g, k) for r, g in zip(ref, got)])
+    worst = int(np.argmin(overlaps)) if overlaps.size else 0
+    return (float(overlaps[worst]) if overlaps.size else 1.0), worst
 
 
 def run_onnxruntime(session: Any, inputs: Mapping[str, Any]) -> list[np.ndarray]:
@@ -162,8 +243,10 @@ def check_parity(
     exported: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike] | str | os.PathLike,
     inputs_list: Sequence[Inputs],
     *,
-    atol: float = 1e-5,
+    atol: float = PARITY_ATOL,
     rtol: float = 0.0,
+    top_k: int | None = None,
+    min_overlap: float = MIN_TOP_K_OVERLAP,
     onnx_path: str | os.PathLike | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
@@ -182,6 +265,9 @@ def check_parity(
         rtol: added tolerance relative to the input set's largest output magnitude, for
             outputs so large that 1e-5 is below float32 resolution (the spacing of float32
             numbers in [256, 512) is 3e-5).
+        top_k: for scoring models, also require every query's top ``top_k`` to share at least
+            ``min_overlap`` with torch's (see :func:`top_k_overlap`); None: values only.
+        min_overlap: the least top-k overlap a query may have.
         onnx_path: the ONNX file whose recorded names and example shapes to use when
             ``exported`` has only an MNN file.
         input_names, output_names: the exported names, if not recorded in an ONNX file.
@@ -237,7 +323,11 @@ def check_parity(
         mnn = MNNModel(paths["mnn"], names_in or first_names, names_out, threads=threads)
         runners["mnn"] = mnn
 
-    report = ParityReport(type(model).__name__, atol, rtol, example_shapes=example)
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    report = ParityReport(
+        type(model).__name__, atol, rtol, top_k, min_overlap, example_shapes=example
+    )
     was_training = model.training
     model.eval()
     try:
@@ -245,19 +335,32 @@ def check_parity(
             with torch.no_grad():
                 ref = _outputs(FlatInputs(model, names, takes_dict)(*tensors))
             scale = max((float(np.nanmax(np.abs(r))) for r in ref if r.size), default=0.0)
+            allowed = atol + (rtol * scale if rtol else 0.0)  # 0 * inf is NaN
             shapes = {n: tuple(t.shape) for n, t in zip(names, tensors)}
             feeds = dict(zip(names, tensors))
             for runtime, run in runners.items():
                 try:
                     got = run(feeds)
                 except Exception as exc:  # report the runtime's error, keep checking
-                    report.results.append(
-                        ParityResult(runtime, shapes, float("inf"), scale, False, repr(exc))
+                    failed = ParityResult(
+                        runtime, shapes, float("inf"), scale, False, repr(exc), allowed
                     )
+                    report.results.append(failed)
                     continue
                 diff, error = _compare(ref, got)
-                ok = not error and diff <= atol + (rtol * scale if rtol else 0.0)
-                report.results.append(ParityResult(runtime, shapes, diff, scale, ok, error))
+                problems = [error] if error else []
+                if not error and not diff <= allowed:
+                    problems.append("max|diff| above allowed")
+                overlap = None
+                if top_k is not None and not error:
+                    overlap, query = _ranking(ref, got, top_k)
+                    if overlap < min_overlap:
+                        problems.append(
+                            f"top-{top_k} overlap {overlap:.2f} < {min_overlap:g} (query {query})"
+                        )
+                result = ParityResult(runtime, shapes, diff, scale, not problems,
+                                      "; ".join(problems), allowed, overlap)  # fmt: skip
+                report.results.append(result)
     finally:
         model.train(was_training)
     return report
