@@ -88,12 +88,13 @@ def test_count_line_is_detected_by_rule(tmp_path):
     # the count does not match the number of lines: an edge
     g = read_edgelist(write(tmp_path, "e.txt", "5 3\n0 1\n1 2\n"))
     assert g.num_lines == 3 and g.node_ids[g.data.edge_index[:, 0]].tolist() == [5, 3]
-    # the count matches but ids exceed n: an edge
-    g = read_edgelist(write(tmp_path, "f.txt", "2 1\n7 8\n"))
-    assert g.num_lines == 2 and g.node_ids.tolist() == [1, 2, 7, 8]
-    # header=False overrides the rule
-    g = read_edgelist(write(tmp_path, "h2.txt", "3 2\n0 1\n1 2\n"), header=False)
-    assert g.num_lines == 3 and g.num_nodes == 4
+    # the count matches but ids neither number n nor lie below n: an edge
+    g = read_edgelist(write(tmp_path, "f.txt", "3 1\n7 8\n"))
+    assert g.num_lines == 2 and g.node_ids.tolist() == [1, 3, 7, 8] and g.header is None
+    # header="no" (or False) overrides the rule
+    for no in ("no", False):
+        g = read_edgelist(write(tmp_path, "h2.txt", "3 2\n0 1\n1 2\n"), header=no)
+        assert g.num_lines == 3 and g.num_nodes == 4 and g.header is None
 
 
 def test_matrix_market_size_line(tmp_path):

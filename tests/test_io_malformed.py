@@ -161,7 +161,7 @@ OPTION_ERRORS = [
      "duplicates must be one of 'keep', 'drop', 'error'; got False"),
     (partial(read_edgelist, relabel="yes"),
      "relabel must be one of 'auto', 'never', 'always'; got 'yes'"),
-    (partial(read_edgelist, header="n m"), "header must be one of None, True, False; got 'n m'"),
+    (partial(read_edgelist, header="n m"), "header must be one of 'auto', 'yes', 'no'; got 'n m'"),
     (partial(read_edgelist, delimiter="::"), "delimiter must be None (auto), ' ', '\\t' or one"),
     (partial(read_interactions, format="json"),
      "format must be one of 'auto', 'movielens', 'lightgcn', 'csv'; got 'json'"),

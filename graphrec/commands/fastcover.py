@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from graphrec.commands._args import positive_int
+from graphrec.commands.data import add_edgelist_options
 from graphrec.errors import GraphrecError
 
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fc.add_argument("-k", type=positive_int("-k"), default=10, help="number of seeds")
     fc.add_argument("-d", type=positive_int("-d"), default=2, help="hop count")
     fc.add_argument("--undirected", action="store_true", help="treat each edge as both directions")
+    add_edgelist_options(fc)
     fc.add_argument(
         "--method",
         choices=["fastcover", "greedy", "ris", "degree", "soft", "heu", "ilp"],
@@ -71,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         graph = ego_facebook()
         name = "SNAP ego-Facebook (embedded)"
     else:
-        graph = read_edgelist(args.graph, undirected=args.undirected)
+        graph = read_edgelist(
+            args.graph, undirected=args.undirected, header=args.header, delimiter=args.delimiter
+        )
         name = str(args.graph)
     load_s = time.perf_counter() - t0
     max_bytes = None if args.max_memory is None else int(args.max_memory * 2**30)

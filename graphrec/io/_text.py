@@ -26,6 +26,11 @@ _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
 _COMMENT = (ord("#"), ord("%"))
+# Column names that mark a first line as the header row of an edge list.
+EDGE_COLUMNS = frozenset(
+    "source target src dst from to head tail node1 node2 id1 id2 sender receiver weight "
+    "source_id target_id".split()
+)
 
 
 def check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
@@ -33,6 +38,17 @@ def check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
     if value not in allowed:
         options = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"{name} must be one of {options}; got {value!r}")
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` is a decimal number as data files write them (no ``_`` separators)."""
+    if "_" in text:
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def line_text(raw: bytes, lineno: int) -> str:
@@ -183,8 +199,8 @@ def scan(raw: bytes, path: PathLike, sep: str | None = None) -> Lines:
         raw: validated UTF-8 bytes (see :func:`read_text_bytes`).
         path: file name used in error messages.
         sep: ``None`` splits on runs of whitespace; otherwise fields are separated by ``sep``
-            (surrounding whitespace is stripped). Empty fields and whitespace inside a field
-            are errors in that case.
+            (surrounding whitespace and one pair of enclosing double quotes are stripped).
+            Empty fields and whitespace inside a field are errors in that case.
     """
     path = str(path)
     work = raw
@@ -205,6 +221,8 @@ def scan(raw: bytes, path: PathLike, sep: str | None = None) -> Lines:
     newlines = np.flatnonzero(b == 10)
     tok_line = np.searchsorted(newlines, starts)
     tokens = (work if sep is None else work.replace(code, b" ")).split()
+    if sep is not None and b'"' in raw:
+        tokens = [t[1:-1] if len(t) > 1 and t[0] == t[-1] == 34 else t for t in tokens]
     is_first = np.empty(len(starts), dtype=bool)
     is_first[:1] = True
     is_first[1:] = tok_line[1:] != tok_line[:-1]

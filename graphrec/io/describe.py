@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from graphrec.errors import InputFormatError
+from graphrec.io._text import EDGE_COLUMNS, is_number
 
 KINDS = ("auto", "edges", "interactions", "ctr", "npz")
 
@@ -32,21 +33,12 @@ def _data_lines(path: Path, limit: int) -> Iterator[str]:
                     return
 
 
-def _is_number(token: str) -> bool:
-    if "_" in token:  # float() accepts digit separators; data files do not mean them
-        return False
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
 def sniff_kind(path: str | Path) -> str:
     """Guess whether ``path`` is an edge list, an interaction log, a CTR table or an ``.npz``.
 
     Rules, on the first 50 data lines: ``.npz`` suffix -> ``npz``; a first line with a
-    non-numeric field and a comma or tab separated header of 3+ columns -> ``ctr``; 4 numeric
+    non-numeric field and a comma or tab separated header of 3+ columns -> ``ctr`` (unless
+    every column name is an edge-list one such as ``source,target,weight`` -> ``edges``); 4 numeric
     tab-separated fields (MovieLens ``u.data``) or a varying number (>= 2) of fields per line
     (LightGCN ``user item item ...``) -> ``interactions``; otherwise ``edges``.
     """
@@ -62,7 +54,10 @@ def sniff_kind(path: str | Path) -> str:
     first = lines[0]
     sep = "," if "," in first else ("\t" if "\t" in first else None)
     fields = first.split(sep)
-    if sep is not None and len(fields) >= 3 and not all(_is_number(f) for f in fields):
+    names = [f.strip().strip('"').lower() for f in fields]
+    if all(name in EDGE_COLUMNS for name in names):
+        return "edges"
+    if sep is not None and len(fields) >= 3 and not all(is_number(f) for f in fields):
         return "ctr"
     counts = {len(line.split(sep)) for line in lines}
     if counts == {4} and sep == "\t":
@@ -99,7 +94,7 @@ def _table_summary(path: Path) -> str:
                     continue
                 if len(distinct[j]) <= 100_000:
                     distinct[j].add(value)
-                if numeric[j] and not _is_number(value):
+                if numeric[j] and not is_number(value):
                     numeric[j] = False
     out = [f"file      {path}", f"kind      table ({len(header)} columns, {rows:,} rows)"]
     for j, name in enumerate(header):
@@ -129,13 +124,21 @@ def _npz_summary(path: Path) -> str:
     return "\n".join(out)
 
 
-def describe_file(path: str | Path, *, kind: str = "auto", undirected: bool = False) -> str:
+def describe_file(
+    path: str | Path,
+    *,
+    kind: str = "auto",
+    undirected: bool = False,
+    header: str = "auto",
+    delimiter: str | None = None,
+) -> str:
     """Load ``path`` with the reader its content calls for and return a readable summary.
 
     Args:
         path: an edge list, a rating/interaction log, a CSV/TSV table or a sparse ``.npz``.
         kind: one of ``auto``, ``edges``, ``interactions``, ``ctr``, ``npz``.
         undirected: for edge lists, symmetrise.
+        header, delimiter: for edge lists, as in :func:`~graphrec.io.read_edgelist`.
     """
     path = Path(path)
     if kind not in KINDS:
@@ -154,4 +157,4 @@ def describe_file(path: str | Path, *, kind: str = "auto", undirected: bool = Fa
         return read_interactions(path).summary()
     from graphrec.io import read_edgelist
 
-    return read_edgelist(path, undirected=undirected).summary()
+    return read_edgelist(path, undirected=undirected, header=header, delimiter=delimiter).summary()

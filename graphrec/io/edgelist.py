@@ -13,10 +13,12 @@ from torch_geometric.data import Data
 
 from graphrec.errors import InputFormatError
 from graphrec.io._text import (
+    EDGE_COLUMNS,
     Lines,
     PathLike,
     check_choice,
     first_data_line,
+    is_number,
     parse_ints,
     parse_numbers,
     read_text_bytes,
@@ -26,6 +28,8 @@ from graphrec.io._text import (
 
 POLICIES = ("keep", "drop", "error")
 RELABEL = ("auto", "never", "always")
+HEADER = ("auto", "yes", "no")
+_HEADER_SYNONYMS = {None: "auto", True: "yes", False: "no"}
 MAX_NODES = 2**31  # node indices fit in int32; pair keys fit in int64
 _FIELDS = "2 or 3 fields: source target [weight]"
 
@@ -43,6 +47,9 @@ class EdgeList:
         num_self_loops: lines with source == target.
         num_duplicates: lines repeating the pair of an earlier line (unordered when undirected).
         path: the file read, or None for in-memory graphs.
+        header: what the reader took line 1 (the first data line) for when it was not an edge,
+            e.g. ``"count line '9877 51971'"`` or ``"column names 'source,target'"``; None
+            when every data line is an edge.
 
     Example:
         >>> g = EdgeList.from_edges([10, 20], [20, 30])
@@ -57,6 +64,7 @@ class EdgeList:
     num_self_loops: int = 0
     num_duplicates: int = 0
     path: str | None = None
+    header: str | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -180,6 +188,8 @@ class EdgeList:
             f"  lines    {self.num_lines:,} ({self.num_self_loops:,} self-loops, "
             f"{self.num_duplicates:,} repeating an earlier pair)",
         ]
+        if self.path is not None:
+            out.append(f"  header   {self.header or 'none (the first data line is an edge)'}")
         if n:
             degrees = (
                 [("out-degree", row), ("in-degree", col)] if self.directed else [("degree", row)]
@@ -213,19 +223,28 @@ def read_edgelist(
     duplicates: str = "keep",
     relabel: str = "auto",
     delimiter: str | None = None,
-    header: bool | None = None,
+    header: str | bool | None = "auto",
 ) -> EdgeList:
     """Read an edge list (``source target [weight]`` per line) into an :class:`EdgeList`.
 
     Format: fields separated by whitespace or by ``delimiter`` (``None`` picks ``','`` when the
-    first data line contains a comma, else whitespace). Whole-line comments start with ``#`` or
-    ``%``; blank lines are skipped; CRLF and ``.gz`` files are handled. An optional third column
-    is a weight (stored as ``data.edge_weight``); every line must then have one.
+    first data line contains a comma, else whitespace); with a delimiter, a field wrapped in
+    double quotes loses them. A UTF-8 byte-order mark is ignored. Whole-line comments start
+    with ``#`` or ``%``; blank lines are skipped; CRLF and ``.gz`` files are handled. An
+    optional third column is a weight (stored as ``data.edge_weight``); every line must then
+    have one.
 
-    Count line: with ``header=None`` the first data line ``n m`` is taken as a header (not an
-    edge) iff both are integers, exactly ``m`` edge lines follow, and every id is an integer in
-    ``[0, n]``. After a ``%%MatrixMarket`` banner the first data line ``rows cols nnz`` is always
-    the header. ``header=True`` requires a valid count line, ``header=False`` never takes one.
+    Header (``header``): with ``"auto"`` the first data line is a header, not an edge, when
+    it is a count line ``n m`` - two integers where ``m`` is the number of edge lines that
+    follow and ``n`` is their number of distinct ids, or every id lies in ``[0, n)`` (SNAP /
+    influence-maximization style files, whose ids need not be ``0..n-1``) - or when it is a
+    row of column names that cannot be an edge given the rest: non-integer names above
+    integer ids, a non-numeric weight name above numeric weights, or well-known names such as
+    ``source,target`` that occur nowhere else. After a ``%%MatrixMarket`` banner the first
+    data line ``rows cols nnz`` is always the header. ``"yes"`` requires a header (a count
+    line whose ``m`` matches, or column names), ``"no"`` reads line 1 as an edge; ``None``,
+    True and False are accepted as ``"auto"``, ``"yes"`` and ``"no"``. What was taken is
+    recorded in ``EdgeList.header`` and shown by ``summary()``.
 
     Node ids (``relabel``): ``"auto"`` keeps non-negative integer ids as indices when they are
     exactly ``0..max`` (or all below the ``n`` of a count line, which then sets
@@ -256,7 +275,8 @@ def read_edgelist(
     check_choice("self_loops", self_loops, POLICIES)
     check_choice("duplicates", duplicates, POLICIES)
     check_choice("relabel", relabel, RELABEL)
-    check_choice("header", header, (None, True, False))
+    header = _HEADER_SYNONYMS.get(header, header)
+    check_choice("header", header, HEADER)
     sep = _check_delimiter(delimiter)
     raw = read_text_bytes(path)
     if delimiter is None and "," in first_data_line(raw):
@@ -268,7 +288,7 @@ def read_edgelist(
             path=str(path),
             expected="lines 'source target [weight]'",
         )
-    num_nodes, parsed = _parse_with_count_line(lines, header)
+    found, num_nodes, parsed = _split_header(lines, header)
     row, col, node_ids = _relabel(parsed, relabel, num_nodes)
     loops, dups = _loops_and_duplicates(row, col, len(node_ids), undirected)
     keep = np.ones(len(row), dtype=bool)
@@ -288,6 +308,7 @@ def read_edgelist(
         num_self_loops=int(loops.sum()),
         num_duplicates=int(dups.sum()),
         path=str(path),
+        header=found,
     )
 
 
@@ -330,36 +351,91 @@ def _parse_edges(lines: Lines) -> _Parsed:
     return _Parsed(lines, tokens, parse_ints(tokens), weight)
 
 
-def _parse_with_count_line(lines: Lines, header: bool | None) -> tuple[int | None, _Parsed]:
-    """Detect the optional count line; returns its node count (or None) and the edge lines."""
+def _split_header(lines: Lines, header: str) -> tuple[str | None, int | None, _Parsed]:
+    """Decide whether data line 0 is a header (see :func:`read_edgelist`).
+
+    Returns the header's description (None when line 0 is an edge), the node count of a
+    count line (or None) and the edge lines.
+    """
     banner = lines.raw.lstrip()[:14].lower() == b"%%matrixmarket"
-    if header is False:
-        return None, _parse_edges(lines)
-    width = 3 if banner else 2
-    values = parse_ints(lines.tokens[:width]) if lines.counts[0] == width else None
-    valid = (
-        values is not None
-        and bool((values >= 0).all())
-        and values[:-1].max() < MAX_NODES
-        and values[-1] == len(lines) - 1
-    )
-    forced = header is True or banner
-    if not valid:
-        if forced:
-            shape = "'rows cols nnz'" if banner else "'num_nodes num_edges'"
+    if header == "no":
+        return None, None, _parse_edges(lines)
+    try:
+        rest = _parse_edges(lines.tail(1))
+    except InputFormatError:
+        rest = None
+    first = lines.fields(0)
+    shown = " ".join(first)
+    m = len(lines) - 1
+    values = parse_ints(lines.tokens[: len(first)])
+    if banner or (values is not None and len(first) == 2):
+        valid = (
+            values is not None
+            and len(values) == (3 if banner else 2)
+            and bool((values >= 0).all())
+            and values[:-1].max() < MAX_NODES
+            and values[-1] == m
+            and rest is not None
+        )
+        if valid and (banner or _count_matches(rest, int(values[0]), header == "yes")):
+            kind = "MatrixMarket size line" if banner else "count line"
+            return f"{kind} {shown!r} (line {int(lines.lineno[0])})", int(values[:-1].max()), rest
+        if banner or header == "yes":
+            shape = (
+                "'rows cols nnz' with nnz"
+                if banner
+                else "'num_nodes num_edges' with num_nodes >= the distinct ids and num_edges"
+            )
             raise lines.error(
                 0,
                 "is not a valid count line",
-                f"{shape} with the number of edge lines that follow ({len(lines) - 1})",
+                f"{shape} = the number of edge lines that follow ({m})",
             )
-        return None, _parse_edges(lines)
-    num_nodes = int(values[:-1].max())
-    parsed = _parse_edges(lines.tail(1))
-    ints = parsed.ints
-    fits = ints is not None and (not len(ints) or (ints.min() >= 0 and ints.max() <= num_nodes))
-    if forced or fits:
-        return num_nodes, parsed
-    return None, _parse_edges(lines)
+    elif rest is not None and _column_names(first, rest, header == "yes"):
+        names = ",".join(first)
+        return f"column names {names!r} (line {int(lines.lineno[0])})", None, rest
+    elif header == "yes":
+        raise lines.error(
+            0,
+            "is not a header",
+            "a count line 'num_nodes num_edges' or column names such as 'source,target' "
+            "above lines of the same width",
+        )
+    return None, None, _parse_edges(lines)
+
+
+def _count_matches(rest: _Parsed, n: int, forced: bool) -> bool:
+    """``n`` counts the distinct ids of ``rest`` (at least, when ``forced``) or bounds them.
+
+    With ``header="auto"`` a count line needs at least one edge line after it.
+    """
+    ids = rest.ints
+    if not len(rest.tokens):
+        return forced
+    if ids is not None and ids.min() >= 0 and ids.max() < n:
+        return True
+    distinct = len(np.unique(ids if ids is not None else np.array(rest.tokens)))
+    return distinct <= n if forced else distinct == n
+
+
+def _column_names(first: list[str], rest: _Parsed, forced: bool) -> bool:
+    """Whether ``first`` is a row of column names above the edge lines ``rest``.
+
+    Every name must be non-numeric (any one, when ``forced``) and the row as wide as the
+    edge lines; then integer ids or a weight column below it make it a header, and with
+    string ids so do well-known names (``source``, ``target``, ...) that are not ids.
+    """
+    width = 2 if rest.weight is None else 3
+    if len(first) != width or not len(rest.tokens):
+        return False
+    numeric = [is_number(f) for f in first]
+    if forced or any(numeric):
+        return forced and not all(numeric)
+    if rest.ints is not None or width == 3:
+        return True
+    ids = [t.encode() for t in first[:2]]
+    known = all(f.lower() in EDGE_COLUMNS for f in first)
+    return known and not np.isin(ids, np.array(rest.tokens)).any()
 
 
 def _relabel(
@@ -494,6 +570,7 @@ def _assemble(
     num_self_loops: int,
     num_duplicates: int,
     path: str | None,
+    header: str | None = None,
 ) -> EdgeList:
     n = len(node_ids)
     if undirected:
@@ -521,4 +598,5 @@ def _assemble(
         num_self_loops=num_self_loops,
         num_duplicates=num_duplicates,
         path=path,
+        header=header,
     )
