@@ -23,7 +23,7 @@ for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` e
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             raise  # CI installs the extra: a missing package is a failure there
         pytest.skip(
-            f"{_module} is not installed (pip install graphrec[export])", allow_module_level=True
+            f"{_module} is not installed (pip install -e '.[export]')", allow_module_level=True
         )
 
 from graphrec.export import (  # noqa: E402
@@ -50,7 +50,7 @@ from graphrec.export import (  # noqa: E402
     torch_bce_loss,
 )
 from graphrec.export.mnn import CONVERTER_CHILD  # noqa: E402
-from graphrec.export.parity import run_onnxruntime  # noqa: E402
+from graphrec.export.parity import run_onnxruntime, top_k_overlap  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -330,10 +330,11 @@ def test_cf_scoring_parity(backbone, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         export_mnn(onnx_path, mnn_path)
     inputs = [torch.randint(0, 40, (size,)) for size in PARITY_BATCHES]
-    report = check_parity(scorer, [onnx_path, mnn_path], inputs)
+    report = check_parity(scorer, [onnx_path, mnn_path], inputs, top_k=10)
     print(report)
     report.raise_for_failures()
     assert len(report.results) == 6
+    assert report.min_top_k_overlap() == 1.0 and "top-10 overlap >= 0.9" in str(report)
 
 
 def _fastcover_graph(num_nodes: int, num_edges: int, seed: int, csr: bool) -> tuple:
@@ -527,6 +528,47 @@ def test_parity_catches_a_wrong_model_and_needs_other_sizes(tmp_path):
     assert not report.ok and len(report.failures()) == 4
     assert 1e-4 < report.max_abs_diff("mnn") < 1.0
     with pytest.raises(ParityError, match="parity failed"):
+        report.raise_for_failures()
+
+
+def test_top_k_overlap_per_query_with_ties():
+    ref = np.array([[5.0, 4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    np.testing.assert_array_equal(top_k_overlap(ref, ref + 1e-7, 2), [1.0, 1.0])
+    swapped = ref.copy()
+    swapped[0, [1, 2]] = swapped[0, [2, 1]]  # 2nd and 3rd of the first user change places
+    np.testing.assert_array_equal(top_k_overlap(ref, swapped, 2), [0.5, 1.0])
+    np.testing.assert_array_equal(top_k_overlap(ref, swapped, 3), [1.0, 1.0])  # same set
+    np.testing.assert_array_equal(top_k_overlap(ref, swapped, 10), [1.0, 1.0])  # k capped
+    # exact ties in torch have no order: any of the tied candidates counts as in the top k
+    tied = np.array([1.0, 1.0, 1.0, 0.0])
+    assert top_k_overlap(tied, np.array([0.9, 1.0, 1.1, 0.0]), 2).tolist() == [1.0]
+    assert top_k_overlap(tied, np.array([0.9, 1.0, 0.8, 1.1]), 2).tolist() == [0.5]
+    # a 1-D (or [n, 1]) output is one query over its entries; NaN ranks last
+    column = np.arange(6.0).reshape(6, 1)
+    assert top_k_overlap(column, column[::-1], 3).tolist() == [0.0]
+    assert top_k_overlap(column, np.where(column == 5, np.nan, column), 3).tolist() == [2 / 3]
+
+
+def test_parity_top_k_fails_where_values_pass(tmp_path):
+    """A loose value tolerance alone would pass a model that ranks differently."""
+    torch.manual_seed(0)
+    scorer = CFScorer(torch.randn(20, 8), torch.randn(50, 8))
+    onnx_path = export_onnx(scorer, torch.randint(0, 20, (EXAMPLE_BATCH,)), tmp_path / "s.onnx")
+    inputs = [torch.arange(20), torch.arange(3)]
+    report = check_parity(scorer, [onnx_path], inputs, top_k=10, min_overlap=1.0)
+    report.raise_for_failures()
+    assert report.min_top_k_overlap() == 1.0
+
+    items = scorer.item_embedding_t.t()
+    other = CFScorer(scorer.user_embedding, items + 0.5 * torch.randn_like(items))
+    report = check_parity(other, [onnx_path], inputs, rtol=10.0, top_k=10)
+    print(report)
+    assert all(r.max_abs_diff <= r.allowed for r in report.results)  # the values "pass"
+    assert not report.ok and report.min_top_k_overlap() < 0.9
+    failure = report.failures()[0]
+    assert "max|diff|" not in failure.error
+    assert f"top-10 overlap {failure.top_k_overlap:.2f} < 0.9 (query " in failure.error
+    with pytest.raises(ParityError, match=r"top-10 overlap 0\.\d\d < 0\.9 \(query \d+\)"):
         report.raise_for_failures()
 
 

@@ -127,7 +127,7 @@ class ParityReport:
         ]
         for r in self.results:
             overlap = f" {_fmt_overlap(r.top_k_overlap):>7}" if ranked else ""
-            tail = "yes" if r.ok else f"NO {r.error}".rstrip()
+            tail = "yes" if r.ok else f"NO: {r.error}" if r.error else "NO"
             lines.append(
                 f"{r.runtime:<12} {r.batch:>6} {r.max_abs_diff:>11.3g} {r.allowed:>9.3g} "
                 f"{r.max_abs_reference:>10.3g}{overlap}  {tail}"
