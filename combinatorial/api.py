@@ -21,6 +21,7 @@ def solve(
     candidates: int | None = None,
     seed: int = 0,
     max_bytes: int | None = None,
+    progress: bool = False,
 ) -> Solution:
     """Choose at most ``k`` seeds maximising the number of nodes within ``d`` hops of a seed.
 
@@ -39,6 +40,8 @@ def solve(
             never the closure). None = plain top-k.
         seed: random seed (``ris``).
         max_bytes: memory budget for the d-closure (``greedy``, ``ilp``); None = default.
+        progress: show a progress bar (stderr) over the greedy picks (``greedy``, ``ris``,
+            ``fastcover`` with ``candidates``).
 
     Returns:
         A :class:`Solution`; ``timings`` splits ``load`` (conversion of the input) from the
@@ -68,6 +71,7 @@ def solve(
         candidates=candidates,
         seed=seed,
         max_bytes=max_bytes,
+        progress=progress,
     )
     sol.method = method
     sol.timings = {"load": load_s, **sol.timings}
@@ -87,7 +91,9 @@ def fastcover(graph: Any, k: int, d: int, **kwargs: Any) -> Solution:
     return solve(graph, k, d, **kwargs)
 
 
-def _dispatch(g, k: int, d: int, *, method: str, rounds: int, candidates, seed: int, max_bytes):
+def _dispatch(
+    g, k: int, d: int, *, method: str, rounds: int, candidates, seed: int, max_bytes, progress
+):
     from combinatorial import baselines
     from combinatorial.graph import adjacency
 
@@ -103,18 +109,18 @@ def _dispatch(g, k: int, d: int, *, method: str, rounds: int, candidates, seed: 
         t0 = time.perf_counter()
         logits = scores(model, g.data.edge_index, g.num_nodes).numpy()
         score_s = time.perf_counter() - t0
-        sol = pruned_greedy(adj, logits, k, d, candidates=candidates)
+        sol = pruned_greedy(adj, logits, k, d, candidates=candidates, progress=progress)
         sol.timings = {"score": score_s, **sol.timings}
     elif method == "fastcover":
         from combinatorial.gnn import fastcover_solution
 
         sol = fastcover_solution(g.data.edge_index, g.num_nodes, k, d, rounds=rounds, adj=adj)
     elif method == "greedy":
-        sol = baselines.greedy(adj, k, d, **budget)
+        sol = baselines.greedy(adj, k, d, progress=progress, **budget)
     elif method == "ilp":
         sol = baselines.ilp(adj, k, d, **budget)
     elif method == "ris":
-        sol = baselines.ris_greedy(adj, k, d, seed=seed)
+        sol = baselines.ris_greedy(adj, k, d, seed=seed, progress=progress)
     elif method == "degree":
         sol = baselines.top_degree(adj, k, d)
     elif method == "soft":

@@ -23,6 +23,7 @@ def pruned_greedy(
     d: int,
     *,
     candidates: int = 8,
+    progress: bool = False,
 ) -> Solution:
     """Exact greedy over the ``candidates * k`` best-scored nodes (spec §9, "the score prunes").
 
@@ -64,7 +65,10 @@ def pruned_greedy(
     t1 = time.perf_counter()
     coverers = balls.T.tocsr()
     local, covered, _ = max_cover(
-        coverers, lambda u: balls.indices[balls.indptr[u] : balls.indptr[u + 1]], k
+        coverers,
+        lambda u: balls.indices[balls.indptr[u] : balls.indptr[u + 1]],
+        k,
+        progress=progress,
     )
     t2 = time.perf_counter()
     return Solution(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from combinatorial.closure import DEFAULT_MAX_BYTES, check_budget, power_closure
 from combinatorial.graph import as_csr, check_d, check_k, gather_rows, reach, with_self_loops
@@ -49,6 +50,7 @@ def max_cover(
     members: Callable[[int], np.ndarray],
     k: int,
     weights: np.ndarray | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, int, int]:
     """Greedy maximum (weighted) coverage with exact marginal gains; ties -> smallest set id.
 
@@ -59,7 +61,7 @@ def max_cover(
     ``argmax(gains)``, marks its uncovered elements covered and subtracts their weights from the
     gain of every set containing them, so gains stay exact (no lazy re-evaluation needed);
     picked sets get gain -1. Once every element is covered, the remaining picks are the
-    smallest unused ids (zero gain).
+    smallest unused ids (zero gain). ``progress`` shows a tqdm bar over the k picks.
 
     Returns ``(seeds, covered, upper)``: seeds in pick order, covered weight, and ``upper`` >=
     the best k-set's covered weight, min over greedy prefixes S_i (i = 0, 1, 2, 4, ..., k) of
@@ -74,7 +76,7 @@ def max_cover(
     covered, left = 0, n_elem
     upper = _topk_sum(gains, k)
     check = 1
-    for i in range(k):
+    for i in tqdm(range(k), desc="greedy picks", unit="seed", leave=False, disable=not progress):
         if left == 0:  # nothing left to gain: pad with the smallest unused ids
             seeds[i:] = np.flatnonzero(gains >= 0)[: k - i]
             upper = covered
@@ -101,6 +103,7 @@ def greedy(
     *,
     closure: sp.sparray | sp.spmatrix | None = None,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
+    progress: bool = False,
 ) -> Solution:
     """Exact greedy for the budgeted d-hop dominating set (k-dDSP) on the d-closure.
 
@@ -125,6 +128,8 @@ def greedy(
         built here.
     max_bytes : int or None
         Budget for building the closure (see :func:`~combinatorial.closure.d_closure`).
+    progress : bool
+        Show a progress bar over the picks (stderr).
 
     Returns
     -------
@@ -187,7 +192,7 @@ def greedy(
             return M.indices[M.indptr[u] : M.indptr[u + 1]]
 
     t1 = time.perf_counter()
-    seeds, covered, upper = max_cover(T, members, k)
+    seeds, covered, upper = max_cover(T, members, k, progress=progress)
     t2 = time.perf_counter()
     return Solution(
         seeds=seeds,

@@ -44,6 +44,7 @@ def ris_greedy(
     delta: float = 0.01,
     seed: int = 0,
     max_samples: int | None = None,
+    progress: bool = False,
 ) -> Solution:
     """Greedy max coverage on sampled reverse d-balls, (1 - 1/e - eps)-approximate w.p. 1 - delta.
 
@@ -182,7 +183,7 @@ def ris_greedy(
             e = elem[ball]
             return e[e >= 0]
 
-        seeds, hits, upper = max_cover(H, members, k, mult[targets])
+        seeds, hits, upper = max_cover(H, members, k, mult[targets], progress=progress)
         timings["solve"] += time.perf_counter() - t
 
         covered = exact(seeds)
