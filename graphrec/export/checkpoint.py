@@ -204,12 +204,23 @@ def _torch_load(path: Path) -> Any:
 def _data_folder(
     name: str, named: bool, data_root: str | os.PathLike | None, recorded: str | None
 ) -> str | os.PathLike | None:
-    """The folder to reload dataset ``name`` from: ``data_root`` if given, else the one recorded
-    at training (a named dataset falls back to ``$GRAPHREC_DATA``; see ``dataset_folder``)."""
-    from graphrec.datasets import dataset_folder
+    """Where to reload dataset ``name`` from: ``data_root`` if given, else the folder recorded
+    at training; a named dataset whose recorded folder is gone falls back to
+    ``$GRAPHREC_DATA`` (see :func:`graphrec.datasets.dataset_folder`)."""
+    from graphrec.datasets import DATA_ENV, dataset_folder
 
-    root = data_root if data_root is not None else recorded
-    return dataset_folder(name, root) if named else root
+    if not named:
+        return data_root if data_root is not None else recorded
+    if data_root is None and recorded is not None:
+        if Path(recorded).is_dir():
+            data_root = recorded
+        elif not os.environ.get(DATA_ENV):
+            raise GraphrecError(
+                f"dataset {name!r}: {recorded}, the folder recorded at training, does not "
+                "exist; pass --data-root DIR (the data root, e.g. shared/data, or the "
+                f"dataset's own folder) or set ${DATA_ENV}"
+            )
+    return dataset_folder(name, data_root)
 
 
 def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
