@@ -1,13 +1,22 @@
-"""Load-time benchmark of graphrec's validating readers against networkx and pandas.
+"""Load-time and peak-memory benchmark of graphrec's validating readers.
 
-Run: ``.venv/bin/python benchmarks/io.py`` (writes benchmarks/results/io.json and the
-``io`` table of BENCHMARKS.md). Each time is the best of 3 runs in the same process.
+Run: ``.venv/bin/python benchmarks/io.py [--baseline SRC]`` (writes benchmarks/results/io.json
+and the ``io`` section of BENCHMARKS.md). Each time in the first table is the best of 3 runs
+in the same process. The second table reads a generated edge list of 10^7 edges in a fresh
+subprocess per run and reports its wall time and peak RSS above the RSS after the imports;
+``--baseline SRC`` also measures the ``graphrec`` package found in the folder SRC (for
+example an older version: ``git archive <commit> graphrec | tar -x -C SRC``).
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
+import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import networkx as nx
@@ -46,6 +55,51 @@ def _python_lightgcn(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 users.extend([u] * (len(parts) - 1))
                 items.extend(int(x) for x in parts[1:])
     return np.array(users), np.array(items)
+
+
+_MEASURE = """
+import json, resource, sys, time
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+from graphrec.io import read_edgelist
+import graphrec.io
+before = rss()
+t0 = time.perf_counter()
+g = read_edgelist(sys.argv[1])
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+final = g.data.edge_index.numpy().nbytes + g.node_ids.nbytes
+print(json.dumps({"seconds": seconds, "peak_bytes": peak - before, "final_bytes": final,
+                  "edges": g.num_edges, "nodes": g.num_nodes, "module": graphrec.io.__file__}))
+"""
+
+
+def write_large_edgelist(path: Path, num_edges: int = 10**7, num_ids: int = 10**6) -> None:
+    """``num_edges`` lines ``u v`` with ids drawn uniformly from ``0..num_ids-1``."""
+    rng = np.random.default_rng(0)
+    with open(path, "w") as fh:
+        for start in range(0, num_edges, 10**6):
+            ids = rng.integers(0, num_ids, size=(min(10**6, num_edges - start), 2))
+            fh.write("".join(f"{u} {v}\n" for u, v in ids.tolist()))
+
+
+def measure_subprocess(path: Path, src: Path | None = None, repeat: int = 2) -> dict:
+    """Wall time and peak RSS (above the RSS after imports) of one read_edgelist, best run."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(path)],
+            capture_output=True, text=True, env=env, check=True, cwd=tempfile.gettempdir(),
+        )
+        runs.append(json.loads(out.stdout))
+    best = min(runs, key=lambda r: r["seconds"])
+    best["peak_bytes"] = min(r["peak_bytes"] for r in runs)
+    return best
 
 
 def main() -> None:

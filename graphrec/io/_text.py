@@ -7,13 +7,16 @@ first problem when the file is malformed.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
+import stat
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -58,6 +61,21 @@ def line_text(raw: bytes, lineno: int) -> str:
     return line.rstrip(b"\r").decode("utf-8", "backslashreplace")
 
 
+DEFAULT_MAX_INPUT_BYTES = 8 * 2**30
+MAX_LINE_BYTES = 2**20
+CHUNK_BYTES = 16 * 2**20
+# Ordinary edge lists and logs compress 3-10x; deflate's limit is about 1032x.
+MAX_GZIP_RATIO = 100
+_RATIO_FROM_BYTES = 16 * 2**20
+_FILE_KINDS = (
+    (stat.S_ISDIR, "is a directory"),
+    (stat.S_ISFIFO, "is a named pipe (FIFO), which could block forever"),
+    (stat.S_ISCHR, "is a character device (such as /dev/zero), which may never end"),
+    (stat.S_ISBLK, "is a block device"),
+    (stat.S_ISSOCK, "is a socket"),
+)
+
+
 def _error_at(raw: bytes, path: str, pos: int, problem: str, expected: str) -> InputFormatError:
     lineno = raw.count(b"\n", 0, pos) + 1
     return InputFormatError(
@@ -65,52 +83,220 @@ def _error_at(raw: bytes, path: str, pos: int, problem: str, expected: str) -> I
     )
 
 
-def read_text_bytes(path: PathLike) -> bytes:
+def check_input_file(path: PathLike) -> os.stat_result:
+    """Refuse, before opening it, a ``path`` that is not a readable regular file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names it).
+        InputFormatError: a directory, FIFO, device or socket, a symbolic-link loop, or a file
+            the user may not read.
+    """
+    expected = "a readable regular file"
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as exc:
+        problem = "is a symbolic link loop" if exc.errno == errno.ELOOP else exc.strerror
+        raise InputFormatError(f"{problem}", path=path, expected=expected) from None
+    for test, problem in _FILE_KINDS:
+        if test(info.st_mode):
+            raise InputFormatError(problem, path=path, expected=expected)
+    if not stat.S_ISREG(info.st_mode):
+        raise InputFormatError("is not a regular file", path=path, expected=expected)
+    if not os.access(path, os.R_OK):
+        raise InputFormatError("permission denied", path=path, expected=expected)
+    return info
+
+
+def _too_large(path: PathLike, max_input_bytes: int, what: str) -> InputFormatError:
+    return InputFormatError(
+        f"{what} more than max_input_bytes = {max_input_bytes:,} bytes",
+        path=path,
+        expected="a smaller input, or a larger max_input_bytes (--max-input-bytes)",
+    )
+
+
+def iter_blocks(
+    path: PathLike, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES, size: int = CHUNK_BYTES
+) -> Iterator[bytes]:
+    """The content of ``path`` in blocks of at most ``size`` bytes, gzip undone.
+
+    Memory stays bounded by ``size`` whatever the input. Raises :class:`InputFormatError`
+    for a file that is not a regular file (see :func:`check_input_file`), content beyond
+    ``max_input_bytes`` (after decompression), gzip data that decompresses more than
+    ``MAX_GZIP_RATIO`` times its size (a gzip bomb), corrupt gzip data and a ``.gz`` name
+    on plain data.
+    """
+    info = check_input_file(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputFormatError(
+            f"cannot be opened ({exc.strerror})", path=path, expected="a readable regular file"
+        ) from None
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the check
+            raise InputFormatError("is not a regular file", path=path, expected="a regular file")
+        magic = fh.read(2)
+        fh.seek(0)
+        if magic != b"\x1f\x8b":
+            if Path(path).suffix.lower() == ".gz":
+                raw = fh.read(MAX_LINE_BYTES)
+                raise _error_at(
+                    raw,
+                    str(path),
+                    0,
+                    "the name ends in .gz but the content is not gzip-compressed",
+                    "gzip data (starting with bytes 1f 8b), or a name without .gz",
+                )
+            if info.st_size > max_input_bytes:
+                raise _too_large(path, max_input_bytes, f"has {info.st_size:,} bytes,")
+            while block := fh.read(size):
+                yield block
+            return
+        yield from _gunzip_blocks(path, fh, max_input_bytes, size)
+
+
+def _gunzip_blocks(
+    path: PathLike, fh: BinaryIO, max_input_bytes: int, size: int
+) -> Iterator[bytes]:
+    total = 0
+    with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+        while True:
+            try:
+                block = gz.read(size)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise InputFormatError(
+                    f"gzip data is corrupt or truncated ({exc})",
+                    path=path,
+                    expected="a complete gzip file",
+                ) from None
+            if not block:
+                return
+            total += len(block)
+            if total > max_input_bytes:
+                raise _too_large(path, max_input_bytes, "decompresses to")
+            if total > _RATIO_FROM_BYTES and total > MAX_GZIP_RATIO * fh.tell():
+                raise InputFormatError(
+                    f"gzip data decompresses to more than {MAX_GZIP_RATIO} times its size "
+                    f"({total:,} bytes from the first {fh.tell():,}): a gzip bomb?",
+                    path=path,
+                    expected="ordinary gzip data (decompress the file yourself to read it)",
+                )
+            yield block
+
+
+def iter_line_chunks(
+    path: PathLike, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES, size: int = CHUNK_BYTES
+) -> Iterator[tuple[bytes, int]]:
+    """Complete lines of ``path`` as validated UTF-8, about ``size`` bytes at a time.
+
+    Yields ``(data, lineno)``: ``data`` holds whole lines (a BOM at the start of the file is
+    removed) and its first line is line ``lineno`` (1-based) of the file. Besides the errors
+    of :func:`iter_blocks`, raises :class:`InputFormatError` naming the line for a NUL byte,
+    invalid UTF-8 and a line longer than ``MAX_LINE_BYTES``.
+    """
+    carry = b""
+    lineno = 1
+    first = True
+    for block in iter_blocks(path, max_input_bytes=max_input_bytes, size=size):
+        buf = carry + block if carry else block
+        if first and len(buf) < len(_BOM) and _BOM.startswith(buf):
+            carry = buf
+            continue
+        if first:
+            buf = buf[len(_BOM) :] if buf.startswith(_BOM) else buf
+            first = False
+        nul = buf.find(b"\x00")
+        if nul >= 0:  # before any UTF-8 error: the better diagnosis of a binary file
+            raise _shift(
+                _error_at(
+                    buf,
+                    str(path),
+                    nul,
+                    "contains a NUL byte: binary data, or UTF-16 text",
+                    "UTF-8 text",
+                ),
+                lineno,
+            )
+        cut = buf.rfind(b"\n") + 1
+        data, carry = buf[:cut], buf[cut:]
+        if len(carry) > MAX_LINE_BYTES:
+            raise _long_line(carry, path, lineno + data.count(b"\n"))
+        if data:
+            _validate(data, path, lineno)
+            yield data, lineno
+            lineno += data.count(b"\n")
+    if carry:
+        _validate(carry, path, lineno)
+        yield carry, lineno
+
+
+def _long_line(raw: bytes, path: PathLike, lineno: int) -> InputFormatError:
+    return InputFormatError(
+        f"is longer than {MAX_LINE_BYTES:,} bytes",
+        path=path,
+        line=lineno,
+        content=raw[:100].decode("utf-8", "backslashreplace"),
+        expected="lines of text (is this a binary file, or one without line breaks?)",
+    )
+
+
+def _validate(data: bytes, path: PathLike, lineno: int) -> None:
+    """Invalid UTF-8 and overlong lines in ``data`` (whole lines from line ``lineno``)."""
+    name = str(path)
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            err = _error_at(
+                data,
+                name,
+                exc.start,
+                f"byte 0x{data[exc.start]:02x} at column {column} is not valid UTF-8",
+                "UTF-8 text",
+            )
+            raise _shift(err, lineno) from None
+    if len(data) > MAX_LINE_BYTES:
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        lengths = np.diff(ends, prepend=-1)
+        if len(lengths) and lengths.max() > MAX_LINE_BYTES + 1:
+            i = int(np.argmax(lengths))
+            start = int(ends[i] - lengths[i] + 1)
+            raise _long_line(data[start : start + 100], path, lineno + i)
+
+
+def _shift(err: InputFormatError, lineno: int) -> InputFormatError:
+    """``err`` (at a line of a chunk) with the line number of the file."""
+    return InputFormatError(
+        err.problem,
+        path=err.path,
+        line=None if err.line is None else err.line + lineno - 1,
+        content=err.content,
+        expected=err.expected,
+    )
+
+
+def read_text_bytes(path: PathLike, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> bytes:
     """The content of ``path`` as validated UTF-8 bytes (gzip is undone, a BOM removed).
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names it).
-        InputFormatError: corrupt gzip data, a ``.gz`` name on plain data, or binary content.
+        InputFormatError: not a regular file, too large, corrupt gzip data, a ``.gz`` name on
+            plain data, binary content or invalid UTF-8 (see :func:`iter_line_chunks`).
     """
-    path = Path(path)
-    raw = path.read_bytes()
-    name = str(path)
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputFormatError(
-                f"gzip data is corrupt or truncated ({exc})",
-                path=name,
-                expected="a complete gzip file",
-            ) from None
-    elif path.suffix.lower() == ".gz":
-        raise _error_at(
-            raw,
-            name,
-            0,
-            "the name ends in .gz but the content is not gzip-compressed",
-            "gzip data (starting with bytes 1f 8b), or a name without .gz",
-        )
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
-    nul = raw.find(b"\x00")
-    if nul >= 0:
-        raise _error_at(
-            raw, name, nul, "contains a NUL byte: binary data, or UTF-16 text", "UTF-8 text"
-        )
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise _error_at(
-            raw,
-            name,
-            exc.start,
-            f"byte 0x{raw[exc.start]:02x} at column {column} is not valid UTF-8",
-            "UTF-8 text",
-        ) from None
-    return raw
+    return b"".join(data for data, _ in iter_line_chunks(path, max_input_bytes=max_input_bytes))
+
+
+def line_at(path: PathLike, lineno: int, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> str:
+    """Line ``lineno`` (1-based) of ``path``, read again, decoded for an error message."""
+    for data, first in iter_line_chunks(path, max_input_bytes=max_input_bytes):
+        count = data.count(b"\n") + (not data.endswith(b"\n"))
+        if lineno < first + count:
+            return line_text(data, lineno - first + 1)
+    return ""
 
 
 def first_data_line(raw: bytes) -> str:
