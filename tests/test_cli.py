@@ -129,3 +129,38 @@ def test_fastcover_unreadable_and_empty_graph(capsys, tmp_path):
     empty.write_text("# only a comment\n")
     code, _, err = run(capsys, "fastcover", str(empty))
     assert code == 2 and "empty.txt" in err
+
+
+def test_fastcover_powerlaw_compare_side_by_side(capsys):
+    """--powerlaw generates the graph (seeded); --compare prints both methods in one table."""
+    argv = ["fastcover", "--powerlaw", "3000", "-k", "5", "-d", "3", "--compare", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3,000 nodes, 30,000 directed edges" in out
+    table = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    rows = [r for r in table if r[0] == "fastcover" and r[1][0].isdigit()]
+    greedy_rows = [r for r in table if r[0] == "greedy" and r[1][0].isdigit()]
+    assert len(rows) == 1 and len(greedy_rows) == 1
+    assert int(rows[0][1].replace(",", "")) <= int(greedy_rows[0][1].replace(",", ""))
+    assert main([*argv, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["seeds"] == first["seeds"]
+
+
+def test_fastcover_out_and_options_checked_before_work(tmp_path, capsys):
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    for argv, needle in (
+        (["--out", str(folder)], "is a folder"),
+        (["--out", str(tmp_path / "no" / "s.txt")], "does not exist"),
+        (["--method", "greedy", "--rounds", "3"], "--method fastcover only"),
+        (["--powerlaw", "100", str(tmp_path / "g.txt")], "not both"),
+    ):
+        assert main(["fastcover", "-k", "2", "--quiet", *argv]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+    for bad in ("inf", "nan", "-1", "0"):
+        with pytest.raises(SystemExit):
+            main(["fastcover", "--max-memory", bad])
+        assert "--max-memory" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,15 +25,15 @@ def positive_int(name: str) -> Callable[[str], int]:
 
 
 def positive_float(name: str) -> Callable[[str], float]:
-    """An argparse ``type`` accepting floats > 0; the error names the option."""
+    """An argparse ``type`` accepting finite floats > 0; the error names the option."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {value}")
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text}")
         return value
 
     return parse
