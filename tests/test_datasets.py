@@ -337,3 +337,22 @@ def test_erdos_renyi_digraph_extremes_and_errors():
         erdos_renyi_digraph(10, avg_degree=20)
     with pytest.raises(ValueError, match="n must be at least 2"):
         erdos_renyi_digraph(1, 0.5)
+
+
+def test_ego_facebook_from_a_clone_s_parent_folder(tmp_path):
+    """A script beside a clone folder named ``graphrec`` still finds the embedded data."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "graphrec").symlink_to(repo)
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from graphrec.datasets import ego_facebook\nprint(ego_facebook().num_nodes)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["4039"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from graphrec.errors import DatasetNotFoundError
@@ -114,6 +113,7 @@ def ego_facebook(*, undirected: bool = True) -> EdgeList:
     NIPS 2012; J. Leskovec and A. Krevl, "SNAP Datasets: Stanford Large Network Dataset
     Collection", http://snap.stanford.edu/data, 2014.
     """
-    resource = resources.files("graphrec") / "data" / "facebook_combined.txt.gz"
-    with resources.as_file(resource) as path:
-        return read_edgelist(path, undirected=undirected)
+    # Relative to this module's file, not ``resources.files("graphrec")``: a folder named
+    # ``graphrec`` in the working directory (a clone, seen from its parent) would shadow that.
+    path = Path(__file__).resolve().parents[1] / "data" / "facebook_combined.txt.gz"
+    return read_edgelist(path, undirected=undirected)
