@@ -4,6 +4,7 @@ Subcommands (one module each in :mod:`graphrec.commands`)::
 
     graphrec data info PATH          load any supported file and print a summary
     graphrec fastcover [GRAPH] ...   choose k seeds covering the most nodes within d hops
+    graphrec fastcover train ...     train the FastCover model of one hop count d
     graphrec cf train|recommend ...  MF / LightGCN with BPR, InfoNCE or HDCCF; top-k items
     graphrec ctr train ...           five base CTR models, optionally with HIEN
     graphrec fl run|ode ...          federated strategies (FedSubAvg ...), ODE data selection
@@ -43,6 +44,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``graphrec`` console script."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["fastcover", "train"]:  # ``fastcover`` takes an optional GRAPH positional
+        argv = ["fastcover train", *argv[2:]]
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

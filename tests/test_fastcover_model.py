@@ -1,4 +1,4 @@
-"""FastCover: model size, sparse loss vs. dense loss, training, pretrained weights, seeds."""
+"""FastCover: model size, sparse loss vs. dense loss, pretrained weights, seeds."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from combinatorial.gnn.inference import (
 )
 from combinatorial.gnn.loss import budget_loss, cover_index, fastcover_loss
 from combinatorial.gnn.model import FastCover, node_features
-from combinatorial.gnn.train import main as train_main
 from combinatorial.gnn.train import monotone_init_
 from combinatorial.graph import adjacency
 from graphrec.errors import GraphrecError
@@ -233,54 +232,3 @@ def test_pretrained_errors(tmp_path):
     (tmp_path / "weights.json").write_text(json.dumps(manifest))
     with pytest.raises(GraphrecError, match="no FastCover model for d=2"):
         load_pretrained(2, weights_dir=tmp_path)
-
-
-def test_training_cli_is_deterministic_and_resumes(tmp_path):
-    edges = np.random.default_rng(0).integers(0, 200, size=(800, 2))
-    train_file = tmp_path / "train.txt"
-    val_file = tmp_path / "val.txt"
-    np.savetxt(train_file, edges, fmt="%d")
-    np.savetxt(val_file, edges[:400], fmt="%d")
-    common = [
-        "--d",
-        "2",
-        "--data-root",
-        str(tmp_path),
-        "--graphs",
-        "train.txt",
-        "--val-graphs",
-        "val.txt",
-        "--ks",
-        "1",
-        "8",
-        "--threads",
-        "1",
-    ]
-    outs = []
-    for name in ("a", "b"):
-        train_main(common + ["--epochs", "3", "--out", str(tmp_path / f"{name}.pt")])
-        outs.append(torch.load(tmp_path / f"{name}.pt", weights_only=True))
-    for key in outs[0]:
-        assert torch.equal(outs[0][key], outs[1][key])
-    # Two epochs, then resume to three: same checkpoint as three in one go.
-    train_main(common + ["--epochs", "2", "--out", str(tmp_path / "c.pt")])
-    train_main(
-        common
-        + [
-            "--epochs",
-            "3",
-            "--out",
-            str(tmp_path / "c.pt"),
-            "--resume",
-            str(tmp_path / "c.ckpt"),
-            "--manifest",
-            str(tmp_path / "weights.json"),
-        ]
-    )
-    full = torch.load(tmp_path / "a.ckpt", weights_only=True)["model"]
-    resumed = torch.load(tmp_path / "c.ckpt", weights_only=True)["model"]
-    for key in full:
-        assert torch.equal(full[key], resumed[key])
-    entry = json.loads((tmp_path / "weights.json").read_text())["models"]["2"]
-    assert entry["file"] == "c.pt" and entry["epochs_run"] == 3
-    assert isinstance(load_pretrained(2, weights_dir=tmp_path), FastCover)

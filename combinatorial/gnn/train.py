@@ -1,44 +1,56 @@
-"""Train a FastCover model for one hop count d without labels.
+"""Train a FastCover model for one hop count d without labels: :func:`train_fastcover`.
 
 Loop (as the official code): full-graph steps on each training graph in a fixed order,
-``--steps-per-graph`` per graph and epoch, early stopping with ``--patience`` on a validation
-score, the best epoch kept. Validation score = mean over the validation graphs and budgets
-``--ks`` of top-k coverage / greedy coverage; unlike the official code (which selects on its
-training graphs) the validation graphs are neither trained on nor benchmark test graphs.
+``steps_per_graph`` per graph and epoch, early stopping with ``patience`` on a validation score,
+the best epoch kept. Validation score = mean over the validation graphs and budgets ``ks`` of
+top-k coverage / greedy coverage; unlike the official code (which selects on its training graphs)
+the validation graphs are neither trained on nor benchmark test graphs.
 
-graphrec defaults, each switchable back to the official choice (recorded in ``weights.json``):
+graphrec defaults (:class:`TrainConfig`), each switchable back to the official choice:
 
-- ``--loss budget`` (:func:`~combinatorial.gnn.loss.budget_loss`: expected uncovered
-  nodes under a soft top-k selection, averaged over ``--train-ks``) instead of ``official``
-  (:func:`~combinatorial.gnn.loss.fastcover_loss`, ``--penalty``, ``--c``): the official
-  loss fixes one selection size and, trained to convergence, ranks worse on validation graphs
-  than its own initialisation at d = 2.
-- ``--init monotone`` (:func:`monotone_init_`) instead of ``default`` (PyTorch's).
-- ``--features degree`` instead of ``ones``; AdamW (lr 3e-4, weight decay 1e-2, gradient
+- ``loss="budget"`` (:func:`~combinatorial.gnn.loss.budget_loss`: expected uncovered nodes
+  under a soft top-k selection, averaged over ``train_ks``) instead of ``"official"``
+  (:func:`~combinatorial.gnn.loss.fastcover_loss`, ``penalty``, ``c``): the official loss fixes
+  one selection size and, trained to convergence, ranks worse on validation graphs than its own
+  initialisation at d = 2.
+- ``init="monotone"`` (:func:`monotone_init_`) instead of ``"default"`` (PyTorch's).
+- ``features="degree"`` instead of ``"ones"``; AdamW (lr 3e-4, weight decay 1e-2, gradient
   clipping) instead of SGD lr 5e-4.
-- Graphs whose d-closure has more than ``--max-entries`` entries are trained on a fresh uniform
+- Graphs whose d-closure has more than ``max_entries`` entries are trained on a fresh uniform
   sample of targets each epoch (an unbiased estimate of the loss, see
   :func:`~combinatorial.gnn.loss.cover_index`); no n x n matrix is ever built.
 
-A checkpoint (model, optimiser, best model, history, RNG states) is written after every epoch
-(``--checkpoint``, default ``<out>.ckpt``); ``--resume`` continues from one. The best model's
-``state_dict`` goes to ``--out`` and, with ``--manifest``, its entry (SHA-256, config, command,
-data, validation scores, times) to ``weights.json``.
+Output folder (created if needed; an existing model is replaced only with ``force``)::
 
-Example::
+    fastcover_d{d}.pt     the best model's state_dict; load_pretrained(d, weights_dir=folder)
+    weights.json          manifest: this model's entry (SHA-256, config, command, data, scores,
+                          times) beside the folder's other entries and blocks, which are kept
+    fastcover_d{d}.ckpt   checkpoint after every epoch while training; removed when done
 
-    python -m combinatorial.gnn.train --d 2 --out fastcover_d2.pt --data-root ../shared/data
+Every file is written to a temporary file in the folder, synced and renamed. The same config
+(``seed`` and ``threads`` included: the thread count changes float reductions, hence the
+weights) gives the same model bytes with the same torch build, and a run interrupted and run
+again with the same config continues from its checkpoint to the same result.
+
+Command line: ``graphrec fastcover train --d 2 --out DIR``
+(:mod:`graphrec.commands.fastcover_train`; ``python -m combinatorial.gnn.train`` is the same).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
+import pickle
 import shlex
+import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,7 +64,10 @@ from combinatorial.gnn.inference import scores, sha256_file, top_k
 from combinatorial.gnn.loss import PENALTIES, budget_loss, cover_index, fastcover_loss
 from combinatorial.gnn.model import FEATURES, FastCover
 from combinatorial.graph import adjacency
+from graphrec.datasets import DATA_ENV, dataset_folder
+from graphrec.errors import GraphrecError
 from graphrec.io import read_edgelist
+from graphrec.io.atomic import atomic_write_text
 
 TRAIN_GRAPHS = (
     "fastcover/directed/soc-wiki-elec.txt.gz",
@@ -68,6 +83,8 @@ VAL_GRAPHS = (
     "fastcover/undirected/soc-gemsec-RO.txt.gz",
 )
 INITS = ("default", "monotone")
+OPTIMIZERS = ("adamw", "sgd")
+LOSSES = ("budget", "official")
 #: The benchmark's test graphs: refused for training and validation.
 TEST_GRAPHS = (
     "soc-gplus",
@@ -90,6 +107,99 @@ class Graph:
     closure_entries: float
     greedy_cover: dict[int, int] | None = None
     full_index: Tensor | None = None
+
+
+#: Files in the output folder (``{d}`` = hop count).
+MODEL_FILE = "fastcover_d{d}.pt"
+CHECKPOINT_FILE = "fastcover_d{d}.ckpt"
+MANIFEST_FILE = "weights.json"
+ABOUT = (
+    "FastCover (GRAT3) weights written by graphrec fastcover train, one state_dict per hop count "
+    "d; load with combinatorial.gnn.load_pretrained(d, weights_dir=<this folder>). 'validation' "
+    "= mean over the validation graphs and k in ks of top-k coverage / exact greedy coverage "
+    "(one forward pass); 'validation_untrained' = the same for the model at initialisation. "
+    "Times: wall seconds."
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model; one ``graphrec fastcover train`` option each.
+
+    Sequences are stored as tuples; graph paths are relative to the data root. The defaults are
+    the recipe of the shipped weights (see the module docstring for the choices).
+    """
+
+    d: int
+    graphs: tuple[str, ...] = TRAIN_GRAPHS
+    val_graphs: tuple[str, ...] = VAL_GRAPHS
+    ks: tuple[int, ...] = (1, 8, 32, 128, 1024)
+    max_epochs: int = 80
+    steps_per_graph: int = 2
+    patience: int = 20
+    optimizer: str = "adamw"
+    lr: float = 3e-4
+    weight_decay: float = 1e-2
+    clip: float = 1.0
+    features: str = "degree"
+    hidden: int = 32
+    init: str = "monotone"
+    loss: str = "budget"
+    penalty: str = "linear"
+    c: float = 1.0
+    k_train: int = 32
+    train_ks: tuple[int, ...] = (1, 8, 32, 128, 1024)
+    temperature: float = 1.0
+    max_entries: int = 2_000_000
+    seed: int = 42
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("graphs", "val_graphs", "ks", "train_ks"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+            if not getattr(self, name):
+                raise ValueError(f"{name} must not be empty")
+        positive = ("d", "max_epochs", "steps_per_graph", "patience", "hidden", "k_train")
+        for name in (*positive, "max_entries", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if min(self.ks + self.train_ks) < 1:
+            raise ValueError("ks and train_ks must be >= 1")
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "features": FEATURES,
+            "init": INITS,
+            "loss": LOSSES,
+            "penalty": PENALTIES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for path in self.graphs + self.val_graphs:
+            _check_not_test(path)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as JSON types (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def command(self, out_dir: str | Path) -> str:
+        """The ``graphrec fastcover train`` command line of this config and ``out_dir``.
+
+        Lists ``--seed``, ``--threads`` and the options that differ from their defaults.
+        """
+        parts = ["graphrec", "fastcover", "train", "--d", str(self.d), "--out", str(out_dir)]
+        default = TrainConfig(self.d)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "d" or (value == getattr(default, f.name) and f.name not in _ALWAYS):
+                continue
+            values = value if isinstance(value, tuple) else (value,)
+            parts += ["--" + f.name.replace("_", "-"), *map(str, values)]
+        return shlex.join(parts)
+
+
+_ALWAYS = ("seed", "threads")
 
 
 def _check_not_test(path: str) -> None:
@@ -147,26 +257,26 @@ def epoch_targets(
     return cover_index(graph.adj, d, targets), size
 
 
-def objective(logits: Tensor, index: Tensor, num_targets: int, args) -> Tensor:
-    """The training loss of one graph, per node (see ``--loss``)."""
+def objective(logits: Tensor, index: Tensor, num_targets: int, config: TrainConfig) -> Tensor:
+    """The training loss of one graph, per node (see ``TrainConfig.loss``)."""
     n = logits.numel()
-    if args.loss == "budget":
+    if config.loss == "budget":
         return budget_loss(
             logits,
             index,
-            args.train_ks,
+            list(config.train_ks),
             num_targets,
             target_scale=n / num_targets,
-            temperature=args.temperature,
+            temperature=config.temperature,
         )
     loss = fastcover_loss(
         logits,
         index,
         num_targets,
         target_scale=n / num_targets,
-        penalty=args.penalty,
-        c=args.c,
-        k=args.k_train,
+        penalty=config.penalty,
+        c=config.c,
+        k=config.k_train,
     )
     return loss / n
 
@@ -198,181 +308,296 @@ def monotone_init_(model: FastCover, d: int) -> None:
             conv.att_bias.zero_()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m combinatorial.gnn.train",
-        description="Train FastCover (GRAT3) for one hop count d with the unsupervised loss.",
+def fastcover_data_root(data_root: str | Path | None = None) -> Path:
+    """The data root holding ``fastcover/``: ``data_root`` (the root itself or its
+    ``fastcover`` folder) or ``$GRAPHREC_DATA``, as :func:`graphrec.datasets.dataset_folder`.
+    """
+    root = dataset_folder("fastcover", data_root)
+    return root.parent if root.name == "fastcover" and not (root / "fastcover").is_dir() else root
+
+
+def _graph_paths(root: Path, names: tuple[str, ...]) -> list[Path]:
+    paths = [root / name for name in names]
+    missing = [name for name, path in zip(names, paths) if not path.is_file()]
+    if missing:
+        raise GraphrecError(
+            f"FastCover training data not found under {root}: {', '.join(missing)} (pass "
+            f"--data-root DIR, the folder holding fastcover/, or set ${DATA_ENV})"
+        )
+    return paths
+
+
+def _save_atomic(obj: object, path: Path) -> None:
+    """``torch.save(obj, path)`` through a temporary file in the same folder, fsync, rename.
+
+    Unlike :func:`graphrec.io.atomic.atomic_open`, the temporary file has the final name (in a
+    temporary subfolder): ``torch.save`` names the records of its archive after the file, so
+    the bytes equal those of a direct save.
+    """
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
+    try:
+        tmp = tmp_dir / path.name
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    if os.name == "posix":  # make the rename durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _read_manifest(path: Path) -> dict:
+    if not path.is_file():
+        return {"about": ABOUT, "models": {}}
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GraphrecError(f"{path} is not a weights manifest (invalid JSON: {exc})") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise GraphrecError(f"{path} is not a weights manifest (no 'models' object)")
+    return manifest
+
+
+def _resume_state(path: Path, config: TrainConfig, force: bool) -> dict | None:
+    """The checkpoint at ``path`` if it was written with ``config``; ``None`` to start over
+    (another config and ``force``).
+
+    Raises:
+        GraphrecError: the checkpoint is unreadable, or has another config and not ``force``.
+    """
+    try:
+        ckpt = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise GraphrecError(f"checkpoint {path} cannot be read ({exc}); delete it") from exc
+    saved = ckpt.get("config", {}) if isinstance(ckpt, dict) else {}
+    diffs = [
+        f"{name} {saved.get(name)!r} -> {value!r}"
+        for name, value in config.as_dict().items()
+        if saved.get(name) != value
+    ]
+    if not diffs:
+        return ckpt
+    if force:
+        return None
+    raise GraphrecError(
+        f"checkpoint {path} has another config ({'; '.join(diffs)}): use the same options to "
+        "resume it, or --force (force=True) to start over"
     )
-    p.add_argument("--d", type=int, required=True, help="hop count (one model per d)")
-    p.add_argument("--out", type=Path, required=True, help="output state_dict (.pt)")
-    p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    p.add_argument("--graphs", nargs="+", default=list(TRAIN_GRAPHS), help="under --data-root")
-    p.add_argument("--val-graphs", nargs="+", default=list(VAL_GRAPHS), help="under --data-root")
-    p.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32, 128, 1024])
-    p.add_argument("--epochs", type=int, default=80)
-    p.add_argument("--steps-per-graph", type=int, default=2)
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-2, help="decoupled for adamw")
-    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
-    p.add_argument("--patience", type=int, default=20, help="epochs without validation gain")
-    p.add_argument("--features", choices=FEATURES, default="degree")
-    p.add_argument("--hidden", type=int, default=32, help="hidden width")
-    p.add_argument("--init", choices=INITS, default="monotone")
-    p.add_argument("--loss", choices=("official", "budget"), default="budget")
-    p.add_argument("--penalty", choices=PENALTIES, default="linear", help="official loss")
-    p.add_argument("--c", type=float, default=1.0, help="official loss: penalty weight C")
-    p.add_argument("--k-train", type=int, default=32, help="official loss: hinge_k budget")
-    p.add_argument(
-        "--train-ks",
-        type=int,
-        nargs="+",
-        default=[1, 8, 32, 128, 1024],
-        help="budget loss: budgets",
-    )
-    p.add_argument("--temperature", type=float, default=1.0, help="budget loss: T")
-    p.add_argument("--max-entries", type=int, default=2_000_000, help="closure entries per step")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--checkpoint", type=Path, help="per-epoch checkpoint (default <out>.ckpt)")
-    p.add_argument("--resume", type=Path, help="checkpoint to continue from")
-    p.add_argument("--manifest", type=Path, help="weights.json to record the model in")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = p.parse_args(argv)
-    args.argv = argv  # recorded in the manifest
-    return args
 
 
-def _state(obj) -> dict:
-    return {k: v.detach().clone() for k, v in obj.state_dict().items()}
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Run the training loop of ``args`` (see :func:`parse_args`); returns the training record."""
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+def train_fastcover(
+    d: int,
+    out_dir: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    seed: int = 42,
+    threads: int = 1,
+    force: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    **options: Any,
+) -> dict:
+    """Train the FastCover model for hop count ``d`` into the folder ``out_dir``.
+
+    With the defaults this is the recipe of the shipped weights: ``graphrec fastcover train
+    --d 1 --out DIR`` writes ``DIR/fastcover_d1.pt`` with the SHA-256 recorded in
+    ``combinatorial/weights/weights.json`` (same torch build). The global torch RNG and thread
+    count are restored afterwards.
+
+    Args:
+        d: hop count (one model per d).
+        out_dir: output folder (see the module docstring), created if needed.
+        data_root: folder holding ``fastcover/`` (or that folder); default ``$GRAPHREC_DATA``.
+        seed: seed of the initialisation and of the target samples.
+        threads: torch CPU threads; part of the config (another count gives other weights).
+        force: replace an existing model; start over from a checkpoint of another config.
+        resume: continue from the folder's checkpoint of the same config (else start over).
+        progress: show a tqdm bar over the epochs (on stderr).
+        **options: the other :class:`TrainConfig` fields (``max_epochs``, ``lr``, ...).
+
+    Returns:
+        The model's ``weights.json`` entry.
+
+    Raises:
+        GraphrecError: the model exists (without ``force``), data is missing, ``out_dir`` is a
+            file, or the manifest or checkpoint in the folder is unusable.
+        ValueError: an invalid option, or a benchmark test graph among the graphs.
+    """
+    config = TrainConfig(d=d, seed=seed, threads=threads, **options)
+    out_dir = Path(out_dir).expanduser()
+    model_path = out_dir / MODEL_FILE.format(d=d)
+    ckpt_path = out_dir / CHECKPOINT_FILE.format(d=d)
+    manifest_path = out_dir / MANIFEST_FILE
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GraphrecError(f"--out {out_dir} is a file; expected a folder")
+    if model_path.exists() and not force:
+        raise GraphrecError(f"{model_path} exists; pass --force (force=True) to replace it")
+    root = fastcover_data_root(data_root)
+    paths = (_graph_paths(root, config.graphs), _graph_paths(root, config.val_graphs))
+    _read_manifest(manifest_path)  # fail before training, not after
+    ckpt = _resume_state(ckpt_path, config, force) if resume and ckpt_path.is_file() else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]), _torch_threads(config.threads):
+        state, record = _train(config, *paths, ckpt, ckpt_path, progress)
+    _save_atomic(state, model_path)
+    record = {
+        "file": model_path.name,
+        "d": d,
+        "sha256": sha256_file(model_path),
+        "config": record.pop("config"),
+        "parameters": record.pop("parameters"),
+        "command": config.command(out_dir),
+        **record,
+    }
+    manifest = _read_manifest(manifest_path)
+    models = dict(manifest["models"])
+    models[str(d)] = {**models.get(str(d), {}), **record}  # keeps e.g. 'alternatives'
+    manifest = {**manifest, "models": dict(sorted(models.items()))}
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    ckpt_path.unlink(missing_ok=True)
+    return models[str(d)]
+
+
+def _train(
+    config: TrainConfig,
+    train_paths: list[Path],
+    val_paths: list[Path],
+    ckpt: dict | None,
+    ckpt_path: Path,
+    progress: bool,
+) -> tuple[dict[str, Tensor], dict]:
+    """The training loop; returns the best ``state_dict`` and the manifest fields of the run."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     t_start = time.perf_counter()
-    train_graphs = [load_graph(args.data_root / p, args.d) for p in args.graphs]
-    val_graphs = [load_graph(args.data_root / p, args.d) for p in args.val_graphs]
+    train_graphs = [load_graph(p, config.d) for p in train_paths]
+    val_graphs = [load_graph(p, config.d) for p in val_paths]
     for g in val_graphs:
-        g.greedy_cover = greedy_reference(g, args.d, args.ks)
-    model = FastCover(features=args.features, hidden_channels=args.hidden)
-    if args.init == "monotone":
-        monotone_init_(model, args.d)
-    optim_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.SGD
-    optimizer = optim_cls(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    ckpt_path = args.checkpoint or args.out.with_suffix(".ckpt")
-    if args.resume is None:
-        start, history = 0, []
-        untrained = validate(model, val_graphs, args.d)
+        g.greedy_cover = greedy_reference(g, config.d, list(config.ks))
+    model = FastCover(features=config.features, hidden_channels=config.hidden)
+    if config.init == "monotone":
+        monotone_init_(model, config.d)
+    optim_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.SGD
+    optimizer = optim_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if ckpt is None:
+        epoch, history, train_s, stop = 0, [], 0.0, False
+        untrained = validate(model, val_graphs, config.d)
         best = {"epoch": -1, "val": untrained, "state": _state(model)}
     else:
-        ckpt = torch.load(args.resume, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        start, history, best = ckpt["epoch"] + 1, ckpt["history"], ckpt["best"]
-        untrained = ckpt["untrained"]
+        epoch, history, best = ckpt["epoch"] + 1, ckpt["history"], ckpt["best"]
+        untrained, train_s, stop = ckpt["untrained"], ckpt["train_s"], ckpt["stop"]
         torch.set_rng_state(ckpt["torch_rng"])
         rng.bit_generator.state = ckpt["numpy_rng"]
     prep_s = time.perf_counter() - t_start
-    bar = tqdm(range(start, args.epochs), desc=f"FastCover d={args.d}", unit="epoch")
-    for epoch in bar:
+    bar = tqdm(
+        total=config.max_epochs,
+        initial=epoch,
+        disable=not progress,
+        desc=f"FastCover d={config.d}",
+        unit="epoch",
+    )
+    while epoch < config.max_epochs and not stop:
+        t_epoch = time.perf_counter()
         model.train()
         losses = []
         for g in train_graphs:
-            index, num_targets = epoch_targets(g, args.d, args.max_entries, rng)
-            for _ in range(args.steps_per_graph):
+            index, num_targets = epoch_targets(g, config.d, config.max_entries, rng)
+            for _ in range(config.steps_per_graph):
                 optimizer.zero_grad()
-                loss = objective(model(g.edge_index, g.num_nodes), index, num_targets, args)
+                loss = objective(model(g.edge_index, g.num_nodes), index, num_targets, config)
                 loss.backward()
-                if args.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+                if config.clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
                 optimizer.step()
                 losses.append(loss.item())
-        val = validate(model, val_graphs, args.d)
+        val = validate(model, val_graphs, config.d)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val": val["mean"]})
         if val["mean"] > best["val"]["mean"]:
             best = {"epoch": epoch, "val": val, "state": _state(model)}
+        stop = epoch - best["epoch"] >= config.patience
+        train_s += time.perf_counter() - t_epoch
+        checkpoint = {
+            "config": config.as_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "stop": stop,
+            "history": history,
+            "best": best,
+            "untrained": untrained,
+            "train_s": train_s,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": rng.bit_generator.state,
+        }
+        _save_atomic(checkpoint, ckpt_path)
         bar.set_postfix(
             loss=f"{np.mean(losses):.4f}",
             val=f"{val['mean']:.4f}",
             best=f"{best['val']['mean']:.4f}@{best['epoch']}",
         )
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "history": history,
-                "best": best,
-                "untrained": untrained,
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": rng.bit_generator.state,
-                "args": {a: str(v) if isinstance(v, Path) else v for a, v in vars(args).items()},
-            },
-            ckpt_path,
-        )
-        if epoch - best["epoch"] >= args.patience:
-            break
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(best["state"], args.out)
+        bar.update()
+        epoch += 1
+    bar.close()
     record = {
-        "file": args.out.name,
-        "d": args.d,
-        "sha256": sha256_file(args.out),
         "config": model.config(),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "command": "python -m combinatorial.gnn.train " + shlex.join(args.argv),
-        "train_graphs": {g.name: _graph_info(g, args) for g in train_graphs},
+        "train_graphs": {g.name: _graph_info(g, config) for g in train_graphs},
         "val_graphs": {g.name: g.num_nodes for g in val_graphs},
-        "ks": args.ks,
+        "ks": list(config.ks),
         "optimizer": {
-            "name": args.optimizer,
-            "lr": args.lr,
-            "weight_decay": args.weight_decay,
-            "clip": args.clip,
+            "name": config.optimizer,
+            "lr": config.lr,
+            "weight_decay": config.weight_decay,
+            "clip": config.clip,
         },
-        "init": args.init,
-        "loss": _loss_info(args),
+        "init": config.init,
+        "loss": _loss_info(config),
         "epochs_run": len(history),
         "best_epoch": best["epoch"],
         "validation": best["val"],
         "validation_untrained": untrained,
         "prepare_s": round(prep_s, 1),
-        "train_s": round(time.perf_counter() - t_start - prep_s, 1),
-        "seed": args.seed,
-        "threads": args.threads,
+        "train_s": round(train_s, 1),
+        "seed": config.seed,
+        "threads": config.threads,
         "torch": torch.__version__,
     }
-    if args.manifest is not None:
-        update_manifest(args.manifest, record)
-    return record
+    return best["state"], record
 
 
-def _loss_info(args: argparse.Namespace) -> dict:
-    if args.loss == "budget":
-        return {"name": "budget", "ks": args.train_ks, "temperature": args.temperature}
-    return {"name": "official", "penalty": args.penalty, "c": args.c, "k_train": args.k_train}
+def _state(obj: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in obj.state_dict().items()}
 
 
-def _graph_info(g: Graph, args: argparse.Namespace) -> dict:
-    sampled = g.closure_entries > args.max_entries
+def _loss_info(config: TrainConfig) -> dict:
+    if config.loss == "budget":
+        return {"name": "budget", "ks": list(config.train_ks), "temperature": config.temperature}
+    return {"name": "official", "penalty": config.penalty, "c": config.c, "k_train": config.k_train}
+
+
+def _graph_info(g: Graph, config: TrainConfig) -> dict:
+    sampled = g.closure_entries > config.max_entries
     return {"n": g.num_nodes, "closure_entries_est": int(g.closure_entries), "sampled": sampled}
 
 
-def update_manifest(path: Path, record: dict) -> None:
-    """Insert or replace the entry of ``record["d"]`` in a ``weights.json`` manifest."""
-    manifest = json.loads(path.read_text()) if path.is_file() else {"models": {}}
-    manifest["models"][str(record["d"])] = record
-    manifest["models"] = dict(sorted(manifest["models"].items()))
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+if __name__ == "__main__":  # the same as ``graphrec fastcover train``
+    from graphrec.cli import main
 
-
-def main(argv: list[str] | None = None) -> None:
-    record = train(parse_args(argv))
-    print(json.dumps({k: record[k] for k in ("file", "sha256", "best_epoch", "validation")}))
-
-
-if __name__ == "__main__":
-    main()
+    sys.exit(main(["fastcover", "train", *sys.argv[1:]]))
