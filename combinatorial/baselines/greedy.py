@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from combinatorial.closure import DEFAULT_MAX_BYTES, check_budget, power_closure
 from combinatorial.graph import as_csr, check_d, check_k, gather_rows, reach, with_self_loops

@@ -116,4 +116,6 @@ def ego_facebook(*, undirected: bool = True) -> EdgeList:
     # Relative to this module's file, not ``resources.files("graphrec")``: a folder named
     # ``graphrec`` in the working directory (a clone, seen from its parent) would shadow that.
     path = Path(__file__).resolve().parents[1] / "data" / "facebook_combined.txt.gz"
-    return read_edgelist(path, undirected=undirected)
+    graph = read_edgelist(path, undirected=undirected)
+    graph.path = "graphrec/data/facebook_combined.txt.gz (embedded)"  # no machine path in output
+    return graph
