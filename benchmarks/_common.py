@@ -16,10 +16,10 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def data_root() -> Path:
-    """``$GRAPHREC_TEST_DATA`` or ``../shared/data``; exits with a clear message if missing."""
-    root = Path(os.environ.get("GRAPHREC_TEST_DATA", REPO.parent / "shared" / "data"))
+    """``$GRAPHREC_DATA`` or ``../shared/data``; exits with a clear message if missing."""
+    root = Path(os.environ.get("GRAPHREC_DATA", REPO.parent / "shared" / "data"))
     if not root.is_dir():
-        raise SystemExit(f"benchmark data not found at {root} (set GRAPHREC_TEST_DATA)")
+        raise SystemExit(f"benchmark data not found at {root} (set GRAPHREC_DATA)")
     return root
 
 
