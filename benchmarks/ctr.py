@@ -5,7 +5,8 @@ Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py [--datasets ml-100k,
 
 For every (dataset, model, HIEN or not, seed) cell: build the model with
 :func:`graphrec.models.ctr.experiment.build_ctr_model` (seed = weights, batch order), train it
-with :func:`train_ctr` (Adam, early stopping on validation AUC, settings in ``SETTINGS``) and
+with :func:`train_ctr` (Adam, early stopping on validation AUC, the dataset's recipe
+:func:`graphrec.models.ctr.defaults.train_recipe`, the defaults of ``graphrec ctr train``) and
 evaluate it on the test split: AUC, GAUC (per user), logloss. Each finished cell is written to
 ``benchmarks/results/ctr_cells/`` and skipped when the script runs again, so an interrupted run
 loses at most one cell. On the synthetic set, HIEN's across-type attention ``beta`` is
@@ -34,6 +35,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, data_root, machine, update_benchmarks_md, write_results  # noqa: E402
 
-from graphrec.models.ctr import evaluate_ctr, train_ctr  # noqa: E402
+from graphrec.models.ctr import evaluate_ctr, train_ctr, train_recipe  # noqa: E402
 from graphrec.models.ctr.experiment import (  # noqa: E402
     CTRDataset,
     build_ctr_model,
@@ -54,19 +56,15 @@ from graphrec.models.ctr.train import adam  # noqa: E402
 from graphrec.nn.hier_attention import IntentOutput  # noqa: E402
 
 MODELS = ["lr", "widedeep", "deepfm", "dcn", "din"]
-#: Training settings per dataset (the same for base models and HIEN).
-SETTINGS = {
-    "ml-100k": {"epochs": 10, "batch_size": 1024, "lr": 2e-3, "patience": 2},
-    "synthetic": {"epochs": 25, "batch_size": 256, "lr": 1e-2, "patience": 5},
-}
+#: Training settings per dataset (the same for base models and HIEN): the validated recipes.
+SETTINGS = {ds: asdict(train_recipe(ds)) for ds in ("ml-100k", "synthetic")}
 CELLS = RESULTS / "ctr_cells"
 #: A second batch size for the throughput (HIEN's official setting): per-step costs amortise.
 LARGE_BATCH = 4096
 
 
 def load(name: str) -> CTRDataset:
-    root = data_root() / "movielens" / "ml-100k" if name == "ml-100k" else None
-    return load_ctr_dataset(name, root, seed=0)
+    return load_ctr_dataset(name, data_root() if name == "ml-100k" else None, seed=0)
 
 
 def planted_share(model, data: CTRDataset, planted: str) -> float:

@@ -12,8 +12,8 @@ from graphrec.models.ctr import train as train_module
 
 torch.set_num_threads(1)
 
-SYN = ["ctr", "train", "--dataset", "synthetic", "--epochs", "3", "--batch-size", "256",
-       "--lr", "0.01", "--patience", "3", "--threads", "1", "--quiet"]  # fmt: skip
+# the synthetic recipe (batch 256, lr 0.01, patience 5), 3 epochs
+SYN = ["ctr", "train", "--dataset", "synthetic", "--epochs", "3", "--threads", "1", "--quiet"]
 
 
 def _run(capsys, *argv):
@@ -32,6 +32,14 @@ def test_train_json_deterministic_force_and_resume(tmp_path, capsys, monkeypatch
         assert 0.5 < res[split]["auc"] <= 1 and 0 < res[split]["logloss"] < 1
         assert 0.5 < res[split]["gauc"] <= 1
     assert res["samples_per_s"] > 0 and res["data"]["train"] == 9600
+    # options left unset are the synthetic recipe and the model's defaults
+    assert {k: res["config"][k] for k in ("batch_size", "lr", "weight_decay", "patience")} == {
+        "batch_size": 256,
+        "lr": 0.01,
+        "weight_decay": 0.0,
+        "patience": 5,
+    }
+    assert res["config"]["embedding_dim"] == 16 and res["config"]["aggregator"] == "gcn"
     assert set(res["hien_types"]) == {"campaign", "customer", "cate", "brand"}
     assert abs(sum(res["hien_types"].values()) - 1) < 1e-5
     state = torch.load(out / "model.pt", weights_only=True)
@@ -56,8 +64,8 @@ def test_train_json_deterministic_force_and_resume(tmp_path, capsys, monkeypatch
         return evaluate(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "evaluate_ctr", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        main([*SYN, "--model", "din", "--hien", "--out", str(part)])
+    rc, cap = _run(capsys, *SYN, "--model", "din", "--hien", "--out", str(part))
+    assert rc == 130 and "interrupted" in cap.err  # Ctrl-C
     monkeypatch.undo()
     assert (part / "checkpoint.pt").exists() and not (part / "results.json").exists()
     rc, cap = _run(capsys, *SYN, "--model", "din", "--hien", "--out", str(part), "--json")
@@ -77,9 +85,10 @@ def test_train_text_output_base_model(tmp_path, capsys):
     assert "deepfm" in cap.out and "seed 1" in cap.out
 
 
-def test_train_errors(tmp_path, capsys):
+def test_train_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GRAPHREC_DATA", raising=False)
     rc, cap = _run(capsys, "ctr", "train", "--dataset", "ml-100k", "--model", "lr")
-    assert rc == 2 and "--root" in cap.err
+    assert rc == 2 and "--data-root" in cap.err and "GRAPHREC_DATA" in cap.err
     rc, cap = _run(capsys, "ctr", "train", "--dataset", str(tmp_path / "nope"), "--model", "lr")
     assert rc == 2 and "neither" in cap.err
     rc, cap = _run(capsys, "ctr", "train", "--dataset", str(tmp_path), "--model", "lr")
@@ -87,6 +96,7 @@ def test_train_errors(tmp_path, capsys):
     rc, cap = _run(capsys, "ctr", "train", "--dataset", "amazon-users", "--model", "din",
                    "--hien", "--root", str(tmp_path))  # fmt: skip
     assert rc == 2 and "no item attributes" in cap.err
+    assert "--root is deprecated; use --data-root" in cap.err
     with pytest.raises(SystemExit):
         main(["ctr", "train", "--dataset", "synthetic", "--model", "fm"])
     with pytest.raises(SystemExit):
@@ -102,9 +112,9 @@ def test_train_taobao_folder_and_amazon(shared_data, tmp_path, capsys):
     assert res["data"] == {"train": 89, "valid": 11, "test": 100}
     assert set(res["hien_types"]) == {"campaign_id", "customer", "cate_id", "brand"}
     assert 0 <= res["test"]["auc"] <= 1 and res["test"]["logloss"] > 0
-    rc, cap = _run(capsys, "ctr", "train", "--dataset", "amazon-users", "--root",
-                   str(shared_data / "amazon_electronics_users"), "--model", "lr", "--epochs",
-                   "1", "--batch-size", "4096", "--threads", "1", "--json")  # fmt: skip
+    rc, cap = _run(capsys, "ctr", "train", "--dataset", "amazon-users", "--data-root",
+                   str(shared_data), "--model", "lr", "--epochs", "1", "--batch-size", "4096",
+                   "--threads", "1", "--json")  # fmt: skip
     assert rc == 0, cap.err
     res = json.loads(cap.out)
     assert res["data"]["train"] + res["data"]["valid"] + res["data"]["test"] == 99710

@@ -7,11 +7,36 @@ import json
 import time
 from pathlib import Path
 
-from graphrec.commands._args import positive_float, positive_int
+from graphrec.commands._args import add_data_root, positive_float, positive_int
 from graphrec.errors import GraphrecError
+from graphrec.models.ctr.defaults import (
+    HIEN_DEFAULTS,
+    MODEL_DEFAULTS,
+    TRAIN_DEFAULTS,
+    TRAIN_RECIPES,
+    train_recipe,
+)
 
 #: Files written under ``--out``.
 CHECKPOINT, MODEL, CONFIG, RESULTS = "checkpoint.pt", "model.pt", "config.json", "results.json"
+#: Options whose default is the dataset's training recipe (``TrainRecipe`` fields).
+RECIPE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "patience")
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--weight-decay must be a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"--weight-decay must be >= 0, got {value}")
+    return value
+
+
+def _recipe_help(text: str, field: str) -> str:
+    """``text`` and the default of recipe field ``field`` per dataset."""
+    per = ", ".join(f"{ds} {getattr(r, field):g}" for ds, r in TRAIN_RECIPES.items())
+    return f"{text} (default: {per}, other datasets {getattr(TRAIN_DEFAULTS, field):g})"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,29 +48,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a CTR model and report validation/test AUC, GAUC and logloss",
         description="Train LR, Wide&Deep, DeepFM, DCN-V2 or DIN, optionally with HIEN as the "
         "input module, with Adam and early stopping on validation AUC. DATASET is ml-100k "
-        "(MovieLens-100K as CTR, label = rating >= 4; --root is the ml-100k folder), "
-        "amazon-users (Amazon Electronics per-user samples, base models only; --root holds "
-        "users.tsv.gz), synthetic (planted attribute hierarchy) or a folder with FuxiCTR "
-        "Taobao train_sample.csv / test_sample.csv. With --out, the training state is saved "
-        "after every epoch and an interrupted run resumes from it.",
+        "(MovieLens-100K as CTR, label = rating >= 4), amazon-users (Amazon Electronics "
+        "per-user samples, base models only), synthetic (planted attribute hierarchy) or a "
+        "folder with FuxiCTR Taobao train_sample.csv / test_sample.csv. The model and training "
+        "settings default to the validated ones of graphrec.models.ctr.defaults (the dataset's "
+        "training recipe, the model's hyper-parameters). With --out, the training state is "
+        "saved after every epoch and an interrupted run resumes from it.",
     )
     train.add_argument("--dataset", required=True, metavar="DATASET",
                        help="ml-100k | amazon-users | synthetic | PATH")  # fmt: skip
-    train.add_argument(
-        "--root", type=Path, help="folder of a named dataset (ml-100k, amazon-users)"
-    )
-    train.add_argument("--model", required=True,
-                       choices=["lr", "widedeep", "deepfm", "dcn", "din"])  # fmt: skip
+    add_data_root(train, "ml-100k or amazon-users")
+    train.add_argument("--model", required=True, choices=list(MODEL_DEFAULTS))
     train.add_argument("--hien", action="store_true", help="use HIEN as the input module")
-    train.add_argument("--aggregator", choices=["gcn", "ngcf", "lightgcn", "cp"], default="gcn",
-                       help="HIEN tree aggregator")  # fmt: skip
-    train.add_argument("--embedding-dim", type=positive_int("--embedding-dim"), default=16)
-    train.add_argument("--epochs", type=positive_int("--epochs"), default=20)
-    train.add_argument("--batch-size", type=positive_int("--batch-size"), default=1024)
-    train.add_argument("--lr", type=positive_float("--lr"), default=1e-3, help="Adam step size")
-    train.add_argument("--patience", type=positive_int("--patience"), default=2,
-                       help="epochs without validation-AUC gain before stopping")  # fmt: skip
-    train.add_argument("--seed", type=int, default=0, help="seed of weights, order and data")
+    train.add_argument("--aggregator", choices=["gcn", "ngcf", "lightgcn", "cp"],
+                       default=HIEN_DEFAULTS.aggregator,
+                       help="HIEN tree aggregator (default: %(default)s)")  # fmt: skip
+    sizes = ", ".join(f"{m} {c.embedding_dim}" for m, c in MODEL_DEFAULTS.items())
+    train.add_argument("--embedding-dim", type=positive_int("--embedding-dim"),
+                       help=f"embedding size (default: {sizes}; LR's is fixed)")  # fmt: skip
+    train.add_argument("--epochs", type=positive_int("--epochs"),
+                       help=_recipe_help("maximum number of epochs", "epochs"))  # fmt: skip
+    train.add_argument("--batch-size", type=positive_int("--batch-size"),
+                       help=_recipe_help("training batch size", "batch_size"))  # fmt: skip
+    train.add_argument(
+        "--lr", type=positive_float("--lr"), help=_recipe_help("Adam step size", "lr")
+    )
+    train.add_argument("--weight-decay", type=_non_negative_float,
+                       help=_recipe_help("Adam weight decay", "weight_decay"))  # fmt: skip
+    train.add_argument("--patience", type=positive_int("--patience"),
+                       help=_recipe_help("epochs without validation-AUC gain before stopping",
+                                         "patience"))  # fmt: skip
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed of weights, order and data (default: %(default)s)")  # fmt: skip
     train.add_argument("--threads", type=positive_int("--threads"), default=None,
                        help="torch CPU threads (default: torch's choice)")  # fmt: skip
     train.add_argument(
@@ -59,17 +93,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace) -> dict:
+    """The run's settings, unset options resolved (``root``: the ``--data-root`` given)."""
+    recipe = train_recipe(args.dataset)
+    settings = {name: getattr(args, name) for name in RECIPE_OPTIONS}
     return {
         "dataset": args.dataset,
-        "root": None if args.root is None else str(args.root),
+        "root": None if args.data_root is None else str(args.data_root),
         "model": args.model,
         "hien": args.hien,
         "aggregator": args.aggregator if args.hien else None,
-        "embedding_dim": args.embedding_dim,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "patience": args.patience,
+        "embedding_dim": args.embedding_dim or MODEL_DEFAULTS[args.model].embedding_dim,
+        **{k: getattr(recipe, k) if v is None else v for k, v in settings.items()},
         "seed": args.seed,
     }
 
@@ -114,16 +148,17 @@ def train_command(args: argparse.Namespace) -> int:
         resume = _prepare_out(args.out, config, args.force)
         (args.out / CONFIG).write_text(json.dumps(config, indent=1))
     t0 = time.perf_counter()
-    data = load_ctr_dataset(args.dataset, args.root, seed=args.seed)
-    model = build_ctr_model(args.model, data, hien=args.hien, embedding_dim=args.embedding_dim,
-                            aggregator=args.aggregator, seed=args.seed)  # fmt: skip
+    data = load_ctr_dataset(args.dataset, args.data_root, seed=args.seed)
+    model = build_ctr_model(args.model, data, hien=args.hien,
+                            embedding_dim=config["embedding_dim"], aggregator=args.aggregator,
+                            seed=args.seed)  # fmt: skip
     load_s = time.perf_counter() - t0
     if resume and not args.json:
         print(f"resuming from {args.out / CHECKPOINT}")
     t0 = time.perf_counter()
     result = train_ctr(
         model, data.split.train, data.split.valid,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+        **{name: config[name] for name in RECIPE_OPTIONS},
         seed=args.seed, checkpoint=None if args.out is None else args.out / CHECKPOINT,
         progress=not (args.quiet or args.json),
     )  # fmt: skip

@@ -23,6 +23,7 @@ from torch import Tensor
 from graphrec.graphs.attribute_tree import AttributeTree
 from graphrec.io import CTRTable
 from graphrec.models.ctr.base import CTRModel
+from graphrec.models.ctr.defaults import HIEN_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.hier_attention import HierarchicalIntentAttention
 from graphrec.nn.tree_aggregation import TREE_AGGREGATORS, TreeAggregation
@@ -35,7 +36,7 @@ def item_clickers(
     *,
     item: str,
     user: str,
-    max_clickers: int = 20,
+    max_clickers: int = HIEN_DEFAULTS.max_clickers,
     seed: int = 0,
 ) -> Tensor:
     """Users who clicked each item in ``table`` (pass the **training** table: no leakage).
@@ -96,7 +97,8 @@ class HIEN(torch.nn.Module):
        only (not the cross layers).
 
     The base model must be built with ``extra_fields=2`` (``1`` without ``clickers``), see
-    :meth:`num_extra_fields`. The forward pass has no data-dependent control flow.
+    :meth:`num_extra_fields`. The forward pass has no data-dependent control flow. Defaults:
+    :data:`graphrec.models.ctr.defaults.HIEN_DEFAULTS`.
 
     Args:
         base: the base CTR model.
@@ -121,9 +123,9 @@ class HIEN(torch.nn.Module):
         item: str,
         user: str | None = None,
         history: str | None = None,
-        aggregator: str = "gcn",
+        aggregator: str = HIEN_DEFAULTS.aggregator,
         clickers: Tensor | None = None,
-        attention_hidden: int | None = None,
+        attention_hidden: int | None = HIEN_DEFAULTS.attention_hidden,
     ) -> None:
         super().__init__()
         if aggregator not in TREE_AGGREGATORS:

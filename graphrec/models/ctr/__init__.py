@@ -13,7 +13,10 @@ test :class:`graphrec.io.CTRTable` splits (per-user, time-ordered); :func:`train
 with early stopping on validation AUC, seeds and checkpoint/resume; :func:`evaluate_ctr` gives
 AUC, GAUC and logloss. :mod:`graphrec.models.ctr.experiment` loads the named CTR datasets
 (``ml-100k``, ``amazon-users``, ``synthetic``, a Taobao folder) and builds every model with or
-without HIEN with the defaults of ``graphrec ctr train`` and ``benchmarks/ctr.py``.
+without HIEN. :mod:`graphrec.models.ctr.defaults` is the one source of the defaults: model
+hyper-parameters (``DIN(features)`` is the model ``graphrec ctr train --model din`` trains) and
+the validated training recipe per dataset (:func:`train_recipe`), read by the constructors,
+:func:`train_ctr`, the CLI and ``benchmarks/ctr.py``.
 
 Every model maps a batch ``dict[str, Tensor]`` (from :meth:`CTRFeatures.batch`) to logits
 ``[B]`` through ``interact(embed(batch))``.
@@ -36,6 +39,7 @@ from graphrec.models.ctr.data import (
 )
 from graphrec.models.ctr.dcn import DCNv2
 from graphrec.models.ctr.deepfm import DeepFM
+from graphrec.models.ctr.defaults import MODEL_DEFAULTS, TRAIN_RECIPES, TrainRecipe, train_recipe
 from graphrec.models.ctr.din import DIN
 from graphrec.models.ctr.features import (
     CTRFeatures,
@@ -66,6 +70,9 @@ __all__ = [
     "LR",
     "MLP",
     "MODELS",
+    "MODEL_DEFAULTS",
+    "TRAIN_RECIPES",
+    "TrainRecipe",
     "TrainResult",
     "WideDeep",
     "amazon_ctr",
@@ -73,4 +80,5 @@ __all__ = [
     "masked_mean",
     "movielens_ctr",
     "train_ctr",
+    "train_recipe",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from graphrec.models.ctr.defaults import WIDEDEEP_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures, FeatureEmbedding
 
 __all__ = ["CTRModel", "MLP"]
@@ -112,10 +113,10 @@ class _WideAndDeepModel(CTRModel):
     def __init__(
         self,
         features: CTRFeatures,
-        embedding_dim: int = 16,
-        hidden_channels: Sequence[int] = (64, 32),
+        embedding_dim: int = WIDEDEEP_DEFAULTS.embedding_dim,
+        hidden_channels: Sequence[int] = WIDEDEEP_DEFAULTS.hidden_channels,
         *,
-        dropout: float = 0.0,
+        dropout: float = WIDEDEEP_DEFAULTS.dropout,
         extra_fields: int = 0,
     ) -> None:
         super().__init__(features, embedding_dim, linear=True, extra_fields=extra_fields)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from graphrec.models.ctr.base import MLP, CTRModel
+from graphrec.models.ctr.defaults import DCNV2_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.cross import CrossLayerV2
 
@@ -34,6 +35,8 @@ class DCNv2(CTRModel):
     the square of their width (two more fields of 9 would cost 1.5x), and the intents are
     already target-aware interactions.
 
+    Defaults: :data:`graphrec.models.ctr.defaults.DCNV2_DEFAULTS`.
+
     Args:
         features: the :class:`CTRFeatures`.
         embedding_dim: embedding size ``d``.
@@ -48,13 +51,13 @@ class DCNv2(CTRModel):
     def __init__(
         self,
         features: CTRFeatures,
-        embedding_dim: int = 16,
-        num_cross_layers: int = 3,
-        hidden_channels: Sequence[int] = (64, 32),
+        embedding_dim: int = DCNV2_DEFAULTS.embedding_dim,
+        num_cross_layers: int = DCNV2_DEFAULTS.num_cross_layers,
+        hidden_channels: Sequence[int] = DCNV2_DEFAULTS.hidden_channels,
         *,
-        structure: str = "parallel",
-        low_rank: int | None = None,
-        dropout: float = 0.0,
+        structure: str = DCNV2_DEFAULTS.structure,
+        low_rank: int | None = DCNV2_DEFAULTS.low_rank,
+        dropout: float = DCNV2_DEFAULTS.dropout,
         extra_fields: int = 0,
     ) -> None:
         super().__init__(features, embedding_dim, extra_fields=extra_fields)

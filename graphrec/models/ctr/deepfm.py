@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from graphrec.models.ctr.base import _WideAndDeepModel
+from graphrec.models.ctr.defaults import DEEPFM_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.fm import FMInteraction
 
@@ -26,6 +27,8 @@ class DeepFM(_WideAndDeepModel):
     component share the field embeddings :math:`\mathbf{e}_f` (sequences mean-pooled, dense
     features as value times vector). Returns the logit.
 
+    Defaults: :data:`graphrec.models.ctr.defaults.DEEPFM_DEFAULTS`.
+
     Args:
         features: the :class:`CTRFeatures`.
         embedding_dim: embedding size ``d``.
@@ -37,10 +40,10 @@ class DeepFM(_WideAndDeepModel):
     def __init__(
         self,
         features: CTRFeatures,
-        embedding_dim: int = 16,
-        hidden_channels: Sequence[int] = (64, 32),
+        embedding_dim: int = DEEPFM_DEFAULTS.embedding_dim,
+        hidden_channels: Sequence[int] = DEEPFM_DEFAULTS.hidden_channels,
         *,
-        dropout: float = 0.0,
+        dropout: float = DEEPFM_DEFAULTS.dropout,
         extra_fields: int = 0,
     ) -> None:
         super().__init__(

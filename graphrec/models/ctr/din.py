@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from graphrec.models.ctr.base import MLP, CTRModel
+from graphrec.models.ctr.defaults import DIN_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.target_attention import TargetAttention
 
@@ -31,6 +32,8 @@ class DIN(CTRModel):
     Other sequences (without a target) are mean-pooled. Returns the logit;
     :meth:`attention_weights` gives the per-position weights for inspection.
 
+    Defaults: :data:`graphrec.models.ctr.defaults.DIN_DEFAULTS`.
+
     Args:
         features: the :class:`CTRFeatures`.
         embedding_dim: embedding size ``d``.
@@ -39,7 +42,7 @@ class DIN(CTRModel):
             with the sparse feature that owns its table (e.g. ``click_sequence`` with
             ``adgroup_id``). Each pair must share a table.
         attention_hidden: hidden sizes of the attention MLP.
-        softmax: normalise the attention weights (the paper does not).
+        softmax: normalise the attention weights (the paper does not; the default does).
         dropout: MLP dropout.
         extra_fields: ``[B, d]`` fields appended by an input module.
     """
@@ -47,13 +50,13 @@ class DIN(CTRModel):
     def __init__(
         self,
         features: CTRFeatures,
-        embedding_dim: int = 16,
-        hidden_channels: Sequence[int] = (200, 80),
+        embedding_dim: int = DIN_DEFAULTS.embedding_dim,
+        hidden_channels: Sequence[int] = DIN_DEFAULTS.hidden_channels,
         *,
         behaviours: Sequence[tuple[str, str]] | None = None,
-        attention_hidden: Sequence[int] = (64, 32),
-        softmax: bool = False,
-        dropout: float = 0.0,
+        attention_hidden: Sequence[int] = DIN_DEFAULTS.attention_hidden,
+        softmax: bool = DIN_DEFAULTS.softmax,
+        dropout: float = DIN_DEFAULTS.dropout,
         extra_fields: int = 0,
     ) -> None:
         super().__init__(features, embedding_dim, extra_fields=extra_fields)

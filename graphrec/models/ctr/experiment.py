@@ -1,9 +1,10 @@
-"""Named CTR datasets and model recipes shared by the CLI, the benchmark and the notebooks.
+"""Named CTR datasets and models shared by the CLI, the benchmark and the notebooks.
 
 :func:`load_ctr_dataset` turns a dataset name (or a folder in the FuxiCTR Taobao format) into
 train / validation / test tables plus what HIEN needs (attribute trees, the item, user and
 history features); :func:`build_ctr_model` builds one of the five base models, optionally
-wrapped in :class:`graphrec.models.hien.HIEN`, with the same defaults everywhere.
+wrapped in :class:`graphrec.models.hien.HIEN`, with the defaults of
+:mod:`graphrec.models.ctr.defaults` (train it with ``train_recipe(name)``).
 
 Example:
     >>> data = load_ctr_dataset("synthetic", seed=0)
@@ -28,13 +29,10 @@ from graphrec.graphs.attribute_tree import (
     tree_from_table,
 )
 from graphrec.io import CTRTable
+from graphrec.models.ctr import MODELS
 from graphrec.models.ctr.data import CTRSplit, amazon_ctr, movielens_ctr
-from graphrec.models.ctr.dcn import DCNv2
-from graphrec.models.ctr.deepfm import DeepFM
-from graphrec.models.ctr.din import DIN
+from graphrec.models.ctr.defaults import HIEN_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures
-from graphrec.models.ctr.lr import LR
-from graphrec.models.ctr.widedeep import WideDeep
 
 __all__ = ["CTR_DATASETS", "CTRDataset", "build_ctr_model", "load_ctr_dataset"]
 
@@ -82,18 +80,19 @@ def load_ctr_dataset(
     """Load a CTR dataset by name or folder.
 
     Args:
-        dataset: ``"ml-100k"`` (MovieLens-100K as CTR, :func:`movielens_ctr`; ``root`` is the
-            ``ml-100k`` folder), ``"amazon-users"`` (Amazon Electronics per-user samples,
-            :func:`amazon_ctr`, no attributes; ``root`` holds ``users.tsv.gz``),
+        dataset: ``"ml-100k"`` (MovieLens-100K as CTR, :func:`movielens_ctr`),
+            ``"amazon-users"`` (Amazon Electronics per-user samples, :func:`amazon_ctr`, no
+            attributes),
             ``"synthetic"`` (:func:`graphrec.datasets.synthetic_ctr` with ``seed``; no root) or
             a folder with FuxiCTR Taobao ``train_sample.csv`` / ``test_sample.csv`` (the
             validation set is a seeded ``valid_fraction`` of the training rows).
-        root: folder of a named dataset.
+        root: the data root of a named dataset (laid out like ``shared/data``) or the dataset's
+            own folder; default ``$GRAPHREC_DATA`` (:func:`graphrec.datasets.dataset_folder`).
         seed: seed of the synthetic data and of the Taobao validation holdout.
 
     Raises:
-        GraphrecError: a named dataset without ``root``, or an unknown name that is not a
-            folder.
+        GraphrecError: a named dataset without ``root`` or ``$GRAPHREC_DATA``, or an unknown
+            name that is not a folder.
         DatasetNotFoundError: files missing under ``root`` or the folder.
     """
     name = str(dataset)
@@ -106,8 +105,9 @@ def load_ctr_dataset(
         return CTRDataset(name, split, CTRFeatures.from_table(split.train),
                           {"item": trees, "user": []}, "item", "user", "history")  # fmt: skip
     if name in ("ml-100k", "amazon-users"):
-        if root is None:
-            raise GraphrecError(f"dataset {name!r} needs its folder: pass --root DIR")
+        from graphrec.datasets import dataset_folder
+
+        root = dataset_folder(name, root)
         if name == "ml-100k":
             from graphrec.datasets import load_movielens100k
 
@@ -154,36 +154,27 @@ def build_ctr_model(
     data: CTRDataset,
     *,
     hien: bool = False,
-    embedding_dim: int = 16,
-    aggregator: str = "gcn",
-    max_clickers: int = 10,
+    embedding_dim: int | None = None,
+    aggregator: str = HIEN_DEFAULTS.aggregator,
+    max_clickers: int = HIEN_DEFAULTS.max_clickers,
     seed: int = 0,
 ) -> torch.nn.Module:
     """One of the five base models (``lr``, ``widedeep``, ``deepfm``, ``dcn``, ``din``) on
     ``data``'s features, optionally as the base of :class:`~graphrec.models.hien.HIEN`.
 
-    The weights are initialised after ``torch.manual_seed(seed)``. With ``hien``, HIEN uses
-    the dataset's item and user trees and an item intent over at most ``max_clickers`` users
-    who clicked the item in training.
+    Every hyper-parameter is the model's default (:mod:`graphrec.models.ctr.defaults`) but
+    ``embedding_dim`` when given (LR's is fixed at 1). The weights are initialised after
+    ``torch.manual_seed(seed)``. With ``hien``, HIEN uses the dataset's item and user trees
+    and an item intent over at most ``max_clickers`` users who clicked the item in training.
 
     Raises:
         GraphrecError: an unknown model name, or ``hien`` on a dataset without attributes.
     """
     from graphrec.models.hien import HIEN, item_clickers
 
-    recipes = {
-        "lr": lambda extra: LR(data.features, extra_fields=extra),
-        "widedeep": lambda extra: WideDeep(data.features, embedding_dim, (64, 32),
-                                           extra_fields=extra),
-        "deepfm": lambda extra: DeepFM(data.features, embedding_dim, (64, 32),
-                                       extra_fields=extra),
-        "dcn": lambda extra: DCNv2(data.features, embedding_dim, 2, (64, 32),
-                                   extra_fields=extra),
-        "din": lambda extra: DIN(data.features, embedding_dim, (64, 32),
-                                 attention_hidden=(32,), softmax=True, extra_fields=extra),
-    }  # fmt: skip
-    if model not in recipes:
-        raise GraphrecError(f"unknown model {model!r}; choose one of {', '.join(recipes)}")
+    if model not in MODELS:
+        raise GraphrecError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    sizes = {} if model == "lr" or embedding_dim is None else {"embedding_dim": embedding_dim}
     if hien and data.trees is None:
         raise GraphrecError(
             f"dataset {data.name!r} has no item attributes: HIEN needs attribute trees "
@@ -191,9 +182,9 @@ def build_ctr_model(
         )
     torch.manual_seed(seed)
     if not hien:
-        return recipes[model](0)
+        return MODELS[model](data.features, **sizes)
     clickers = item_clickers(data.split.train, item=data.item, user=data.user,
                              max_clickers=max_clickers, seed=seed)  # fmt: skip
-    base = recipes[model](HIEN.num_extra_fields(True))
+    base = MODELS[model](data.features, extra_fields=HIEN.num_extra_fields(True), **sizes)
     return HIEN(base, data.trees, item=data.item, user=data.user, history=data.history,
                 aggregator=aggregator, clickers=clickers)  # fmt: skip

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from graphrec.models.ctr.base import CTRModel
+from graphrec.models.ctr.defaults import LR_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 
 __all__ = ["LR"]
@@ -29,7 +30,7 @@ class LR(CTRModel):
     """
 
     def __init__(self, features: CTRFeatures, *, extra_fields: int = 0) -> None:
-        super().__init__(features, 1, extra_fields=extra_fields)
+        super().__init__(features, LR_DEFAULTS.embedding_dim, extra_fields=extra_fields)
         self.bias = torch.nn.Parameter(torch.zeros(1))
 
     def interact(self, emb: EmbeddedFeatures) -> Tensor:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from graphrec.io import CTRTable
 from graphrec.metrics import auc, gauc
 from graphrec.models.ctr.base import CTRModel
+from graphrec.models.ctr.defaults import TRAIN_DEFAULTS
 
 __all__ = ["TrainResult", "evaluate_ctr", "train_ctr"]
 
@@ -84,11 +85,11 @@ def train_ctr(
     train: CTRTable,
     valid: CTRTable,
     *,
-    epochs: int = 20,
-    batch_size: int = 1024,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    patience: int = 2,
+    epochs: int = TRAIN_DEFAULTS.epochs,
+    batch_size: int = TRAIN_DEFAULTS.batch_size,
+    lr: float = TRAIN_DEFAULTS.lr,
+    weight_decay: float = TRAIN_DEFAULTS.weight_decay,
+    patience: int = TRAIN_DEFAULTS.patience,
     seed: int = 0,
     max_len: int | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -106,6 +107,10 @@ def train_ctr(
     generators, history) is written there after every epoch, and a call that finds the file
     resumes from it: an interrupted run, resumed, gives the same result as an uninterrupted
     one. The file loads with ``torch.load(..., weights_only=True)``.
+
+    The defaults are :data:`graphrec.models.ctr.defaults.TRAIN_DEFAULTS`; a named dataset's
+    validated recipe is ``train_ctr(..., **asdict(train_recipe(name)))``
+    (:func:`graphrec.models.ctr.defaults.train_recipe`).
 
     Args:
         model: a :class:`CTRModel`, built on the features of ``train``.

@@ -23,6 +23,8 @@ class WideDeep(_WideAndDeepModel):
     FuxiCTR and DeepCTR); the deep part is an MLP over the concatenated field embeddings
     (sequences mean-pooled). Returns the logit.
 
+    Defaults: :data:`graphrec.models.ctr.defaults.WIDEDEEP_DEFAULTS`.
+
     Args:
         features: the :class:`CTRFeatures`.
         embedding_dim: embedding size ``d``.
