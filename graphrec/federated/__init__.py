@@ -2,7 +2,8 @@
 aggregation strategies (FedAvg, FedProx, involved-participant averaging, FedSubAvg) and ODE
 sample valuation with storage-limited streams and the selection baselines.
 
-See ``shared/specs/federated.md``. The device-cloud graph itself is
+Papers: FedSubAvg (arXiv 2109.07704, "Federated Submodel Optimization for Hot and Cold Data
+Features", NeurIPS 2022) and ODE (Gong et al., WWW 2023). The device-cloud graph itself is
 :class:`graphrec.graphs.device_cloud.DeviceCloudGraph`.
 """
 

@@ -15,7 +15,7 @@ calls the same one from ``aggregate_train``.
 A second, optional hook, ``configure(round, config) -> config``, lets a strategy change the
 clients' local-training configuration (FedProx adds its proximal coefficient ``prox_mu``).
 
-Notation (``shared/specs/federated.md`` section 1): ``K`` updates in the round, ``n_i`` samples
+Notation (FedSubAvg, arXiv 2109.07704): ``K`` updates in the round, ``n_i`` samples
 of client ``i``, ``n_P = sum n_i`` over the round, ``N`` devices and ``N_tot`` samples in the
 federation, row heat ``h_j`` (devices) and ``H_j`` (samples) from
 :class:`graphrec.graphs.device_cloud.DeviceCloudGraph`.

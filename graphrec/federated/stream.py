@@ -1,7 +1,7 @@
 """On-device data streams with limited storage: stores (ODE and the baselines), devices with
 lazy catch-up, the stream task and the ODE server aggregation.
 
-Setting (ODE, Gong et al., WWW 2023, ``shared/specs/federated.md`` section 2): device ``c``
+Setting (ODE, Gong et al., WWW 2023): device ``c``
 receives ``v_c`` samples per round from a stream (its data, in a seeded random order, replayed
 cyclically) and keeps at most ``|B_c|`` of them in a *store*; a selected device trains ``E``
 epochs on its store. How a store decides what to keep is the *selector*:

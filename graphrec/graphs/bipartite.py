@@ -5,7 +5,7 @@ Node layout (shared with :meth:`graphrec.io.Interactions.to_bipartite_data`): us
 validation and test interactions are held out as sparse ``U x I`` matrices, so nothing held
 out leaks into the propagation graph.
 
-Split protocol (design choice, see ``shared/specs/recsys.md`` section 2 "Protocol"):
+Split protocol (a design choice; LightGCN's and RecBole's conventions):
 
 * a dataset with an official split (LightGCN's Gowalla, MovieLens-100K ``u{fold}.base`` /
   ``.test``) keeps its test set; otherwise the test set is carved per user from the log;

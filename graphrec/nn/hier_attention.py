@@ -64,7 +64,7 @@ class HierarchicalIntentAttention(torch.nn.Module):
     positions hold it (:meth:`forward_bags`); the softmax over positions is then a softmax
     over values weighted by their counts, computed with dense products over the table instead
     of a gather of ``L`` keys per sample. The equations are a design choice reconstructed from
-    the paper's abstract (see ``shared/specs/recsys.md``); level 1 uses a bilinear score
+    the paper's abstract (HIEN, SIGIR 2022, arXiv 2206.00510); level 1 uses a bilinear score
     (cheaper than an additive MLP over every position).
 
     Args:

@@ -45,7 +45,7 @@ class TreeAggregation(torch.nn.Module):
     children gets the same formula with an empty sum (:math:`\mathbf{m}_p = \mathbf{0}`), so
     the output table keeps the input's shape. The equations follow the aggregator names of
     HIEN's official code (GCN, NGCF, LightGCN, Concat&Product); their exact form in the paper
-    is not available (design choice, see ``shared/specs/recsys.md``).
+    is not available (a design choice).
 
     Args:
         channels (int): Embedding size :math:`d` of children and parents.

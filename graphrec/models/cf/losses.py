@@ -12,8 +12,8 @@ divided the BPR sum twice); in the installed 2.8.1 its BPR term is a plain mean,
 
 HDCCF ("Trading Hard Negatives and True Negatives: A Debiased Contrastive Collaborative
 Filtering Approach", C. Yang et al., IJCAI 2022) has no public code and only its abstract was
-available: :class:`HDCCFLoss` is the reconstruction of ``shared/specs/recsys.md`` section 2,
-which combines the three ingredients the abstract names with the standard technique for each:
+available: :class:`HDCCFLoss` is our reconstruction (a design choice, configurable), which
+combines the three ingredients the abstract names with the standard technique for each:
 
 * set-wise positives (``M`` per anchor) in one softmax ("set-wise contrastive objective");
 * in-batch negatives, i.e. negatives drawn proportionally to item / user frequency
