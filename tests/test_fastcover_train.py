@@ -73,19 +73,10 @@ def test_existing_model_needs_force(root, tmp_path):
 
 def test_resume_after_interruption_equals_uninterrupted(root, tmp_path, monkeypatch):
     full = train_fastcover(2, tmp_path / "full", data_root=root, **SMALL)
-    validate = train_module.validate
-    calls = []
-
-    def interrupted(*args, **kwargs):  # untrained, epoch 0, then Ctrl-C during epoch 1
-        calls.append(None)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return validate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "validate", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_fastcover(2, tmp_path / "cut", data_root=root, **SMALL)
-    monkeypatch.setattr(train_module, "validate", validate)
+    with monkeypatch.context() as patch:
+        _interrupt_in_epoch_1(patch)
+        with pytest.raises(KeyboardInterrupt):
+            train_fastcover(2, tmp_path / "cut", data_root=root, **SMALL)
     assert sorted(_files(tmp_path / "cut")) == ["fastcover_d2.ckpt"]
     with pytest.raises(GraphrecError, match=r"another config \(max_epochs 3 -> 4; lr"):
         train_fastcover(
@@ -136,7 +127,20 @@ def test_data_root_resolution_and_errors(root, tmp_path, monkeypatch):
         TrainConfig(d=1, optimizer="adam")
 
 
-def test_cli_trains_refuses_and_records_its_command(root, tmp_path, capsys):
+def _interrupt_in_epoch_1(monkeypatch) -> None:
+    """Make the third ``validate`` call (untrained, epoch 0, epoch 1) raise KeyboardInterrupt."""
+    validate, calls = train_module.validate, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "validate", interrupted)
+
+
+def test_cli_trains_refuses_and_records_its_command(root, tmp_path, capsys, monkeypatch):
     out = tmp_path / "w"
     argv = ["fastcover", "train", "--d", "2", "--out", str(out), "--data-root", str(root)]
     argv += ["--graphs", *SMALL["graphs"], "--val-graphs", *SMALL["val_graphs"]]
@@ -156,6 +160,10 @@ def test_cli_trains_refuses_and_records_its_command(root, tmp_path, capsys):
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     graphs = {k: SMALL[k] for k in ("graphs", "val_graphs", "ks")}
     assert config == TrainConfig(d=2, **graphs, max_epochs=2, lr=0.001)
+    with monkeypatch.context() as patch:
+        _interrupt_in_epoch_1(patch)
+        assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    assert "run the same command to resume from" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["fastcover", "train", "--help"])
     assert exc.value.code == 0 and "usage: graphrec fastcover train" in capsys.readouterr().out

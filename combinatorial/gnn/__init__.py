@@ -5,7 +5,9 @@
   sparse log-space form.
 - :func:`load_pretrained`, :func:`scores`, :func:`fastcover_seeds`, :func:`fastcover_solution`
   (``inference``): shipped weights for d = 1, 2, 3 and top-k seeds, optionally re-scored.
-- ``python -m combinatorial.gnn.train`` / ``.evaluate``: training and the benchmark table.
+- :func:`combinatorial.gnn.train.train_fastcover` (``graphrec fastcover train``): training into
+  a folder, reproducing the shipped weights; ``python -m combinatorial.gnn.evaluate``: the
+  benchmark table.
 """
 
 from combinatorial.gnn.inference import (

@@ -129,12 +129,17 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         ckpt = args.out / CHECKPOINT_FILE.format(d=args.d)
+        if not ckpt.is_file():  # before the first epoch ended
+            raise
         print(f"graphrec: interrupted; run the same command to resume from {ckpt}", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps(entry))
         return 0
-    shipped = json.loads((WEIGHTS_DIR / MANIFEST_FILE).read_text())["models"].get(str(args.d))
+    shipped_manifest = WEIGHTS_DIR / MANIFEST_FILE
+    shipped = None
+    if shipped_manifest.is_file():
+        shipped = json.loads(shipped_manifest.read_text())["models"].get(str(args.d))
     if shipped is None:
         same = "no shipped model for this d"
     elif shipped["sha256"] == entry["sha256"]:
