@@ -511,3 +511,176 @@ def relabel_ids(ids: np.ndarray | list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty(len(uniq), dtype=np.int64)
     rank[order] = np.arange(len(uniq))
     return rank[inverse.reshape(-1)], uniq[order].astype(object)
+
+
+@dataclass
+class ChunkLines:
+    """The data lines of a chunk of whole lines of a file (see :func:`tokenize`).
+
+    ``data`` starts at line ``first_line`` of the file. Data line ``i`` is line ``lineno[i]``
+    and its fields are the bytes ``data[start[j]:end[j]]``, ``j`` in
+    ``first[i] : first[i] + counts[i]``. Blank and comment lines are not data lines.
+    """
+
+    data: bytes
+    path: str
+    first_line: int
+    start: np.ndarray
+    end: np.ndarray
+    counts: np.ndarray
+    lineno: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def bytes(self) -> np.ndarray:
+        return np.frombuffer(self.data, dtype=np.uint8)
+
+    def token(self, j: int) -> str:
+        """Field ``j`` (counting all fields of the chunk), decoded."""
+        return self.data[int(self.start[j]) : int(self.end[j])].decode("utf-8")
+
+    def fields(self, i: int) -> list[str]:
+        """The fields of data line ``i``, decoded."""
+        begin = int(self.counts[:i].sum())
+        return [self.token(j) for j in range(begin, begin + int(self.counts[i]))]
+
+    def tail(self, start: int) -> ChunkLines:
+        """The data lines from data line ``start`` on."""
+        skip = int(self.counts[:start].sum())
+        return ChunkLines(
+            self.data,
+            self.path,
+            self.first_line,
+            self.start[skip:],
+            self.end[skip:],
+            self.counts[start:],
+            self.lineno[start:],
+        )
+
+    def error(self, i: int, problem: str, expected: str | None = None) -> InputFormatError:
+        """An :class:`InputFormatError` pointing at data line ``i``."""
+        return self.error_at_line(int(self.lineno[i]), problem, expected)
+
+    def error_at_line(
+        self, lineno: int, problem: str, expected: str | None = None
+    ) -> InputFormatError:
+        """An :class:`InputFormatError` pointing at line ``lineno`` of the file."""
+        content = line_text(self.data, lineno - self.first_line + 1)
+        return InputFormatError(
+            problem, path=self.path, line=lineno, content=content, expected=expected
+        )
+
+
+def tokenize(data: bytes, path: PathLike, first_line: int, sep: str | None) -> ChunkLines:
+    """Split whole lines ``data`` (line ``first_line`` on) into data lines and field ranges.
+
+    ``sep=None`` splits on runs of whitespace; a one-character ``sep`` separates fields
+    (surrounding whitespace is stripped, one pair of enclosing double quotes removed; an empty
+    field, whitespace or a double quote inside a field is an error naming the line).
+    """
+    path = str(path)
+    b = np.frombuffer(data, dtype=np.uint8)
+    is_sep = _WHITESPACE[b]
+    code = None if sep is None else ord(sep)
+    if code is not None:
+        is_sep |= b == code
+    change = np.diff((~is_sep).view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    del is_sep
+    start = np.flatnonzero(change == 1)
+    end = np.flatnonzero(change == -1)
+    del change
+    newlines = np.flatnonzero(b == 10)
+    tok_line = np.searchsorted(newlines, start)
+    is_first = np.empty(len(start), dtype=bool)
+    is_first[:1] = True
+    is_first[1:] = tok_line[1:] != tok_line[:-1]
+    first = np.flatnonzero(is_first)
+    counts = np.diff(np.append(first, len(start)))
+    line_idx = tok_line[first]
+    del tok_line, is_first
+    comment = np.isin(b[start[first]], _COMMENT)
+    chunk = ChunkLines(data, path, first_line, start, end, counts, line_idx + first_line)
+    if code is not None:
+        try:
+            _check_separators(data, path, sep, b == code, newlines, line_idx, counts, comment)
+        except InputFormatError as err:
+            raise _shift(err, first_line) from None
+        if b'"' in data:
+            _strip_quotes(chunk, b, np.repeat(comment, counts))
+    if comment.any():
+        keep = np.repeat(~comment, counts)
+        chunk.start, chunk.end = start[keep], end[keep]
+        chunk.counts, chunk.lineno = counts[~comment], chunk.lineno[~comment]
+    return chunk
+
+
+def _strip_quotes(chunk: ChunkLines, b: np.ndarray, skip: np.ndarray) -> None:
+    """Remove one pair of enclosing double quotes from each field; refuse other quotes."""
+    start, end = chunk.start, chunk.end
+    quoted = (b[start] == 34) & (b[end - 1] == 34) & (end - start > 1) & ~skip
+    allowed = np.concatenate([start[quoted], end[quoted] - 1])
+    quotes = np.flatnonzero(b == 34)
+    owner = np.searchsorted(end, quotes, side="right")  # the field holding each quote
+    stray = np.flatnonzero(~np.isin(quotes, allowed) & ~skip[owner])
+    if len(stray):
+        j = int(owner[stray[0]])
+        line = int(np.searchsorted(np.cumsum(chunk.counts), j, side="right"))
+        raise chunk.error(
+            line,
+            f"field {chunk.token(j)!r} has a double quote inside",
+            'fields without quotes, or quoted as a whole ("a") with no separator or quote inside',
+        )
+    start[quoted] += 1
+    end[quoted] -= 1
+
+
+def parse_int_ranges(
+    b: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The integers ``b[start[j]:end[j]]`` (``-?[0-9]+``), vectorised over the fields.
+
+    Returns ``(values, status)``: ``values`` int64 (0 where not an int64), ``status`` int8:
+    0 an integer, 1 not an integer (``1_000``, ``+5``, ``1.0`` and names included), 2 an
+    integer outside int64.
+    """
+    n = len(start)
+    neg = b[start] == 45 if n else np.zeros(0, dtype=bool)
+    digits_start = start + neg
+    length = end - digits_start
+    ok = length > 0
+    value = np.zeros(n, dtype=np.uint64)
+    for k in range(min(int(length.max()) if n else 0, 19)):
+        active = length > k
+        digit = b[np.where(active, digits_start + k, 0)] - np.uint8(48)
+        ok &= ~active | (digit <= 9)
+        value = np.where(active, value * np.uint64(10) + digit, value)
+    status = np.where(ok, 0, 1).astype(np.int8)
+    limit = np.uint64(2**63) - (~neg).astype(np.uint64)  # |min int64| = 2**63
+    status[ok & ((length > 19) | (value > limit))] = 2
+    for j in np.flatnonzero(ok & (length > 19)).tolist():  # rare: leading zeros, or huge
+        token = b[start[j] : end[j]].tobytes()
+        if not token.lstrip(b"-").isdigit():
+            status[j] = 1
+        elif -(2**63) <= (number := int(token)) < 2**63:
+            status[j], value[j] = 0, abs(number)
+    values = value.astype(np.int64)  # 2**63 wraps to -2**63, the value wanted when negative
+    np.negative(values, out=values, where=neg & (values > 0))
+    values[status != 0] = 0
+    return values, status
+
+
+def gather_strings(b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The fields ``b[start[j]:end[j]]`` as a fixed-width bytes array (object when long)."""
+    n = len(start)
+    length = end - start
+    width = int(length.max()) if n else 1
+    if width > 256:
+        raw = b.tobytes()
+        return np.array([raw[s:e] for s, e in zip(start.tolist(), end.tolist())], dtype=object)
+    table = np.zeros((n, width), dtype=np.uint8)
+    for k in range(width):
+        active = np.flatnonzero(length > k)
+        table[active, k] = b[start[active] + k]
+    return table.view(f"S{width}").reshape(n)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import compress, cycle
 from typing import Any
 
 import numpy as np
@@ -13,17 +14,20 @@ from torch_geometric.data import Data
 
 from graphrec.errors import InputFormatError
 from graphrec.io._text import (
+    DEFAULT_MAX_INPUT_BYTES,
     EDGE_COLUMNS,
-    Lines,
+    ChunkLines,
     PathLike,
     check_choice,
     first_data_line,
+    gather_strings,
     is_number,
-    parse_ints,
-    parse_numbers,
-    read_text_bytes,
+    iter_line_chunks,
+    line_at,
+    line_text,
+    parse_int_ranges,
     relabel_ids,
-    scan,
+    tokenize,
 )
 
 POLICIES = ("keep", "drop", "error")
@@ -50,6 +54,8 @@ class EdgeList:
         header: what the reader took line 1 (the first data line) for when it was not an edge,
             e.g. ``"count line '9877 51971'"`` or ``"column names 'source,target'"``; None
             when every data line is an edge.
+        notes: remarks on the ids worth a look, e.g. negative integer ids (kept as labels)
+            or integers outside int64 (which make every id a string).
 
     Example:
         >>> g = EdgeList.from_edges([10, 20], [20, 30])
@@ -65,6 +71,7 @@ class EdgeList:
     num_duplicates: int = 0
     path: str | None = None
     header: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_nodes(self) -> int:
@@ -121,8 +128,7 @@ class EdgeList:
         weight = None if edge_weight is None else np.asarray(edge_weight, dtype=np.float32)
         loops, dups = _loops_and_duplicates(row, col, len(node_ids), undirected)
         return _assemble(
-            row,
-            col,
+            np.stack([row, col]),
             weight,
             node_ids,
             undirected=undirected,
@@ -190,6 +196,7 @@ class EdgeList:
         ]
         if self.path is not None:
             out.append(f"  header   {self.header or 'none (the first data line is an edge)'}")
+        out += [f"  note     {note}" for note in self.notes]
         if n:
             degrees = (
                 [("out-degree", row), ("in-degree", col)] if self.directed else [("degree", row)]
@@ -224,6 +231,7 @@ def read_edgelist(
     relabel: str = "auto",
     delimiter: str | None = None,
     header: str | bool | None = "auto",
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> EdgeList:
     """Read an edge list (``source target [weight]`` per line) into an :class:`EdgeList`.
 
@@ -277,38 +285,59 @@ def read_edgelist(
     check_choice("relabel", relabel, RELABEL)
     header = _HEADER_SYNONYMS.get(header, header)
     check_choice("header", header, HEADER)
+    if (
+        isinstance(max_input_bytes, bool)
+        or not isinstance(max_input_bytes, int)
+        or (max_input_bytes < 1)
+    ):
+        raise ValueError(f"max_input_bytes must be an integer >= 1; got {max_input_bytes!r}")
     sep = _check_delimiter(delimiter)
-    raw = read_text_bytes(path)
-    if delimiter is None and "," in first_data_line(raw):
-        sep = ","
-    lines = scan(raw, path, sep)
-    if not len(lines):
-        raise InputFormatError(
-            "contains no edge lines (it is empty or only has comments)",
-            path=str(path),
-            expected="lines 'source target [weight]'",
-        )
-    found, num_nodes, parsed = _split_header(lines, header)
-    row, col, node_ids = _relabel(parsed, relabel, num_nodes)
-    loops, dups = _loops_and_duplicates(row, col, len(node_ids), undirected)
-    keep = np.ones(len(row), dtype=bool)
-    for policy, mask, what in ((self_loops, loops, "self_loops"), (duplicates, dups, "duplicates")):
-        if policy == "drop":
-            keep &= ~mask
-        elif policy == "error" and mask.any():
-            _raise_policy(parsed, what, int(np.flatnonzero(mask)[0]), row, col, undirected)
-    weight = None if parsed.weight is None else parsed.weight[keep]
-    return _assemble(
-        row[keep],
-        col[keep],
+    source = _Source(str(path), sep, delimiter is None, max_input_bytes)
+    f = source.read(strings=False)
+    if f.abort is not None:
+        if relabel == "never":
+            raise f.abort
+        f = source.read(strings=True)
+    found, num_nodes = _split_header(f, header)
+    first = f.first
+    if found is None:
+        f.check_first_edge()
+        if f.status is None and (first.status[:2] != 0).any():
+            if relabel == "never":
+                j = int(np.flatnonzero(first.status[:2])[0])
+                raise f.first_error(_not_int(first.fields[j], int(first.status[j])), _NEVER)
+            f = source.read(strings=True)
+        f.put_first_edge()
+    lines = _LineIndex(f, found is None)
+    cut = 0 if found is None else 1
+    weight = None if f.weight is None else f.weight[cut:]
+    notes: list[str] = []
+    if f.status is None or not f.status[:, cut:].any():
+        pairs = np.ascontiguousarray(f.ints[:, cut:])
+        del f
+        pairs, node_ids = _relabel_ints(pairs, relabel, num_nodes, lines)
+        if relabel != "never" and node_ids.size and node_ids[0] < 0:
+            negative = int(np.searchsorted(node_ids, 0))
+            notes.append(f"{negative:,} negative integer id(s), e.g. {int(node_ids[0])}: labels")
+    else:
+        strs, status = f.strs[:, cut:], f.status[:, cut:]
+        del f
+        _check_strings(strs, status, relabel, lines)
+        pairs, node_ids = _relabel_strings(strs)
+        huge = int((status == 2).sum())
+        if huge:
+            notes.append(f"{huge:,} integer id(s) outside int64: every id read as a string")
+    return _finish(
+        pairs,
         weight,
         node_ids,
+        lines,
         undirected=undirected,
-        num_lines=len(row),
-        num_self_loops=int(loops.sum()),
-        num_duplicates=int(dups.sum()),
+        self_loops=self_loops,
+        duplicates=duplicates,
         path=str(path),
         header=found,
+        notes=notes,
     )
 
 
@@ -320,7 +349,7 @@ def _check_delimiter(delimiter: str | None) -> str | None:
         or len(delimiter) != 1
         or not delimiter.isascii()
         or delimiter.isalnum()
-        or delimiter in "#%-.+\r\n"
+        or delimiter in '#%-.+"\r\n'
     ):
         raise ValueError(
             f"delimiter must be None (auto), ' ', '\\t' or one ASCII punctuation character "
@@ -329,174 +358,529 @@ def _check_delimiter(delimiter: str | None) -> str | None:
     return delimiter
 
 
+_NEVER = "integer ids >= 0 with relabel='never' (relabel='auto' maps other ids)"
+
+
+def _not_int(token: str, status: int) -> str:
+    what = "does not fit in int64" if status == 2 else "is not an integer"
+    return f"node id {token!r} {what}"
+
+
 @dataclass
-class _Parsed:
-    """Edge lines of a file: ids as int64 (or None when some id is not an integer)."""
+class _First:
+    """The first data line: its fields, line number and text, and its fields as integers."""
 
-    lines: Lines
-    tokens: list[bytes]  # src0, dst0, src1, dst1, ...
-    ints: np.ndarray | None
-    weight: np.ndarray | None
-
-
-def _parse_edges(lines: Lines) -> _Parsed:
-    if not len(lines):
-        return _Parsed(lines, [], np.zeros(0, dtype=np.int64), None)
-    width = lines.check_width((2, 3), _FIELDS)
-    tokens = lines.tokens
-    weight = None
-    if width == 3:
-        weight = parse_numbers(tokens[2::3], lines, "weight")
-        tokens = list(compress(tokens, cycle((True, True, False))))
-    return _Parsed(lines, tokens, parse_ints(tokens), weight)
+    fields: list[str]
+    lineno: int
+    text: str
+    values: np.ndarray
+    status: np.ndarray
 
 
-def _split_header(lines: Lines, header: str) -> tuple[str | None, int | None, _Parsed]:
-    """Decide whether data line 0 is a header (see :func:`read_edgelist`).
+@dataclass
+class _File:
+    """The data lines of an edge-list file: line 1 apart, then the m edge lines after it.
 
-    Returns the header's description (None when line 0 is an edge), the node count of a
-    count line (or None) and the edge lines.
+    ``ints`` (and in string mode ``strs`` and ``status``) have shape ``[2, m + 1]``: column 0
+    is reserved for line 1 (filled by :meth:`put_first_edge` when it is an edge), column
+    ``i + 1`` holds edge line ``i`` after it. ``status`` is that of
+    :func:`~graphrec.io._text.parse_int_ranges` (None in integer mode, where every id is an
+    int64). ``abort``: in integer mode, the error for the first id that is not an int64 (the
+    file must then be read in string mode).
     """
-    banner = lines.raw.lstrip()[:14].lower() == b"%%matrixmarket"
-    if header == "no":
-        return None, None, _parse_edges(lines)
+
+    path: str
+    max_input_bytes: int
+    banner: bool
+    first: _First
+    width: int
+    ints: np.ndarray
+    strs: np.ndarray | None
+    status: np.ndarray | None
+    weight: np.ndarray | None
+    starts: np.ndarray  # first edge line of each chunk
+    linemap: list[tuple[int, np.ndarray | None]]  # its line number, or all its line numbers
+    abort: InputFormatError | None = None
+
+    @property
+    def m(self) -> int:
+        return self.ints.shape[1] - 1
+
+    def line(self, i: int) -> int:
+        """The line number of edge line ``i`` after line 1."""
+        c = int(np.searchsorted(self.starts, i, side="right")) - 1
+        base, numbers = self.linemap[c]
+        k = i - int(self.starts[c])
+        return base + k if numbers is None else int(numbers[k])
+
+    def error_at(self, lineno: int, problem: str, expected: str | None = None) -> InputFormatError:
+        if lineno == self.first.lineno:
+            content = self.first.text
+        else:
+            content = line_at(self.path, lineno, self.max_input_bytes)
+        return InputFormatError(
+            problem, path=self.path, line=lineno, content=content, expected=expected
+        )
+
+    def first_error(self, problem: str, expected: str | None = None) -> InputFormatError:
+        return self.error_at(self.first.lineno, problem, expected)
+
+    def _first_weight_error(self, _: int, problem: str, expected: str) -> InputFormatError:
+        return self.first_error(problem, expected)
+
+    def check_first_edge(self) -> None:
+        """Line 1 is an edge: it must be as wide as the lines after it."""
+        width = len(self.first.fields)
+        if self.m and width != self.width:
+            raise self.error_at(
+                self.line(0),
+                f"has {self.width} fields but line {self.first.lineno} has {width}",
+                "the same number of fields on every line",
+            )
+
+    def put_first_edge(self) -> None:
+        """Fill column 0 with line 1."""
+        first = self.first
+        self.ints[:, 0] = first.values[:2]
+        if self.strs is not None:
+            self.strs[:, 0] = [f.encode() for f in first.fields[:2]]
+            self.status[:, 0] = first.status[:2]
+        if self.weight is not None:
+            self.weight[0] = _weights_of([first.fields[2].encode()], self._first_weight_error)[0]
+
+
+class _LineIndex:
+    """Line numbers of the edges in file order, for error messages (no reference to the ids)."""
+
+    def __init__(self, f: _File, first_is_edge: bool) -> None:
+        self.shift = 0 if first_is_edge else 1
+        self.file = _File(
+            f.path, f.max_input_bytes, f.banner, f.first, f.width, f.ints[:, :0], None, None,
+            None, f.starts, f.linemap,
+        )  # fmt: skip
+
+    def line(self, i: int) -> int:
+        j = i + self.shift
+        return self.file.first.lineno if j == 0 else self.file.line(j - 1)
+
+    def error(self, i: int, problem: str, expected: str | None = None) -> InputFormatError:
+        return self.file.error_at(self.line(i), problem, expected)
+
+
+class _Source:
+    """Reads an edge-list file chunk by chunk into compact arrays."""
+
+    def __init__(self, path: str, sep: str | None, auto_sep: bool, max_input_bytes: int) -> None:
+        self.path, self.sep, self.auto_sep = path, sep, auto_sep
+        self.max_input_bytes = max_input_bytes
+
+    def read(self, *, strings: bool) -> _File:
+        """Parse the file; with ``strings``, keep every id as bytes and its status too."""
+        parts: list[tuple[np.ndarray, ...]] = []
+        weights: list[np.ndarray] = []
+        starts: list[int] = []
+        linemap: list[tuple[int, np.ndarray | None]] = []
+        first: _First | None = None
+        banner = False
+        width = ref_line = 0
+        m = 0
+        sep = self.sep
+        decided = not self.auto_sep
+        for data, lineno in iter_line_chunks(self.path, max_input_bytes=self.max_input_bytes):
+            if lineno == 1:
+                banner = data.lstrip()[:14].lower() == b"%%matrixmarket"
+            if not decided:
+                line = first_data_line(data)
+                if not line:
+                    continue
+                sep, decided = ("," if "," in line else None), True
+            chunk = tokenize(data, self.path, lineno, sep)
+            if first is None and len(chunk):
+                first = _first_line(chunk)
+                chunk = chunk.tail(1)
+            if not len(chunk):
+                continue
+            if not width:
+                width = int(chunk.counts[0])
+                if width not in (2, 3):
+                    raise chunk.error(0, f"has {width} field(s)", _FIELDS)
+                ref_line = first.lineno if len(first.fields) == width else int(chunk.lineno[0])
+            _check_width(chunk, width, ref_line)
+            part = _ids_of(chunk, width, strings)
+            if isinstance(part, InputFormatError):
+                return self._empty(first, banner, part)
+            parts.append(part)
+            if width == 3:
+                w_start, w_end = chunk.start[2::3], chunk.end[2::3]
+                tokens = gather_strings(chunk.bytes, w_start, w_end)
+                weights.append(_weights_of(tokens, chunk.error))
+            starts.append(m)
+            numbers = chunk.lineno
+            consecutive = int(numbers[-1] - numbers[0]) == len(numbers) - 1
+            linemap.append((int(numbers[0]), None if consecutive else numbers.copy()))
+            m += len(chunk)
+        if first is None:
+            raise InputFormatError(
+                "contains no edge lines (it is empty or only has comments)",
+                path=self.path,
+                expected="lines 'source target [weight]'",
+            )
+        return self._collect(first, banner, width, parts, weights, starts, linemap, m, strings)
+
+    def _empty(self, first: _First, banner: bool, abort: InputFormatError) -> _File:
+        none = np.zeros((2, 1), dtype=np.int64)
+        return _File(
+            self.path, self.max_input_bytes, banner, first, 0, none, None, None, None,
+            np.zeros(0, np.int64), [], abort,
+        )  # fmt: skip
+
+    def _collect(
+        self,
+        first: _First,
+        banner: bool,
+        width: int,
+        parts: list[tuple[np.ndarray, ...]],
+        weights: list[np.ndarray],
+        starts: list[int],
+        linemap: list[tuple[int, np.ndarray | None]],
+        m: int,
+        strings: bool,
+    ) -> _File:
+        """One ``[2, m + 1]`` array per kind, freeing the chunks' arrays as they are copied."""
+        ints = np.empty((2, m + 1), dtype=np.int64)
+        ints[:, 0] = 0
+        strs = status = None
+        if strings:
+            names = np.array([f.encode() for f in first.fields[:2]])
+            kinds = [names.dtype] + [p[2].dtype for p in parts]
+            strs = np.empty((2, m + 1), dtype=np.result_type(*kinds))
+            status = np.empty((2, m + 1), dtype=np.int8)
+            status[:, 0] = 0
+        weight = None
+        if width == 3 or (not m and len(first.fields) == 3):
+            weight = np.empty(m + 1, dtype=np.float32)
+            weight[1:] = np.concatenate(weights) if weights else []
+            weights.clear()
+        parts.reverse()
+        pos = 1
+        while parts:
+            part = parts.pop()
+            k = part[0].shape[1]
+            ints[:, pos : pos + k] = part[0]
+            if strings:
+                status[:, pos : pos + k] = part[1]
+                strs[:, pos : pos + k] = part[2]
+            pos += k
+            del part
+        return _File(
+            self.path, self.max_input_bytes, banner, first, width or len(first.fields), ints,
+            strs, status, weight, np.array(starts, dtype=np.int64), linemap,
+        )  # fmt: skip
+
+
+def _first_line(chunk: ChunkLines) -> _First:
+    fields = chunk.fields(0)
+    if len(fields) not in (2, 3):
+        raise chunk.error(0, f"has {len(fields)} field(s)", _FIELDS)
+    k = len(fields)
+    values, status = parse_int_ranges(chunk.bytes, chunk.start[:k], chunk.end[:k])
+    lineno = int(chunk.lineno[0])
+    text = line_text(chunk.data, lineno - chunk.first_line + 1)
+    return _First(fields, lineno, text, values, status)
+
+
+def _check_width(chunk: ChunkLines, width: int, ref_line: int) -> None:
+    bad = np.flatnonzero(chunk.counts != width)
+    if len(bad):
+        i = int(bad[0])
+        n = int(chunk.counts[i])
+        if n not in (2, 3):
+            raise chunk.error(i, f"has {n} field(s)", _FIELDS)
+        raise chunk.error(
+            i,
+            f"has {n} fields but line {ref_line} has {width}",
+            "the same number of fields on every line",
+        )
+
+
+def _ids_of(
+    chunk: ChunkLines, width: int, strings: bool
+) -> tuple[np.ndarray, ...] | InputFormatError:
+    """The ``[2, k]`` ids of a chunk's edge lines (with status and bytes when ``strings``).
+
+    In integer mode, the error for the first id that is not an int64 is returned instead.
+    """
+    b = chunk.bytes
+    start = np.stack([chunk.start[0::width], chunk.start[1::width]]).reshape(-1)
+    end = np.stack([chunk.end[0::width], chunk.end[1::width]]).reshape(-1)
+    values, status = parse_int_ranges(b, start, end)
+    values, status = values.reshape(2, -1), status.reshape(2, -1)
+    if strings:
+        return values, status, gather_strings(b, start, end).reshape(2, -1)
+    bad = status.any(axis=0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        r = 0 if status[0, i] else 1
+        token = chunk.token(i * width + r)
+        return chunk.error(i, _not_int(token, int(status[r, i])), _NEVER)
+    return (values,)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _weights_of(tokens: np.ndarray | list[bytes], error: Callable[..., Exception]) -> np.ndarray:
+    """Weight tokens (token ``i`` on data line ``i``) as float32; ``error(i, ...)`` on a bad one.
+
+    A weight is a finite decimal number within float32's range (no ``_`` digit separators).
+    """
+    tokens = np.asarray(tokens)
     try:
-        rest = _parse_edges(lines.tail(1))
-    except InputFormatError:
-        rest = None
-    first = lines.fields(0)
-    shown = " ".join(first)
-    m = len(lines) - 1
-    values = parse_ints(lines.tokens[: len(first)])
-    if banner or (values is not None and len(first) == 2):
+        values = tokens.astype(np.float64)
+    except ValueError:
+        values = None
+    if values is not None:
+        bad = ~(np.abs(values) <= _FLOAT32_MAX)
+        if tokens.dtype.kind == "S":
+            bad |= np.char.find(tokens, b"_") >= 0
+        if not bad.any():
+            return values.astype(np.float32)
+    for i, token in enumerate(tokens.tolist()):
+        text = token.decode("utf-8")
+        if not is_number(text) or not math.isfinite(float(text)):
+            problem = f"weight {text!r} is not a finite number"
+            raise error(i, problem, "weight as a finite number")
+        if abs(float(text)) > _FLOAT32_MAX:
+            raise error(
+                i,
+                f"weight {text!r} overflows float32",
+                f"weights within float32's range (|w| <= {_FLOAT32_MAX:.4g})",
+            )
+    return np.array([float(t) for t in tokens.tolist()], dtype=np.float32)
+
+
+def _split_header(f: _File, header: str) -> tuple[str | None, int | None]:
+    """Whether line 1 is a header (see :func:`read_edgelist`).
+
+    Returns its description and, for a count line, its node count; ``(None, None)`` when
+    line 1 is an edge.
+    """
+    first = f.first
+    if header == "no":
+        return None, None
+    m = f.m
+    integers = not first.status.any()
+    where = f"(line {first.lineno})"
+    if f.banner or (integers and len(first.fields) == 2):
+        values = first.values
         valid = (
-            values is not None
-            and len(values) == (3 if banner else 2)
+            integers
+            and len(values) == (3 if f.banner else 2)
             and bool((values >= 0).all())
             and values[:-1].max() < MAX_NODES
             and values[-1] == m
-            and rest is not None
         )
-        if valid and (banner or _count_matches(rest, int(values[0]), header == "yes")):
-            kind = "MatrixMarket size line" if banner else "count line"
-            return f"{kind} {shown!r} (line {int(lines.lineno[0])})", int(values[:-1].max()), rest
-        if banner or header == "yes":
+        shown = " ".join(first.fields)
+        if valid and (f.banner or _count_matches(f, int(values[0]), header == "yes")):
+            kind = "MatrixMarket size line" if f.banner else "count line"
+            return f"{kind} {shown!r} {where}", int(values[:-1].max())
+        if f.banner or header == "yes":
             shape = (
                 "'rows cols nnz' with nnz"
-                if banner
+                if f.banner
                 else "'num_nodes num_edges' with num_nodes >= the distinct ids and num_edges"
             )
-            raise lines.error(
-                0,
-                "is not a valid count line",
-                f"{shape} = the number of edge lines that follow ({m})",
+            raise f.first_error(
+                "is not a valid count line", f"{shape} = the number of edge lines that follow ({m})"
             )
-    elif rest is not None and _column_names(first, rest, header == "yes"):
-        names = ",".join(first)
-        return f"column names {names!r} (line {int(lines.lineno[0])})", None, rest
+    elif _column_names(f, header == "yes"):
+        return f"column names {','.join(first.fields)!r} {where}", None
     elif header == "yes":
-        raise lines.error(
-            0,
+        raise f.first_error(
             "is not a header",
             "a count line 'num_nodes num_edges' or column names such as 'source,target' "
             "above lines of the same width",
         )
-    return None, None, _parse_edges(lines)
+    return None, None
 
 
-def _count_matches(rest: _Parsed, n: int, forced: bool) -> bool:
-    """``n`` counts the distinct ids of ``rest`` (at least, when ``forced``) or bounds them.
+def _rest_is_int(f: _File) -> bool:
+    return f.status is None or not f.status[:, 1:].any()
+
+
+def _count_matches(f: _File, n: int, forced: bool) -> bool:
+    """``n`` counts the distinct ids after line 1 (at least, when ``forced``) or bounds them.
 
     With ``header="auto"`` a count line needs at least one edge line after it.
     """
-    ids = rest.ints
-    if not len(rest.tokens):
+    if not f.m:
         return forced
-    if ids is not None and ids.min() >= 0 and ids.max() < n:
-        return True
-    distinct = len(np.unique(ids if ids is not None else np.array(rest.tokens)))
+    if _rest_is_int(f):
+        ids = f.ints[:, 1:]
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo >= 0 and hi < n:
+            return True
+        distinct = _distinct(ids, lo, hi)
+    else:
+        distinct = len(np.unique(f.strs[:, 1:]))
     return distinct <= n if forced else distinct == n
 
 
-def _column_names(first: list[str], rest: _Parsed, forced: bool) -> bool:
-    """Whether ``first`` is a row of column names above the edge lines ``rest``.
+def _distinct(ids: np.ndarray, lo: int, hi: int) -> int:
+    """The number of distinct integers in ``ids`` (min ``lo``, max ``hi``)."""
+    if lo >= 0 and hi < 4 * ids.size + 2**20:
+        present = np.zeros(hi + 1, dtype=bool)
+        present[ids] = True
+        return int(np.count_nonzero(present))
+    return len(np.unique(ids))
+
+
+def _column_names(f: _File, forced: bool) -> bool:
+    """Whether line 1 is a row of column names above the edge lines.
 
     Every name must be non-numeric (any one, when ``forced``) and the row as wide as the
     edge lines; then integer ids or a weight column below it make it a header, and with
     string ids so do well-known names (``source``, ``target``, ...) that are not ids.
     """
-    width = 2 if rest.weight is None else 3
-    if len(first) != width or not len(rest.tokens):
+    fields = f.first.fields
+    if not f.m or len(fields) != f.width:
         return False
-    numeric = [is_number(f) for f in first]
+    numeric = [is_number(x) for x in fields]
     if forced or any(numeric):
         return forced and not all(numeric)
-    if rest.ints is not None or width == 3:
+    if f.width == 3 or _rest_is_int(f):
         return True
-    ids = [t.encode() for t in first[:2]]
-    known = all(f.lower() in EDGE_COLUMNS for f in first)
-    return known and not np.isin(ids, np.array(rest.tokens)).any()
+    known = all(x.lower() in EDGE_COLUMNS for x in fields)
+    names = np.array([x.encode() for x in fields[:2]])
+    return known and not np.isin(names, f.strs[:, 1:]).any()
 
 
-def _relabel(
-    parsed: _Parsed, mode: str, count_nodes: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Node indices of each edge's endpoints and the original id of every index."""
-    ids = parsed.ints
-    lines = parsed.lines
-    if ids is None:
-        if mode == "never":
-            j = next(j for j, t in enumerate(parsed.tokens) if parse_ints([t]) is None)
-            raise lines.error(
-                j // 2,
-                f"node id {parsed.tokens[j].decode()!r} is not an integer",
-                "integer ids >= 0 with relabel='never' (relabel='auto' maps other ids)",
+def _check_strings(strs: np.ndarray, status: np.ndarray, mode: str, lines: _LineIndex) -> None:
+    """Ids that are not all int64: refused with ``never``, of one kind with ``auto``."""
+    if mode == "never":
+        i = int(np.argmax(status.any(axis=0)))
+        r = 0 if status[0, i] else 1
+        raise lines.error(i, _not_int(strs[r, i].decode(), int(status[r, i])), _NEVER)
+    if mode == "auto":
+        kinds = status != 1  # integer-like, int64 or not
+        odd = kinds != kinds[0, 0]
+        if odd.any():
+            i = int(np.argmax(odd.any(axis=0)))
+            r = 0 if odd[0, i] else 1
+            found, other = (
+                ("is not an integer", "integer") if kinds[0, 0] else ("is an integer", "string")
             )
-        if mode == "auto":
-            _check_one_kind(parsed)
-        index, node_ids = relabel_ids(parsed.tokens)
-        return index[0::2], index[1::2], node_ids
-    if not len(ids):
-        return ids, ids, np.arange(count_nodes or 0, dtype=np.int64)
+            raise lines.error(
+                i,
+                f"node id {strs[r, i].decode()!r} {found} but line {lines.line(0)} has {other} ids",
+                "ids of one kind (relabel='always' reads every id as a string)",
+            )
+
+
+def _relabel_ints(
+    ids: np.ndarray, mode: str, count_nodes: int | None, lines: _LineIndex
+) -> tuple[np.ndarray, np.ndarray]:
+    """Node indices ``[2, m]`` (``ids`` itself, possibly overwritten) and the original ids."""
+    if not ids.size:
+        return ids, np.arange(count_nodes or 0, dtype=np.int64)
     lo, hi = int(ids.min()), int(ids.max())
     if mode == "never" and (lo < 0 or hi >= MAX_NODES):
-        j = int(np.flatnonzero((ids < 0) | (ids >= MAX_NODES))[0])
-        problem = "is negative" if ids[j] < 0 else f"exceeds {MAX_NODES:,} (too many nodes)"
-        raise lines.error(
-            j // 2,
-            f"node id {int(ids[j])} {problem}",
-            "integer ids >= 0 with relabel='never' (relabel='auto' maps other ids)",
-        )
-    keep = mode == "never" or (
-        mode == "auto"
-        and lo >= 0
-        and (
-            (count_nodes is not None and hi < count_nodes)
-            or (hi < len(ids) and bool(np.bincount(ids, minlength=hi + 1).all()))
-        )
+        bad = (ids < 0) | (ids >= MAX_NODES)
+        i = int(np.argmax(bad.any(axis=0)))
+        value = int(ids[0, i] if bad[0, i] else ids[1, i])
+        problem = "is negative" if value < 0 else f"exceeds {MAX_NODES:,} (too many nodes)"
+        raise lines.error(i, f"node id {value} {problem}", _NEVER)
+    if mode == "never":
+        return ids, np.arange(max(hi + 1, count_nodes or 0), dtype=np.int64)
+    if mode == "auto" and lo >= 0:
+        if count_nodes is not None and hi < count_nodes:
+            return ids, np.arange(count_nodes, dtype=np.int64)
+        if hi < ids.size and _distinct(ids, lo, hi) == hi + 1:
+            return ids, np.arange(hi + 1, dtype=np.int64)
+    if lo >= 0 and hi < 4 * ids.size + 2**20:
+        present = np.zeros(hi + 1, dtype=bool)
+        present[ids] = True
+        node_ids = np.flatnonzero(present)
+        table = np.cumsum(present, dtype=np.int64) - 1
+        del present
+    else:
+        node_ids = np.unique(ids)
+        table = None
+    flat = ids.reshape(-1)
+    for begin in range(0, flat.size, 2**20):  # in place, a block at a time
+        block = flat[begin : begin + 2**20]
+        block[:] = table[block] if table is not None else np.searchsorted(node_ids, block)
+    return ids, node_ids.astype(np.int64)
+
+
+def _relabel_strings(strs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Node indices ``[2, m]`` for string ids, numbered in order of first appearance."""
+    flat = strs.T.reshape(-1)  # file order: src0, dst0, src1, ...
+    uniq, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    index = np.ascontiguousarray(rank[inverse.reshape(-1)].reshape(-1, 2).T)
+    node_ids = np.empty(len(uniq), dtype=object)
+    node_ids[:] = [u.decode("utf-8") for u in uniq[order].tolist()]
+    return index, node_ids
+
+
+def _count_duplicates(row: np.ndarray, col: np.ndarray, n: int) -> int:
+    """The number of lines repeating the (ordered) pair of an earlier line."""
+    if not len(row):
+        return 0
+    keys = _pair_keys(row, col, n, False)
+    keys.sort()
+    return len(keys) - 1 - int(np.count_nonzero(keys[1:] != keys[:-1]))
+
+
+def _finish(
+    pairs: np.ndarray,
+    weight: np.ndarray | None,
+    node_ids: np.ndarray,
+    lines: _LineIndex,
+    *,
+    undirected: bool,
+    self_loops: str,
+    duplicates: str,
+    path: str,
+    header: str | None,
+    notes: list[str],
+) -> EdgeList:
+    """Count and apply the self-loop and duplicate policies, then assemble."""
+    row, col = pairs
+    n = len(node_ids)
+    loops = row == col
+    num_loops = int(np.count_nonzero(loops))
+    if duplicates == "keep" and not undirected:
+        dups, num_dups = None, _count_duplicates(row, col, n)
+    else:
+        dups = _loops_and_duplicates(row, col, n, undirected)[1]
+        num_dups = int(np.count_nonzero(dups))
+    keep = None
+    for policy, mask, what in ((self_loops, loops, "self_loops"), (duplicates, dups, "duplicates")):
+        if policy == "drop" and mask.any():
+            keep = ~mask if keep is None else keep & ~mask
+        elif policy == "error" and mask.any():
+            _raise_policy(lines, what, int(np.argmax(mask)), row, col, undirected)
+    del loops, dups
+    num_lines = pairs.shape[1]
+    if keep is not None:
+        pairs = pairs[:, keep]
+        weight = None if weight is None else weight[keep]
+    return _assemble(
+        pairs,
+        weight,
+        node_ids,
+        undirected=undirected,
+        num_lines=num_lines,
+        num_self_loops=num_loops,
+        num_duplicates=num_dups,
+        path=path,
+        header=header,
+        notes=notes,
     )
-    if keep:
-        n = max(hi + 1, count_nodes or 0)
-        return ids[0::2], ids[1::2], np.arange(n, dtype=np.int64)
-    index, node_ids = relabel_ids(ids)
-    return index[0::2], index[1::2], node_ids
-
-
-def _check_one_kind(parsed: _Parsed) -> None:
-    """Reject files mixing integer and other ids (likely a typo) at the first odd id."""
-    tokens = np.array(parsed.tokens)
-    negative = np.char.startswith(tokens, b"-")
-    is_int = np.char.isdigit(np.where(negative, np.char.replace(tokens, b"-", b"", 1), tokens))
-    odd = np.flatnonzero(is_int != is_int[0])
-    if is_int.any() and len(odd):
-        j = int(odd[0])
-        kinds = ("is not an integer", "integer") if is_int[0] else ("is an integer", "string")
-        raise parsed.lines.error(
-            j // 2,
-            f"node id {parsed.tokens[j].decode()!r} {kinds[0]} but line "
-            f"{int(parsed.lines.lineno[0])} has {kinds[1]} ids",
-            "ids of one kind (relabel='always' reads every id as a string)",
-        )
 
 
 def _pair_keys(row: np.ndarray, col: np.ndarray, n: int, undirected: bool) -> np.ndarray:
@@ -516,9 +900,8 @@ def _loops_and_duplicates(
 
 
 def _raise_policy(
-    parsed: _Parsed, what: str, i: int, row: np.ndarray, col: np.ndarray, undirected: bool
+    lines: _LineIndex, what: str, i: int, row: np.ndarray, col: np.ndarray, undirected: bool
 ) -> None:
-    lines = parsed.lines
     if what == "self_loops":
         raise lines.error(
             i, "is a self-loop (source == target)", "no self-loops with self_loops='error'"
@@ -528,7 +911,7 @@ def _raise_policy(
     pair = "unordered pair" if undirected else "edge"
     raise lines.error(
         i,
-        f"repeats the {pair} of line {int(lines.lineno[earlier])}",
+        f"repeats the {pair} of line {lines.line(earlier)}",
         "no duplicate lines with duplicates='error'",
     )
 
@@ -560,8 +943,7 @@ def _unmirrored(row: np.ndarray, col: np.ndarray, n: int) -> np.ndarray:
 
 
 def _assemble(
-    row: np.ndarray,
-    col: np.ndarray,
+    pairs: np.ndarray,
     weight: np.ndarray | None,
     node_ids: np.ndarray,
     *,
@@ -571,9 +953,11 @@ def _assemble(
     num_duplicates: int,
     path: str | None,
     header: str | None = None,
+    notes: list[str] | None = None,
 ) -> EdgeList:
     n = len(node_ids)
     if undirected:
+        row, col = pairs
         if num_duplicates:
             keep = _unmirrored(row, col, n)
             row, col = row[keep], col[keep]
@@ -581,15 +965,13 @@ def _assemble(
         other = row != col
         row, col = np.concatenate([row, col[other]]), np.concatenate([col, row[other]])
         order = np.argsort(_pair_keys(row, col, n, False), kind="stable")
-        row, col = row[order], col[order]
+        pairs = np.stack([row[order], col[order]])
         if weight is not None:
             weight = np.concatenate([weight, weight[other]])[order]
-    data = Data(
-        edge_index=torch.from_numpy(np.stack([row, col]).astype(np.int64, copy=False)),
-        num_nodes=n,
-    )
+    edge_index = np.ascontiguousarray(pairs, dtype=np.int64)
+    data = Data(edge_index=torch.from_numpy(edge_index), num_nodes=n)
     if weight is not None:
-        data.edge_weight = torch.from_numpy(weight.astype(np.float32))
+        data.edge_weight = torch.from_numpy(weight.astype(np.float32, copy=False))
     return EdgeList(
         data=data,
         node_ids=node_ids,
@@ -599,4 +981,5 @@ def _assemble(
         num_duplicates=num_duplicates,
         path=path,
         header=header,
+        notes=notes or [],
     )
