@@ -83,7 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="FastCover csr: the largest in-degree the exported softmax scan covers exactly",
     )
     add_data_root(ex, "the dataset a CTR or CF checkpoint was trained on, if not the recorded one")
-    ex.add_argument("--threads", type=positive_int("--threads"), default=1)
+    ex.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        default=1,
+        help="CPU threads of torch, onnxruntime and MNN (default 1)",
+    )
     ex.add_argument("--json", action="store_true", help="print one JSON object")
     ex.set_defaults(func=run)
 

@@ -5,7 +5,8 @@
 :func:`preflight_mnn`      reject ONNX operators MNN runs wrongly (scatter with reductions ...)
 :func:`export_mnn`         convert with MNN's in-process converter in a subprocess; checks
                            that a non-empty model was written
-:func:`check_parity`       torch vs onnxruntime vs MNN on inputs of other sizes
+:func:`check_parity`       torch vs onnxruntime vs MNN on inputs of other sizes: max |diff|
+                           and, for scoring models, top-k agreement (:func:`top_k_overlap`)
 :class:`MNNModel`          run a ``.mnn`` file from Python (MNN's Module API)
 :class:`CFScorer`          the on-device form of MF / LightGCN: precomputed tables + scoring
 :class:`PrecomputedHIEN`   the on-device form of HIEN: tree-aggregated tables as constants
@@ -14,7 +15,8 @@
 :class:`MNNFineTuner`      on-device SGD fine-tuning of a converted CTR model's dense layers
 =========================  ==================================================================
 
-Needs the ``export`` extra (onnx, onnxruntime, onnxscript, MNN). graphrec converts with MNN's
+Needs the ``export`` extra (onnx, onnxruntime, onnxscript, MNN; :func:`require_extra` raises a
+one-line :class:`~graphrec.errors.MissingExtraError` without it). graphrec converts with MNN's
 in-process converter extension only, never MNN's console scripts or their Python wrapper package
 (they install and call a telemetry uploader); see ``shared/specs/ondevice.md`` section 4.
 
@@ -23,7 +25,8 @@ Example:
     >>> onnx_path = export_onnx(model, batch, "din.onnx")  # doctest: +SKIP
     >>> mnn_path = export_mnn(onnx_path, "din.mnn")  # doctest: +SKIP
     >>> exported = {"onnx": onnx_path, "mnn": mnn_path}
-    >>> check_parity(model, exported, [b3, b17, b80]).raise_for_failures()  # doctest: +SKIP
+    >>> report = check_parity(model, exported, [b3, b17, b80], top_k=10)  # doctest: +SKIP
+    >>> report.raise_for_failures()  # doctest: +SKIP
 """
 
 from graphrec.export.finetune import (
@@ -41,8 +44,14 @@ from graphrec.export.models import (
     graph_dynamic_shapes,
     graph_inputs,
 )
-from graphrec.export.onnx import ExportError, FlatInputs, export_onnx, read_metadata
-from graphrec.export.parity import ParityError, ParityReport, ParityResult, check_parity
+from graphrec.export.onnx import ExportError, FlatInputs, export_onnx, read_metadata, require_extra
+from graphrec.export.parity import (
+    ParityError,
+    ParityReport,
+    ParityResult,
+    check_parity,
+    top_k_overlap,
+)
 from graphrec.export.preflight import (
     Finding,
     UnsafeOperatorError,
@@ -77,7 +86,9 @@ __all__ = [
     "match_torch_parameters",
     "preflight_mnn",
     "read_metadata",
+    "require_extra",
     "rewrite_for_mnn",
     "to_mnn_var",
+    "top_k_overlap",
     "torch_bce_loss",
 ]

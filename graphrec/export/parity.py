@@ -48,7 +48,12 @@ class ParityError(ExportError, AssertionError):
 
 @dataclass(frozen=True)
 class ParityResult:
-    """One runtime on one input set."""
+    """One runtime on one input set.
+
+    ``allowed`` is the largest max |diff| the set may have (``atol + rtol * max |torch|``),
+    ``top_k_overlap`` the lowest :func:`top_k_overlap` of its queries (None: not checked) and
+    ``error`` why it failed.
+    """
 
     runtime: str
     shapes: dict[str, tuple[int, ...]]
