@@ -52,8 +52,8 @@ def test_help_shows_the_resolved_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["ctr", "train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for ds, recipe in TRAIN_RECIPES.items():
-        assert f"{ds} {recipe.lr:g}" in text and f"{ds} {recipe.batch_size}" in text
+    assert f"(default: {TRAIN_DEFAULTS.lr:g}; synthetic {TRAIN_RECIPES['synthetic'].lr:g})" in text
+    assert f"(default: {TRAIN_DEFAULTS.epochs}; synthetic 25)" in text
 
 
 def test_readme_synthetic_din_hien(tmp_path, capsys):
@@ -63,7 +63,7 @@ def test_readme_synthetic_din_hien(tmp_path, capsys):
                  str(out), "--epochs", "10")  # fmt: skip
     assert _recipe(res["config"]) == {**asdict(train_recipe("synthetic")), "epochs": 10}
     assert json.loads((out / "config.json").read_text())["root"] is None
-    assert res["test"]["auc"] >= 0.70, res["test"]
+    assert res["test"]["auc"] >= 0.75, res["test"]  # measured 0.797 (README: 0.79, 25 epochs)
     assert max(res["hien_types"], key=res["hien_types"].get) == "cate"  # the planted type
 
 
@@ -71,7 +71,7 @@ def test_readme_synthetic_deepfm_hien_seed3(capsys):
     # README: graphrec ctr train --dataset synthetic --model deepfm --hien --seed 3 --json
     res = _train(capsys, "--dataset", "synthetic", "--model", "deepfm", "--hien", "--seed", "3",
                  "--epochs", "4")  # fmt: skip
-    assert res["test"]["auc"] >= 0.75, res["test"]
+    assert res["test"]["auc"] >= 0.78, res["test"]  # measured 0.838 (README: 0.83)
 
 
 def test_readme_ml100k_din_hien(shared_data, tmp_path, capsys):
@@ -82,4 +82,11 @@ def test_readme_ml100k_din_hien(shared_data, tmp_path, capsys):
                  "din", "--hien", "--out", str(out), "--epochs", "2")  # fmt: skip
     assert _recipe(res["config"]) == {**asdict(train_recipe("ml-100k")), "epochs": 2}
     assert res["config"]["root"] == str(shared_data)  # the key graphrec export reads
-    assert res["test"]["auc"] >= 0.75, res["test"]
+    assert res["test"]["auc"] >= 0.76, res["test"]  # measured 0.788 (README: 0.789, 10 epochs)
+
+
+def test_amazon_users_base_model(shared_data, capsys):
+    res = _train(capsys, "--dataset", "amazon-users", "--data-root", str(shared_data),
+                 "--model", "deepfm", "--epochs", "1")  # fmt: skip
+    assert _recipe(res["config"]) == {**asdict(train_recipe("amazon-users")), "epochs": 1}
+    assert res["test"]["auc"] >= 0.68, res["test"]  # measured 0.711 (best epoch of 10: 1)

@@ -34,9 +34,11 @@ def _non_negative_float(text: str) -> float:
 
 
 def _recipe_help(text: str, field: str) -> str:
-    """``text`` and the default of recipe field ``field`` per dataset."""
-    per = ", ".join(f"{ds} {getattr(r, field):g}" for ds, r in TRAIN_RECIPES.items())
-    return f"{text} (default: {per}, other datasets {getattr(TRAIN_DEFAULTS, field):g})"
+    """``text`` and the default of recipe field ``field``, with the datasets that differ."""
+    default = getattr(TRAIN_DEFAULTS, field)
+    other = [f"{ds} {getattr(r, field):g}" for ds, r in TRAIN_RECIPES.items()
+             if getattr(r, field) != default]  # fmt: skip
+    return f"{text} (default: {'; '.join([f'{default:g}', *other])})"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,9 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--aggregator", choices=["gcn", "ngcf", "lightgcn", "cp"],
                        default=HIEN_DEFAULTS.aggregator,
                        help="HIEN tree aggregator (default: %(default)s)")  # fmt: skip
-    sizes = ", ".join(f"{m} {c.embedding_dim}" for m, c in MODEL_DEFAULTS.items())
+    sizes = sorted({c.embedding_dim for m, c in MODEL_DEFAULTS.items() if m != "lr"})
     train.add_argument("--embedding-dim", type=positive_int("--embedding-dim"),
-                       help=f"embedding size (default: {sizes}; LR's is fixed)")  # fmt: skip
+                       help=f"embedding size (default: the model's, {'/'.join(map(str, sizes))}; "
+                       f"LR's is fixed at {MODEL_DEFAULTS['lr'].embedding_dim})")  # fmt: skip
     train.add_argument("--epochs", type=positive_int("--epochs"),
                        help=_recipe_help("maximum number of epochs", "epochs"))  # fmt: skip
     train.add_argument("--batch-size", type=positive_int("--batch-size"),
