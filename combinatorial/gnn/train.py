@@ -448,12 +448,13 @@ def train_fastcover(
     if model_path.exists() and not force:
         raise GraphrecError(f"{model_path} exists; pass --force (force=True) to replace it")
     root = fastcover_data_root(data_root)
-    paths = (_graph_paths(root, config.graphs), _graph_paths(root, config.val_graphs))
+    paths = _graph_paths(root, config.graphs + config.val_graphs)  # one error lists all missing
+    train_paths, val_paths = paths[: len(config.graphs)], paths[len(config.graphs) :]
     _read_manifest(manifest_path)  # fail before training, not after
     ckpt = _resume_state(ckpt_path, config, force) if resume and ckpt_path.is_file() else None
     out_dir.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]), _torch_threads(config.threads):
-        state, record = _train(config, *paths, ckpt, ckpt_path, progress)
+        state, record = _train(config, train_paths, val_paths, ckpt, ckpt_path, progress)
     _save_atomic(state, model_path)
     record = {
         "file": model_path.name,
