@@ -45,8 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``graphrec`` console script."""
     parser = _build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["fastcover", "train"]:  # ``fastcover`` takes an optional GRAPH positional
-        argv = ["fastcover train", *argv[2:]]
+    # ``fastcover`` takes an optional GRAPH, so ``fastcover train`` is its own subcommand.
+    i = next((i for i, word in enumerate(argv) if not word.startswith("-")), len(argv))
+    if argv[i : i + 2] == ["fastcover", "train"]:
+        argv[i : i + 2] = ["fastcover train"]
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

@@ -165,5 +165,5 @@ def test_cli_trains_refuses_and_records_its_command(root, tmp_path, capsys, monk
         assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     assert "run the same command to resume from" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        main(["fastcover", "train", "--help"])
+        main(["--debug", "fastcover", "train", "--help"])
     assert exc.value.code == 0 and "usage: graphrec fastcover train" in capsys.readouterr().out
