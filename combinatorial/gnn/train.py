@@ -121,6 +121,9 @@ ABOUT = (
     "Times: wall seconds."
 )
 
+#: Options every recorded command lists, default or not.
+_ALWAYS = ("seed", "threads")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -197,9 +200,6 @@ class TrainConfig:
             values = value if isinstance(value, tuple) else (value,)
             parts += ["--" + f.name.replace("_", "-"), *map(str, values)]
         return shlex.join(parts)
-
-
-_ALWAYS = ("seed", "threads")
 
 
 def _check_not_test(path: str) -> None:
