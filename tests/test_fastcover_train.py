@@ -21,6 +21,7 @@ SMALL = {
     "val_graphs": ["fastcover/undirected/val.txt"],
     "ks": [1, 8],
     "max_epochs": 3,
+    "max_entries": 2000,  # the training graph (~4,000 closure entries) samples its targets
     "progress": False,
 }
 
@@ -55,6 +56,7 @@ def test_same_config_same_bytes_and_loadable(root, tmp_path):
     manifest = json.loads(a["weights.json"])
     assert manifest["models"]["2"] == entries[0] and "load_pretrained" in manifest["about"]
     assert entries[0]["epochs_run"] == 3 and entries[0]["seed"] == 42
+    assert entries[0]["train_graphs"]["train"]["sampled"]
     assert isinstance(load_pretrained(2, weights_dir=tmp_path / "a"), FastCover)
 
 
@@ -144,7 +146,8 @@ def test_cli_trains_refuses_and_records_its_command(root, tmp_path, capsys, monk
     out = tmp_path / "w"
     argv = ["fastcover", "train", "--d", "2", "--out", str(out), "--data-root", str(root)]
     argv += ["--graphs", *SMALL["graphs"], "--val-graphs", *SMALL["val_graphs"]]
-    argv += ["--ks", "1", "8", "--max-epochs", "2", "--lr", "0.001", "--quiet"]
+    argv += ["--ks", "1", "8", "--max-epochs", "2", "--max-entries", "2000", "--lr", "0.001"]
+    argv += ["--quiet"]
     assert main(argv + ["--json"]) == 0
     entry = json.loads(capsys.readouterr().out)
     assert entry["epochs_run"] == 2 and entry["file"] == "fastcover_d2.pt"
@@ -158,7 +161,7 @@ def test_cli_trains_refuses_and_records_its_command(root, tmp_path, capsys, monk
     assert words[:3] == ["graphrec", "fastcover", "train"] and "--lr" in words
     args = _build_parser().parse_args(["fastcover train", *words[3:]])
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    graphs = {k: SMALL[k] for k in ("graphs", "val_graphs", "ks")}
+    graphs = {k: SMALL[k] for k in ("graphs", "val_graphs", "ks", "max_entries")}
     assert config == TrainConfig(d=2, **graphs, max_epochs=2, lr=0.001)
     with monkeypatch.context() as patch:
         _interrupt_in_epoch_1(patch)
