@@ -21,13 +21,15 @@ row indices + row deltas) are counted per round. The task really trains on the s
 
 All randomness of round ``t`` derives from ``(seed, t)``, so a run resumed from a
 checkpoint (:meth:`Simulator.save` / :meth:`Simulator.load`) equals an uninterrupted one.
+A checkpoint records the run's configuration (:meth:`Simulator.config`) and data
+(:meth:`Simulator.data_record`); loading one of another run raises
+:class:`~graphrec.io.checkpoint.CheckpointError` listing the differences.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +42,13 @@ from tqdm import tqdm
 
 from graphrec.federated.strategies import ClientUpdate, RowDelta, Strategy
 from graphrec.graphs.device_cloud import DeviceCloudGraph
+from graphrec.io.checkpoint import (
+    CheckpointError,
+    check_same_run,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = ["LocalConfig", "FederatedTask", "Simulator", "submodel", "local_update", "check_update"]
 
@@ -191,6 +200,9 @@ class Simulator:
         dropout: probability that a sampled device does not report back.
         straggler: probability that a sampled device is a straggler.
         straggler_steps: fraction of local steps a straggler completes (at least one).
+        data_info: how the task's data was built (e.g. dataset, folder, a
+            :func:`~graphrec.io.checkpoint.fingerprint` of the task; plain values), recorded
+            in checkpoints with the device-cloud graph's fingerprint and compared on resume.
     """
 
     def __init__(
@@ -206,6 +218,7 @@ class Simulator:
         dropout: float = 0.0,
         straggler: float = 0.0,
         straggler_steps: float = 0.5,
+        data_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.task = task
         self.strategy = strategy
@@ -216,6 +229,8 @@ class Simulator:
         self.dropout = dropout
         self.straggler = straggler
         self.straggler_steps = straggler_steps
+        self.data_info = dict(data_info or {})
+        self._data: dict[str, Any] | None = None
         self.eligible = np.flatnonzero(task.graph.num_samples > 0)
         if not 1 <= clients_per_round <= self.eligible.size:
             raise ValueError(
@@ -343,8 +358,42 @@ class Simulator:
         return self.history
 
     # ------------------------------------------------------------------ checkpoints
+    def config(self) -> dict[str, Any]:
+        """The run's settings (recorded in checkpoints): the strategy's class and scalar
+        settings, local training, clients per round, seed, evaluation and fault settings."""
+        strategy = {
+            k: v
+            for k, v in vars(self.strategy).items()
+            if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))
+        }
+        return {
+            "strategy": {"class": type(self.strategy).__name__, **strategy},
+            "local": asdict(self.local),
+            "clients_per_round": self.clients_per_round,
+            "seed": self.seed,
+            "eval_every": self.eval_every,
+            "max_update_norm": self.max_update_norm,
+            "dropout": self.dropout,
+            "straggler": self.straggler,
+            "straggler_steps": self.straggler_steps,
+        }
+
+    def data_record(self) -> dict[str, Any]:
+        """``data_info`` plus the number of devices and a fingerprint of the device-cloud
+        graph (sample counts and touched rows), recorded in checkpoints."""
+        if self._data is None:
+            graph = self.task.graph
+            self._data = {
+                **self.data_info,
+                "devices": graph.num_devices,
+                "graph": fingerprint(graph.num_samples, graph.touches),
+            }
+        return self._data
+
     def state_dict(self) -> dict[str, Any]:
         return {
+            "config": self.config(),
+            "data": self.data_record(),
             "round": self.round,
             "seed": self.seed,
             "state": {k: v.clone() for k, v in self.state.items()},
@@ -354,26 +403,43 @@ class Simulator:
             "strategy": getattr(self.strategy, "state_dict", dict)(),
         }
 
-    def load_state_dict(self, data: Mapping[str, Any]) -> None:
-        if int(data["seed"]) != self.seed:
-            raise ValueError(
-                f"checkpoint seed {data['seed']} differs from simulator seed {self.seed}"
-            )
-        self.round = int(data["round"])
-        self.state = {k: v.clone() for k, v in data["state"].items()}
-        self.history = list(data["history"])
-        self.rejected = list(data["rejected"])
-        self.client_state = {int(k): v for k, v in data["client_state"].items()}
-        if hasattr(self.strategy, "load_state_dict"):
-            self.strategy.load_state_dict(data["strategy"])
+    def load_state_dict(self, data: Mapping[str, Any], *, path: str | Path = "<state>") -> None:
+        """Restore :meth:`state_dict` output of the same run.
+
+        Raises:
+            CheckpointError: the configuration or the data differ (all differences listed), or
+                the state does not fit the task's model (``path`` names the checkpoint).
+        """
+        check_same_run(
+            path,
+            {**(data.get("config") or {}), "data": data.get("data") or {}},
+            {**self.config(), "data": self.data_record()},
+        )
+        try:
+            state = {k: v.clone() for k, v in data["state"].items()}
+            shapes = {k: v.shape for k, v in self.state.items()}
+            if {k: v.shape for k, v in state.items()} != shapes:
+                raise ValueError("its parameters have other names or shapes")
+            self.round = int(data["round"])
+            self.history = list(data["history"])
+            self.rejected = list(data["rejected"])
+            self.client_state = {int(k): v for k, v in data["client_state"].items()}
+            if hasattr(self.strategy, "load_state_dict"):
+                self.strategy.load_state_dict(data["strategy"])
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this task ({exc})") from exc
+        self.state = state
 
     def save(self, path: str | Path) -> None:
-        """Write a checkpoint atomically (``torch.save`` to a temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        """Write a checkpoint atomically (temporary file, fsync, rename)."""
+        save_checkpoint(self.state_dict(), path)
 
     def load(self, path: str | Path) -> None:
-        """Resume from a checkpoint written by :meth:`save` (same task, strategy and seed)."""
-        self.load_state_dict(torch.load(path, weights_only=True))
+        """Resume from a checkpoint written by :meth:`save` (``weights_only=True``).
+
+        Raises:
+            CheckpointError: unreadable (truncated, corrupt, not a simulator checkpoint), or
+                written by another run (see :meth:`load_state_dict`).
+        """
+        data = load_checkpoint(path, keys=("round", "state", "history"), what="FL simulation")
+        self.load_state_dict(data, path=path)

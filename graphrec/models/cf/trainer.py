@@ -8,6 +8,11 @@ The Python API behind ``graphrec cf train`` (the CLI is a thin layer over it)::
     print(trainer.evaluate("test"))           # {"recall@20": ..., "ndcg@20": ..., ...}
     items, scores = trainer.recommend([0, 5], k=10)
 
+Checkpoints record the configuration and a fingerprint of the graph (plus ``data_info``, e.g.
+the dataset and its folder); resuming one of another configuration or data raises
+:class:`~graphrec.io.checkpoint.CheckpointError` listing the differences (``epochs``,
+``patience`` and ``cpu_budget`` may change: they only say when to stop).
+
 Determinism: the model is initialised from ``seed`` (inside ``torch.random.fork_rng``, so the
 global generator is untouched) and epoch ``e`` draws its batches from ``(seed, e)``
 (:class:`~graphrec.models.cf.sampler.InteractionSampler`), so a run resumed from an epoch
@@ -18,11 +23,11 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +35,13 @@ import torch
 from torch import Tensor
 
 from graphrec.graphs.bipartite import BipartiteGraph
+from graphrec.io.checkpoint import (
+    CheckpointError,
+    check_same_run,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from graphrec.metrics import ranking_metrics
 from graphrec.models.cf.backbones import INITS, MF, CFBackbone, LightGCN
 from graphrec.models.cf.losses import HDCCFLoss, bpr_loss, info_nce_loss, l2_regularization
@@ -40,6 +52,7 @@ __all__ = ["BACKBONES", "CFConfig", "CFTrainer", "LOSSES", "SAMPLINGS", "build_b
 BACKBONES = ("mf", "lightgcn")
 LOSSES = ("bpr", "infonce", "hdccf")
 SAMPLINGS = ("interaction", "user")
+_CHECKPOINT_KEYS = ("config", "model", "optimizer", "epoch", "history", "best_model")
 
 
 @dataclass
@@ -184,6 +197,8 @@ class CFTrainer:
         graph: training edges plus validation / test sets.
         config: a :class:`CFConfig` (default settings if None).
         progress: called with each epoch's history record (a dict), e.g. ``print``.
+        data_info: how ``graph`` was built (e.g. dataset name and folder; plain values),
+            saved in checkpoints with a fingerprint of the graph and compared on resume.
 
     Attributes:
         model: the backbone (after :meth:`fit`, the best validation weights).
@@ -199,10 +214,13 @@ class CFTrainer:
         config: CFConfig | None = None,
         *,
         progress: Callable[[dict], None] | None = None,
+        data_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.graph = graph
         self.config = config or CFConfig()
         self.progress = progress
+        self.data_info = dict(data_info or {})
+        self._data: dict[str, Any] | None = None
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -375,9 +393,29 @@ class CFTrainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    #: configuration fields a resumed run may change (they only decide when to stop)
+    RESUMABLE_CHANGES = ("epochs", "patience", "cpu_budget")
+
+    def data_record(self) -> dict[str, Any]:
+        """``data_info`` plus the graph's size and fingerprint (recorded in checkpoints)."""
+        if self._data is None:
+            g = self.graph
+            self._data = {
+                **self.data_info,
+                "users": g.num_users,
+                "items": g.num_items,
+                "graph": fingerprint(g.train, g.valid, g.test, g.user_ids, g.item_ids),
+            }
+        return self._data
+
+    def _run_record(self, config: Mapping[str, Any], data: Mapping[str, Any]) -> dict:
+        kept = {k: v for k, v in config.items() if k not in self.RESUMABLE_CHANGES}
+        return {**kept, "data": dict(data)}
+
     def state_dict(self) -> dict:
         return {
             "config": {**asdict(self.config), "ks": list(self.config.ks)},
+            "data": self.data_record(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
@@ -391,36 +429,38 @@ class CFTrainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> None:
-        """Write the full training state (atomic: temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        """Write the full training state atomically (temporary file, fsync, rename)."""
+        save_checkpoint(self.state_dict(), path)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a state written by :meth:`save_checkpoint` (``weights_only=True``).
 
         Raises:
-            ValueError: the checkpoint was written with a different configuration.
+            CheckpointError: the file is not a readable CF checkpoint, or was written with
+                another configuration (except :attr:`RESUMABLE_CHANGES`) or other data; the
+                message lists the differences.
         """
-        state = torch.load(path, weights_only=True)
+        state = load_checkpoint(path, keys=_CHECKPOINT_KEYS, what="CF training")
         defaults = {f.name: f.default for f in fields(CFConfig)}  # fields added since
-        saved = {**defaults, **state["config"], "ks": tuple(state["config"]["ks"])}
-        current = asdict(self.config)
-        differ = sorted(
-            k
-            for k in current
-            if k not in ("epochs", "cpu_budget", "patience") and saved[k] != current[k]
+        saved = {**defaults, **state["config"]}
+        current = {**asdict(self.config), "ks": list(self.config.ks)}
+        check_same_run(
+            path,
+            self._run_record(saved, state.get("data") or {}),
+            self._run_record(current, self.data_record()),
         )
-        if differ:
-            raise ValueError(f"checkpoint {path} has a different configuration: {differ}")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
-        self.best_metric = state["best_metric"]
-        self.best_epoch = state["best_epoch"]
-        self.bad_evals = int(state["bad_evals"])
-        self._best_state = state["best_model"]
-        self.train_seconds = float(state["train_seconds"])
-        self.cpu_seconds = float(state["cpu_seconds"])
+        try:
+            if state["best_model"] is not None:
+                self.model.load_state_dict(state["best_model"])  # checks the best weights fit
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.epoch = int(state["epoch"])
+            self.history = list(state["history"])
+            self.best_metric = state["best_metric"]
+            self.best_epoch = state["best_epoch"]
+            self.bad_evals = int(state["bad_evals"])
+            self._best_state = state["best_model"]
+            self.train_seconds = float(state["train_seconds"])
+            self.cpu_seconds = float(state["cpu_seconds"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this model ({exc})") from exc
