@@ -274,3 +274,19 @@ def test_export_cf_model_reloads_its_dataset_from_the_data_root(
         captured = capsys.readouterr()
         assert _json_out(captured.out)["parity"]["ok"]
         assert ("deprecated" in captured.err) == ("--root" in extra)
+
+
+@needs_extra
+def test_export_ctr_run_reloads_its_dataset_from_the_data_root(shared_data, tmp_path, capsys):
+    """The folder recorded in config.json ('root') or --data-root (here the dataset's own
+    folder) locates ml-100k."""
+    run = tmp_path / "lr"
+    argv = ["ctr", "train", "--dataset", "ml-100k", "--root", str(shared_data), "--model", "lr",
+            "--epochs", "1", "--threads", "1", "--out", str(run), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((run / "config.json").read_text())["root"]  # the key export reads
+    capsys.readouterr()
+    base = ["export", str(run), "--to", "onnx", "--out", str(tmp_path / "lr.onnx"), "--force"]
+    for extra in ([], ["--data-root", str(shared_data / "movielens" / "ml-100k")]):
+        assert main([*base, *extra, "--check", "--json"]) == 0
+        assert _json_out(capsys.readouterr().out)["parity"]["ok"]

@@ -64,8 +64,6 @@ EXAMPLE_GRAPH = (30, 120)
 PARITY_GRAPHS = ((12, 40), (57, 390), (300, 1200))
 #: FastCover parity tolerance relative to the largest logit (see :func:`plan_fastcover`).
 FASTCOVER_RTOL = 5e-6
-#: CTR datasets that are read from a data folder (the others are synthetic or a path).
-_CTR_NAMED = ("ml-100k", "amazon-users")
 
 
 @dataclass
@@ -224,14 +222,15 @@ def _data_folder(
 
 
 def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
-    from graphrec.models.ctr.experiment import build_ctr_model, load_ctr_dataset
+    from graphrec.models.ctr.experiment import CTR_DATASETS, build_ctr_model, load_ctr_dataset
 
     config = json.loads((folder / "config.json").read_text())
     missing = {"dataset", "model", "hien", "embedding_dim", "seed"} - config.keys()
     if missing:
         raise GraphrecError(f"{folder / 'config.json'} lacks {sorted(missing)}")
     name = config["dataset"]
-    root = _data_folder(name, name in _CTR_NAMED, data_root, config.get("root"))
+    named = name in CTR_DATASETS and name != "synthetic"  # read from a data folder
+    root = _data_folder(name, named, data_root, config.get("root"))
     data = load_ctr_dataset(name, root, seed=config["seed"])
     model = build_ctr_model(
         config["model"],
