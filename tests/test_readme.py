@@ -42,7 +42,8 @@ def _script() -> str:
     wrapper = (
         'graphrec() {\n  local extra=()\n  case "${1-} ${2-}" in\n'
         f"{cases}\n  esac\n"
-        '  echo "+ graphrec $* ${extra[*]}" >&2\n  command graphrec "$@" "${extra[@]}"\n}\n'
+        '  echo "+ graphrec $* ${extra[*]}" >&2\n  local t=$SECONDS\n'
+        '  command graphrec "$@" "${extra[@]}"\n  echo "  ($((SECONDS - t)) s)" >&2\n}\n'
     )
     body = [
         line for block in _blocks("bash") for line in block.splitlines() if not SKIP.match(line)
