@@ -101,6 +101,8 @@ def test_train_errors(tmp_path, capsys, monkeypatch):
         main(["ctr", "train", "--dataset", "synthetic", "--model", "fm"])
     with pytest.raises(SystemExit):
         main(["ctr", "train", "--dataset", "synthetic", "--model", "lr", "--epochs", "0"])
+    with pytest.raises(SystemExit):
+        main(["ctr", "train", "--dataset", "synthetic", "--model", "lr", "--weight-decay", "-1"])
 
 
 def test_train_taobao_folder_and_amazon(shared_data, tmp_path, capsys):

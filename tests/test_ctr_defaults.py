@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from graphrec.cli import main
-from graphrec.models.ctr import DIN, MODEL_DEFAULTS, TRAIN_RECIPES, train_ctr, train_recipe
+from graphrec.models.ctr import (
+    DIN,
+    MODEL_DEFAULTS,
+    MODELS,
+    TRAIN_RECIPES,
+    train_ctr,
+    train_recipe,
+)
 from graphrec.models.ctr.defaults import HIEN_DEFAULTS, TRAIN_DEFAULTS
 from graphrec.models.ctr.experiment import build_ctr_model, load_ctr_dataset
 
@@ -33,11 +40,13 @@ def _recipe(config: dict) -> dict:
 
 def test_python_constructors_build_the_cli_models():
     data = load_ctr_dataset("synthetic", seed=0)
-    torch.manual_seed(0)
+    for name, cls in MODELS.items():
+        torch.manual_seed(0)
+        python = cls(data.features)
+        cli = build_ctr_model(name, data, seed=0)
+        assert repr(python) == repr(cli)
+        assert all(torch.equal(a, b) for a, b in zip(python.parameters(), cli.parameters()))
     python = DIN(data.features)
-    cli = build_ctr_model("din", data, seed=0)
-    assert repr(python) == repr(cli)
-    assert all(torch.equal(a, b) for a, b in zip(python.parameters(), cli.parameters()))
     assert python.attention[0].softmax  # Python's DIN was (200, 80) with unnormalised weights
     assert [m.out_features for m in python.mlp if isinstance(m, torch.nn.Linear)] == [64, 32, 1]
     for name, defaults in MODEL_DEFAULTS.items():

@@ -24,6 +24,7 @@ RECIPE_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "patience")
 
 
 def _non_negative_float(text: str) -> float:
+    """The argparse ``type`` of ``--weight-decay``: a float >= 0."""
     try:
         value = float(text)
     except ValueError:
@@ -98,15 +99,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace) -> dict:
     """The run's settings, unset options resolved (``root``: the ``--data-root`` given)."""
     recipe = train_recipe(args.dataset)
-    settings = {name: getattr(args, name) for name in RECIPE_OPTIONS}
+    given = {name: getattr(args, name) for name in RECIPE_OPTIONS}
+    dim = args.embedding_dim
     return {
         "dataset": args.dataset,
         "root": None if args.data_root is None else str(args.data_root),
         "model": args.model,
         "hien": args.hien,
         "aggregator": args.aggregator if args.hien else None,
-        "embedding_dim": args.embedding_dim or MODEL_DEFAULTS[args.model].embedding_dim,
-        **{k: getattr(recipe, k) if v is None else v for k, v in settings.items()},
+        "embedding_dim": MODEL_DEFAULTS[args.model].embedding_dim if dim is None else dim,
+        **{k: getattr(recipe, k) if v is None else v for k, v in given.items()},
         "seed": args.seed,
     }
 
