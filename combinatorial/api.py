@@ -22,6 +22,8 @@ def solve(
     seed: int = 0,
     max_bytes: int | None = None,
     progress: bool = False,
+    ilp_force: bool = False,
+    ilp_time_limit: float = 60.0,
 ) -> Solution:
     """Choose at most ``k`` seeds maximising the number of nodes within ``d`` hops of a seed.
 
@@ -42,6 +44,8 @@ def solve(
         max_bytes: memory budget for the d-closure (``greedy``, ``ilp``); None = default.
         progress: show a progress bar (stderr) over the greedy picks (``greedy``, ``ris``,
             ``fastcover`` with ``candidates``).
+        ilp_force, ilp_time_limit: ``ilp`` only: try graphs above ``ILP_MAX_NODES`` nodes;
+            the solver's time limit in seconds (see :func:`combinatorial.baselines.ilp`).
 
     Returns:
         A :class:`Solution`; ``timings`` splits ``load`` (conversion of the input) from the
@@ -72,6 +76,7 @@ def solve(
         seed=seed,
         max_bytes=max_bytes,
         progress=progress,
+        ilp={"force": ilp_force, "time_limit": ilp_time_limit},
     )
     sol.method = method
     sol.timings = {"load": load_s, **sol.timings}
@@ -92,7 +97,7 @@ def fastcover(graph: Any, k: int, d: int, **kwargs: Any) -> Solution:
 
 
 def _dispatch(
-    g, k: int, d: int, *, method: str, rounds: int, candidates, seed: int, max_bytes, progress
+    g, k: int, d: int, *, method: str, rounds: int, candidates, seed: int, max_bytes, progress, ilp
 ):
     from combinatorial import baselines
     from combinatorial.graph import adjacency
@@ -118,7 +123,7 @@ def _dispatch(
     elif method == "greedy":
         sol = baselines.greedy(adj, k, d, progress=progress, **budget)
     elif method == "ilp":
-        sol = baselines.ilp(adj, k, d, **budget)
+        sol = baselines.ilp(adj, k, d, **ilp, **budget)
     elif method == "ris":
         sol = baselines.ris_greedy(adj, k, d, seed=seed, progress=progress)
     elif method == "degree":

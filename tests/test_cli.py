@@ -164,3 +164,9 @@ def test_fastcover_out_and_options_checked_before_work(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["fastcover", "--max-memory", bad])
         assert "--max-memory" in capsys.readouterr().err
+
+
+def test_fastcover_ilp_size_guard_names_the_cli_option(capsys):
+    assert main(["fastcover", "--powerlaw", "6000", "-k", "2", "-d", "1", "--method", "ilp"]) == 2
+    err = capsys.readouterr().err
+    assert "--ilp-any-size" in err and err.count("\n") == 1

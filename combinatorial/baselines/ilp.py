@@ -84,7 +84,8 @@ def ilp(
     if n > ILP_MAX_NODES and not force:
         raise ValueError(
             f"ilp: n={n} exceeds ILP_MAX_NODES={ILP_MAX_NODES}; the exact MILP may not finish. "
-            "Pass force=True to try anyway, or use greedy (a (1 - 1/e) approximation)."
+            "Pass force=True (graphrec fastcover: --ilp-any-size) to try anyway, or use greedy "
+            "(a (1 - 1/e) approximation)."
         )
     t0 = time.perf_counter()
     M = d_closure(A, d, max_bytes=max_bytes)

@@ -64,6 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="memory budget for the d-closure (greedy, ilp); default 4 GiB",
     )
     fc.add_argument(
+        "--ilp-any-size",
+        action="store_true",
+        help="ilp: try the exact MILP above 5,000 nodes (it may not finish in --ilp-time-limit)",
+    )
+    fc.add_argument(
+        "--ilp-time-limit",
+        type=positive_float("--ilp-time-limit"),
+        default=60.0,
+        metavar="SECONDS",
+        help="ilp: solver time limit (default 60)",
+    )
+    fc.add_argument(
         "--compare",
         action="store_true",
         help="also run exact lazy greedy and print the coverage ratio to it",
@@ -116,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_bytes=max_bytes,
         progress=progress,
+        ilp_force=args.ilp_any_size,
+        ilp_time_limit=args.ilp_time_limit,
     )
     seed_list = sol.seed_ids
     solve_s = sum(t for phase, t in sol.timings.items() if phase != "load")
