@@ -13,7 +13,7 @@
   device) generator, and keeps the device's ``client_state`` in ``context.state``. With a
   :class:`~graphrec.federated.stream.StreamTask` this is the ODE client: a device replays the
   stream rounds it missed (lazy catch-up) with the model and estimate it last received.
-* :func:`run_simulation` runs both with Flower's simulation engine (Ray backend).
+* :func:`run_simulation` runs both with Flower's simulation engine (Ray backend, loopback only).
 
 Wire format of a reply: one ArrayRecord ``"update"`` with the dense deltas under their names,
 ``"<name>.idx"`` (int64 rows) and ``"<name>.delta"`` per table parameter (only the touched
@@ -23,18 +23,24 @@ of the strategy's configuration travel in an ArrayRecord ``"config-arrays"``.
 
 flwr is imported lazily: ``graphrec.federated`` works without it. Flower's telemetry and Ray's
 usage statistics are switched off (``FLWR_TELEMETRY_ENABLED=0``, ``RAY_USAGE_STATS_ENABLED=0``)
-unless the environment sets them.
+unless the environment sets them, also when flwr was imported before graphrec. A local
+simulation's Ray listens and connects on 127.0.0.1 only and leaves no session folder behind;
+a deployment across machines is Flower's own (docs/federated-deployment.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import os
 import pickle
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -66,8 +72,11 @@ def _flwr() -> Any:
         import flwr.clientapp
         import flwr.serverapp
         import flwr.serverapp.strategy
+        import flwr.supercore.telemetry
     except ImportError as exc:
         raise MissingExtraError("the Flower adapter", "fl") from exc
+    # flwr reads the variable once, on import, which may have come before this function
+    flwr.supercore.telemetry.FLWR_TELEMETRY_ENABLED = os.environ["FLWR_TELEMETRY_ENABLED"]
     return flwr
 
 
@@ -341,10 +350,11 @@ def run_simulation(
 ) -> Any:
     """Run ``strategy`` on ``task_fn()`` with Flower's simulation engine (Ray backend,
     ``num_cpus`` CPUs in all, one per ClientApp); returns the Flower strategy object
-    (``history``, ``state``, ``evaluations``). Ray is shut down afterwards."""
+    (``history``, ``state``, ``evaluations``). Ray listens on 127.0.0.1 only, keeps its
+    session folder in a private temporary directory and is shut down afterwards, that
+    directory removed (see :func:`_init_local_ray`)."""
     _flwr()
     import flwr.simulation
-    import ray
 
     task = task_fn()
     wrapped = flower_strategy(
@@ -361,18 +371,78 @@ def run_simulation(
         rounds=rounds,
         evaluate_fn=task.evaluate if evaluate else None,
     )
-    backend = {
-        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {"num_cpus": num_cpus, "num_gpus": 0, "include_dashboard": False},
-    }
-    try:
+    with _local_ray(num_cpus):
         flwr.simulation.run_simulation(
             server_app=server,
             client_app=client_app(task_fn, seed=seed),
             num_supernodes=num_supernodes,
-            backend_config=backend,
+            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
         )
+    return wrapped
+
+
+@contextlib.contextmanager
+def _local_ray(num_cpus: int) -> Iterator[None]:
+    """Ray for a local simulation (see :func:`_init_local_ray`), shut down on exit, also on
+    error, and its temporary directory removed. A Ray already initialised in this process is
+    used as it is and left running."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    temp_dir = tempfile.mkdtemp(prefix="ray-")
+    try:
+        _init_local_ray(num_cpus, temp_dir)
+        yield
     finally:
         if ray.is_initialized():
             ray.shutdown()
-    return wrapped
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _init_local_ray(num_cpus: int, temp_dir: str) -> None:
+    """``ray.init`` on the loopback interface only, Ray's session folder under ``temp_dir``.
+
+    * ``_node_ip_address="127.0.0.1"`` and ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: Ray's
+      servers listen on 127.0.0.1. Without the latter Ray replaces 127.0.0.1 by the address of
+      a UDP socket "connected" to 8.8.8.8, and its servers listen on that address or on all.
+    * Ray's dashboard process runs even with ``include_dashboard=False`` and, whatever
+      ``RAY_USAGE_STATS_ENABLED`` says, asks the cloud metadata servers (169.254.169.254,
+      metadata.google.internal) which cloud it runs on unless ``~/ray_bootstrap_config.yaml``
+      exists: Ray's processes get ``temp_dir`` as HOME, holding an empty one. The workers
+      running ClientApps get the real HOME back and, as Flower's Ray backend gives them, this
+      process's ``sys.path`` as PYTHONPATH.
+
+    The environment changes last only while ``ray.init`` starts Ray's processes.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    with open(os.path.join(temp_dir, "ray_bootstrap_config.yaml"), "w") as fh:
+        fh.write("{}\n")
+    worker_env = {
+        "HOME": os.path.expanduser("~"),
+        "PYTHONPATH": os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    saved = {key: os.environ.get(key) for key in ("HOME", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    enable_cluster = ray_constants.ENABLE_RAY_CLUSTER  # read from the environment at import
+    os.environ.update(HOME=temp_dir, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(
+            num_cpus=num_cpus,
+            num_gpus=0,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env={"env_vars": worker_env},
+            _node_ip_address="127.0.0.1",
+            _temp_dir=temp_dir,
+        )
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enable_cluster
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
