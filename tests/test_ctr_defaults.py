@@ -83,14 +83,15 @@ def test_readme_synthetic_deepfm_hien_seed3(capsys):
     assert res["test"]["auc"] >= 0.78, res["test"]  # measured 0.838 (README: 0.83)
 
 
-def test_readme_ml100k_din_hien(shared_data, tmp_path, capsys):
-    # README: graphrec ctr train --dataset ml-100k --data-root ../shared/data --model din
-    # --hien --out runs/din
-    out = tmp_path / "din"
-    res = _train(capsys, "--dataset", "ml-100k", "--data-root", str(shared_data), "--model",
-                 "din", "--hien", "--out", str(out), "--epochs", "2")  # fmt: skip
+def test_readme_ml100k_din_hien(shared_data, tmp_path, capsys, monkeypatch):
+    # README: export GRAPHREC_DATA=../shared/data
+    #         graphrec ctr train --dataset ml-100k --model din --hien --out runs/din-ml100k
+    monkeypatch.setenv("GRAPHREC_DATA", str(shared_data))
+    out = tmp_path / "din-ml100k"
+    res = _train(capsys, "--dataset", "ml-100k", "--model", "din", "--hien", "--out", str(out),
+                 "--epochs", "2")  # fmt: skip
     assert _recipe(res["config"]) == {**asdict(train_recipe("ml-100k")), "epochs": 2}
-    assert res["config"]["root"] == str(shared_data)  # the key graphrec export reads
+    assert res["config"]["root"] is None  # no --data-root: $GRAPHREC_DATA
     assert res["test"]["auc"] >= 0.76, res["test"]  # measured 0.788 (README: 0.789, 10 epochs)
 
 
@@ -98,4 +99,5 @@ def test_amazon_users_base_model(shared_data, capsys):
     res = _train(capsys, "--dataset", "amazon-users", "--data-root", str(shared_data),
                  "--model", "deepfm", "--epochs", "1")  # fmt: skip
     assert _recipe(res["config"]) == {**asdict(train_recipe("amazon-users")), "epochs": 1}
+    assert res["config"]["root"] == str(shared_data)  # the key graphrec export reads
     assert res["test"]["auc"] >= 0.68, res["test"]  # measured 0.711 (best epoch of 10: 1)
