@@ -8,6 +8,13 @@ import sys
 from pathlib import Path
 
 from graphrec.commands._args import add_data_root, positive_float, positive_int
+from graphrec.commands._training import (
+    bounded_float,
+    nonnegative_int,
+    prepare_output,
+    refuse_unused,
+    resume_error,
+)
 from graphrec.errors import GraphrecError
 
 #: Keys of the ``data`` record stored in a model file (how to rebuild the graph).
@@ -29,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train and write a model file",
         description="Train on a dataset and write OUT (the best validation weights, the "
         "configuration and test metrics). Training state is checkpointed to OUT.ckpt after "
-        "every epoch; rerunning the same command resumes from it.",
+        "every epoch; rerunning the same command resumes from it (--epochs, --patience and "
+        "--cpu-budget may change; other options or data are refused, listing the differences). "
+        "OUT's folder is created; OUT and OUT.ckpt are replaced in one step (never half-written). "
+        "Options of another backbone, loss or dataset are refused.",
     )
     train.add_argument(
         "--dataset",
@@ -39,28 +49,67 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_root(train)
     train.add_argument("--test", type=Path, help="test log for a path dataset (default: carve)")
-    train.add_argument("--min-rating", type=float, help="keep ratings >= this (ml-100k: 4)")
-    train.add_argument("--valid-fraction", type=float, default=0.1, help="per-user validation")
-    train.add_argument("--fold", type=int, default=1, choices=range(1, 6), help="ml-100k fold")
+    train.add_argument(
+        "--min-rating",
+        type=bounded_float("--min-rating"),
+        help="keep ratings >= this (ml-100k: 4; not gowalla)",
+    )
+    train.add_argument(
+        "--valid-fraction",
+        type=bounded_float("--valid-fraction", minimum=0.0, below=1.0),
+        default=0.1,
+        help="per-user validation, in [0, 1)",
+    )
+    train.add_argument("--fold", type=int, choices=range(1, 6), help="ml-100k fold (default 1)")
     train.add_argument("--backbone", choices=["mf", "lightgcn"], default="lightgcn")
     train.add_argument("--loss", choices=["bpr", "infonce", "hdccf"], default="bpr")
     train.add_argument("--dim", type=positive_int("--dim"), default=64, help="embedding size")
-    train.add_argument("--layers", type=positive_int("--layers"), default=3, help="LightGCN")
+    train.add_argument(
+        "--layers", type=positive_int("--layers"), help="LightGCN propagation layers (default 3)"
+    )
     train.add_argument("--epochs", type=positive_int("--epochs"), default=100)
     train.add_argument("--batch-size", type=positive_int("--batch-size"), default=2048)
     train.add_argument("--lr", type=positive_float("--lr"), default=1e-3)
-    train.add_argument("--reg", type=float, default=1e-4, help="L2 weight on batch embeddings")
-    train.add_argument("--temperature", type=positive_float("--temperature"), default=0.1)
-    train.add_argument("--tau-plus", type=float, default=0.05, help="HDCCF class prior")
-    train.add_argument("--beta", type=float, default=0.0, help="HDCCF hardness exponent")
     train.add_argument(
-        "--logq", type=float, default=0.0, help="HDCCF popularity correction (1 = full logQ)"
+        "--reg",
+        type=bounded_float("--reg", minimum=0.0),
+        default=1e-4,
+        help="L2 weight on batch embeddings (>= 0)",
     )
-    train.add_argument("--positives", type=positive_int("--positives"), default=1, help="HDCCF M")
     train.add_argument(
-        "--negatives", type=int, help="explicit negatives per pair (BPR: 1, others: in-batch)"
+        "--temperature",
+        type=positive_float("--temperature"),
+        help="InfoNCE / HDCCF temperature (default 0.1)",
     )
-    train.add_argument("--neg-alpha", type=float, default=0.0, help="negatives ~ deg^alpha")
+    train.add_argument(
+        "--tau-plus",
+        type=bounded_float("--tau-plus", minimum=0.0, below=1.0),
+        help="HDCCF class prior, in [0, 1) (default 0.05)",
+    )
+    train.add_argument(
+        "--beta",
+        type=bounded_float("--beta", minimum=0.0),
+        help="HDCCF hardness exponent (default 0)",
+    )
+    train.add_argument(
+        "--logq",
+        type=bounded_float("--logq", minimum=0.0),
+        help="HDCCF popularity correction (1 = full logQ; default 0)",
+    )
+    train.add_argument(
+        "--positives", type=positive_int("--positives"), help="HDCCF positives M (default 1)"
+    )
+    train.add_argument(
+        "--negatives",
+        type=nonnegative_int("--negatives"),
+        help="explicit negatives per pair (BPR: 1, at least 1; others: 0 = in-batch only)",
+    )
+    train.add_argument(
+        "--neg-alpha",
+        type=bounded_float("--neg-alpha", minimum=0.0),
+        default=0.0,
+        help="explicit negatives ~ deg^alpha (>= 0)",
+    )
     train.add_argument(
         "--sampling",
         choices=("interaction", "user"),
@@ -68,14 +117,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="anchor pairs uniform over interactions, or over users (LightGCN's BPR sampler)",
     )
     train.add_argument("--eval-every", type=positive_int("--eval-every"), default=1)
-    train.add_argument("--patience", type=int, default=10, help="0 = no early stopping")
+    train.add_argument(
+        "--patience",
+        type=nonnegative_int("--patience"),
+        default=10,
+        help="0 = no early stopping",
+    )
     train.add_argument(
         "--cpu-budget", type=positive_float("--cpu-budget"), help="stop after this many CPU s"
     )
-    train.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
+    train.add_argument(
+        "--seed",
+        type=nonnegative_int("--seed"),
+        default=0,
+        help="seed of the split and the training",
+    )
     train.add_argument("--threads", type=positive_int("--threads"), default=1)
     train.add_argument("--out", type=Path, required=True, help="model file to write (.pt)")
-    train.add_argument("--force", action="store_true", help="overwrite OUT, restart training")
+    train.add_argument(
+        "--force", action="store_true", help="overwrite OUT, start over (ignore OUT.ckpt)"
+    )
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(func=train_command)
@@ -120,44 +181,68 @@ def _graph(data: dict):
     )
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse options of another backbone, loss or dataset (before any work)."""
+    from graphrec.models.cf.data import DATASETS
+
+    named = args.dataset in DATASETS
+    refuse_unused(
+        args,
+        {
+            "--layers": ("--backbone lightgcn", args.backbone == "lightgcn"),
+            "--temperature": ("--loss infonce or hdccf", args.loss != "bpr"),
+            "--tau-plus": ("--loss hdccf", args.loss == "hdccf"),
+            "--beta": ("--loss hdccf", args.loss == "hdccf"),
+            "--logq": ("--loss hdccf", args.loss == "hdccf"),
+            "--positives": ("--loss hdccf", args.loss == "hdccf"),
+            "--fold": ("--dataset ml-100k", args.dataset == "ml-100k"),
+            "--min-rating": ("ml-100k and interaction logs", args.dataset != "gowalla"),
+            "--test": ("an interaction-log --dataset", not named),
+        },
+    )
+    if args.loss == "bpr" and args.negatives == 0:
+        raise GraphrecError("--negatives must be >= 1 with --loss bpr")
+
+
 def train_command(args: argparse.Namespace) -> int:
     """Run ``graphrec cf train``."""
     import torch
 
+    from graphrec.io.atomic import atomic_open
+    from graphrec.io.checkpoint import CheckpointError
     from graphrec.models.cf import CFConfig, CFTrainer
 
+    _check_options(args)
     torch.set_num_threads(args.threads)
     ckpt = args.out.with_name(args.out.name + ".ckpt")
-    if args.out.exists() and not args.force:
-        raise GraphrecError(f"--out {args.out} exists; pass --force to overwrite it")
-    if not 0.0 <= args.valid_fraction < 1.0:
-        raise GraphrecError(f"--valid-fraction must be in [0, 1); got {args.valid_fraction}")
-    if args.force and ckpt.exists():
-        ckpt.unlink()
+    prepare_output(args.out, force=args.force, option="--out")
+    prepare_output(ckpt, force=args.force, option="--out", resumable=True)
     data = {
         "dataset": args.dataset,
         "root": _root(args.dataset, args.data_root),
         "test": None if args.test is None else str(args.test),
         "min_rating": args.min_rating,
         "valid_fraction": args.valid_fraction,
-        "fold": args.fold,
+        "fold": args.fold or 1,
         "split_seed": args.seed,
     }
     graph = _graph(data)
+    loss_options = {
+        "num_layers": args.layers,
+        "temperature": args.temperature,
+        "tau_plus": args.tau_plus,
+        "beta": args.beta,
+        "logq": args.logq,
+        "num_positives": args.positives,
+    }
     config = CFConfig(
         backbone=args.backbone,
         loss=args.loss,
         embedding_dim=args.dim,
-        num_layers=args.layers,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         reg=args.reg,
-        temperature=args.temperature,
-        tau_plus=args.tau_plus,
-        beta=args.beta,
-        logq=args.logq,
-        num_positives=args.positives,
         num_negatives=args.negatives,
         neg_alpha=args.neg_alpha,
         sampling=args.sampling,
@@ -165,6 +250,7 @@ def train_command(args: argparse.Namespace) -> int:
         patience=args.patience,
         cpu_budget=args.cpu_budget,
         seed=args.seed,
+        **{k: v for k, v in loss_options.items() if v is not None},
     )
 
     def progress(record: dict) -> None:
@@ -179,21 +265,26 @@ def train_command(args: argparse.Namespace) -> int:
 
     if not args.quiet:
         print(graph.summary(), file=sys.stderr)
-    trainer = CFTrainer(graph, config, progress=None if args.quiet else progress)
-    trainer.fit(checkpoint=ckpt)
+    trainer = CFTrainer(graph, config, progress=None if args.quiet else progress, data_info=data)
+    if ckpt.exists() and not args.force:
+        try:
+            trainer.load_checkpoint(ckpt)
+        except CheckpointError as exc:
+            raise resume_error(exc) from exc
+    trainer.fit(checkpoint=ckpt, resume=False)
     test = trainer.evaluate("test")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "config": trainer.state_dict()["config"],
-            "data": data,
-            "model": trainer.model.state_dict(),
-            "best_epoch": trainer.best_epoch,
-            "valid": trainer.best_metric,
-            "test": test,
-        },
-        args.out,
-    )
+    with atomic_open(args.out, "wb") as f:
+        torch.save(
+            {
+                "config": trainer.state_dict()["config"],
+                "data": data,
+                "model": trainer.model.state_dict(),
+                "best_epoch": trainer.best_epoch,
+                "valid": trainer.best_metric,
+                "test": test,
+            },
+            f,
+        )
     result = {
         "out": str(args.out),
         "epochs": trainer.epoch,

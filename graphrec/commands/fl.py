@@ -11,23 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from graphrec.commands._args import add_data_root, positive_float, positive_int
+from graphrec.commands._training import (
+    bounded_float,
+    nonnegative_int,
+    prepare_output,
+    refuse_unused,
+    resume_error,
+)
 from graphrec.errors import GraphrecError
 
 STRATEGIES = ["fedavg", "fedprox", "involved", "fedsubavg", "fedsubavg-paper"]
 SELECTORS = ["rs", "fifo", "hl", "gn", "fb", "sld", "fd", "ode", "ode-exact"]
-
-
-def _unit_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not 0.0 <= value < 1.0:
-            raise argparse.ArgumentTypeError(f"{name} must be in [0, 1), got {value}")
-        return value
-
-    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "user; users.tsv.gz under --data-root; models din, tiny), ml-100k (one device per user; "
         "model tiny), synthetic (Synthetic(1, 1); model softmax). "
         "Local training defaults follow the official FedSubAvg code (SGD lr 0.1 x 0.999 per "
-        "round, batch 4, 10 steps, clip 5). With --checkpoint an interrupted run resumes.",
+        "round, batch 4, 10 steps, clip 5). With --checkpoint an interrupted run resumes: the "
+        "same command (--rounds may grow) continues it; other options or data are refused, "
+        "listing the differences. Folders of --out and --checkpoint are created up front; both "
+        "files are replaced in one step (never half-written).",
     )
     run_p.add_argument(
         "--strategy",
@@ -76,14 +73,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run_p.add_argument(
         "--prox-mu",
         type=positive_float("--prox-mu"),
-        default=0.01,
-        help="FedProx proximal coefficient",
+        default=None,
+        help="FedProx proximal coefficient (--strategy fedprox only; default 0.01)",
     )
     run_p.add_argument(
         "--coef-clip",
         type=positive_float("--coef-clip"),
         default=None,
-        help="FedSubAvg: upper bound on the row coefficients",
+        help="upper bound on the row coefficients (--strategy fedsubavg[-paper] only)",
     )
     run_p.add_argument(
         "--max-update-norm",
@@ -91,11 +88,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="reject client updates with a larger L2 norm",
     )
-    run_p.add_argument("--dropout", type=_unit_float("--dropout"), default=0.0)
-    run_p.add_argument("--straggler", type=_unit_float("--straggler"), default=0.0)
+    run_p.add_argument(
+        "--dropout", type=bounded_float("--dropout", minimum=0.0, below=1.0), default=0.0
+    )
+    run_p.add_argument(
+        "--straggler", type=bounded_float("--straggler", minimum=0.0, below=1.0), default=0.0
+    )
     run_p.add_argument("--eval-every", type=positive_int("--eval-every"), default=5)
-    run_p.add_argument("--seed", type=int, default=0)
-    run_p.add_argument("--checkpoint", type=Path, help="checkpoint file (resumes if present)")
+    run_p.add_argument("--seed", type=nonnegative_int("--seed"), default=0)
+    run_p.add_argument(
+        "--checkpoint", type=Path, help="checkpoint file, written every round (resumes if present)"
+    )
     run_p.add_argument("--out", type=Path, help="results JSON file")
     run_p.add_argument(
         "--force", action="store_true", help="overwrite --out and ignore an existing --checkpoint"
@@ -152,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3,
         help="evaluations averaged as the final accuracy",
     )
-    ode_p.add_argument("--seed", type=int, default=0)
+    ode_p.add_argument("--seed", type=nonnegative_int("--seed"), default=0)
     ode_p.add_argument("--out", type=Path, help="results JSON file")
     ode_p.add_argument("--force", action="store_true", help="overwrite --out")
     ode_p.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -167,14 +170,15 @@ def _no_action(parser: argparse.ArgumentParser) -> int:
 
 
 def _check_out(path: Path | None, force: bool) -> None:
-    if path is not None and path.exists() and not force:
-        raise GraphrecError(f"--out {path} exists; pass --force to overwrite it")
+    if path is not None:
+        prepare_output(path, force=force, option="--out")
 
 
 def _write(path: Path | None, payload: dict[str, Any]) -> None:
+    from graphrec.io.atomic import atomic_write_text
+
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=1))
+        atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 def _finite(x: Any) -> Any:
@@ -185,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``graphrec fl run``."""
     import torch
 
+    from graphrec.datasets import dataset_folder
     from graphrec.federated import (
         FedAvg,
         FedProx,
@@ -194,8 +199,21 @@ def run(args: argparse.Namespace) -> int:
         Simulator,
     )
     from graphrec.federated.experiment import federated_task
+    from graphrec.io.checkpoint import CheckpointError, fingerprint
 
+    subavg = ("fedsubavg", "fedsubavg-paper")
+    refuse_unused(
+        args,
+        {
+            "--prox-mu": ("--strategy fedprox", args.strategy == "fedprox"),
+            "--coef-clip": ("--strategy fedsubavg or fedsubavg-paper", args.strategy in subavg),
+        },
+    )
     _check_out(args.out, args.force)
+    if args.checkpoint is not None:
+        if args.out is not None and args.checkpoint.resolve() == args.out.resolve():
+            raise GraphrecError("--checkpoint and --out name the same file")
+        prepare_output(args.checkpoint, force=args.force, option="--checkpoint", resumable=True)
     model = (
         args.model
         or {"amazon-users": "din", "ml-100k": "tiny", "synthetic": "softmax"}[args.dataset]
@@ -205,9 +223,16 @@ def run(args: argparse.Namespace) -> int:
     task = federated_task(
         args.dataset, model, root=args.data_root, devices=args.devices, seed=args.seed
     )
+    folder = None if args.dataset == "synthetic" else dataset_folder(args.dataset, args.data_root)
+    data_info = {
+        "dataset": args.dataset,
+        "model": model,
+        "folder": None if folder is None else str(folder.resolve()),
+        "task": fingerprint(task),
+    }
     strategy = {
         "fedavg": lambda: FedAvg(),
-        "fedprox": lambda: FedProx(args.prox_mu),
+        "fedprox": lambda: FedProx(0.01 if args.prox_mu is None else args.prox_mu),
         "involved": lambda: InvolvedAveraging(),
         "fedsubavg": lambda: FedSubAvg(task.graph, form="code", clip=args.coef_clip),
         "fedsubavg-paper": lambda: FedSubAvg(task.graph, form="paper", clip=args.coef_clip),
@@ -230,11 +255,22 @@ def run(args: argparse.Namespace) -> int:
         max_update_norm=args.max_update_norm,
         dropout=args.dropout,
         straggler=args.straggler,
+        data_info=data_info,
     )
     resumed = 0
     if args.checkpoint is not None and args.checkpoint.exists() and not args.force:
-        sim.load(args.checkpoint)
+        try:
+            sim.load(args.checkpoint)
+        except CheckpointError as exc:
+            raise resume_error(exc) from exc
         resumed = sim.round
+        if resumed > args.rounds:
+            raise resume_error(
+                CheckpointError(
+                    f"checkpoint {args.checkpoint} is at round {resumed}, past --rounds "
+                    f"{args.rounds}"
+                )
+            )
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     history = sim.run(args.rounds, checkpoint=args.checkpoint, progress=not args.quiet)

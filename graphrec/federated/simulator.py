@@ -441,5 +441,5 @@ class Simulator:
             CheckpointError: unreadable (truncated, corrupt, not a simulator checkpoint), or
                 written by another run (see :meth:`load_state_dict`).
         """
-        data = load_checkpoint(path, keys=("round", "state", "history"), what="FL simulation")
+        data = load_checkpoint(path, keys=("round", "state", "history"), what="federated simulator")
         self.load_state_dict(data, path=path)
