@@ -63,7 +63,7 @@ def line_text(raw: bytes, lineno: int) -> str:
 
 DEFAULT_MAX_INPUT_BYTES = 8 * 2**30
 MAX_LINE_BYTES = 2**20
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 8 * 2**20  # peak memory of read_edgelist: about 1.9x its output (BENCHMARKS.md)
 # Ordinary edge lists and logs compress 3-10x; deflate's limit is about 1032x.
 MAX_GZIP_RATIO = 100
 _RATIO_FROM_BYTES = 16 * 2**20
@@ -588,18 +588,13 @@ def tokenize(data: bytes, path: PathLike, first_line: int, sep: str | None) -> C
         is_sep |= b == code
     change = np.diff((~is_sep).view(np.int8), prepend=np.int8(0), append=np.int8(0))
     del is_sep
-    start = np.flatnonzero(change == 1)
-    end = np.flatnonzero(change == -1)
+    bounds = np.flatnonzero(change)  # start0, end0, start1, end1, ...
     del change
+    start, end = bounds[0::2], bounds[1::2]
     newlines = np.flatnonzero(b == 10)
-    tok_line = np.searchsorted(newlines, start)
-    is_first = np.empty(len(start), dtype=bool)
-    is_first[:1] = True
-    is_first[1:] = tok_line[1:] != tok_line[:-1]
-    first = np.flatnonzero(is_first)
+    first = np.flatnonzero(_starts_line(b, start, end, newlines))
     counts = np.diff(np.append(first, len(start)))
-    line_idx = tok_line[first]
-    del tok_line, is_first
+    line_idx = np.searchsorted(newlines, start[first])
     comment = np.isin(b[start[first]], _COMMENT)
     chunk = ChunkLines(data, path, first_line, start, end, counts, line_idx + first_line)
     if code is not None:
@@ -614,6 +609,23 @@ def tokenize(data: bytes, path: PathLike, first_line: int, sep: str | None) -> C
         chunk.start, chunk.end = start[keep], end[keep]
         chunk.counts, chunk.lineno = counts[~comment], chunk.lineno[~comment]
     return chunk
+
+
+def _starts_line(
+    b: np.ndarray, start: np.ndarray, end: np.ndarray, newlines: np.ndarray
+) -> np.ndarray:
+    """Whether each field is the first of its line (a newline lies between it and the last)."""
+    first = np.empty(len(start), dtype=bool)
+    first[:1] = True
+    if len(start) > 1:
+        # a gap of 1-2 bytes holds its newline at one of its ends ('\n', ' \n', '\r\n')
+        is_newline = b == 10
+        first[1:] = is_newline[end[:-1]] | is_newline[start[1:] - 1]
+        wide = np.flatnonzero(start[1:] - end[:-1] > 2)
+        if len(wide):
+            after = np.searchsorted(newlines, end[wide])
+            first[wide + 1] = after < np.searchsorted(newlines, start[wide + 1])
+    return first
 
 
 def _strip_quotes(chunk: ChunkLines, b: np.ndarray, skip: np.ndarray) -> None:
@@ -636,6 +648,64 @@ def _strip_quotes(chunk: ChunkLines, b: np.ndarray, skip: np.ndarray) -> None:
     end[quoted] -= 1
 
 
+_U = np.uint64
+_ZEROS = _U(0x3030303030303030)  # eight ASCII '0'
+_HIGH = _U(0xF0F0F0F0F0F0F0F0)
+_SIX = _U(0x0606060606060606)
+_THREES = _U(0x3333333333333333)
+_LOW = _U(0x000000FF000000FF)
+_MUL1 = _U(100 + (1_000_000 << 32))
+_MUL2 = _U(1 + (10_000 << 32))
+
+
+def _eight_digits(b: np.ndarray, end: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Values of the 1-8 digit fields ending at ``end`` (``end >= 8``), eight bytes at once.
+
+    The eight bytes before ``end`` are read as one little-endian word, the bytes before the
+    field are set to ``'0'``, then all eight are checked to be digits and combined (the SWAR
+    method of simdjson's ``parse_eight_digits_unrolled``).
+    """
+    words = np.ndarray(shape=(len(b) - 7,), dtype="<u8", buffer=b, strides=(1,))[end - 8]
+    fill = (8 - length).astype(_U)  # in place from here: these arrays are large
+    fill <<= _U(3)
+    np.left_shift(_U(1), fill, out=fill)
+    fill -= _U(1)
+    tmp = np.invert(fill)
+    words &= tmp
+    fill &= _ZEROS
+    words |= fill
+    np.bitwise_and(words, _HIGH, out=tmp)
+    np.add(words, _SIX, out=fill)
+    fill &= _HIGH
+    fill >>= _U(4)
+    tmp |= fill
+    ok = tmp == _THREES
+    words -= _ZEROS
+    np.right_shift(words, _U(8), out=tmp)
+    words *= _U(10)
+    words += tmp
+    np.right_shift(words, _U(16), out=tmp)
+    tmp &= _LOW
+    tmp *= _MUL2
+    words &= _LOW
+    words *= _MUL1
+    words += tmp
+    words >>= _U(32)
+    return words, ok
+
+
+def _digits_loop(b: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Values (of the first 19 digits) and digit checks of fields, one digit position a time."""
+    ok = length > 0
+    value = np.zeros(len(start), dtype=_U)
+    for k in range(min(int(length.max(initial=0)), 19)):
+        active = length > k
+        digit = b[np.where(active, start + k, 0)] - np.uint8(48)
+        ok &= ~active | (digit <= 9)
+        value = np.where(active, value * _U(10) + digit, value)
+    return value, ok
+
+
 def parse_int_ranges(
     b: np.ndarray, start: np.ndarray, end: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -649,25 +719,29 @@ def parse_int_ranges(
     neg = b[start] == 45 if n else np.zeros(0, dtype=bool)
     digits_start = start + neg
     length = end - digits_start
-    ok = length > 0
-    value = np.zeros(n, dtype=np.uint64)
-    for k in range(min(int(length.max()) if n else 0, 19)):
-        active = length > k
-        digit = b[np.where(active, digits_start + k, 0)] - np.uint8(48)
-        ok &= ~active | (digit <= 9)
-        value = np.where(active, value * np.uint64(10) + digit, value)
+    slow = np.flatnonzero((length <= 0) | (length > 8) | (end < 8))
+    if len(b) >= 8 and len(slow) < n:
+        # every field at once (the few slow ones clipped to valid reads), then the slow ones
+        value, ok = _eight_digits(b, np.maximum(end, 8), np.clip(length, 1, 8))
+    else:
+        value, ok = np.zeros(n, dtype=_U), np.zeros(n, dtype=bool)
+    if len(slow):
+        value[slow], ok[slow] = _digits_loop(b, digits_start[slow], length[slow])
     status = np.where(ok, 0, 1).astype(np.int8)
-    limit = np.uint64(2**63) - (~neg).astype(np.uint64)  # |min int64| = 2**63
-    status[ok & ((length > 19) | (value > limit))] = 2
-    for j in np.flatnonzero(ok & (length > 19)).tolist():  # rare: leading zeros, or huge
-        token = b[start[j] : end[j]].tobytes()
-        if not token.lstrip(b"-").isdigit():
-            status[j] = 1
-        elif -(2**63) <= (number := int(token)) < 2**63:
-            status[j], value[j] = 0, abs(number)
-    values = value.astype(np.int64)  # 2**63 wraps to -2**63, the value wanted when negative
-    np.negative(values, out=values, where=neg & (values > 0))
-    values[status != 0] = 0
+    if n and length.max() >= 19:
+        limit = _U(2**63) - (~neg).astype(_U)  # |min int64| = 2**63
+        status[ok & ((length > 19) | (value > limit))] = 2
+        for j in np.flatnonzero(ok & (length > 19)).tolist():  # rare: leading zeros, or huge
+            token = b[start[j] : end[j]].tobytes()
+            if not token.lstrip(b"-").isdigit():
+                status[j] = 1
+            elif -(2**63) <= (number := int(token)) < 2**63:
+                status[j], value[j] = 0, abs(number)
+    values = value.view(np.int64)  # 2**63 wraps to -2**63, the value wanted when negative
+    if neg.any():
+        np.negative(values, out=values, where=neg & (values > 0))
+    if status.any():
+        values[status != 0] = 0
     return values, status
 
 

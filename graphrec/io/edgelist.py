@@ -623,6 +623,8 @@ def _ids_of(
         r = 0 if status[0, i] else 1
         token = chunk.token(i * width + r)
         return chunk.error(i, _not_int(token, int(status[r, i])), _NEVER)
+    if len(values) and -(2**31) <= values.min() and values.max() < 2**31:
+        values = values.astype(np.int32)  # half the memory until the chunks are joined
     return (values,)
 
 
