@@ -22,12 +22,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what the file holds (default: detected from its content)",
     )
     info.add_argument("--undirected", action="store_true", help="edge list: symmetrise")
-    add_edgelist_options(info)
+    add_read_options(info)
     info.set_defaults(func=info_command)
 
 
-def add_edgelist_options(parser: argparse.ArgumentParser) -> None:
-    """Add the edge-list reading options ``--header`` and ``--delimiter`` to ``parser``."""
+def byte_size(text: str) -> int:
+    """An argparse ``type``: a byte count >= 1, optionally with a K, M or G (binary) suffix."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    digits, scale = text, 1
+    if text[-1:].upper() in units:
+        digits, scale = text[:-1], units[text[-1].upper()]
+    try:
+        value = int(float(digits) * scale) if digits.strip() else 0
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--max-input-bytes must be a size such as 500000000, 512M or 8G; got {text!r}"
+        )
+    return value
+
+
+def add_read_options(parser: argparse.ArgumentParser) -> None:
+    """Add the reading options ``--header``, ``--delimiter``, ``--max-input-bytes``."""
     parser.add_argument(
         "--header",
         choices=["auto", "yes", "no"],
@@ -42,6 +59,20 @@ def add_edgelist_options(parser: argparse.ArgumentParser) -> None:
         help="edge list: field separator, e.g. ',' or ';' (default: ',' when the first data "
         "line has one, else whitespace)",
     )
+    parser.add_argument(
+        "--max-input-bytes",
+        type=byte_size,
+        default=None,
+        metavar="N",
+        help="refuse input larger than N bytes after decompression, e.g. 512M (default: 8G)",
+    )
+
+
+def max_input_bytes(args: argparse.Namespace) -> int:
+    """The ``--max-input-bytes`` limit, or the readers' default (8 GiB)."""
+    from graphrec.io._text import DEFAULT_MAX_INPUT_BYTES
+
+    return args.max_input_bytes or DEFAULT_MAX_INPUT_BYTES
 
 
 def info_command(args: argparse.Namespace) -> int:
@@ -54,6 +85,7 @@ def info_command(args: argparse.Namespace) -> int:
         undirected=args.undirected,
         header=args.header,
         delimiter=args.delimiter,
+        max_input_bytes=max_input_bytes(args),
     )
     print(summary)
     return 0

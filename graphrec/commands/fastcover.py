@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from graphrec.commands._args import positive_float, positive_int
-from graphrec.commands.data import add_edgelist_options
+from graphrec.commands.data import add_read_options, max_input_bytes
 from graphrec.errors import GraphrecError
 
 
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fc.add_argument("-k", type=positive_int("-k"), default=10, help="number of seeds")
     fc.add_argument("-d", type=positive_int("-d"), default=2, help="hop count")
     fc.add_argument("--undirected", action="store_true", help="treat each edge as both directions")
-    add_edgelist_options(fc)
+    add_read_options(fc)
     fc.add_argument(
         "--method",
         choices=["fastcover", "greedy", "ris", "degree", "soft", "heu", "ilp"],
@@ -113,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
         name = "SNAP ego-Facebook (embedded)"
     else:
         graph = read_edgelist(
-            args.graph, undirected=args.undirected, header=args.header, delimiter=args.delimiter
+            args.graph,
+            undirected=args.undirected,
+            header=args.header,
+            delimiter=args.delimiter,
+            max_input_bytes=max_input_bytes(args),
         )
         name = str(args.graph)
     load_s = time.perf_counter() - t0
@@ -135,9 +139,7 @@ def run(args: argparse.Namespace) -> int:
     solve_s = sum(t for phase, t in sol.timings.items() if phase != "load")
     ref = None
     if args.compare:
-        ref = solve(
-            graph, args.k, args.d, method="greedy", max_bytes=max_bytes, progress=progress
-        )
+        ref = solve(graph, args.k, args.d, method="greedy", max_bytes=max_bytes, progress=progress)
         ref_s = sum(t for phase, t in ref.timings.items() if phase != "load")
     if args.out is not None:
         atomic_write_text(args.out, "".join(f"{s}\n" for s in seed_list))

@@ -3,37 +3,40 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import io
-from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 
 from graphrec.errors import InputFormatError
-from graphrec.io._text import EDGE_COLUMNS, is_number
+from graphrec.io._text import (
+    DEFAULT_MAX_INPUT_BYTES,
+    EDGE_COLUMNS,
+    check_input_file,
+    is_number,
+    iter_line_chunks,
+    read_text_bytes,
+)
 
 KINDS = ("auto", "edges", "interactions", "ctr", "npz")
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+def _data_lines(path: Path, limit: int, max_input_bytes: int) -> list[str]:
+    """The first ``limit`` data lines (neither blank nor comments), from the first chunk."""
+    with closing(iter_line_chunks(path, max_input_bytes=max_input_bytes)) as chunks:
+        data, _ = next(chunks, (b"", 1))
+    lines = []
+    for raw in data.decode("utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", "%")):
+            lines.append(line)
+            if len(lines) == limit:
+                break
+    return lines
 
 
-def _data_lines(path: Path, limit: int) -> Iterator[str]:
-    with _open_text(path) as fh:
-        for raw in fh:
-            line = raw.strip()
-            if line and not line.startswith(("#", "%")):
-                yield line
-                limit -= 1
-                if limit == 0:
-                    return
-
-
-def sniff_kind(path: str | Path) -> str:
+def sniff_kind(path: str | Path, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> str:
     """Guess whether ``path`` is an edge list, an interaction log, a CTR table or an ``.npz``.
 
     Rules, on the first 50 data lines: ``.npz`` suffix -> ``npz``; a first line with a
@@ -45,10 +48,7 @@ def sniff_kind(path: str | Path) -> str:
     path = Path(path)
     if path.suffix == ".npz":
         return "npz"
-    try:
-        lines = list(_data_lines(path, 50))
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputFormatError(f"cannot read the file ({exc})", path=path) from None
+    lines = _data_lines(path, 50, max_input_bytes)
     if not lines:
         raise InputFormatError("no data lines", path=path, expected="edges, ratings or a CSV table")
     first = lines[0]
@@ -67,11 +67,11 @@ def sniff_kind(path: str | Path) -> str:
     return "edges"
 
 
-def _table_summary(path: Path) -> str:
-    with _open_text(path) as fh:
-        sample = fh.read(4096)
+def _table_summary(path: Path, max_input_bytes: int) -> str:
+    text = read_text_bytes(path, max_input_bytes=max_input_bytes).decode("utf-8")
+    sample = text[:4096]
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
-    with _open_text(path) as fh:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader)
         distinct: list[set[str]] = [set() for _ in header]
@@ -131,6 +131,7 @@ def describe_file(
     undirected: bool = False,
     header: str = "auto",
     delimiter: str | None = None,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> str:
     """Load ``path`` with the reader its content calls for and return a readable summary.
 
@@ -139,22 +140,33 @@ def describe_file(
         kind: one of ``auto``, ``edges``, ``interactions``, ``ctr``, ``npz``.
         undirected: for edge lists, symmetrise.
         header, delimiter: for edge lists, as in :func:`~graphrec.io.read_edgelist`.
+        max_input_bytes: refuse content larger than this (after decompression).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        InputFormatError: ``path`` is not a readable regular file, or is malformed.
     """
     path = Path(path)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    check_input_file(path)
     if kind == "auto":
-        kind = sniff_kind(path)
+        kind = sniff_kind(path, max_input_bytes=max_input_bytes)
     if kind == "npz":
         return _npz_summary(path)
     if kind == "ctr":
-        return _table_summary(path)
+        return _table_summary(path, max_input_bytes)
     if kind == "interactions":
         from graphrec.io import read_interactions
 
-        return read_interactions(path).summary()
+        return read_interactions(path, max_input_bytes=max_input_bytes).summary()
     from graphrec.io import read_edgelist
 
-    return read_edgelist(path, undirected=undirected, header=header, delimiter=delimiter).summary()
+    graph = read_edgelist(
+        path,
+        undirected=undirected,
+        header=header,
+        delimiter=delimiter,
+        max_input_bytes=max_input_bytes,
+    )
+    return graph.summary()

@@ -262,6 +262,18 @@ def read_edgelist(
     ``"always"`` remaps (reading all ids as strings if any is not an integer).
     ``EdgeList.node_ids`` maps indices back.
 
+    Integer ids are ``-?[0-9]+`` (``1_000``, ``+5`` or ``1.0`` are strings); negative ids
+    are labels like any other and noted in ``EdgeList.notes``, as are integers outside int64
+    (which make every id a string). Weights must be finite and within float32's range.
+
+    Input: the file is read in chunks (8 MiB of text at a time, gzip undone on the fly) into
+    compact arrays, so memory peaks near twice the returned arrays. Refused, each with a
+    one-line :class:`~graphrec.errors.InputFormatError` naming the path: a path that is not
+    a readable regular file (directory, FIFO, device, symbolic-link loop; checked before
+    opening), content beyond ``max_input_bytes`` after decompression (default 8 GiB), gzip
+    data expanding more than 100-fold (a gzip bomb), a line longer than 1 MiB, NUL bytes and
+    invalid UTF-8 (named by line, never replaced).
+
     Self-loops and duplicate lines are always counted; ``self_loops`` / ``duplicates`` =
     ``"keep"``, ``"drop"`` or ``"error"`` (raise at the first such line). With ``undirected``,
     duplicates are unordered pairs and each pair is stored in both directions; a pair listed
@@ -272,7 +284,8 @@ def read_edgelist(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        InputFormatError: a malformed line (names file, line, content and what was expected).
+        InputFormatError: a malformed line (names file, line, content and what was expected),
+            or an input refused as above.
         ValueError: an unknown option value.
 
     Example:

@@ -13,6 +13,7 @@ from torch_geometric.data import Data
 
 from graphrec.errors import InputFormatError
 from graphrec.io._text import (
+    DEFAULT_MAX_INPUT_BYTES,
     Lines,
     PathLike,
     check_choice,
@@ -142,7 +143,12 @@ def bipartite_data(matrix: sp.sparray | sp.spmatrix) -> Data:
 
 
 def read_interactions(
-    path: PathLike, *, format: str = "auto", sep: str | None = None, keep_ids: bool = False
+    path: PathLike,
+    *,
+    format: str = "auto",
+    sep: str | None = None,
+    keep_ids: bool = False,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> Interactions:
     """Read a user-item interaction log.
 
@@ -167,6 +173,7 @@ def read_interactions(
             items), so files of one dataset share an id space; ids must be integers >= 0.
             Otherwise ids are remapped to ``0..n-1``: integers in sorted order (MovieLens
             ``1..943`` becomes ``id - 1``), strings in order of first appearance.
+        max_input_bytes: refuse content larger than this (after decompression).
 
     Raises:
         InputFormatError: a malformed line (wrong field count, bad rating or timestamp, ...).
@@ -180,7 +187,7 @@ def read_interactions(
     check_choice("keep_ids", keep_ids, (False, True))
     if sep is not None and (not isinstance(sep, str) or not sep or sep.isspace()):
         raise ValueError(f"sep must be None (whitespace) or a non-blank string; got {sep!r}")
-    raw = read_text_bytes(path)
+    raw = read_text_bytes(path, max_input_bytes=max_input_bytes)
     first = first_data_line(raw)
     if not first:
         raise InputFormatError(
