@@ -118,17 +118,18 @@ def _too_large(path: PathLike, max_input_bytes: int, what: str) -> InputFormatEr
 
 
 def iter_blocks(
-    path: PathLike, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES, size: int = CHUNK_BYTES
+    path: PathLike, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES, size: int | None = None
 ) -> Iterator[bytes]:
     """The content of ``path`` in blocks of at most ``size`` bytes, gzip undone.
 
-    Memory stays bounded by ``size`` whatever the input. Raises :class:`InputFormatError`
-    for a file that is not a regular file (see :func:`check_input_file`), content beyond
-    ``max_input_bytes`` (after decompression), gzip data that decompresses more than
-    ``MAX_GZIP_RATIO`` times its size (a gzip bomb), corrupt gzip data and a ``.gz`` name
-    on plain data.
+    Memory stays bounded by ``size`` (default ``CHUNK_BYTES``) whatever the input. Raises
+    :class:`InputFormatError` for a file that is not a regular file (see
+    :func:`check_input_file`), content beyond ``max_input_bytes`` (after decompression), gzip
+    data that decompresses more than ``MAX_GZIP_RATIO`` times its size (a gzip bomb),
+    corrupt gzip data and a ``.gz`` name on plain data.
     """
     info = check_input_file(path)
+    size = size or CHUNK_BYTES
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -188,7 +189,7 @@ def _gunzip_blocks(
 
 
 def iter_line_chunks(
-    path: PathLike, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES, size: int = CHUNK_BYTES
+    path: PathLike, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES, size: int | None = None
 ) -> Iterator[tuple[bytes, int]]:
     """Complete lines of ``path`` as validated UTF-8, about ``size`` bytes at a time.
 
