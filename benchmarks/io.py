@@ -94,7 +94,11 @@ def measure_subprocess(path: Path, src: Path | None = None, repeat: int = 2) -> 
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, "-c", _MEASURE, str(path)],
-            capture_output=True, text=True, env=env, check=True, cwd=tempfile.gettempdir(),
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=tempfile.gettempdir(),
         )
         runs.append(json.loads(out.stdout))
     best = min(runs, key=lambda r: r["seconds"])
@@ -102,7 +106,33 @@ def measure_subprocess(path: Path, src: Path | None = None, repeat: int = 2) -> 
     return best
 
 
+def large_rows(baseline: Path | None, folder: Path) -> list[dict]:
+    """Time and peak RSS of read_edgelist on 10^7 edges, plain and gzip, in subprocesses."""
+    plain = folder / "edges-1e7.txt"
+    write_large_edgelist(plain)
+    packed = folder / "edges-1e7.txt.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=6))
+    rows = []
+    for path in (plain, packed):
+        for label, src in (("graphrec (this commit)", None), ("graphrec (baseline)", baseline)):
+            if label.endswith("(baseline)") and src is None:
+                continue
+            r = measure_subprocess(path, src)
+            r.update(file=path.name, size=path.stat().st_size, reader=label)
+            rows.append(r)
+            print(json.dumps(r))
+    return rows
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--baseline", type=Path, help="folder holding another graphrec package to compare"
+    )
+    parser.add_argument(
+        "--baseline-label", default="", help="what the baseline is, e.g. its commit"
+    )
+    args = parser.parse_args()
     root = data_root()
     douban = root / "fastcover/directed/soc-douban.txt.gz"
     gowalla = root / "lightgcn/gowalla/test.txt.gz"
@@ -119,21 +149,52 @@ def main() -> None:
     t_ours_g, inter = best_time(lambda: read_interactions(gowalla, format="lightgcn"))
     t_py, (u, _) = best_time(lambda: _python_lightgcn(gowalla))
     assert len(inter.user) == len(u)
-    rows.append((f"gowalla test.txt.gz ({len(u):,} pairs)", "graphrec.io.read_interactions",
-                 t_ours_g, 1.0))
+    rows.append(
+        (f"gowalla test.txt.gz ({len(u):,} pairs)", "graphrec.io.read_interactions", t_ours_g, 1.0)
+    )
     rows.append(("", "Python line loop (LightGCN-style)", t_py, t_py / t_ours_g))
 
     lines = [
-        f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/io.py` "
-        "(best of 3, same process).",
+        f"Machine: {machine()}, load average {os.getloadavg()[0]:.1f} at the start "
+        "(other work ran alongside). Command: `.venv/bin/python benchmarks/io.py"
+        + (" --baseline SRC" if args.baseline else "")
+        + "` (best of 3, same process).",
         "",
         "| file | reader | seconds | time / graphrec |",
         "|---|---|---|---|",
     ]
     lines += [f"| {f} | {r} | {t:.3f} | {ratio:.2f}x |" for f, r, t, ratio in rows]
+    with tempfile.TemporaryDirectory() as folder:
+        large = large_rows(args.baseline, Path(folder))
+    baseline = f" ({args.baseline_label})" if args.baseline_label else ""
+    lines += [
+        "",
+        "10^7 edges `u v` (ids uniform in 0..10^6-1, 138 MB of text; .gz: gzip -6), "
+        "`read_edgelist(path)` in a fresh subprocess, best of 2. Peak RSS is measured above "
+        "the RSS after the imports (`ru_maxrss`); output = `edge_index` + `node_ids` "
+        f"(168 MB). Baseline{baseline}: the reader before streaming, reading the whole file "
+        "and splitting it into Python bytes objects.",
+        "",
+        "| file | reader | seconds | peak RSS above imports | peak / output |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['file']} | {r['reader']} | {r['seconds']:.2f} | {r['peak_bytes'] / 2**20:,.0f} MiB "
+        f"| {r['peak_bytes'] / r['final_bytes']:.2f}x |"
+        for r in large
+    ]
     table = "\n".join(lines)
     print(table)
-    write_results("io", {"machine": machine(), "rows": [list(r) for r in rows]})
+    write_results(
+        "io",
+        {
+            "machine": machine(),
+            "load_average": os.getloadavg()[0],
+            "rows": [list(r) for r in rows],
+            "large": large,
+            "baseline": args.baseline_label or None,
+        },
+    )
     update_benchmarks_md("io", "## Loading files (`benchmarks/io.py`)\n\n" + table)
 
 
