@@ -16,7 +16,7 @@ folder (or its           ``graphrec ctr train --out DIR``: ``model.pt`` (state d
 ``FILE.pt``              ``graphrec cf train --out FILE.pt``: a dict with ``config``,
                          ``data`` and ``model``; the interaction graph is reloaded
 ``fastcover_*.pt``       FastCover weights (``combinatorial/weights`` or
-                         ``python -m combinatorial.gnn.train --out ... --manifest``):
+                         ``graphrec fastcover train --out DIR``):
                          a state dict whose configuration and SHA-256 are in
                          ``weights.json`` next to it (checked by
                          :func:`combinatorial.gnn.load_pretrained`)
