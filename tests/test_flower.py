@@ -7,10 +7,17 @@ except under CI, where a missing flwr is a failure.
 from __future__ import annotations
 
 import functools
+import ipaddress
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -255,3 +262,140 @@ def test_adapter_switches_off_flower_telemetry_and_ray_usage_stats(monkeypatch):
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
     flower._flwr()
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"  # the user's choice is kept
+
+
+# --------------------------------------------------------------------------- network audit
+
+# installed as sitecustomize.py in every Python process of the audited run (PYTHONPATH):
+# appends the destinations of its inet sockets and the names it resolves to $GRAPHREC_NET_AUDIT
+_AUDIT_HOOK = """
+import json, os, socket, sys
+
+_LOG = os.path.join(os.environ["GRAPHREC_NET_AUDIT"], f"{os.getpid()}.jsonl")
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+
+def _hook(event, args):
+    if event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
+        if args[0].family not in _INET or not isinstance(args[1], tuple):
+            return
+        host = args[1][0]
+    elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
+        host = args[0]
+    else:
+        return
+    if isinstance(host, bytes):
+        host = host.decode()
+    with open(_LOG, "a") as fh:
+        fh.write(json.dumps([event, host, " ".join(sys.argv)[:200]]) + "\\n")
+
+
+sys.addaudithook(_hook)
+"""
+
+_AUDITED_RUN = """
+import functools, json, sys
+sys.path.insert(0, {tests!r})
+from test_flower import ctr_task  # imports flwr before graphrec sets its defaults
+from graphrec.federated import FedSubAvg
+from graphrec.federated.flower import run_simulation
+make = functools.partial(ctr_task, 3)
+wrapped = run_simulation(
+    make, FedSubAvg(make().graph), rounds=1, clients_per_round=2, num_supernodes=3, seed=1
+)
+print(json.dumps([h["accepted"] for h in wrapped.history]))
+"""
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None or host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _sockets(proc: psutil.Process) -> set[tuple[str, str, str | None, str]]:
+    """(status, local host, remote host, command) of the inet sockets of ``proc`` and its
+    descendants; unbound sockets (local port 0) have no local host."""
+    found = set()
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            name = " ".join(p.cmdline())[:120]
+            for conn in p.net_connections(kind="inet"):
+                local = conn.laddr.ip if conn.laddr and conn.laddr.port else None
+                remote = conn.raddr.ip if conn.raddr else None
+                found.add((conn.status, local, remote, name))
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+@pytest.fixture
+def short_tmp():
+    """A temporary directory with a short path: Ray's Unix sockets live under its session
+    folder, and a socket path may not exceed 107 bytes (pytest's tmp_path is too deep)."""
+    path = tempfile.mkdtemp(prefix="gr-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_local_simulation_stays_on_loopback_and_leaves_no_ray_folder(tmp_path, short_tmp):
+    """A real Flower simulation (3 SuperNodes, 1 round) in a subprocess, with Flower's telemetry
+    and Ray's usage statistics at graphrec's defaults, audited two ways:
+
+    * every Python process of the run (the driver; Ray's dashboard, dashboard agent,
+      runtime-env agent, log monitor, autoscaler monitor; the workers running ClientApps)
+      gets an audit hook, through a sitecustomize.py on PYTHONPATH, recording the address of
+      every inet connect, bind, sendto and sendmsg and every name resolved with getaddrinfo
+      or gethostbyname; a record from a worker proves the hook reached Ray's children;
+    * the inet sockets of the driver and all its descendants, Ray's C++ gcs_server and raylet
+      included, are sampled from /proc (psutil) every 0.2 s: local and remote addresses.
+
+    Not covered: what the C++ processes do with a socket that lives less than a sample
+    apart, and name lookups outside Python's socket module. Asserted: all addresses and
+    names are loopback, and no Ray folder is left in the run's temporary directory."""
+    site, audit = tmp_path / "site", tmp_path / "audit"
+    site.mkdir()
+    audit.mkdir()
+    (site / "sitecustomize.py").write_text(_AUDIT_HOOK)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FLWR_TELEMETRY_ENABLED", "RAY_USAGE_STATS_ENABLED", "PYTHONPATH")
+    }
+    env.update(
+        PYTHONPATH=str(site),
+        TMPDIR=short_tmp,
+        GRAPHREC_NET_AUDIT=str(audit),
+        FLWR_HOME=str(tmp_path / "flwr_home"),
+        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+        RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="0",
+    )
+    script = _AUDITED_RUN.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sampled, proc, deadline = set(), psutil.Process(run.pid), time.time() + 600
+    while run.poll() is None and time.time() < deadline:
+        sampled |= _sockets(proc)
+        time.sleep(0.2)
+    if run.poll() is None:
+        run.kill()
+    output = run.communicate()[0]
+    assert run.returncode == 0, output[-3000:]
+    assert output.strip().splitlines()[-1] == "[2]"
+
+    records = [json.loads(line) for log in audit.iterdir() for line in log.read_text().splitlines()]
+    assert any("default_worker.py" in cmd for _, _, cmd in records)  # the hook reached Ray
+    assert any(status == psutil.CONN_LISTEN for status, *_ in sampled)  # Ray's servers seen
+    assert [r for r in records if not _loopback(r[1])] == []
+    assert [s for s in sampled if not (_loopback(s[1]) and _loopback(s[2]))] == []
+    assert [p for p in os.listdir(short_tmp) if "ray" in p or p.startswith("session")] == []
