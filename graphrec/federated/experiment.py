@@ -64,7 +64,7 @@ def federated_task(
         test_rows = None if devices is None else np.flatnonzero(test_users <= devices)
         parts = natural_partition(users[keep])
         return CTRModelTask(
-            lambda f: DIN(f, 18, (200, 80)),
+            lambda f: DIN(f, 18, (200, 80), attention_hidden=(64, 32), softmax=False),
             features,
             split.train,
             parts,
