@@ -1,8 +1,10 @@
-"""Low-level text input shared by the readers: file access, validation and a vectorised tokenizer.
+"""Low-level text input shared by the readers: guarded file access, validation, tokenizers.
 
-The tokenizer finds token boundaries and line numbers with numpy on the raw bytes, so a reader
-can parse a whole file with a few array operations and still point at the exact line of the
-first problem when the file is malformed.
+Files are read through :func:`iter_line_chunks`: regular files only, gzip undone in bounded
+blocks, whole lines validated as UTF-8 a chunk at a time. :func:`tokenize` and
+:func:`parse_int_ranges` find fields, line numbers and integer values with numpy on a
+chunk's raw bytes, so a reader holds compact arrays rather than Python objects per field and
+still points at the exact line of the first problem when the file is malformed.
 """
 
 from __future__ import annotations
@@ -562,12 +564,7 @@ class ChunkLines:
 
     def error(self, i: int, problem: str, expected: str | None = None) -> InputFormatError:
         """An :class:`InputFormatError` pointing at data line ``i``."""
-        return self.error_at_line(int(self.lineno[i]), problem, expected)
-
-    def error_at_line(
-        self, lineno: int, problem: str, expected: str | None = None
-    ) -> InputFormatError:
-        """An :class:`InputFormatError` pointing at line ``lineno`` of the file."""
+        lineno = int(self.lineno[i])
         content = line_text(self.data, lineno - self.first_line + 1)
         return InputFormatError(
             problem, path=self.path, line=lineno, content=content, expected=expected

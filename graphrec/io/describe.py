@@ -26,9 +26,10 @@ def _data_lines(path: Path, limit: int, max_input_bytes: int) -> list[str]:
     """The first ``limit`` data lines (neither blank nor comments), from the first chunk."""
     with closing(iter_line_chunks(path, max_input_bytes=max_input_bytes)) as chunks:
         data, _ = next(chunks, (b"", 1))
+    pieces = data.split(b"\n", 10_000)
     lines = []
-    for raw in data.decode("utf-8").splitlines():
-        line = raw.strip()
+    for raw in pieces[:10_000]:  # the last piece is the rest of the chunk when it has more
+        line = raw.decode("utf-8").strip()
         if line and not line.startswith(("#", "%")):
             lines.append(line)
             if len(lines) == limit:
