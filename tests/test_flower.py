@@ -22,7 +22,8 @@ import pytest
 import torch
 
 try:
-    import flwr  # noqa: F401
+    import flwr
+    import flwr.supercore.telemetry
 except ImportError:
     if os.environ.get("CI"):
         raise
@@ -256,9 +257,12 @@ def test_adapter_switches_off_flower_telemetry_and_ray_usage_stats(monkeypatch):
 
     monkeypatch.delenv("FLWR_TELEMETRY_ENABLED", raising=False)
     monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    # as if flwr had been imported (it reads the variable then) before graphrec set it
+    monkeypatch.setattr(flwr.supercore.telemetry, "FLWR_TELEMETRY_ENABLED", "1")
     flower._flwr()
     assert os.environ["FLWR_TELEMETRY_ENABLED"] == "0"
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert flwr.supercore.telemetry.FLWR_TELEMETRY_ENABLED == "0"
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
     flower._flwr()
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"  # the user's choice is kept
@@ -399,3 +403,32 @@ def test_local_simulation_stays_on_loopback_and_leaves_no_ray_folder(tmp_path, s
     assert [r for r in records if not _loopback(r[1])] == []
     assert [s for s in sampled if not (_loopback(s[1]) and _loopback(s[2]))] == []
     assert [p for p in os.listdir(short_tmp) if "ray" in p or p.startswith("session")] == []
+
+
+def test_simulation_error_still_shuts_ray_down_and_removes_its_folder(monkeypatch, short_tmp):
+    """Ray is started before Flower's engine; when the engine fails, Ray is shut down, its
+    temporary folder removed, and the environment changed for ``ray.init`` is as before."""
+    import flwr.simulation
+    import ray
+    from ray._private import ray_constants
+
+    monkeypatch.setattr(tempfile, "tempdir", short_tmp)
+    monkeypatch.setenv("FLWR_HOME", os.path.join(short_tmp, "flwr_home"))
+    monkeypatch.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    before = (os.environ.get("HOME"), os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))
+    enable_cluster, seen = ray_constants.ENABLE_RAY_CLUSTER, {}
+
+    def failing_engine(**kwargs):
+        seen["folders"] = os.listdir(short_tmp)
+        seen["node"] = ray.get_runtime_context().get_node_id()
+        raise RuntimeError("engine failed")
+
+    monkeypatch.setattr(flwr.simulation, "run_simulation", failing_engine)
+    make = functools.partial(ctr_task, 3)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        run_simulation(make, FedAvg(), rounds=1, clients_per_round=2, num_supernodes=3)
+    assert [p for p in seen["folders"] if p.startswith("ray-")] and seen["node"]
+    assert not ray.is_initialized()
+    assert [p for p in os.listdir(short_tmp) if p.startswith("ray-")] == []
+    assert (os.environ.get("HOME"), os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")) == before
+    assert ray_constants.ENABLE_RAY_CLUSTER == enable_cluster
