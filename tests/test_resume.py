@@ -84,6 +84,15 @@ def hostile_files(folder: Path, good: Path) -> dict[str, Path]:
         paths[name].write_bytes(content)
     paths["torch-pickle"] = folder / "torch-pickle.pt"
     torch.save({"round": Evil(marker), "state": {}}, paths["torch-pickle"])
+    # loadable dicts with the right keys but odd values
+    real = torch.load(good, weights_only=True)
+    for name, change in {
+        "no-dict": {"config": 5},
+        "odd-state": {"state": {"w": torch.zeros(2)}, "model": {"w": torch.zeros(2)}},
+        "odd-types": {"round": "x", "epoch": [1], "history": 3, "optimizer": None},
+    }.items():
+        paths[name] = folder / f"{name}.pt"
+        torch.save({**real, **change}, paths[name])
     return paths
 
 

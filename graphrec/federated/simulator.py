@@ -412,14 +412,14 @@ class Simulator:
         """
         check_same_run(
             path,
-            {**(data.get("config") or {}), "data": data.get("data") or {}},
+            {**data["config"], "data": data["data"]},
             {**self.config(), "data": self.data_record()},
         )
         try:
             state = {k: v.clone() for k, v in data["state"].items()}
             shapes = {k: v.shape for k, v in self.state.items()}
             if {k: v.shape for k, v in state.items()} != shapes:
-                raise ValueError("its parameters have other names or shapes")
+                raise ValueError("parameters of other names or shapes")
             self.round = int(data["round"])
             self.history = list(data["history"])
             self.rejected = list(data["rejected"])
@@ -427,7 +427,9 @@ class Simulator:
             if hasattr(self.strategy, "load_state_dict"):
                 self.strategy.load_state_dict(data["strategy"])
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} does not fit this task ({exc})") from exc
+            raise CheckpointError(
+                f"checkpoint {path}: its model or simulator state does not fit this task"
+            ) from exc
         self.state = state
 
     def save(self, path: str | Path) -> None:
@@ -441,5 +443,7 @@ class Simulator:
             CheckpointError: unreadable (truncated, corrupt, not a simulator checkpoint), or
                 written by another run (see :meth:`load_state_dict`).
         """
-        data = load_checkpoint(path, keys=("round", "state", "history"), what="federated simulator")
+        data = load_checkpoint(
+            path, keys=("round", "state"), records=("config", "data"), what="federated simulator"
+        )
         self.load_state_dict(data, path=path)

@@ -40,12 +40,15 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> None:
         torch.save(dict(state), f)
 
 
-def load_checkpoint(path: str | os.PathLike, *, keys: Iterable[str], what: str) -> dict:
-    """The dict saved at ``path`` (``weights_only=True``), which must hold ``keys``.
+def load_checkpoint(
+    path: str | os.PathLike, *, keys: Iterable[str], what: str, records: Iterable[str] = ()
+) -> dict:
+    """The dict saved at ``path`` (``weights_only=True``), which must hold ``keys`` and, under
+    each of ``records``, a dict.
 
     Raises:
         CheckpointError: the file is truncated, corrupt, holds objects a weights-only load
-            refuses, or is not a dict with ``keys`` (``what`` names the expected kind).
+            refuses, or is not such a dict (``what`` names the expected kind).
         FileNotFoundError, PermissionError, IsADirectoryError: as ``open`` would.
     """
     path = Path(path)
@@ -59,10 +62,20 @@ def load_checkpoint(path: str | os.PathLike, *, keys: Iterable[str], what: str) 
         raise CheckpointError(
             f"checkpoint {path} is truncated, corrupt or not a {what} checkpoint"
         ) from exc
-    missing = [] if not isinstance(state, dict) else [k for k in keys if k not in state]
+    records = list(records)
+    missing = (
+        [] if not isinstance(state, dict) else [k for k in [*keys, *records] if k not in state]
+    )
     if not isinstance(state, dict) or missing:
-        detail = f" (no {', '.join(missing)})" if missing else ""
+        detail = (
+            f" (it has no {', '.join(missing)}: another kind or an older graphrec)"
+            if missing
+            else ""
+        )
         raise CheckpointError(f"checkpoint {path} is not a {what} checkpoint{detail}")
+    bad = [k for k in records if not isinstance(state[k], dict)]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} is not a {what} checkpoint ({bad[0]} is no dict)")
     return state
 
 

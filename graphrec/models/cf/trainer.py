@@ -52,7 +52,7 @@ __all__ = ["BACKBONES", "CFConfig", "CFTrainer", "LOSSES", "SAMPLINGS", "build_b
 BACKBONES = ("mf", "lightgcn")
 LOSSES = ("bpr", "infonce", "hdccf")
 SAMPLINGS = ("interaction", "user")
-_CHECKPOINT_KEYS = ("config", "model", "optimizer", "epoch", "history", "best_model")
+_CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "best_model")
 
 
 @dataclass
@@ -440,13 +440,15 @@ class CFTrainer:
                 another configuration (except :attr:`RESUMABLE_CHANGES`) or other data; the
                 message lists the differences.
         """
-        state = load_checkpoint(path, keys=_CHECKPOINT_KEYS, what="CF training")
+        state = load_checkpoint(
+            path, keys=_CHECKPOINT_KEYS, records=("config", "data"), what="CF training"
+        )
         defaults = {f.name: f.default for f in fields(CFConfig)}  # fields added since
         saved = {**defaults, **state["config"]}
         current = {**asdict(self.config), "ks": list(self.config.ks)}
         check_same_run(
             path,
-            self._run_record(saved, state.get("data") or {}),
+            self._run_record(saved, state["data"]),
             self._run_record(current, self.data_record()),
         )
         try:
@@ -462,5 +464,7 @@ class CFTrainer:
             self._best_state = state["best_model"]
             self.train_seconds = float(state["train_seconds"])
             self.cpu_seconds = float(state["cpu_seconds"])
-        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} does not fit this model ({exc})") from exc
+        except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path}: its weights or training state do not fit this model"
+            ) from exc
