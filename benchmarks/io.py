@@ -133,6 +133,7 @@ def main() -> None:
         "--baseline-label", default="", help="what the baseline is, e.g. its commit"
     )
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     root = data_root()
     douban = root / "fastcover/directed/soc-douban.txt.gz"
     gowalla = root / "lightgcn/gowalla/test.txt.gz"
@@ -155,7 +156,7 @@ def main() -> None:
     rows.append(("", "Python line loop (LightGCN-style)", t_py, t_py / t_ours_g))
 
     lines = [
-        f"Machine: {machine()}, load average {os.getloadavg()[0]:.1f} at the start "
+        f"Machine: {machine()}, load average {load_start:.1f} at the start "
         "(other work ran alongside). Command: `.venv/bin/python benchmarks/io.py"
         + (" --baseline SRC" if args.baseline else "")
         + "` (best of 3, same process).",
@@ -189,7 +190,8 @@ def main() -> None:
         "io",
         {
             "machine": machine(),
-            "load_average": os.getloadavg()[0],
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg()[0],
             "rows": [list(r) for r in rows],
             "large": large,
             "baseline": args.baseline_label or None,
