@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 import graphrec.io._text as text
 from graphrec.cli import main
 from graphrec.errors import InputFormatError
-from graphrec.io import read_edgelist, read_interactions
+from graphrec.io import CTRSchema, read_ctr_table, read_edgelist, read_interactions
 
 
 def one_line(err: BaseException) -> str:
@@ -132,6 +133,19 @@ def test_directory_symlink_loop_and_device(tmp_path):
         _refused(
             Path("/dev/zero"), "is a character device (such as /dev/zero), which may never end"
         )
+
+
+@pytest.mark.parametrize(
+    "reader",
+    [read_interactions, partial(read_ctr_table, schema=CTRSchema("y", categorical=["c"]))],
+    ids=["interactions", "ctr"],
+)
+def test_every_text_reader_is_guarded(tmp_path, reader):
+    with pytest.raises(InputFormatError, match="is a directory; expected a readable regular"):
+        reader(tmp_path)
+    path = bomb(tmp_path / "bomb.csv.gz", members=2)
+    with pytest.raises(InputFormatError, match="gzip bomb"):
+        reader(path)
 
 
 def test_fifo_is_refused_without_blocking(tmp_path):
