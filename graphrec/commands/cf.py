@@ -227,7 +227,7 @@ def train_command(args: argparse.Namespace) -> int:
         "split_seed": args.seed,
     }
     graph = _graph(data)
-    loss_options = {
+    only_some = {  # options of some backbones / losses: CFConfig's default when not given
         "num_layers": args.layers,
         "temperature": args.temperature,
         "tau_plus": args.tau_plus,
@@ -250,7 +250,7 @@ def train_command(args: argparse.Namespace) -> int:
         patience=args.patience,
         cpu_budget=args.cpu_budget,
         seed=args.seed,
-        **{k: v for k, v in loss_options.items() if v is not None},
+        **{k: v for k, v in only_some.items() if v is not None},
     )
 
     def progress(record: dict) -> None:

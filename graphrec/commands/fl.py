@@ -12,6 +12,7 @@ from typing import Any
 
 from graphrec.commands._args import add_data_root, positive_float, positive_int
 from graphrec.commands._training import (
+    RESUME_HINT,
     bounded_float,
     nonnegative_int,
     prepare_output,
@@ -265,11 +266,9 @@ def run(args: argparse.Namespace) -> int:
             raise resume_error(exc) from exc
         resumed = sim.round
         if resumed > args.rounds:
-            raise resume_error(
-                CheckpointError(
-                    f"checkpoint {args.checkpoint} is at round {resumed}, past --rounds "
-                    f"{args.rounds}"
-                )
+            raise GraphrecError(
+                f"checkpoint {args.checkpoint} is at round {resumed}, past --rounds "
+                f"{args.rounds}; {RESUME_HINT}"
             )
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
