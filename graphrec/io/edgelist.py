@@ -391,6 +391,26 @@ class _First:
 
 
 @dataclass
+class _Lines:
+    """Line numbers of consecutive data lines, stored by the gaps (comments, blank lines)."""
+
+    base: int  # line of data line 0
+    after: np.ndarray  # data lines that follow a gap ...
+    skipped: np.ndarray  # ... and the lines skipped before each, accumulated
+
+    @classmethod
+    def of(cls, lineno: np.ndarray) -> _Lines:
+        extra = np.diff(lineno) - 1
+        where = np.flatnonzero(extra)
+        return cls(int(lineno[0]), where + 1, np.cumsum(extra[where]))
+
+    def line(self, k: int) -> int:
+        """The line number of data line ``k``."""
+        j = int(np.searchsorted(self.after, k, side="right"))
+        return self.base + k + (int(self.skipped[j - 1]) if j else 0)
+
+
+@dataclass
 class _File:
     """The data lines of an edge-list file: line 1 apart, then the m edge lines after it.
 
@@ -412,7 +432,7 @@ class _File:
     status: np.ndarray | None
     weight: np.ndarray | None
     starts: np.ndarray  # first edge line of each chunk
-    linemap: list[tuple[int, np.ndarray | None]]  # its line number, or all its line numbers
+    linemap: list[_Lines]  # where each chunk's edge lines are
     abort: InputFormatError | None = None
 
     @property
@@ -422,9 +442,7 @@ class _File:
     def line(self, i: int) -> int:
         """The line number of edge line ``i`` after line 1."""
         c = int(np.searchsorted(self.starts, i, side="right")) - 1
-        base, numbers = self.linemap[c]
-        k = i - int(self.starts[c])
-        return base + k if numbers is None else int(numbers[k])
+        return self.linemap[c].line(i - int(self.starts[c]))
 
     def error_at(self, lineno: int, problem: str, expected: str | None = None) -> InputFormatError:
         if lineno == self.first.lineno:
@@ -492,7 +510,7 @@ class _Source:
         parts: list[tuple[np.ndarray, ...]] = []
         weights: list[np.ndarray] = []
         starts: list[int] = []
-        linemap: list[tuple[int, np.ndarray | None]] = []
+        linemap: list[_Lines] = []
         first: _First | None = None
         banner = False
         width = ref_line = 0
@@ -528,9 +546,7 @@ class _Source:
                 tokens = gather_strings(chunk.bytes, w_start, w_end)
                 weights.append(_weights_of(tokens, chunk.error))
             starts.append(m)
-            numbers = chunk.lineno
-            consecutive = int(numbers[-1] - numbers[0]) == len(numbers) - 1
-            linemap.append((int(numbers[0]), None if consecutive else numbers.copy()))
+            linemap.append(_Lines.of(chunk.lineno))
             m += len(chunk)
         if first is None:
             raise InputFormatError(
@@ -555,7 +571,7 @@ class _Source:
         parts: list[tuple[np.ndarray, ...]],
         weights: list[np.ndarray],
         starts: list[int],
-        linemap: list[tuple[int, np.ndarray | None]],
+        linemap: list[_Lines],
         m: int,
         strings: bool,
     ) -> _File:
