@@ -321,7 +321,7 @@ def read_edgelist(
                 raise f.first_error(_not_int(first.fields[j], int(first.status[j])), _NEVER)
             f = source.read(strings=True)
         f.put_first_edge()
-    lines = _LineIndex(f, found is None)
+    lines = _LineIndex(f.where, found is None)
     cut = 0 if found is None else 1
     weight = None if f.weight is None else f.weight[cut:]
     notes: list[str] = []
@@ -411,6 +411,32 @@ class _Lines:
 
 
 @dataclass
+class _Where:
+    """Where a file's edge lines are, for line numbers and line texts in error messages."""
+
+    path: str
+    max_input_bytes: int
+    first: _First
+    starts: np.ndarray  # the first edge line (after line 1) of each chunk
+    linemap: list[_Lines]  # the line numbers of each chunk's edge lines
+
+    def line(self, i: int) -> int:
+        """The line number of edge line ``i`` after line 1."""
+        c = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.linemap[c].line(i - int(self.starts[c]))
+
+    def error_at(self, lineno: int, problem: str, expected: str | None = None) -> InputFormatError:
+        """An error at line ``lineno`` (read again from the file for its text)."""
+        if lineno == self.first.lineno:
+            content = self.first.text
+        else:
+            content = line_at(self.path, lineno, self.max_input_bytes)
+        return InputFormatError(
+            problem, path=self.path, line=lineno, content=content, expected=expected
+        )
+
+
+@dataclass
 class _File:
     """The data lines of an edge-list file: line 1 apart, then the m edge lines after it.
 
@@ -422,39 +448,25 @@ class _File:
     file must then be read in string mode).
     """
 
-    path: str
-    max_input_bytes: int
+    where: _Where
     banner: bool
-    first: _First
     width: int
     ints: np.ndarray
-    strs: np.ndarray | None
-    status: np.ndarray | None
-    weight: np.ndarray | None
-    starts: np.ndarray  # first edge line of each chunk
-    linemap: list[_Lines]  # where each chunk's edge lines are
+    strs: np.ndarray | None = None
+    status: np.ndarray | None = None
+    weight: np.ndarray | None = None
     abort: InputFormatError | None = None
+
+    @property
+    def first(self) -> _First:
+        return self.where.first
 
     @property
     def m(self) -> int:
         return self.ints.shape[1] - 1
 
-    def line(self, i: int) -> int:
-        """The line number of edge line ``i`` after line 1."""
-        c = int(np.searchsorted(self.starts, i, side="right")) - 1
-        return self.linemap[c].line(i - int(self.starts[c]))
-
-    def error_at(self, lineno: int, problem: str, expected: str | None = None) -> InputFormatError:
-        if lineno == self.first.lineno:
-            content = self.first.text
-        else:
-            content = line_at(self.path, lineno, self.max_input_bytes)
-        return InputFormatError(
-            problem, path=self.path, line=lineno, content=content, expected=expected
-        )
-
     def first_error(self, problem: str, expected: str | None = None) -> InputFormatError:
-        return self.error_at(self.first.lineno, problem, expected)
+        return self.where.error_at(self.first.lineno, problem, expected)
 
     def _first_weight_error(self, _: int, problem: str, expected: str) -> InputFormatError:
         return self.first_error(problem, expected)
@@ -463,8 +475,8 @@ class _File:
         """Line 1 is an edge: it must be as wide as the lines after it."""
         width = len(self.first.fields)
         if self.m and width != self.width:
-            raise self.error_at(
-                self.line(0),
+            raise self.where.error_at(
+                self.where.line(0),
                 f"has {self.width} fields but line {self.first.lineno} has {width}",
                 "the same number of fields on every line",
             )
@@ -481,21 +493,18 @@ class _File:
 
 
 class _LineIndex:
-    """Line numbers of the edges in file order, for error messages (no reference to the ids)."""
+    """Line numbers of the edges in file order, line 1 included when it is an edge."""
 
-    def __init__(self, f: _File, first_is_edge: bool) -> None:
+    def __init__(self, where: _Where, first_is_edge: bool) -> None:
+        self.where = where
         self.shift = 0 if first_is_edge else 1
-        self.file = _File(
-            f.path, f.max_input_bytes, f.banner, f.first, f.width, f.ints[:, :0], None, None,
-            None, f.starts, f.linemap,
-        )  # fmt: skip
 
     def line(self, i: int) -> int:
         j = i + self.shift
-        return self.file.first.lineno if j == 0 else self.file.line(j - 1)
+        return self.where.first.lineno if j == 0 else self.where.line(j - 1)
 
     def error(self, i: int, problem: str, expected: str | None = None) -> InputFormatError:
-        return self.file.error_at(self.line(i), problem, expected)
+        return self.where.error_at(self.line(i), problem, expected)
 
 
 class _Source:
@@ -557,11 +566,8 @@ class _Source:
         return self._collect(first, banner, width, parts, weights, starts, linemap, m, strings)
 
     def _empty(self, first: _First, banner: bool, abort: InputFormatError) -> _File:
-        none = np.zeros((2, 1), dtype=np.int64)
-        return _File(
-            self.path, self.max_input_bytes, banner, first, 0, none, None, None, None,
-            np.zeros(0, np.int64), [], abort,
-        )  # fmt: skip
+        where = _Where(self.path, self.max_input_bytes, first, np.zeros(0, np.int64), [])
+        return _File(where, banner, 0, np.zeros((2, 1), dtype=np.int64), abort=abort)
 
     def _collect(
         self,
@@ -601,10 +607,10 @@ class _Source:
                 strs[:, pos : pos + k] = part[2]
             pos += k
             del part
-        return _File(
-            self.path, self.max_input_bytes, banner, first, width or len(first.fields), ints,
-            strs, status, weight, np.array(starts, dtype=np.int64), linemap,
-        )  # fmt: skip
+        where = _Where(
+            self.path, self.max_input_bytes, first, np.array(starts, dtype=np.int64), linemap
+        )
+        return _File(where, banner, width or len(first.fields), ints, strs, status, weight)
 
 
 def _first_line(chunk: ChunkLines) -> _First:
