@@ -111,8 +111,11 @@ def test_corrupt_checkpoints_are_refused_in_one_line(capsys, recwarn, tmp_path, 
         else:
             code, _, err = cli(capsys, *FL, "--rounds", "2", "--checkpoint", str(path))
         assert code == 2, name
-        assert err.count("\n") == 1 and err.startswith("graphrec: error: checkpoint "), err
+        assert err.count("\n") == 1 and err.startswith("graphrec: error: "), err
         assert str(path) in err and "--force starts over" in err, err
+        if command == "cf" and name != "odd-types":  # as model files (odd-types has a model)
+            code, _, err = cli(capsys, "cf", "recommend", str(path), "--users", "u0")
+            assert code == 2 and err.count("\n") == 1 and str(path) in err, (name, err)
     assert not (tmp_path / "pwned").exists()  # the malicious pickles never ran
     assert not [w for w in recwarn if "torch" in w.filename]  # no stray warning lines either
     # --force starts over and replaces the bad file with a real checkpoint

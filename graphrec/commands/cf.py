@@ -305,19 +305,16 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _load_model(path: Path) -> dict:
-    import torch
+    from graphrec.io.checkpoint import load_checkpoint
 
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as exc:  # pickle / zip errors of a file that is not a model
-        raise GraphrecError(
-            f"{path}: not a model file written by 'graphrec cf train' ({exc})"
-        ) from None
-    if not isinstance(state, dict) or not {"config", "data", "model"} <= state.keys():
-        raise GraphrecError(f"{path}: not a model file written by 'graphrec cf train'")
-    return state
+    return load_checkpoint(
+        path,
+        keys=("model",),
+        records=("config", "data"),
+        what="model file written by 'graphrec cf train'",
+    )
 
 
 def _user_indices(text: str, ids, num_users: int) -> list[int]:
@@ -342,11 +339,23 @@ def recommend_command(args: argparse.Namespace) -> int:
     from graphrec.models.cf import CFConfig, build_backbone, top_k
 
     state = _load_model(args.model)
-    graph = _graph(state["data"])
-    saved = dict(state["config"])
-    config = CFConfig.from_dict({**saved, "ks": tuple(saved["ks"])})
+    try:
+        data = {k: state["data"][k] for k in DATA_KEYS}
+        saved = dict(state["config"])
+        config = CFConfig.from_dict({**saved, "ks": tuple(saved["ks"])})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GraphrecError(
+            f"{args.model}: not a model file written by 'graphrec cf train' (its configuration "
+            "or data record is incomplete or invalid)"
+        ) from exc
+    graph = _graph(data)
     model = build_backbone(graph, config)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        raise GraphrecError(
+            f"{args.model}: its weights do not fit the model of its configuration and data"
+        ) from exc
     model.eval()
     users = _user_indices(args.users, graph.user_ids, graph.num_users)
     exclude = None if args.include_known else (graph.train + graph.valid).tocsr()

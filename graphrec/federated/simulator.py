@@ -444,6 +444,9 @@ class Simulator:
                 written by another run (see :meth:`load_state_dict`).
         """
         data = load_checkpoint(
-            path, keys=("round", "state"), records=("config", "data"), what="federated simulator"
+            path,
+            keys=("round", "state"),
+            records=("config", "data"),
+            what="federated simulator checkpoint",
         )
         self.load_state_dict(data, path=path)

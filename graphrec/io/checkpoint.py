@@ -48,7 +48,8 @@ def load_checkpoint(
 
     Raises:
         CheckpointError: the file is truncated, corrupt, holds objects a weights-only load
-            refuses, or is not such a dict (``what`` names the expected kind).
+            refuses, or is not such a dict (``what`` names the expected kind, e.g. "CF
+            training checkpoint").
         FileNotFoundError, PermissionError, IsADirectoryError: as ``open`` would.
     """
     path = Path(path)
@@ -59,9 +60,7 @@ def load_checkpoint(
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except Exception as exc:  # zip, pickle, EOF, OSError(22), IndexError ... of a bad file
-        raise CheckpointError(
-            f"checkpoint {path} is truncated, corrupt or not a {what} checkpoint"
-        ) from exc
+        raise CheckpointError(f"{path} is truncated, corrupt or not a {what}") from exc
     records = list(records)
     missing = (
         [] if not isinstance(state, dict) else [k for k in [*keys, *records] if k not in state]
@@ -72,10 +71,10 @@ def load_checkpoint(
             if missing
             else ""
         )
-        raise CheckpointError(f"checkpoint {path} is not a {what} checkpoint{detail}")
+        raise CheckpointError(f"{path} is not a {what}{detail}")
     bad = [k for k in records if not isinstance(state[k], dict)]
     if bad:
-        raise CheckpointError(f"checkpoint {path} is not a {what} checkpoint ({bad[0]} is no dict)")
+        raise CheckpointError(f"{path} is not a {what} ({bad[0]} is no dict)")
     return state
 
 

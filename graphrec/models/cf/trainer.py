@@ -441,7 +441,7 @@ class CFTrainer:
                 message lists the differences.
         """
         state = load_checkpoint(
-            path, keys=_CHECKPOINT_KEYS, records=("config", "data"), what="CF training"
+            path, keys=_CHECKPOINT_KEYS, records=("config", "data"), what="CF training checkpoint"
         )
         defaults = {f.name: f.default for f in fields(CFConfig)}  # fields added since
         saved = {**defaults, **state["config"]}
