@@ -69,7 +69,8 @@ class Evil:
 
 def hostile_files(folder: Path, good: Path) -> dict[str, Path]:
     """Checkpoint look-alikes built here: truncated, random bytes, malicious pickles (raw and
-    inside a torch zip), another file type, an empty file."""
+    inside a torch zip), another file type, an empty file, and loadable copies of ``good`` with
+    odd values (a record that is no dict, tensors of other shapes, values of other types)."""
     marker = folder / "pwned"
     files = {
         "truncated": good.read_bytes()[: good.stat().st_size // 2],
@@ -116,7 +117,10 @@ def test_corrupt_checkpoints_are_refused_in_one_line(capsys, recwarn, tmp_path, 
         if command == "cf" and name != "odd-types":  # as model files (odd-types has a model)
             code, _, err = cli(capsys, "cf", "recommend", str(path), "--users", "u0")
             assert code == 2 and err.count("\n") == 1 and str(path) in err, (name, err)
-    assert not (tmp_path / "pwned").exists()  # the malicious pickles never ran
+    marker = tmp_path / "pwned"
+    assert not marker.exists()  # the malicious pickles never ran ...
+    pickle.loads(pickle.dumps(Evil(marker)))
+    assert marker.exists()  # ... though a plain unpickling would have run them
     assert not [w for w in recwarn if "torch" in w.filename]  # no stray warning lines either
     # --force starts over and replaces the bad file with a real checkpoint
     if command == "cf":

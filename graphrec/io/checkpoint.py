@@ -61,17 +61,15 @@ def load_checkpoint(
         raise
     except Exception as exc:  # zip, pickle, EOF, OSError(22), IndexError ... of a bad file
         raise CheckpointError(f"{path} is truncated, corrupt or not a {what}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a {what}")
     records = list(records)
-    missing = (
-        [] if not isinstance(state, dict) else [k for k in [*keys, *records] if k not in state]
-    )
-    if not isinstance(state, dict) or missing:
-        detail = (
-            f" (it has no {', '.join(missing)}: another kind or an older graphrec)"
-            if missing
-            else ""
+    missing = [k for k in [*keys, *records] if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a {what} (it has no {', '.join(missing)}: another kind of file, or "
+            "one of an older graphrec)"
         )
-        raise CheckpointError(f"{path} is not a {what}{detail}")
     bad = [k for k in records if not isinstance(state[k], dict)]
     if bad:
         raise CheckpointError(f"{path} is not a {what} ({bad[0]} is no dict)")
