@@ -326,3 +326,25 @@ def test_kill_9_mid_run_leaves_a_loadable_checkpoint(capsys, tmp_path):
     code, out, err = cli(capsys, *argv[:-6], "--rounds", target, *argv[-4:])
     assert code == 0, err
     assert json.loads(out)["resumed_from_round"] == saved["round"]
+
+
+def test_fingerprint_hashes_data_not_layout_or_modules():
+    dense = np.array([[2.0, 0.0, 1.0]])
+    unsorted = sp.csr_array((np.array([1.0, 2.0]), np.array([2, 0]), np.array([0, 2])), (1, 3))
+    assert (
+        fingerprint(sp.csr_array(dense))
+        == fingerprint(unsorted)
+        == fingerprint(sp.coo_array(dense))
+    )
+    assert unsorted.indices.tolist() == [2, 0]  # the caller's matrix is left as it was
+    assert fingerprint(sp.csr_array(dense * 2)) != fingerprint(sp.csr_array(dense))
+    assert fingerprint(np.array(["a", "b"], dtype=object)) != fingerprint(
+        np.array(["a", "c"], dtype=object)
+    )
+    a, b = _sim().task, _sim().task
+    torch.nn.init.zeros_(b.model.weight)  # modules (initial weights) and caches do not count
+    b._cache = {"x": 1}
+    assert fingerprint(a) == fingerprint(b)
+    b.y = b.y.clone()
+    b.y[0] += 1
+    assert fingerprint(a) != fingerprint(b)

@@ -95,9 +95,10 @@ def _update(h: Any, obj: Any, seen: set[int], depth: int) -> None:
         return
     if sp.issparse(obj):
         m = sp.csr_array(obj)
-        m.sort_indices()
+        if not m.has_sorted_indices:
+            m = m.sorted_indices()  # a copy: the caller's matrix stays as it is
         h.update(f"sparse:{m.shape};".encode())
-        for part in (m.indptr, m.indices, m.data):
+        for part in (m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data):
             _update(h, part, seen, depth)
         return
     if id(obj) in seen or depth > 8 or callable(obj) or isinstance(obj, torch.nn.Module):
