@@ -338,6 +338,11 @@ def _sockets(proc: psutil.Process) -> set[tuple[str, str, str | None, str]]:
     return found
 
 
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="Ray's temporary folder follows TMPDIR on Linux"
+)
+
+
 @pytest.fixture
 def short_tmp():
     """A temporary directory with a short path: Ray's Unix sockets live under its session
@@ -347,6 +352,7 @@ def short_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@linux_only
 def test_local_simulation_stays_on_loopback_and_leaves_no_ray_folder(tmp_path, short_tmp):
     """A real Flower simulation (3 SuperNodes, 1 round) in a subprocess, with Flower's telemetry
     and Ray's usage statistics at graphrec's defaults, audited two ways:
@@ -366,11 +372,8 @@ def test_local_simulation_stays_on_loopback_and_leaves_no_ray_folder(tmp_path, s
     site.mkdir()
     audit.mkdir()
     (site / "sitecustomize.py").write_text(_AUDIT_HOOK)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("FLWR_TELEMETRY_ENABLED", "RAY_USAGE_STATS_ENABLED", "PYTHONPATH")
-    }
+    unset = ("FLWR_TELEMETRY_ENABLED", "RAY_USAGE_STATS_ENABLED", "PYTHONPATH", "RAY_TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         PYTHONPATH=str(site),
         TMPDIR=short_tmp,
@@ -405,6 +408,7 @@ def test_local_simulation_stays_on_loopback_and_leaves_no_ray_folder(tmp_path, s
     assert [p for p in os.listdir(short_tmp) if "ray" in p or p.startswith("session")] == []
 
 
+@linux_only
 def test_simulation_error_still_shuts_ray_down_and_removes_its_folder(monkeypatch, short_tmp):
     """Ray is started before Flower's engine; when the engine fails, Ray is shut down, its
     temporary folder removed, and the environment changed for ``ray.init`` is as before."""
@@ -412,7 +416,8 @@ def test_simulation_error_still_shuts_ray_down_and_removes_its_folder(monkeypatc
     import ray
     from ray._private import ray_constants
 
-    monkeypatch.setattr(tempfile, "tempdir", short_tmp)
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setenv("TMPDIR", short_tmp)
     monkeypatch.setenv("FLWR_HOME", os.path.join(short_tmp, "flwr_home"))
     monkeypatch.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     before = (os.environ.get("HOME"), os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))

@@ -352,7 +352,8 @@ def run_simulation(
     ``num_cpus`` CPUs in all, one per ClientApp); returns the Flower strategy object
     (``history``, ``state``, ``evaluations``). Ray listens on 127.0.0.1 only, keeps its
     session folder in a private temporary directory and is shut down afterwards, that
-    directory removed (see :func:`_init_local_ray`)."""
+    directory removed (see :func:`_init_local_ray`); a Ray already initialised in this
+    process is used as it is instead."""
     _flwr()
     import flwr.simulation
 
@@ -387,11 +388,14 @@ def _local_ray(num_cpus: int) -> Iterator[None]:
     error, and its temporary directory removed. A Ray already initialised in this process is
     used as it is and left running."""
     import ray
+    from ray._common.utils import get_default_system_temp_dir
 
     if ray.is_initialized():
         yield
         return
-    temp_dir = tempfile.mkdtemp(prefix="ray-")
+    # where Ray itself would go: RAY_TMPDIR, else TMPDIR on Linux and /tmp on macOS (Ray's Unix
+    # socket paths under it must stay short)
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir=get_default_system_temp_dir())
     try:
         _init_local_ray(num_cpus, temp_dir)
         yield
