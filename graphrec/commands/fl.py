@@ -210,6 +210,8 @@ def run(args: argparse.Namespace) -> int:
             "--coef-clip": ("--strategy fedsubavg or fedsubavg-paper", args.strategy in subavg),
         },
     )
+    if args.strategy == "fedprox" and args.prox_mu is None:
+        args.prox_mu = 0.01  # the default, so that the results JSON shows it
     _check_out(args.out, args.force)
     if args.checkpoint is not None:
         if args.out is not None and args.checkpoint.resolve() == args.out.resolve():
@@ -233,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     }
     strategy = {
         "fedavg": lambda: FedAvg(),
-        "fedprox": lambda: FedProx(0.01 if args.prox_mu is None else args.prox_mu),
+        "fedprox": lambda: FedProx(args.prox_mu),
         "involved": lambda: InvolvedAveraging(),
         "fedsubavg": lambda: FedSubAvg(task.graph, form="code", clip=args.coef_clip),
         "fedsubavg-paper": lambda: FedSubAvg(task.graph, form="paper", clip=args.coef_clip),
