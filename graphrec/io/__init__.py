@@ -1,7 +1,10 @@
 """Validated readers and converters: edge lists, interaction logs, CTR tables.
 
 Every reader raises :class:`graphrec.errors.InputFormatError` naming the file, the line, the
-offending content and what was expected, and never returns part of a malformed file.
+offending content and what was expected, and never returns part of a malformed file. Input
+goes through shared guards: only readable regular files (checked before opening), at most
+``max_input_bytes`` after decompression (default 8 GiB), no gzip bombs, lines up to 1 MiB,
+UTF-8 only. Edge lists are parsed in chunks into compact arrays.
 
 Example:
     >>> from graphrec.io import read_edgelist, to_networkx

@@ -65,7 +65,7 @@ def line_text(raw: bytes, lineno: int) -> str:
 
 DEFAULT_MAX_INPUT_BYTES = 8 * 2**30
 MAX_LINE_BYTES = 2**20
-CHUNK_BYTES = 8 * 2**20  # peak memory of read_edgelist: about 1.9x its output (BENCHMARKS.md)
+CHUNK_BYTES = 8 * 2**20  # read_edgelist peaks at about 2-2.5x its output (BENCHMARKS.md)
 # Ordinary edge lists and logs compress 3-10x; deflate's limit is about 1032x.
 MAX_GZIP_RATIO = 100
 _RATIO_FROM_BYTES = 16 * 2**20

@@ -267,7 +267,7 @@ def read_edgelist(
     (which make every id a string). Weights must be finite and within float32's range.
 
     Input: the file is read in chunks (8 MiB of text at a time, gzip undone on the fly) into
-    compact arrays, so memory peaks near twice the returned arrays. Refused, each with a
+    compact arrays, so memory peaks at about 2-2.5 times the returned arrays. Refused, each with a
     one-line :class:`~graphrec.errors.InputFormatError` naming the path: a path that is not
     a readable regular file (directory, FIFO, device, symbolic-link loop; checked before
     opening), content beyond ``max_input_bytes`` after decompression (default 8 GiB), gzip
