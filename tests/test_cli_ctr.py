@@ -74,8 +74,35 @@ def test_train_json_deterministic_force_and_resume(tmp_path, capsys, monkeypatch
     assert resumed["test"] == res["test"] and len(resumed["history"]) == 3
     # a checkpoint of other arguments is not resumed
     (part / "results.json").unlink()
-    rc, cap = _run(capsys, *SYN, "--model", "din", "--out", str(part))
-    assert rc == 2 and "other arguments" in cap.err
+    rc, cap = _run(capsys, *SYN, "--model", "din", "--lr", "0.05", "--out", str(part))
+    assert rc == 2 and "written by another run" in cap.err and "--force starts over" in cap.err
+    assert "hien True -> False" in cap.err and "lr 0.01 -> 0.05" in cap.err
+    assert cap.err.count("\n") == 1
+    # the data is part of the run: another synthetic draw (--seed changes it) is refused too
+    rc, cap = _run(capsys, *SYN, "--model", "din", "--hien", "--seed", "1", "--out", str(part))
+    assert rc == 2 and "data_fingerprint" in cap.err
+
+
+def test_corrupt_or_malicious_checkpoint_is_one_line(tmp_path, capsys):
+    """A truncated checkpoint and a pickle that would run a command: one line, nothing runs."""
+    out = tmp_path / "run"
+    argv = [*SYN, "--epochs", "1", "--model", "lr", "--out", str(out)]
+    assert _run(capsys, *argv)[0] == 0
+    (out / "results.json").unlink()
+    ckpt = out / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    rc, cap = _run(capsys, *argv)
+    assert rc == 2 and "truncated, corrupt" in cap.err and cap.err.count("\n") == 1
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"model": Payload()}, ckpt)
+    rc, cap = _run(capsys, *argv)
+    assert rc == 2 and "--force starts over" in cap.err and not marker.exists()
+    assert _run(capsys, *argv, "--force")[0] == 0
 
 
 def test_train_text_output_base_model(tmp_path, capsys):

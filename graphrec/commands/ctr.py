@@ -114,9 +114,11 @@ def _config(args: argparse.Namespace) -> dict:
 
 
 def _prepare_out(out: Path, config: dict, force: bool) -> bool:
-    """Create ``out``; True when a matching interrupted run is to be resumed."""
-    if out.exists() and not out.is_dir():
-        raise GraphrecError(f"--out {out} exists and is not a folder")
+    """Create ``out``; True when an interrupted run of the same configuration and data is to be
+    resumed (another one is refused with the list of differences)."""
+    from graphrec.commands._training import resume_error
+    from graphrec.io.checkpoint import CheckpointError, check_same_run
+
     out.mkdir(parents=True, exist_ok=True)
     files = [out / name for name in (CHECKPOINT, MODEL, CONFIG, RESULTS)]
     if force:
@@ -126,12 +128,17 @@ def _prepare_out(out: Path, config: dict, force: bool) -> bool:
     if (out / RESULTS).exists():
         raise GraphrecError(f"--out {out} holds a finished run ({RESULTS}); pass --force")
     if (out / CHECKPOINT).exists():
-        saved = json.loads((out / CONFIG).read_text()) if (out / CONFIG).exists() else None
-        if saved != config:
+        try:
+            saved = json.loads((out / CONFIG).read_text())
+        except (OSError, ValueError) as exc:
             raise GraphrecError(
-                f"--out {out} holds a checkpoint of a run with other arguments "
-                f"({out / CONFIG}); pass --force to start over"
-            )
+                f"--out {out} holds a checkpoint but {CONFIG} is missing or unreadable ({exc}); "
+                "pass --force to start over"
+            ) from None
+        try:
+            check_same_run(out / CHECKPOINT, saved, config)
+        except CheckpointError as exc:
+            raise resume_error(exc) from None
         return True
     return False
 
@@ -140,6 +147,9 @@ def train_command(args: argparse.Namespace) -> int:
     """Run ``graphrec ctr train``."""
     import torch
 
+    from graphrec.commands._training import resume_error
+    from graphrec.io.atomic import atomic_open, atomic_write_text
+    from graphrec.io.checkpoint import CheckpointError, fingerprint
     from graphrec.models.ctr import evaluate_ctr, train_ctr
     from graphrec.models.ctr.experiment import build_ctr_model, load_ctr_dataset
 
@@ -148,12 +158,16 @@ def train_command(args: argparse.Namespace) -> int:
     if args.hien and args.dataset == "amazon-users":
         raise GraphrecError("amazon-users has no item attributes: HIEN needs attribute trees")
     config = _config(args)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise GraphrecError(f"--out {args.out} exists and is not a folder")
+    t0 = time.perf_counter()
+    data = load_ctr_dataset(args.dataset, args.data_root, seed=args.seed)
+    split = data.split
+    config["data_fingerprint"] = fingerprint(split.train, split.valid, split.test)
     resume = False
     if args.out is not None:
         resume = _prepare_out(args.out, config, args.force)
-        (args.out / CONFIG).write_text(json.dumps(config, indent=1))
-    t0 = time.perf_counter()
-    data = load_ctr_dataset(args.dataset, args.data_root, seed=args.seed)
+        atomic_write_text(args.out / CONFIG, json.dumps(config, indent=1))
     model = build_ctr_model(args.model, data, hien=args.hien,
                             embedding_dim=config["embedding_dim"], aggregator=args.aggregator,
                             seed=args.seed)  # fmt: skip
@@ -161,12 +175,15 @@ def train_command(args: argparse.Namespace) -> int:
     if resume and not args.json:
         print(f"resuming from {args.out / CHECKPOINT}")
     t0 = time.perf_counter()
-    result = train_ctr(
-        model, data.split.train, data.split.valid,
-        **{name: config[name] for name in RECIPE_OPTIONS},
-        seed=args.seed, checkpoint=None if args.out is None else args.out / CHECKPOINT,
-        progress=not (args.quiet or args.json),
-    )  # fmt: skip
+    try:
+        result = train_ctr(
+            model, data.split.train, data.split.valid,
+            **{name: config[name] for name in RECIPE_OPTIONS},
+            seed=args.seed, checkpoint=None if args.out is None else args.out / CHECKPOINT,
+            progress=not (args.quiet or args.json),
+        )  # fmt: skip
+    except CheckpointError as exc:
+        raise resume_error(exc) from None
     train_s = time.perf_counter() - t0
     test = evaluate_ctr(model, data.split.test)
     train_times = [h["train_s"] for h in result.history]
@@ -195,8 +212,9 @@ def train_command(args: argparse.Namespace) -> int:
         beta = model.attention_weights(batch)["beta"].mean(dim=0)
         out["hien_types"] = dict(zip(model.types, beta.tolist()))
     if args.out is not None:
-        torch.save(model.state_dict(), args.out / MODEL)
-        (args.out / RESULTS).write_text(json.dumps(out, indent=1))
+        with atomic_open(args.out / MODEL, "wb") as f:
+            torch.save(model.state_dict(), f)
+        atomic_write_text(args.out / RESULTS, json.dumps(out, indent=1))
     if args.json:
         print(json.dumps(out))
         return 0

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from graphrec.io import CTRTable
+from graphrec.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphrec.metrics import auc, gauc
 from graphrec.models.ctr.base import CTRModel
 from graphrec.models.ctr.defaults import TRAIN_DEFAULTS
@@ -134,8 +135,16 @@ def train_ctr(
     best_state = copy.deepcopy(model.state_dict())
     done = False
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, weights_only=True)
-        model.load_state_dict(state["model"])
+        state = load_checkpoint(
+            checkpoint,
+            keys=("model", "optimizer", "best_state", "numpy_rng", "torch_rng", "done"),
+            records=("result",),
+            what="CTR training checkpoint",
+        )
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{checkpoint} holds another model's weights") from exc
         opt.load_state_dict(state["optimizer"])
         best_state = state["best_state"]
         rng.bit_generator.state = state["numpy_rng"]
@@ -188,8 +197,6 @@ def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
 
 def _save(path, model, opt, best_state, rng, result: TrainResult, done: bool) -> None:
     """Write the training state atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     state = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -199,5 +206,4 @@ def _save(path, model, opt, best_state, rng, result: TrainResult, done: bool) ->
         "result": asdict(result),
         "done": done,
     }
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_checkpoint(state, path)
