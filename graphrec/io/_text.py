@@ -473,15 +473,29 @@ def parse_ints(tokens: list[bytes]) -> np.ndarray | None:
         return None
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def parse_numbers(
-    tokens: list[bytes], lines: Lines, what: str, *, integer: bool = False
+    tokens: list[bytes], lines: Lines, what: str, *, integer: bool = False, float32: bool = False
 ) -> np.ndarray:
-    """Parse ``tokens`` (token ``j`` on data line ``j``) as finite floats or as int64.
+    """Parse ``tokens`` (token ``j`` on data line ``j``) as finite floats or as int64; with
+    ``float32`` as float32, refusing values beyond its range (they would become ``inf``).
 
     Raises :class:`InputFormatError` at the first token that is not a valid number.
     """
     parse = parse_ints if integer else _parse_floats
     values = parse(tokens)
+    if values is not None and float32:
+        big = np.flatnonzero(np.abs(values) > _FLOAT32_MAX)
+        if len(big):
+            j = int(big[0])
+            raise lines.error(
+                j,
+                f"{what} {tokens[j].decode('utf-8')!r} overflows float32",
+                f"{what} within float32's range (|x| <= {_FLOAT32_MAX:.4g})",
+            )
+        return values.astype(np.float32)
     if values is not None:
         return values
     kind = "an integer" if integer else "a finite number"

@@ -333,15 +333,20 @@ def _labels(values: list[str], reader: _Rows) -> np.ndarray:
 
 def _numeric(values: list[str], reader: _Rows, column: str) -> np.ndarray:
     out = np.empty(len(values), dtype=np.float32)
+    limit = float(np.finfo(np.float32).max)
     for i, value in enumerate(values):
         try:
-            out[i] = float(value) if value else np.nan
+            number = float(value) if value else np.nan
         except ValueError:
+            number = None
+        if number is None or abs(number) > limit:  # not a number, inf, or beyond float32
+            problem = "is not a number" if number is None else "is not a finite float32"
             raise reader.error(
                 reader.lines[i],
-                f"column {column!r}: {value!r} is not a number",
-                "a number or an empty field (missing)",
-            ) from None
+                f"column {column!r}: {value!r} {problem}",
+                f"a number with |x| <= {limit:.4g} or an empty field (missing)",
+            )
+        out[i] = number
     return out
 
 

@@ -42,8 +42,9 @@ def sniff_kind(path: str | Path, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYT
 
     Rules, on the first 50 data lines: ``.npz`` suffix -> ``npz``; a first line with a
     non-numeric field and a comma or tab separated header of 3+ columns -> ``ctr`` (unless
-    every column name is an edge-list one such as ``source,target,weight`` -> ``edges``); 4 numeric
-    tab-separated fields (MovieLens ``u.data``) or a varying number (>= 2) of fields per line
+    every column name is an edge-list one such as ``source,target,weight`` -> ``edges``); a ``::``
+    separator (MovieLens ``ratings.dat``), the same number (>= 4) of numeric fields on every line
+    (MovieLens ``u.data``, logs with extra columns) or a varying number (>= 2) of fields per line
     (LightGCN ``user item item ...``) -> ``interactions``; otherwise ``edges``.
     """
     path = Path(path)
@@ -53,6 +54,8 @@ def sniff_kind(path: str | Path, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYT
     if not lines:
         raise InputFormatError("no data lines", path=path, expected="edges, ratings or a CSV table")
     first = lines[0]
+    if "::" in first:  # MovieLens-1M/10M ratings.dat: user::item::rating::timestamp
+        return "interactions"
     sep = "," if "," in first else ("\t" if "\t" in first else None)
     fields = first.split(sep)
     names = [f.strip().strip('"').lower() for f in fields]
@@ -61,7 +64,7 @@ def sniff_kind(path: str | Path, *, max_input_bytes: int = DEFAULT_MAX_INPUT_BYT
     if sep is not None and len(fields) >= 3 and not all(is_number(f) for f in fields):
         return "ctr"
     counts = {len(line.split(sep)) for line in lines}
-    if counts == {4} and sep == "\t":
+    if len(counts) == 1 and counts.pop() >= 4:  # user item rating timestamp [more ...]
         return "interactions"
     if len(counts) > 1 and min(counts) >= 2 and max(counts) > 3:
         return "interactions"

@@ -46,6 +46,7 @@ class Interactions:
         user_ids, item_ids: original id of each index (int64, or object array of ``str``).
         path: the file read, or None.
         format: ``"movielens"``, ``"lightgcn"`` or ``"csv"``.
+        extra_columns: columns after ``timestamp`` in a ``movielens`` log (read, not kept).
 
     Example:
         >>> log = Interactions(np.array([0, 1]), np.array([1, 0]), None, None,
@@ -62,6 +63,7 @@ class Interactions:
     item_ids: np.ndarray
     path: str | None = None
     format: str | None = None
+    extra_columns: int = 0
 
     @property
     def num_users(self) -> int:
@@ -114,6 +116,8 @@ class Interactions:
             out.append(f"  ratings       {r.min():g} .. {r.max():g}, mean {r.mean():.3f}")
         if self.timestamp is not None and len(self.timestamp):
             out.append(f"  timestamps    {self.timestamp.min()} .. {self.timestamp.max()}")
+        if self.extra_columns:
+            out.append(f"  ignored       {self.extra_columns} column(s) after the timestamp")
         return "\n".join(out)
 
     def __repr__(self) -> str:
@@ -153,8 +157,10 @@ def read_interactions(
     """Read a user-item interaction log.
 
     Formats:
-        ``"movielens"``: ``user item rating [timestamp]`` per line (MovieLens ``u.data``;
-        ``::`` separated ``ratings.dat`` works too). Every line has the same field count.
+        ``"movielens"``: ``user item rating [timestamp [more ...]]`` per line (MovieLens
+        ``u.data``; ``::`` separated ``ratings.dat`` works too). Every line has the same field
+        count; columns after the timestamp are ignored (``extra_columns`` counts them).
+        Ratings must be finite and within float32's range.
         ``"lightgcn"``: ``user item item ...`` per line (LightGCN/NGCF splits); a line with
         only a user is a user without interactions (still counted in ``num_users``).
         ``"csv"``: a header naming the columns ``user``, ``item`` and optionally ``rating``,
@@ -215,6 +221,7 @@ def read_interactions(
         item_ids=item_ids,
         path=str(path),
         format=format,
+        extra_columns=parsed.extra_columns,
     )
 
 
@@ -244,17 +251,23 @@ class _Parsed(NamedTuple):
     item_line: np.ndarray
     rating: np.ndarray | None
     timestamp: np.ndarray | None
+    extra_columns: int = 0
 
 
 def _movielens(lines: Lines) -> _Parsed:
-    width = lines.check_width((3, 4), "3 or 4 fields: user item rating [timestamp]")
+    first = int(lines.counts[0])
+    width = lines.check_width(
+        (first,) if first >= 3 else (3,),
+        "3 or more fields, as many on every line: user item rating [timestamp ...]",
+    )
     toks = lines.tokens
-    rating = parse_numbers(toks[2::width], lines, "rating")
+    rating = parse_numbers(toks[2::width], lines, "rating", float32=True)
     timestamp = None
-    if width == 4:
+    if width >= 4:
         timestamp = parse_numbers(toks[3::width], lines, "timestamp", integer=True)
     line = np.arange(len(lines))
-    return _Parsed(toks[0::width], toks[1::width], line, line, rating.astype(np.float32), timestamp)
+    return _Parsed(toks[0::width], toks[1::width], line, line, rating, timestamp,
+                   max(width - 4, 0))  # fmt: skip
 
 
 def _lightgcn(lines: Lines) -> _Parsed:
