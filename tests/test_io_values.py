@@ -46,3 +46,13 @@ def test_double_colon_and_extra_column_logs_are_rating_logs(tmp_path):
     ragged.write_text("1\t2\t5\t100\t7\n2\t3\t4\t101\n")
     with pytest.raises(InputFormatError, match="line 2: .*has 4 field.*as many on every line"):
         read_interactions(ragged)
+
+
+def test_table_without_header_row_is_not_summarised_as_column_names(tmp_path):
+    path = tmp_path / "log.tsv"
+    path.write_text("1\t2\t5\t100\tx\n2\t3\t4\t101\ty\n3\t1\t4\t102\tz\n")
+    text = describe_file(path)
+    assert "3 rows; no header row" in text and "column 5" in text
+    named = tmp_path / "t.csv"
+    named.write_text("clk,user,price\n1,a,2.5\n0,b,3\n")
+    assert "(3 columns, 2 rows)" in describe_file(named)

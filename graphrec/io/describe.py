@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from contextlib import closing
 from pathlib import Path
 
@@ -75,14 +76,20 @@ def _table_summary(path: Path, max_input_bytes: int) -> str:
     text = read_text_bytes(path, max_input_bytes=max_input_bytes).decode("utf-8")
     sample = text[:4096]
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
+    try:  # a first row typed like the rest (e.g. numbers) is data, not column names
+        named = csv.Sniffer().has_header(sample)
+    except csv.Error:
+        named = True
     with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader)
+        first = next(reader)
+        header = first if named else [f"column {j + 1}" for j in range(len(first))]
         distinct: list[set[str]] = [set() for _ in header]
         missing = [0] * len(header)
         numeric = [True] * len(header)
         rows = 0
-        for lineno, row in enumerate(reader, start=2):
+        body = reader if named else itertools.chain([first], reader)
+        for lineno, row in enumerate(body, start=2 if named else 1):
             if len(row) != len(header):
                 raise InputFormatError(
                     f"has {len(row)} fields",
@@ -100,7 +107,8 @@ def _table_summary(path: Path, max_input_bytes: int) -> str:
                     distinct[j].add(value)
                 if numeric[j] and not is_number(value):
                     numeric[j] = False
-    out = [f"file      {path}", f"kind      table ({len(header)} columns, {rows:,} rows)"]
+    what = "" if named else "; no header row: line 1 is data"
+    out = [f"file      {path}", f"kind      table ({len(header)} columns, {rows:,} rows{what})"]
     for j, name in enumerate(header):
         kind = "numeric" if numeric[j] else "text"
         out.append(
