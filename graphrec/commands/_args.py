@@ -39,6 +39,43 @@ def positive_float(name: str) -> Callable[[str], float]:
     return parse
 
 
+def bounded_float(
+    name: str, *, minimum: float | None = None, below: float | None = None
+) -> Callable[[str], float]:
+    """An argparse ``type``: a finite float ``>= minimum`` and ``< below`` (each optional);
+    the error names the option."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum:g}, got {text}")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"{name} must be < {below:g}, got {text}")
+        return value
+
+    return parse
+
+
+def nonnegative_int(name: str) -> Callable[[str], int]:
+    """An argparse ``type`` accepting integers >= 0; the error names the option."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
+        return value
+
+    return parse
+
+
 class _DeprecatedRoot(argparse.Action):
     """``--root``: the old name of ``--data-root``; stores the value and warns once."""
 

@@ -1,11 +1,10 @@
-"""Shared by the training commands (``cf train``, ``fl run``, ``fl ode``): number options checked
-on parse, output and checkpoint paths prepared before any work, resume errors with a hint."""
+"""Shared by the training commands (``cf train``, ``ctr train``, ``fl run``, ``fl ode``): options
+that do not apply refused, output and checkpoint paths prepared before any work, resume errors
+with a hint."""
 
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable
 from pathlib import Path
 
 from graphrec.errors import GraphrecError
@@ -13,43 +12,6 @@ from graphrec.io.atomic import check_output
 from graphrec.io.checkpoint import CheckpointError
 
 RESUME_HINT = "--force starts over"
-
-
-def bounded_float(
-    name: str, *, minimum: float | None = None, below: float | None = None
-) -> Callable[[str], float]:
-    """An argparse ``type``: a finite float ``>= minimum`` and ``< below`` (each optional);
-    the error names the option."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text}")
-        if minimum is not None and value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum:g}, got {text}")
-        if below is not None and value >= below:
-            raise argparse.ArgumentTypeError(f"{name} must be < {below:g}, got {text}")
-        return value
-
-    return parse
-
-
-def nonnegative_int(name: str) -> Callable[[str], int]:
-    """An argparse ``type`` accepting integers >= 0; the error names the option."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
-        return value
-
-    return parse
 
 
 def refuse_unused(args: argparse.Namespace, applies: dict[str, tuple[str, bool]]) -> None:

@@ -7,10 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from graphrec.commands._args import add_data_root, positive_float, positive_int
-from graphrec.commands._training import (
+from graphrec.commands._args import (
+    add_data_root,
     bounded_float,
     nonnegative_int,
+    positive_float,
+    positive_int,
+)
+from graphrec.commands._training import (
     prepare_output,
     refuse_unused,
     resume_error,

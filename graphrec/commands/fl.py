@@ -10,11 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graphrec.commands._args import add_data_root, positive_float, positive_int
-from graphrec.commands._training import (
-    RESUME_HINT,
+from graphrec.commands._args import (
+    add_data_root,
     bounded_float,
     nonnegative_int,
+    positive_float,
+    positive_int,
+)
+from graphrec.commands._training import (
+    RESUME_HINT,
     prepare_output,
     refuse_unused,
     resume_error,
