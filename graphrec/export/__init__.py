@@ -18,7 +18,7 @@
 Needs the ``export`` extra (onnx, onnxruntime, onnxscript, MNN; :func:`require_extra` raises a
 one-line :class:`~graphrec.errors.MissingExtraError` without it). graphrec converts with MNN's
 in-process converter extension only, never MNN's console scripts or their Python wrapper package
-(they install and call a telemetry uploader); see ``shared/specs/ondevice.md`` section 4.
+(they install and call a telemetry uploader); see ``docs/mobile-export-findings.md``.
 
 Example:
     >>> from graphrec.export import check_parity, export_mnn, export_onnx

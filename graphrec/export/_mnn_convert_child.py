@@ -4,7 +4,7 @@ Run as a script (``python _mnn_convert_child.py -f ONNX --modelFile ... --MNNMod
 :func:`graphrec.export.export_mnn`, never imported: the converter can crash the process
 (SIGSEGV) or exit without writing a model, so it runs apart from the caller. It deliberately
 avoids MNN's console script and its Python wrapper package, whose logger ``pip install``s a
-telemetry SDK and uploads conversion metadata (``shared/specs/ondevice.md`` section 4.1), and
+telemetry SDK and uploads conversion metadata (``docs/mobile-export-findings.md``), and
 it blocks that package's import before loading the converter. It imports nothing from graphrec,
 torch or ``MNN`` itself: only the converter extension.
 """

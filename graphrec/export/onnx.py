@@ -6,7 +6,7 @@ are named after the dict keys. Models that take tensors positionally are exporte
 
 The exporter is ``torch.onnx.export(..., dynamo=True)`` (it needs ``onnxscript``), never the
 legacy TorchScript exporter, which silently mis-exports ``index_add``/``index_put`` with
-duplicate indices (see ``shared/specs/ondevice.md`` section 4.2).
+duplicate indices (see ``docs/mobile-export-findings.md``).
 
 The file records how it was made in its ``metadata_props`` (input names, whether the model
 takes a dict, the example shapes), which :func:`graphrec.export.check_parity` reads.

@@ -4,7 +4,7 @@ MNN 3.6's ONNX converter accepts ScatterElements/ScatterND and gets them wrong a
 without a warning: ``reduction`` is dropped when ``axis`` comes first, ``max``/``min`` become a
 plain overwrite, ScatterND ignores ``reduction``, and even ``ScatterElements(reduction='add')``
 from the dynamo exporter gave results off by up to 7e+28 in one file and exact in another
-(``shared/specs/ondevice.md`` section 4.3). Other nodes make the converter fail (it then exits 0
+(``docs/mobile-export-findings.md``). Other nodes make the converter fail (it then exits 0
 without writing a model). So :func:`preflight_mnn` rejects them before conversion, naming the
 operator, the node and, where the exporter recorded it, the torch source line.
 

@@ -31,7 +31,7 @@ class DCNv2(CTRModel):
 
     Returns the logit. Fields appended by an input module (``extra_fields``, e.g. HIEN's
     intents) join the deep part's input only, as DIN's MLP input in HIEN's plugging rule
-    (``shared/specs/recsys.md``), not :math:`\mathbf{x}_0`: the cross layers' cost grows with
+    (HIEN, arXiv 2206.00510), not :math:`\mathbf{x}_0`: the cross layers' cost grows with
     the square of their width (two more fields of 9 would cost 1.5x), and the intents are
     already target-aware interactions.
 
