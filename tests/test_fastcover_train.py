@@ -81,7 +81,7 @@ def test_resume_after_interruption_equals_uninterrupted(root, tmp_path, monkeypa
         with pytest.raises(KeyboardInterrupt):
             train_fastcover(2, tmp_path / "cut", data_root=root, **SMALL)
     assert sorted(_files(tmp_path / "cut")) == ["fastcover_d2.ckpt"]
-    with pytest.raises(GraphrecError, match=r"another config \(max_epochs 3 -> 4; lr"):
+    with pytest.raises(GraphrecError, match=r"written by another run: max_epochs 3 -> 4; lr"):
         train_fastcover(
             2, tmp_path / "cut", data_root=root, **{**SMALL, "max_epochs": 4, "lr": 0.1}
         )
@@ -188,3 +188,22 @@ def test_shipped_recipe_reads_the_recorded_data(shared_data):
     for path in config.val_graphs:
         g = train_module.load_graph(shared_data / path, 1)
         assert g.num_nodes == entry["val_graphs"][g.name]
+
+
+def test_corrupt_checkpoint_is_one_error_and_force_starts_over(root, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "fastcover_d2.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(GraphrecError, match="truncated, corrupt or not a FastCover training"):
+        train_fastcover(2, out, data_root=root, **SMALL)
+    train_fastcover(2, out, data_root=root, force=True, **SMALL)
+    assert sorted(_files(out)) == ["fastcover_d2.pt", "weights.json"]
+
+
+@pytest.mark.parametrize("bad", [["--clip", "nan"], ["--weight-decay", "-1"], ["--ks", "0"],
+                                 ["--c", "inf"], ["--train-ks", "1", "-4"]])  # fmt: skip
+def test_cli_refuses_bad_training_numbers(bad, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fastcover", "train", "--d", "1", "--out", str(tmp_path / "w"), *bad])
+    assert bad[0] in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shlex
 import shutil
 import sys
@@ -68,6 +67,7 @@ from graphrec.datasets import DATA_ENV, dataset_folder
 from graphrec.errors import GraphrecError
 from graphrec.io import read_edgelist
 from graphrec.io.atomic import atomic_write_text
+from graphrec.io.checkpoint import CheckpointError, check_same_run, load_checkpoint
 
 TRAIN_GRAPHS = (
     "fastcover/directed/soc-wiki-elec.txt.gz",
@@ -365,29 +365,24 @@ def _read_manifest(path: Path) -> dict:
 
 def _resume_state(path: Path, config: TrainConfig, force: bool) -> dict | None:
     """The checkpoint at ``path`` if it was written with ``config``; ``None`` to start over
-    (another config and ``force``).
+    (with ``force``, a checkpoint of another config or an unreadable one).
 
     Raises:
-        GraphrecError: the checkpoint is unreadable, or has another config and not ``force``.
+        GraphrecError: the checkpoint is unreadable or has another config (the differences
+            listed), and not ``force``.
     """
     try:
-        ckpt = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise GraphrecError(f"checkpoint {path} cannot be read ({exc}); delete it") from exc
-    saved = ckpt.get("config", {}) if isinstance(ckpt, dict) else {}
-    diffs = [
-        f"{name} {saved.get(name)!r} -> {value!r}"
-        for name, value in config.as_dict().items()
-        if saved.get(name) != value
-    ]
-    if not diffs:
-        return ckpt
-    if force:
-        return None
-    raise GraphrecError(
-        f"checkpoint {path} has another config ({'; '.join(diffs)}): use the same options to "
-        "resume it, or --force (force=True) to start over"
-    )
+        ckpt = load_checkpoint(
+            path, keys=("config",), records=("config",), what="FastCover training checkpoint"
+        )
+        check_same_run(path, ckpt["config"], config.as_dict())
+    except CheckpointError as exc:
+        if force:
+            return None
+        raise GraphrecError(
+            f"{exc}: use the same options to resume it, or --force (force=True) to start over"
+        ) from None
+    return ckpt
 
 
 @contextmanager
