@@ -46,6 +46,7 @@ from graphrec.export.models import (
     graph_dynamic_shapes,
     graph_inputs,
 )
+from graphrec.io.checkpoint import load_checkpoint as load_torch_file
 
 __all__ = [
     "EXAMPLE_BATCH",
@@ -192,11 +193,10 @@ def plan_fastcover(
     )
 
 
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors of a file that is not a checkpoint
-        raise GraphrecError(f"{path}: cannot be read as a torch checkpoint ({exc})") from None
+def _torch_load(path: Path) -> dict:
+    """A weights-only load (:func:`graphrec.io.checkpoint.load_checkpoint`): one error line for
+    a file that is not a torch checkpoint."""
+    return load_torch_file(path, keys=(), what="torch checkpoint (a dict of tensors)")
 
 
 def _data_folder(
