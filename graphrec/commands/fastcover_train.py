@@ -25,7 +25,7 @@ from combinatorial.gnn.train import (
     TrainConfig,
     train_fastcover,
 )
-from graphrec.commands._args import add_data_root, positive_float, positive_int
+from graphrec.commands._args import add_data_root, bounded_float, positive_float, positive_int
 
 #: The subcommand name; ``graphrec.cli`` maps ``fastcover train`` to it.
 NAME = "fastcover train"
@@ -85,19 +85,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _option(opt, "--graphs", "training graphs under the data root", nargs="+")
     _option(opt, "--val-graphs", "validation graphs under the data root", nargs="+")
-    _option(opt, "--ks", "validation budgets", type=int, nargs="+")
+    _option(opt, "--ks", "validation budgets", type=positive_int("--ks"), nargs="+")
     _option(opt, "--optimizer", "optimiser", choices=OPTIMIZERS)
     _option(opt, "--lr", "learning rate", type=positive_float("--lr"))
-    _option(opt, "--weight-decay", "weight decay (decoupled for adamw)", type=float)
-    _option(opt, "--clip", "gradient-norm clip, 0 = off", type=float)
+    _option(
+        opt,
+        "--weight-decay",
+        "weight decay (decoupled for adamw)",
+        type=bounded_float("--weight-decay", minimum=0.0),
+    )
+    _option(
+        opt,
+        "--clip",
+        "gradient-norm clip, 0 = off",
+        type=bounded_float("--clip", minimum=0.0),
+    )
     _option(opt, "--features", "input features", choices=FEATURES)
     _option(opt, "--hidden", "hidden width", type=positive_int("--hidden"))
     _option(opt, "--init", "initialisation", choices=INITS)
     _option(opt, "--loss", "training loss", choices=LOSSES)
     _option(opt, "--penalty", "official loss: penalty", choices=PENALTIES)
-    _option(opt, "--c", "official loss: penalty weight C", type=float)
+    _option(
+        opt,
+        "--c",
+        "official loss: penalty weight C",
+        type=bounded_float("--c", minimum=0.0),
+    )
     _option(opt, "--k-train", "official loss: hinge budget", type=positive_int("--k-train"))
-    _option(opt, "--train-ks", "budget loss: budgets", type=int, nargs="+")
+    _option(
+        opt, "--train-ks", "budget loss: budgets", type=positive_int("--train-ks"), nargs="+"
+    )
     _option(opt, "--temperature", "budget loss: T", type=positive_float("--temperature"))
     _option(
         opt,
