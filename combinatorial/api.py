@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from combinatorial.solution import Solution
+from graphrec.errors import ConfigError
 
 METHODS = ("fastcover", "greedy", "ris", "degree", "soft", "heu", "ilp")
 
@@ -54,18 +55,18 @@ def solve(
     from graphrec.io import as_edgelist
 
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        raise ConfigError(f"rounds must be an integer >= 1, got {rounds!r}")
     if candidates is not None and (not isinstance(candidates, int) or candidates < 1):
-        raise ValueError(f"candidates must be an integer >= 1 or None, got {candidates!r}")
+        raise ConfigError(f"candidates must be an integer >= 1 or None, got {candidates!r}")
     if candidates is not None and (method != "fastcover" or rounds != 1):
-        raise ValueError("candidates applies to method='fastcover' with rounds=1 only")
+        raise ConfigError("candidates applies to method='fastcover' with rounds=1 only")
     t0 = time.perf_counter()
     g = as_edgelist(graph, undirected=undirected)
     load_s = time.perf_counter() - t0
     if g.num_nodes == 0:
-        raise ValueError("the graph is empty (0 nodes); nothing to cover")
+        raise ConfigError("the graph is empty (0 nodes); nothing to cover")
     sol = _dispatch(
         g,
         k,

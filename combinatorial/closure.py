@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from combinatorial.graph import as_csr, check_d, with_self_loops
-from graphrec.errors import MemoryBudgetError
+from graphrec.errors import ConfigError, MemoryBudgetError
 
 __all__ = ["ball_sizes", "d_closure", "estimate_closure_bytes"]
 
@@ -113,7 +113,7 @@ def estimate_closure_bytes(
     d = check_d(d, 0)
     samples = int(samples)
     if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
+        raise ConfigError(f"samples must be >= 1, got {samples}")
     n, m = A.shape[0], A.nnz
     if n == 0:
         return 0

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from combinatorial.graph import as_csr, check_d, reach
+from graphrec.errors import ConfigError
 
 __all__ = ["coverage", "covered_mask"]
 
@@ -20,7 +21,7 @@ def _seed_array(seeds: Any, n: int) -> np.ndarray:
         raise TypeError(f"seeds must be integer node ids, got dtype {s.dtype}")
     bad = (s < 0) | (s >= n)
     if bad.any():
-        raise ValueError(f"seed {s[bad][0]} is not a node id of this graph (valid: 0..{n - 1})")
+        raise ConfigError(f"seed {s[bad][0]} is not a node id of this graph (valid: 0..{n - 1})")
     return s.astype(np.int64, copy=False)
 
 

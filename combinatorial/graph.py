@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from graphrec.errors import ConfigError
+
 __all__ = ["adjacency", "as_csr", "check_d", "check_k"]
 
 _INT32_MAX = np.iinfo(np.int32).max
@@ -55,14 +57,14 @@ def adjacency(edge_index: Any, num_nodes: int) -> sp.csr_array:
         edge_index = edge_index.detach().cpu().numpy()
     ei = np.asarray(edge_index)
     if ei.ndim != 2 or ei.shape[0] != 2:
-        raise ValueError(f"edge_index must have shape [2, m], got {list(ei.shape)}")
+        raise ConfigError(f"edge_index must have shape [2, m], got {list(ei.shape)}")
     if ei.size and not np.issubdtype(ei.dtype, np.integer):
         raise TypeError(f"edge_index must hold integers, got dtype {ei.dtype}")
     n = _check_int(num_nodes, "num_nodes", 0)
     ei = ei.astype(np.int64, copy=False)
     if ei.size and (ei.min() < 0 or ei.max() >= n):
         bad = ei[(ei < 0) | (ei >= n)][0]
-        raise ValueError(f"node id {bad} in edge_index is outside [0, num_nodes={n})")
+        raise ConfigError(f"node id {bad} in edge_index is outside [0, num_nodes={n})")
     keys = unique_sorted(ei[0] * n + ei[1])
     idx = _index_dtype(n, keys.size)
     indptr = np.zeros(n + 1, dtype=idx)
@@ -89,7 +91,7 @@ def as_csr(adj: Any) -> sp.csr_array:
     if not sp.issparse(adj):
         raise TypeError(f"adj must be a scipy.sparse matrix or array, got {type(adj).__name__}")
     if adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
-        raise ValueError(f"adj must be square (n x n), got shape {adj.shape}")
+        raise ConfigError(f"adj must be square (n x n), got shape {adj.shape}")
     A = adj if isinstance(adj, sp.csr_array) else sp.csr_array(adj.tocsr())
     explicit_zeros = not A.data.all()
     if explicit_zeros or not A.has_canonical_format:
@@ -115,7 +117,7 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -131,7 +133,7 @@ def check_k(k: Any, n: int) -> int:
     """
     k = _check_int(k, "k", 1)
     if n == 0:
-        raise ValueError("the graph is empty (n == 0): there is nothing to cover")
+        raise ConfigError("the graph is empty (n == 0): there is nothing to cover")
     if k > n:
         warnings.warn(f"k={k} exceeds the number of nodes n={n}; using k={n}", stacklevel=3)
         k = n

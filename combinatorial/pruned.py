@@ -12,6 +12,7 @@ from combinatorial.baselines.heuristics import top_k_indices
 from combinatorial.closure import balls_of
 from combinatorial.graph import as_csr, check_d, check_k, with_self_loops
 from combinatorial.solution import Solution
+from graphrec.errors import ConfigError
 
 __all__ = ["pruned_greedy"]
 
@@ -55,10 +56,10 @@ def pruned_greedy(
     k = check_k(k, n)
     d = check_d(d)
     if not isinstance(candidates, int) or candidates < 1:
-        raise ValueError(f"candidates must be an integer >= 1, got {candidates!r}")
+        raise ConfigError(f"candidates must be an integer >= 1, got {candidates!r}")
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if scores.shape != (n,):
-        raise ValueError(f"scores must have shape ({n},), got {scores.shape}")
+        raise ConfigError(f"scores must have shape ({n},), got {scores.shape}")
     t0 = time.perf_counter()
     pool = top_k_indices(scores, min(n, candidates * k))
     balls = balls_of(with_self_loops(A), pool, d).tocsr()

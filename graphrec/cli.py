@@ -11,7 +11,9 @@ Subcommands (one module each in :mod:`graphrec.commands`)::
     graphrec export CHECKPOINT ...   ONNX / MNN export with a torch parity check
 
 Every failure the user can fix (bad file, bad argument, missing file, memory budget) prints one
-line ``graphrec: error: ...`` and exits with status 2; no traceback.
+line ``graphrec: error: ...`` and exits with status 2; no traceback. Only the package's own
+errors (:class:`graphrec.errors.GraphrecError`) and OS errors are reported that way: any other
+exception is a bug and keeps its traceback. Options are never abbreviated.
 """
 
 from __future__ import annotations
@@ -38,7 +40,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     register_all(sub)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Refuse abbreviated options everywhere: ``--d 9`` must not silently mean ``--delimiter``."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _no_abbreviations(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("graphrec: interrupted", file=sys.stderr)
         return 130
-    except (GraphrecError, OSError, ValueError, MemoryError) as exc:
+    except (GraphrecError, OSError, MemoryError) as exc:
         if args.debug:
             raise
         print(f"graphrec: error: {_one_line(exc)}", file=sys.stderr)

@@ -9,6 +9,15 @@ class GraphrecError(Exception):
     """Base class of every error graphrec raises on purpose."""
 
 
+class ConfigError(GraphrecError, ValueError):
+    """An argument, option or configuration value is invalid.
+
+    The message names the argument and what was expected. It subclasses :class:`ValueError`,
+    so code that catches ``ValueError`` keeps working; the CLI reports it as one line, while an
+    unexpected ``ValueError`` from a bug keeps its traceback.
+    """
+
+
 def _shorten(text: str, width: int = 60) -> str:
     text = text.rstrip("\r\n")
     return text if len(text) <= width else text[: width - 3] + "..."

@@ -25,6 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from graphrec.errors import ConfigError
+
 __all__ = [
     "auc",
     "gauc",
@@ -48,7 +50,7 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
     if arr.ndim == 0:
-        raise ValueError(f"{name} must be an array, got a scalar")
+        raise ConfigError(f"{name} must be an array, got a scalar")
     return arr
 
 
@@ -56,12 +58,12 @@ def _check_scores(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     y = _to_numpy(labels, "labels")
     s = _to_numpy(scores, "scores")
     if y.shape != s.shape:
-        raise ValueError(f"labels and scores differ in shape: {y.shape} vs {s.shape}")
+        raise ConfigError(f"labels and scores differ in shape: {y.shape} vs {s.shape}")
     y, s = y.ravel(), s.ravel().astype(np.float64, copy=False)
     if y.size == 0:
-        raise ValueError("labels and scores are empty")
+        raise ConfigError("labels and scores are empty")
     if np.isnan(s).any():
-        raise ValueError(f"scores contains {int(np.isnan(s).sum())} NaN value(s)")
+        raise ConfigError(f"scores contains {int(np.isnan(s).sum())} NaN value(s)")
     return y, s
 
 
@@ -70,7 +72,7 @@ def _binary(y: np.ndarray) -> np.ndarray:
         return y
     bad = (y != 0) & (y != 1)
     if bad.any():
-        raise ValueError(
+        raise ConfigError(
             f"labels must be binary (0/1 or bool); found {y[bad][0].item()!r} "
             f"({int(bad.sum())} value(s) outside {{0, 1}})"
         )
@@ -124,7 +126,7 @@ def auc(labels: Any, scores: Any) -> float:
     pos = _binary(y)
     n_pos = int(pos.sum())
     if n_pos in (0, pos.size):
-        raise ValueError(
+        raise ConfigError(
             f"labels contains only one class ({'1' if n_pos else '0'}); AUC is undefined"
         )
     order = np.argsort(s, kind="stable")
@@ -154,14 +156,14 @@ def gauc(
     y, s = _check_scores(labels, scores)
     g = _to_numpy(groups, "groups").ravel()
     if g.size != y.size:
-        raise ValueError(f"groups has {g.size} entries, labels and scores have {y.size}")
+        raise ConfigError(f"groups has {g.size} entries, labels and scores have {y.size}")
     pos = _binary(y)
     order = np.lexsort((s, g))
     value, n_pos, n_neg = _sorted_auc(s[order], pos[order], g[order])
     used = (n_pos > 0) & (n_neg > 0)
     n_used = int(used.sum())
     if n_used == 0:
-        raise ValueError("no group in groups has both a positive and a negative label")
+        raise ConfigError("no group in groups has both a positive and a negative label")
     weight = (n_pos + n_neg)[used]
     result = float(np.dot(weight, value[used]) / weight.sum())
     return (result, n_used) if return_counts else result
@@ -188,10 +190,10 @@ def multi_auc(labels: Any, scores: Any, *, weighted: bool = False) -> float:
     """
     y, s = _check_scores(labels, scores)
     if y.dtype.kind == "f" and np.isnan(y).any():
-        raise ValueError("labels contains NaN")
+        raise ConfigError("labels contains NaN")
     grades, y_code = np.unique(y, return_inverse=True)
     if grades.size < 2:
-        raise ValueError(
+        raise ConfigError(
             f"labels contains a single grade ({grades[0].item()!r}); need at least two"
         )
     order = np.argsort(s, kind="stable")
@@ -227,15 +229,15 @@ def _row_scorer(
     n_users, n_items = shape
     if isinstance(scores, (tuple, list)):
         if len(scores) != 2:
-            raise ValueError("scores as a sequence must be (user_emb, item_emb)")
+            raise ConfigError("scores as a sequence must be (user_emb, item_emb)")
         user_emb, item_emb = (torch.as_tensor(e) for e in scores)
         if user_emb.dim() != 2 or item_emb.dim() != 2 or user_emb.shape[1] != item_emb.shape[1]:
-            raise ValueError(
+            raise ConfigError(
                 "user_emb and item_emb must be [U, F] and [I, F]; got "
                 f"{tuple(user_emb.shape)} and {tuple(item_emb.shape)}"
             )
         if user_emb.shape[0] != n_users or item_emb.shape[0] != n_items:
-            raise ValueError(
+            raise ConfigError(
                 f"embeddings cover {user_emb.shape[0]} users x {item_emb.shape[0]} items; "
                 f"test is {n_users} x {n_items}"
             )
@@ -247,7 +249,7 @@ def _row_scorer(
         def call(u: np.ndarray) -> torch.Tensor:
             out = torch.as_tensor(fn(torch.as_tensor(u)))
             if out.shape != (len(u), n_items):
-                raise ValueError(
+                raise ConfigError(
                     f"score function returned shape {tuple(out.shape)} for {len(u)} users; "
                     f"expected ({len(u)}, {n_items})"
                 )
@@ -256,7 +258,7 @@ def _row_scorer(
         return call
     matrix = torch.as_tensor(scores)
     if tuple(matrix.shape) != (n_users, n_items):
-        raise ValueError(
+        raise ConfigError(
             f"score matrix has shape {tuple(matrix.shape)}; test is {n_users} x {n_items}"
         )
     return lambda u: matrix[torch.as_tensor(u, device=matrix.device)]
@@ -305,17 +307,17 @@ def ranking_metrics(
     if train is not None:
         train = _as_csr(train, "train")
         if train.shape != test.shape:
-            raise ValueError(f"train has shape {train.shape}, test has shape {test.shape}")
+            raise ConfigError(f"train has shape {train.shape}, test has shape {test.shape}")
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
-        raise ValueError(f"ks must be positive integers, got {ks}")
+        raise ConfigError(f"ks must be positive integers, got {ks}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
     score_rows = _row_scorer(scores, (n_users, n_items))
 
     users = np.flatnonzero(np.diff(test.indptr))
     if users.size == 0:
-        raise ValueError("test has no interactions; no user can be evaluated")
+        raise ConfigError("test has no interactions; no user can be evaluated")
     k_max = ks[-1]
     k_top = min(k_max, n_items)
     discount = 1.0 / np.log2(np.arange(2, k_max + 2))
@@ -335,7 +337,7 @@ def ranking_metrics(
                 s[tuple(m.to(s.device) for m in masked)] = -torch.inf
             top_scores, top = torch.topk(s, k_top, dim=1)
             if torch.isnan(top_scores).any():  # topk ranks NaN above every number
-                raise ValueError("scores contain NaN")
+                raise ConfigError("scores contain NaN")
             rows = test[batch]
             n_test = np.diff(rows.indptr)
             test_keys = np.repeat(np.arange(batch.size), n_test) * n_items + rows.indices

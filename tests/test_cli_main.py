@@ -38,3 +38,38 @@ def test_os_error_message_is_path_and_reason():
     exc = IsADirectoryError(21, "Is a directory", "/data/graph.txt")
     assert _one_line(exc) == "/data/graph.txt: Is a directory"
     assert _one_line(MemoryError()) == "MemoryError"
+
+
+def test_internal_bug_keeps_its_traceback(monkeypatch):
+    """Only the package's own errors (and OS errors) become one-line user errors: a plain
+    ``ValueError`` from a bug propagates with its traceback."""
+    import graphrec.commands.data as data_cmd
+
+    def broken(args):
+        raise ValueError("internal invariant violated")
+
+    monkeypatch.setattr(data_cmd, "info_command", broken)
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["data", "info", "whatever.txt"])
+
+
+def test_config_error_is_one_line(monkeypatch, capsys):
+    import graphrec.commands.data as data_cmd
+    from graphrec.errors import ConfigError
+
+    assert issubclass(ConfigError, GraphrecError) and issubclass(ConfigError, ValueError)
+
+    def refuse(args):
+        raise ConfigError("--thing must be >= 1, got 0")
+
+    monkeypatch.setattr(data_cmd, "info_command", refuse)
+    assert main(["data", "info", "whatever.txt"]) == 2
+    assert capsys.readouterr().err == "graphrec: error: --thing must be >= 1, got 0\n"
+
+
+def test_options_are_never_abbreviated(capsys):
+    """``--d 9`` once meant ``--delimiter 9`` (ignored for a generated graph): now refused."""
+    with pytest.raises(SystemExit) as exc:
+        main(["fastcover", "--powerlaw", "50", "-k", "2", "--d", "9"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --d" in capsys.readouterr().err

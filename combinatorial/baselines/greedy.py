@@ -12,6 +12,7 @@ from tqdm import tqdm
 from combinatorial.closure import DEFAULT_MAX_BYTES, check_budget, power_closure
 from combinatorial.graph import as_csr, check_d, check_k, gather_rows, reach, with_self_loops
 from combinatorial.solution import Solution
+from graphrec.errors import ConfigError
 
 __all__ = ["greedy"]
 
@@ -180,12 +181,12 @@ def greedy(
     else:
         M = sp.csr_array(closure)  # as d_closure returns it: duplicate-free, maybe unsorted
         if M.shape != A.shape:
-            raise ValueError(f"closure has shape {M.shape}, expected {A.shape}")
+            raise ConfigError(f"closure has shape {M.shape}, expected {A.shape}")
         if not M.data.all():
             M = M.copy()
             M.eliminate_zeros()
         if not M.diagonal().all():
-            raise ValueError("closure must contain the diagonal: pass d_closure(adj, d) = A_d + I")
+            raise ConfigError("closure must contain the diagonal: pass d_closure(adj, d) = A_d + I")
         T = M.T.tocsr()
 
         def members(u: int) -> np.ndarray:

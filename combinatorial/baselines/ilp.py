@@ -11,6 +11,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from combinatorial.closure import DEFAULT_MAX_BYTES, d_closure
 from combinatorial.graph import as_csr, check_d, check_k, reach
 from combinatorial.solution import Solution
+from graphrec.errors import ConfigError
 
 __all__ = ["ILP_MAX_NODES", "ilp"]
 
@@ -82,7 +83,7 @@ def ilp(
     k = check_k(k, n)
     d = check_d(d)
     if n > ILP_MAX_NODES and not force:
-        raise ValueError(
+        raise ConfigError(
             f"ilp: n={n} exceeds ILP_MAX_NODES={ILP_MAX_NODES}; the exact MILP may not finish. "
             "Pass force=True (graphrec fastcover: --ilp-any-size) to try anyway, or use greedy "
             "(a (1 - 1/e) approximation)."

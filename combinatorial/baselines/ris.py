@@ -13,6 +13,7 @@ from combinatorial.baselines.heuristics import out_degree, top_k_indices
 from combinatorial.closure import balls_of
 from combinatorial.graph import as_csr, check_d, check_k, reach, unique_sorted, with_self_loops
 from combinatorial.solution import Solution
+from graphrec.errors import ConfigError
 
 __all__ = ["ris_greedy"]
 
@@ -124,9 +125,9 @@ def ris_greedy(
     k = check_k(k, n)
     d = check_d(d)
     if not 0.0 < eps < 1.0 or not 0.0 < delta < 1.0:
-        raise ValueError(f"eps and delta must lie in (0, 1), got eps={eps}, delta={delta}")
+        raise ConfigError(f"eps and delta must lie in (0, 1), got eps={eps}, delta={delta}")
     if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
+        raise ConfigError(f"max_samples must be >= 1 or None, got {max_samples}")
     timings = {"sample": 0.0, "solve": 0.0, "evaluate": 0.0}
     mark = np.zeros(n, dtype=bool)
 

@@ -23,7 +23,7 @@ from combinatorial.coverage import covered_mask
 from combinatorial.gnn.model import FastCover
 from combinatorial.graph import adjacency, check_d, check_k
 from combinatorial.solution import Solution
-from graphrec.errors import GraphrecError
+from graphrec.errors import ConfigError, GraphrecError
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MAX_PRETRAINED_D = 3
@@ -146,9 +146,9 @@ def fastcover_seeds(
     k = check_k(k, num_nodes)
     d = check_d(d)
     if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        raise ConfigError(f"rounds must be an integer >= 1, got {rounds!r}")
     if residual not in RESIDUAL:
-        raise ValueError(f"residual must be one of {RESIDUAL}, got {residual!r}")
+        raise ConfigError(f"residual must be one of {RESIDUAL}, got {residual!r}")
     model = load_pretrained(d) if model is None else model.eval()
     per_round = math.ceil(k / rounds)
     device = edge_index.device

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphrec.errors import ConfigError
+
 PENALTIES = ("linear", "hinge_k")
 
 
@@ -54,9 +56,9 @@ def fastcover_loss(
         eps: clamp of ``p`` away from 1 (keeps ``log(1 - p)`` finite).
     """
     if penalty not in PENALTIES:
-        raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
+        raise ConfigError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
     if penalty == "hinge_k" and k is None:
-        raise ValueError("penalty='hinge_k' needs the budget k")
+        raise ConfigError("penalty='hinge_k' needs the budget k")
     num_targets = logits.numel() if num_targets is None else num_targets
     # log(1 - sigmoid(s)) = logsigmoid(-s); the clamp is p <= 1 - eps in log space.
     log_q = F.logsigmoid(-logits).clamp(min=math.log(eps))
@@ -124,7 +126,7 @@ def budget_loss(
         )
         terms.append(uncovered / n)
     if not terms:
-        raise ValueError(f"every budget in {ks} is >= n / 2 = {n / 2}")
+        raise ConfigError(f"every budget in {ks} is >= n / 2 = {n / 2}")
     return torch.stack(terms).mean()
 
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.nn import GRATConv
 from graphrec.nn.segment import EdgeSegments, segment_sum
 
@@ -38,13 +39,13 @@ def node_features(
         deg_in = segment_sum(ones, edge_index[1], num_nodes, col)
         deg_out = segment_sum(ones, edge_index[0], num_nodes, row)
         return torch.stack([deg_in.new_ones(num_nodes), deg_in.log1p(), deg_out.log1p()], dim=1)
-    raise ValueError(f"features must be one of {FEATURES}, got {kind!r}")
+    raise ConfigError(f"features must be one of {FEATURES}, got {kind!r}")
 
 
 def feature_dim(kind: str, dim: int = 32) -> int:
     """Number of input columns :func:`node_features` produces for ``kind``."""
     if kind not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {kind!r}")
+        raise ConfigError(f"features must be one of {FEATURES}, got {kind!r}")
     return dim if kind == "ones" else 3
 
 
@@ -77,9 +78,9 @@ class FastCover(torch.nn.Module):
     ) -> None:
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
         if not 0 <= mask_layer < num_layers:
-            raise ValueError(f"mask_layer must be in [0, {num_layers}), got {mask_layer}")
+            raise ConfigError(f"mask_layer must be in [0, {num_layers}), got {mask_layer}")
         self.features = features
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels

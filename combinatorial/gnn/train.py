@@ -64,7 +64,7 @@ from combinatorial.gnn.loss import PENALTIES, budget_loss, cover_index, fastcove
 from combinatorial.gnn.model import FEATURES, FastCover
 from combinatorial.graph import adjacency
 from graphrec.datasets import DATA_ENV, dataset_folder
-from graphrec.errors import GraphrecError
+from graphrec.errors import ConfigError, GraphrecError
 from graphrec.io import read_edgelist
 from graphrec.io.atomic import atomic_write_text
 from graphrec.io.checkpoint import CheckpointError, check_same_run, load_checkpoint
@@ -162,13 +162,13 @@ class TrainConfig:
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
             if not getattr(self, name):
-                raise ValueError(f"{name} must not be empty")
+                raise ConfigError(f"{name} must not be empty")
         positive = ("d", "max_epochs", "steps_per_graph", "patience", "hidden", "k_train")
         for name in (*positive, "max_entries", "threads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if min(self.ks + self.train_ks) < 1:
-            raise ValueError("ks and train_ks must be >= 1")
+            raise ConfigError("ks and train_ks must be >= 1")
         choices = {
             "optimizer": OPTIMIZERS,
             "features": FEATURES,
@@ -178,7 +178,7 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for path in self.graphs + self.val_graphs:
             _check_not_test(path)
 
@@ -205,7 +205,9 @@ class TrainConfig:
 def _check_not_test(path: str) -> None:
     stem = Path(path).name.split(".")[0]
     if stem in TEST_GRAPHS or stem == "douban":
-        raise ValueError(f"{path} is a benchmark test graph; it may not be used to train or select")
+        raise ConfigError(
+            f"{path} is a benchmark test graph; it may not be used to train or select"
+        )
 
 
 def closure_entries(adj: sp.csr_array, d: int, samples: int = 512, seed: int = 0) -> float:

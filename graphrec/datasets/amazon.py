@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from graphrec.datasets._files import locate, open_text
-from graphrec.errors import InputFormatError
+from graphrec.errors import ConfigError, InputFormatError
 
 __all__ = ["AmazonElectronicsUsers", "load_amazon_electronics_users"]
 
@@ -96,15 +96,15 @@ class AmazonElectronicsUsers:
             ``(train_rows, test_rows)`` sorted row indices.
         """
         if (test_fraction is None) == (last_n is None):
-            raise ValueError("give exactly one of test_fraction and last_n")
+            raise ConfigError("give exactly one of test_fraction and last_n")
         n_user = np.diff(self.user_offsets)
         if test_fraction is not None:
             if not 0.0 <= test_fraction < 1.0:
-                raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+                raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
             n_test = np.ceil(test_fraction * n_user).astype(np.int64)
         else:
             if last_n < 0:
-                raise ValueError(f"last_n must be non-negative, got {last_n}")
+                raise ConfigError(f"last_n must be non-negative, got {last_n}")
             n_test = np.full_like(n_user, last_n)
         n_test = np.minimum(n_test, n_user - 1)
         first_test = (self.user_offsets[1:] - n_test)[self.user]
@@ -152,7 +152,7 @@ def load_amazon_electronics_users(root: str | Path) -> AmazonElectronicsUsers:
             try:
                 label, uid, item = int(parts[0]), int(parts[1]), int(parts[2])
                 if not _HISTORY.fullmatch(parts[3]):
-                    raise ValueError
+                    raise ConfigError
             except ValueError:
                 raise InputFormatError(
                     "non-integer field",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from graphrec.datasets._files import locate, open_text
-from graphrec.errors import InputFormatError
+from graphrec.errors import ConfigError, InputFormatError
 from graphrec.io import Interactions, read_interactions
 
 __all__ = ["MovieLens100K", "load_movielens100k", "MOVIELENS_GENRES"]
@@ -181,7 +181,7 @@ def load_movielens100k(root: str | Path, *, fold: int | None = None) -> MovieLen
         InputFormatError: a malformed line.
     """
     if fold is not None and fold not in range(1, 6):
-        raise ValueError(f"fold must be 1..5 or None; got {fold!r}")
+        raise ConfigError(f"fold must be 1..5 or None; got {fold!r}")
     names = ["u.data", "u.item", "u.user"]
     if fold is not None:
         names += [f"u{fold}.base", f"u{fold}.test"]

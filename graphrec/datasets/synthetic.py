@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from graphrec.errors import ConfigError
+
 __all__ = ["powerlaw_digraph", "erdos_renyi_digraph"]
 
 
@@ -17,7 +19,7 @@ def _to_data(keys: np.ndarray, n: int) -> Data:
 
 def _check_n(n: int) -> None:
     if n < 2:
-        raise ValueError(f"n must be at least 2, got {n}")
+        raise ConfigError(f"n must be at least 2, got {n}")
 
 
 def powerlaw_digraph(
@@ -47,10 +49,10 @@ def powerlaw_digraph(
     """
     _check_n(n)
     if exponent <= 2:
-        raise ValueError(f"exponent must be > 2, got {exponent}")
+        raise ConfigError(f"exponent must be > 2, got {exponent}")
     m = int(round(n * avg_degree))
     if not 0 <= m <= n * (n - 1) // 2:
-        raise ValueError(f"avg_degree must be in [0, {(n - 1) / 2}] for n={n}, got {avg_degree}")
+        raise ConfigError(f"avg_degree must be in [0, {(n - 1) / 2}] for n={n}, got {avg_degree}")
     rng = np.random.default_rng(seed)
     weight = np.arange(1, n + 1, dtype=np.float64) ** (-1.0 / (exponent - 1.0))
     weight /= weight.sum()
@@ -96,11 +98,11 @@ def erdos_renyi_digraph(
     """
     _check_n(n)
     if (p is None) == (avg_degree is None):
-        raise ValueError("give exactly one of p and avg_degree")
+        raise ConfigError("give exactly one of p and avg_degree")
     if p is None:
         p = avg_degree / (n - 1)
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p}")
+        raise ConfigError(f"p must be in [0, 1], got {p}")
     rng = np.random.default_rng(seed)
     pairs = n * (n - 1)
     m = int(rng.binomial(pairs, p))

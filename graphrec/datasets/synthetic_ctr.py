@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphrec.errors import ConfigError
 from graphrec.io import CTRSchema, CTRTable
 
 __all__ = ["SYNTHETIC_CTR_SCHEMA", "SYNTHETIC_TREES", "SyntheticCTR", "synthetic_ctr"]
@@ -91,13 +92,13 @@ def synthetic_ctr(
         seed: seed of :func:`numpy.random.default_rng`; equal seeds give equal data.
     """
     if planted not in _TYPES:
-        raise ValueError(f"planted must be one of {_TYPES}; got {planted!r}")
+        raise ConfigError(f"planted must be one of {_TYPES}; got {planted!r}")
     sizes = {"campaign": num_campaigns, "customer": num_customers, "cate": num_cates,
              "brand": num_brands}  # fmt: skip
     if min(num_users, num_items, *sizes.values()) < 1 or impressions_per_user < 3:
-        raise ValueError("every count must be >= 1 and impressions_per_user >= 3")
+        raise ConfigError("every count must be >= 1 and impressions_per_user >= 3")
     if not 1 <= num_preferred < sizes[planted]:
-        raise ValueError(f"num_preferred must be in 1..{sizes[planted] - 1}")
+        raise ConfigError(f"num_preferred must be in 1..{sizes[planted] - 1}")
     rng = np.random.default_rng(seed)
     campaign_customer = rng.integers(0, num_customers, num_campaigns)
     attrs = {"campaign": rng.integers(0, num_campaigns, num_items)}
@@ -114,7 +115,7 @@ def synthetic_ctr(
     n_valid = int(np.ceil(valid_fraction * impressions_per_user))
     n_train = impressions_per_user - n_test - n_valid
     if n_train < 1:
-        raise ValueError("valid_fraction + test_fraction leave no training impressions")
+        raise ConfigError("valid_fraction + test_fraction leave no training impressions")
     for u in range(num_users):
         liked = np.flatnonzero(np.isin(planted_of_item, prefs[u]))
         if liked.size == 0:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphrec.errors import GraphrecError
+from graphrec.errors import ConfigError, GraphrecError
 from graphrec.export.models import (
     GRAPH_INPUT_NAMES,
     CFScorer,
@@ -160,7 +160,7 @@ def plan_fastcover(
     measured 1.4e-3 between onnxruntime and torch there, 8.1e-4 of it onnxruntime's own error.
     """
     if aggregation not in ("dense", "csr"):
-        raise ValueError(
+        raise ConfigError(
             f"FastCover exports with aggregation 'dense' or 'csr'; got {aggregation!r}"
         )
     csr = aggregation == "csr"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from graphrec.errors import ConfigError
 from graphrec.export.mnn import to_mnn_var
 from graphrec.export.onnx import ExportError, read_metadata
 
@@ -69,12 +70,12 @@ class MNNFineTuner:
 
         if input_names is None or output_name is None:
             if onnx_path is None:
-                raise ValueError("give input_names and output_name, or onnx_path")
+                raise ConfigError("give input_names and output_name, or onnx_path")
             meta = read_metadata(onnx_path)
             input_names = meta["inputs"] if input_names is None else input_names
             if output_name is None:
                 if len(meta["outputs"]) != 1:
-                    raise ValueError(f"pick output_name among {meta['outputs']}")
+                    raise ConfigError(f"pick output_name among {meta['outputs']}")
                 output_name = meta["outputs"][0]
         self._F, self._nn = MNN.expr, MNN.nn
         self._F.lazy_eval(True)  # gradients need lazy evaluation

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from graphrec.errors import ConfigError
 from graphrec.export.onnx import ExportError, read_metadata
 from graphrec.export.preflight import preflight_mnn, rewrite_for_mnn
 
@@ -158,7 +159,7 @@ def to_mnn_var(name: str, value: Any) -> Any:
         raise TypeError(f"input {name!r}: bool inputs are not supported; pass 0/1 integers")
     if np.issubdtype(a.dtype, np.integer):
         if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
-            raise ValueError(f"input {name!r} has values outside int32, MNN's index type")
+            raise ConfigError(f"input {name!r} has values outside int32, MNN's index type")
         a = np.ascontiguousarray(a, dtype=np.int32)
         return F.const(a, list(a.shape), F.NCHW, F.int)
     a = np.ascontiguousarray(a, dtype=np.float32)
@@ -192,7 +193,7 @@ class MNNModel:
 
         if input_names is None or output_names is None:
             if onnx_path is None:
-                raise ValueError("give input_names and output_names, or onnx_path")
+                raise ConfigError("give input_names and output_names, or onnx_path")
             meta = read_metadata(onnx_path)
             if not meta:
                 import onnx
@@ -221,7 +222,7 @@ class MNNModel:
         else:
             values = list(inputs)
             if len(values) != len(self.input_names):
-                raise ValueError(f"{len(values)} inputs for {len(self.input_names)} model inputs")
+                raise ConfigError(f"{len(values)} inputs for {len(self.input_names)} model inputs")
         outs = self.module.forward([to_mnn_var(n, v) for n, v in zip(self.input_names, values)])
         if not isinstance(outs, (list, tuple)):
             outs = [outs]

@@ -21,6 +21,7 @@ import copy
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.models.hien import HIEN
 from graphrec.nn.segment import EdgeSegments, Segments
 
@@ -45,9 +46,9 @@ class CFScorer(torch.nn.Module):
     def __init__(self, user_embedding: Tensor, item_embedding: Tensor) -> None:
         super().__init__()
         if user_embedding.dim() != 2 or item_embedding.dim() != 2:
-            raise ValueError("user_embedding and item_embedding must be 2-D")
+            raise ConfigError("user_embedding and item_embedding must be 2-D")
         if user_embedding.shape[1] != item_embedding.shape[1]:
-            raise ValueError(
+            raise ConfigError(
                 f"embedding sizes differ: {user_embedding.shape[1]} vs {item_embedding.shape[1]}"
             )
         self.register_buffer("user_embedding", user_embedding.detach().clone())
@@ -90,7 +91,7 @@ class GraphScorer(torch.nn.Module):
         segments = None
         if csr:
             if len(csr) != 4:
-                raise ValueError(f"give 0 or 4 CSR tensors; got {len(csr)}")
+                raise ConfigError(f"give 0 or 4 CSR tensors; got {len(csr)}")
             segments = EdgeSegments(Segments(csr[0], csr[1]), Segments(csr[2], csr[3]))
         return self.model(edge_index, target_weight.shape[0], target_weight, segments)
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphrec.errors import GraphrecError, MissingExtraError
+from graphrec.errors import ConfigError, GraphrecError, MissingExtraError
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -75,7 +75,7 @@ def flatten_inputs(
     if isinstance(inputs, Mapping):
         names, tensors = [str(k) for k in inputs], list(inputs.values())
         if input_names is not None and list(input_names) != names:
-            raise ValueError(
+            raise ConfigError(
                 f"input_names {list(input_names)} must equal the dict keys {names} (in order)"
             )
         takes_dict = True
@@ -87,13 +87,13 @@ def flatten_inputs(
             else [str(n) for n in input_names]
         )
         if len(names) != len(tensors):
-            raise ValueError(f"{len(names)} input_names for {len(tensors)} inputs")
+            raise ConfigError(f"{len(names)} input_names for {len(tensors)} inputs")
         takes_dict = False
     for name, t in zip(names, tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"input {name!r} must be a Tensor; got {type(t).__name__}")
     if len(set(names)) != len(names):
-        raise ValueError(f"input names must be unique; got {names}")
+        raise ConfigError(f"input names must be unique; got {names}")
     return names, tensors, takes_dict
 
 
@@ -131,7 +131,7 @@ def _dynamic_shapes(
     if dynamic_shapes is not None:
         unknown = set(dynamic_shapes) - set(names)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"dynamic_shapes names unknown inputs {sorted(unknown)}; inputs: {names}"
             )
         for name, axes in dynamic_shapes.items():
@@ -144,12 +144,12 @@ def _dynamic_shapes(
         axes: dict[int, Any] = {}
         for axis, dim in spec.get(name, {}).items():
             if not -t.dim() <= axis < t.dim():
-                raise ValueError(f"input {name!r} has {t.dim()} dims; no axis {axis}")
+                raise ConfigError(f"input {name!r} has {t.dim()} dims; no axis {axis}")
             if isinstance(dim, str):
                 if dim == "N":  # sympy's N: Dim("N") + 1 raises TypeError
-                    raise ValueError("do not name a dynamic dimension 'N' (clashes with sympy.N)")
+                    raise ConfigError("do not name a dynamic dimension 'N' (clashes with sympy.N)")
                 if t.shape[axis] < 2:
-                    raise ValueError(
+                    raise ConfigError(
                         f"input {name!r} axis {axis} is dynamic but has size {t.shape[axis]} in "
                         "the example: torch.export specialises sizes 0 and 1; use an example "
                         "of size >= 2"
@@ -212,7 +212,7 @@ def export_onnx(
     from graphrec.nn.segment import AGGREGATION_MODES, MAX_SEGMENT, aggregation_mode
 
     if aggregation not in AGGREGATION_MODES:
-        raise ValueError(f"aggregation must be one of {AGGREGATION_MODES}; got {aggregation!r}")
+        raise ConfigError(f"aggregation must be one of {AGGREGATION_MODES}; got {aggregation!r}")
     max_segment = MAX_SEGMENT if max_segment is None else max_segment
     mode = {"mode": aggregation, "max_segment": max_segment}
     path = Path(path)
@@ -228,7 +228,7 @@ def export_onnx(
         n_out = len(outputs) if isinstance(outputs, (tuple, list)) else 1
         out_names = [f"output_{i}" for i in range(n_out)] if output_names is None else output_names
         if len(out_names) != n_out:
-            raise ValueError(f"{len(out_names)} output_names for {n_out} outputs")
+            raise ConfigError(f"{len(out_names)} output_names for {n_out} outputs")
         shapes = _dynamic_shapes(names, tensors, dynamic, dynamic_shapes)
         try:
             with aggregation_mode(aggregation, max_segment=max_segment):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from graphrec.errors import ConfigError
 from graphrec.export.onnx import ExportError, FlatInputs, Inputs, flatten_inputs, read_metadata
 
 __all__ = [
@@ -189,7 +190,7 @@ def top_k_overlap(reference: np.ndarray, scores: np.ndarray, k: int) -> np.ndarr
     """
     ref, got = _queries(reference), _queries(scores)
     if ref.shape != got.shape:
-        raise ValueError(f"scores have shape {got.shape}, reference {ref.shape}")
+        raise ConfigError(f"scores have shape {got.shape}, reference {ref.shape}")
     k = min(k, ref.shape[1])
     if k < 1:
         return np.ones(ref.shape[0])
@@ -233,13 +234,13 @@ def _exported(exported: Any) -> dict[str, Path]:
         for p in map(Path, paths):
             kind = {".onnx": "onnxruntime", ".mnn": "mnn"}.get(p.suffix.lower())
             if kind is None:
-                raise ValueError(f"cannot tell the runtime of {p} (expected .onnx or .mnn)")
+                raise ConfigError(f"cannot tell the runtime of {p} (expected .onnx or .mnn)")
             out[kind] = p
     aliases = {"onnx": "onnxruntime", "ort": "onnxruntime"}
     out = {aliases.get(k, k): v for k, v in out.items()}
     unknown = set(out) - {"onnxruntime", "mnn"}
     if unknown:
-        raise ValueError(f"unknown runtimes {sorted(unknown)}; use 'onnx' and/or 'mnn'")
+        raise ConfigError(f"unknown runtimes {sorted(unknown)}; use 'onnx' and/or 'mnn'")
     return out
 
 
@@ -276,7 +277,7 @@ def check_parity(
         onnx_path: the ONNX file whose recorded names and example shapes to use when
             ``exported`` has only an MNN file.
         input_names, output_names: the exported names, if not recorded in an ONNX file.
-        require_other_sizes: raise ValueError unless at least one input set differs in shape
+        require_other_sizes: raise ConfigError unless at least one input set differs in shape
             from the export example (as recorded in the ONNX file).
         threads: CPU threads for onnxruntime and MNN.
 
@@ -288,9 +289,9 @@ def check_parity(
 
     paths = _exported(exported)
     if not paths:
-        raise ValueError("nothing to compare: give an ONNX and/or an MNN file")
+        raise ConfigError("nothing to compare: give an ONNX and/or an MNN file")
     if not inputs_list:
-        raise ValueError("inputs_list is empty")
+        raise ConfigError("inputs_list is empty")
     meta_source = paths.get("onnxruntime", onnx_path)
     meta = read_metadata(meta_source) if meta_source is not None else {}
     example = {k: tuple(v) for k, v in meta.get("example_shapes", {}).items()}
@@ -305,7 +306,7 @@ def check_parity(
         flat.append((names, tensors, takes_dict))
     if require_other_sizes:
         if not example:
-            raise ValueError(
+            raise ConfigError(
                 "cannot tell the export example's shapes (no graphrec metadata); pass "
                 "require_other_sizes=False or an ONNX file from export_onnx"
             )
@@ -313,7 +314,7 @@ def check_parity(
             {n: tuple(t.shape) for n, t in zip(names, tensors)} == example
             for names, tensors, _ in flat
         ):
-            raise ValueError(
+            raise ConfigError(
                 "every input set has the export example's shapes: check parity on other sizes"
             )
 
@@ -323,13 +324,13 @@ def check_parity(
         runners["onnxruntime"] = lambda feeds, s=session: run_onnxruntime(s, feeds)
     if "mnn" in paths:
         if names_out is None:
-            raise ValueError("MNN needs output names: pass output_names or an ONNX file")
+            raise ConfigError("MNN needs output names: pass output_names or an ONNX file")
         first_names = flat[0][0]
         mnn = MNNModel(paths["mnn"], names_in or first_names, names_out, threads=threads)
         runners["mnn"] = mnn
 
     if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
     report = ParityReport(
         type(model).__name__, atol, rtol, top_k, min_overlap, example_shapes=example
     )

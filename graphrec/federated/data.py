@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from graphrec.datasets._files import locate, open_text
-from graphrec.errors import InputFormatError
+from graphrec.errors import ConfigError, InputFormatError
 from graphrec.federated.partition import natural_partition
 
 __all__ = [
@@ -60,7 +60,7 @@ def load_uci_heart_per_centre(root: str | Path) -> HeartDiseaseCentres:
                 fields = line.strip().split(",")
                 try:
                     if len(fields) != 14:
-                        raise ValueError
+                        raise ConfigError
                     values = [np.nan if f == "?" else float(f) for f in fields]
                 except ValueError:
                     raise InputFormatError(
@@ -96,7 +96,7 @@ class HARLabels:
 def load_uci_har_labels_per_subject(root: str | Path, split: str = "train") -> HARLabels:
     """Read ``{split}/y_{split}.txt`` and ``{split}/subject_{split}.txt`` under ``root``."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
     names = [f"{split}/y_{split}.txt", f"{split}/subject_{split}.txt"]
     files = locate("uci-har-labels", root, names)
     columns = []

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from graphrec.datasets._files import dataset_folder
+from graphrec.errors import ConfigError
 from graphrec.federated.data import load_uci_heart_per_centre
 from graphrec.federated.partition import natural_partition, synthetic_leaf
 from graphrec.federated.simulator import FederatedTask
@@ -43,9 +44,9 @@ def federated_task(
     users (``amazon-users``, ``ml-100k``) or sets the number of synthetic devices (default
     200)."""
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
+        raise ConfigError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
     if model not in DATASETS[dataset]:
-        raise ValueError(
+        raise ConfigError(
             f"model {model!r} is not available for {dataset}; choose {DATASETS[dataset]}"
         )
     if dataset == "amazon-users":
@@ -136,7 +137,7 @@ def stream_data(
             "UCI Heart Disease, 3 centres (one device each; 80% stream, 20% test), disease yes/no"
         )
         return StreamData(x, (heart.y > 0).astype(np.int64), train, test, about)
-    raise ValueError(f"unknown stream dataset {dataset!r}; expected synthetic or uci-heart")
+    raise ConfigError(f"unknown stream dataset {dataset!r}; expected synthetic or uci-heart")
 
 
 def stream_task(

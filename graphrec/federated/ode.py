@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, grad_and_value, vmap
 
+from graphrec.errors import ConfigError
+
 __all__ = [
     "last_layers",
     "per_sample_gradients",
@@ -59,7 +61,7 @@ def last_layers(model: nn.Module, k: int = 1) -> list[str]:
         if any(True for _ in mod.parameters(recurse=False))
     ]
     if not 1 <= k <= len(owners):
-        raise ValueError(f"k must be in 1..{len(owners)}, got {k}")
+        raise ConfigError(f"k must be in 1..{len(owners)}, got {k}")
     return [p for _, names in owners[-k:] for p in names]
 
 
@@ -160,7 +162,7 @@ def sample_values(
     flattened over the same ``params``."""
     g = per_sample_gradients(model, loss_fn, x, y, params=params)
     if global_grad.shape != g.shape[1:]:
-        raise ValueError(
+        raise ConfigError(
             f"global_grad has shape {tuple(global_grad.shape)}, expected ({g.shape[1]},)"
         )
     return g @ global_grad.to(g.dtype)
@@ -202,7 +204,7 @@ class GlobalGradientEstimator:
 
     def __init__(self, num_samples: Sequence[int], dim: int, *, mode: str = "replacement") -> None:
         if mode not in ("incremental", "replacement"):
-            raise ValueError(f"mode must be 'incremental' or 'replacement', got {mode!r}")
+            raise ConfigError(f"mode must be 'incremental' or 'replacement', got {mode!r}")
         self.mode = mode
         self.num_samples = torch.as_tensor(num_samples, dtype=torch.float64)
         self.estimate = torch.zeros(dim, dtype=torch.float64)
@@ -278,9 +280,9 @@ def coordinate_labels(
     sizes = np.asarray(buffer_sizes, dtype=np.int64)
     n_clients, n_labels = velocity.shape
     if sizes.shape != (n_clients,) or (sizes < 0).any():
-        raise ValueError("buffer_sizes must give a non-negative size per client (velocity rows)")
+        raise ConfigError("buffer_sizes must give a non-negative size per client (velocity rows)")
     if label_owners < 1 or client_labels < 1:
-        raise ValueError("label_owners and client_labels must be positive")
+        raise ConfigError("label_owners and client_labels must be positive")
     counts = velocity.sum(0) if label_counts is None else np.asarray(label_counts, np.float64)
     capacity = np.minimum(sizes, client_labels)
     owned = np.zeros((n_clients, n_labels), dtype=bool)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphrec.datasets.amazon import AmazonElectronicsUsers
+from graphrec.errors import ConfigError
 from graphrec.io import Interactions
 
 __all__ = [
@@ -41,7 +42,7 @@ def natural_partition(groups: np.ndarray) -> list[np.ndarray]:
     """
     groups = np.asarray(groups)
     if groups.ndim != 1:
-        raise ValueError("groups must be one-dimensional")
+        raise ConfigError("groups must be one-dimensional")
     _, inverse = np.unique(groups, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse))[:-1]
@@ -71,9 +72,9 @@ def movielens_per_user(log: Interactions) -> list[np.ndarray]:
 def _check_labels(labels: np.ndarray, num_clients: int) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1:
-        raise ValueError("labels must be one-dimensional")
+        raise ConfigError("labels must be one-dimensional")
     if num_clients < 1:
-        raise ValueError(f"num_clients must be positive, got {num_clients}")
+        raise ConfigError(f"num_clients must be positive, got {num_clients}")
     return labels
 
 
@@ -96,9 +97,11 @@ def dirichlet_label_skew(
     """
     labels = _check_labels(labels, num_clients)
     if alpha <= 0:
-        raise ValueError(f"alpha must be positive, got {alpha}")
+        raise ConfigError(f"alpha must be positive, got {alpha}")
     if min_size * num_clients > labels.size:
-        raise ValueError(f"{labels.size} samples cannot give {num_clients} clients {min_size} each")
+        raise ConfigError(
+            f"{labels.size} samples cannot give {num_clients} clients {min_size} each"
+        )
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     for _ in range(max_tries):
@@ -112,7 +115,7 @@ def dirichlet_label_skew(
         parts = [np.sort(np.concatenate(b)).astype(np.int64) for b in buckets]
         if min(p.size for p in parts) >= min_size:
             return parts
-    raise ValueError(
+    raise ConfigError(
         f"no Dirichlet draw gave every client {min_size} samples in {max_tries} tries; "
         "raise alpha or lower min_size"
     )
@@ -128,7 +131,7 @@ def label_shards(
     num_shards = num_clients * shards_per_client
     size = labels.size // num_shards
     if size == 0:
-        raise ValueError(f"{labels.size} samples are too few for {num_shards} shards")
+        raise ConfigError(f"{labels.size} samples are too few for {num_shards} shards")
     rng = np.random.default_rng(seed)
     # sort by label, random order within a label
     order = np.lexsort((rng.random(labels.size), labels))[: size * num_shards]
@@ -174,7 +177,7 @@ def synthetic_leaf(
     ``int(lognormal(4, 2)) + 50`` capped at ``max_samples``.
     """
     if num_devices < 1:
-        raise ValueError(f"num_devices must be positive, got {num_devices}")
+        raise ConfigError(f"num_devices must be positive, got {num_devices}")
     rng = np.random.default_rng(seed)
     if samples_per_device is None:
         counts = np.minimum(rng.lognormal(4, 2, num_devices).astype(np.int64) + 50, max_samples)

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from graphrec.errors import ConfigError
 from graphrec.federated.strategies import ClientUpdate, RowDelta, Strategy
 from graphrec.graphs.device_cloud import DeviceCloudGraph
 from graphrec.io.checkpoint import (
@@ -160,7 +161,7 @@ def local_update(
     )
     for name, value in sub.items():
         if local[name].shape != value.shape:
-            raise ValueError(
+            raise ConfigError(
                 f"client {client}: local_train returned {name} of shape "
                 f"{tuple(local[name].shape)}, expected {tuple(value.shape)}"
             )
@@ -233,18 +234,18 @@ class Simulator:
         self._data: dict[str, Any] | None = None
         self.eligible = np.flatnonzero(task.graph.num_samples > 0)
         if not 1 <= clients_per_round <= self.eligible.size:
-            raise ValueError(
+            raise ConfigError(
                 f"clients_per_round must be in 1..{self.eligible.size} (devices with data), "
                 f"got {clients_per_round}"
             )
         for p in ("dropout", "straggler"):
             if not 0.0 <= getattr(self, p) < 1.0:
-                raise ValueError(f"{p} must be in [0, 1)")
+                raise ConfigError(f"{p} must be in [0, 1)")
         self.clients_per_round = clients_per_round
         self.state: State = task.init_state(seed)
         unknown = set(task.tables) - set(self.state)
         if unknown:
-            raise ValueError(f"task.tables names parameters not in the model: {sorted(unknown)}")
+            raise ConfigError(f"task.tables names parameters not in the model: {sorted(unknown)}")
         self.round = 0
         self.history: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
@@ -419,7 +420,7 @@ class Simulator:
             state = {k: v.clone() for k, v in data["state"].items()}
             shapes = {k: v.shape for k, v in self.state.items()}
             if {k: v.shape for k, v in state.items()} != shapes:
-                raise ValueError("parameters of other names or shapes")
+                raise ConfigError("parameters of other names or shapes")
             self.round = int(data["round"])
             self.history = list(data["history"])
             self.rejected = list(data["rejected"])

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.graphs.device_cloud import DeviceCloudGraph
 
 __all__ = [
@@ -129,7 +130,7 @@ class Strategy:
                 dtype=np.float64,
             )
             if n.sum() <= 0:
-                raise ValueError("sample-weighted aggregation needs positive num_samples")
+                raise ConfigError("sample-weighted aggregation needs positive num_samples")
             return n / n.sum()
         return np.full(len(updates), 1.0 / len(updates))
 
@@ -215,7 +216,7 @@ class FedProx(FedAvg):
     def __init__(self, mu: float = 0.01, *, weighted: bool = True, server_lr: float = 1.0) -> None:
         super().__init__(weighted=weighted, server_lr=server_lr)
         if mu < 0:
-            raise ValueError(f"mu must be non-negative, got {mu}")
+            raise ConfigError(f"mu must be non-negative, got {mu}")
         self.mu = mu
 
     def configure(self, round: int, config: dict) -> dict:
@@ -279,9 +280,9 @@ class FedSubAvg(Strategy):
         server_lr: float = 1.0,
     ) -> None:
         if form not in ("paper", "code"):
-            raise ValueError(f"form must be 'paper' or 'code', got {form!r}")
+            raise ConfigError(f"form must be 'paper' or 'code', got {form!r}")
         if clip is not None and clip <= 0:
-            raise ValueError(f"clip must be positive, got {clip}")
+            raise ConfigError(f"clip must be positive, got {clip}")
         self.graph = graph
         self.form = form
         self.clip = clip
@@ -311,7 +312,7 @@ class FedSubAvg(Strategy):
         for name, (table, acc, _, count) in self._row_sums(global_state, updates, w).items():
             cold = (count > 0) & (torch.from_numpy(self.graph.device_heat(table)) == 0)
             if bool(cold.any()):
-                raise ValueError(
+                raise ConfigError(
                     f"table {table!r}: an update touches rows with zero heat in the graph "
                     f"(e.g. row {int(cold.nonzero()[0])}); rebuild the device-cloud graph"
                 )

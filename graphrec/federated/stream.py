@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from graphrec.errors import ConfigError
 from graphrec.federated.ode import (
     GlobalGradientEstimator,
     LabelAssignment,
@@ -222,9 +223,9 @@ def make_store(
         return _Priority("grad_norm", capacity, admit=_MeanGuard(rng))
     if selector in ("ode", "ode-exact"):
         if slots is None:
-            raise ValueError(f"selector {selector!r} needs per-label slots")
+            raise ConfigError(f"selector {selector!r} needs per-label slots")
         return _Priority("value", capacity, slots=slots)
-    raise ValueError(f"unknown selector {selector!r}; expected one of {sorted(SELECTORS)}")
+    raise ConfigError(f"unknown selector {selector!r}; expected one of {sorted(SELECTORS)}")
 
 
 # --------------------------------------------------------------------------- one device
@@ -269,7 +270,7 @@ class StreamDevice:
         oracle: Oracle | None = None,
     ) -> None:
         if velocity < 1 or len(y) == 0:
-            raise ValueError("need a non-empty stream and velocity >= 1")
+            raise ConfigError("need a non-empty stream and velocity >= 1")
         self.x, self.y, self.velocity = x, y, int(velocity)
         self.store, self.needs = store, frozenset(needs)
         self.model, self.loss_fn, self.params, self.oracle = model, loss_fn, params, oracle
@@ -334,7 +335,7 @@ class StreamDevice:
     def process(self, round: int) -> None:
         """Value and offer the arrivals of ``round`` (must be the next unprocessed round)."""
         if round != self.cursor + 1:
-            raise ValueError(f"next round to process is {self.cursor + 1}, got {round}")
+            raise ConfigError(f"next round to process is {self.cursor + 1}, got {round}")
         self._run([round])
 
     def catch_up(self, round: int) -> None:
@@ -438,7 +439,7 @@ class StreamTask:
         seed: int = 0,
     ) -> None:
         if selector not in SELECTORS:
-            raise ValueError(f"unknown selector {selector!r}; expected one of {sorted(SELECTORS)}")
+            raise ConfigError(f"unknown selector {selector!r}; expected one of {sorted(SELECTORS)}")
         self.model, self.loss_fn, self.selector, self.seed = model, loss_fn, selector, seed
         self.x = torch.as_tensor(np.asarray(x, np.float32))
         self.y = torch.as_tensor(np.asarray(y, np.int64))
@@ -449,7 +450,7 @@ class StreamTask:
         self.buffer_size = np.broadcast_to(np.asarray(buffer_size, np.int64), (n,)).copy()
         self.velocity = np.broadcast_to(np.asarray(velocity, np.int64), (n,)).copy()
         if (self.velocity < 1).any() or (self.buffer_size < 1).any():
-            raise ValueError("velocity and buffer_size must be >= 1")
+            raise ConfigError("velocity and buffer_size must be >= 1")
         self.graph = DeviceCloudGraph([s.size for s in self.streams])
         self.tables: dict[str, str] = {}
         self.params = None if layers is None else last_layers(model, layers)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
 
 __all__ = [
@@ -158,28 +159,28 @@ def build_attribute_tree(
     """
     levels = tuple(levels)
     if len(levels) < 2:
-        raise ValueError(f"a tree needs at least two levels; got {levels}")
+        raise ConfigError(f"a tree needs at least two levels; got {levels}")
     if len(sizes) != len(levels) or len(links) != len(levels) - 1:
-        raise ValueError(
+        raise ConfigError(
             f"{len(levels)} levels need {len(levels)} sizes and {len(levels) - 1} links; "
             f"got {len(sizes)} and {len(links)}"
         )
     tables = levels if tables is None else tuple(tables)
     if len(tables) != len(levels):
-        raise ValueError(f"tables needs one entry per level; got {tables}")
+        raise ConfigError(f"tables needs one entry per level; got {tables}")
     ptr = np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
     edges = []
     for lvl, (child, parent) in enumerate(links):
         child = np.asarray(child, dtype=np.int64).ravel()
         parent = np.asarray(parent, dtype=np.int64).ravel()
         if child.shape != parent.shape:
-            raise ValueError(f"link {lvl}: child and parent arrays differ in length")
+            raise ConfigError(f"link {lvl}: child and parent arrays differ in length")
         for ids, size, what in (
             (child, sizes[lvl], levels[lvl]),
             (parent, sizes[lvl + 1], levels[lvl + 1]),
         ):
             if ids.size and (ids.min() < 0 or ids.max() >= size):
-                raise ValueError(f"link {lvl}: {what} ids must be in 0..{size - 1}")
+                raise ConfigError(f"link {lvl}: {what} ids must be in 0..{size - 1}")
         key = np.unique(child * sizes[lvl + 1] + parent)
         edges.append(
             np.stack([key // sizes[lvl + 1] + ptr[lvl], key % sizes[lvl + 1] + ptr[lvl + 1]])
@@ -193,7 +194,7 @@ def _column(table: CTRTable, name: str) -> np.ndarray:
         return np.asarray(table.categorical[name])[:, None]
     if name in table.sequence:
         return np.asarray(table.sequence[name])
-    raise ValueError(f"table {table.path!r} has no categorical or sequence column {name!r}")
+    raise ConfigError(f"table {table.path!r} has no categorical or sequence column {name!r}")
 
 
 def tree_from_table(
@@ -221,7 +222,7 @@ def tree_from_table(
     """
     tables = [tables] if isinstance(tables, CTRTable) else list(tables)
     if not tables:
-        raise ValueError("need at least one table")
+        raise ConfigError("need at least one table")
     first = tables[0]
     levels = list(levels)
     owner = first.schema.vocab_owner
@@ -232,7 +233,7 @@ def tree_from_table(
         for t in tables:
             lo, up = _column(t, lower), _column(t, upper)
             if lo.shape[1] != 1 and up.shape[1] != 1:
-                raise ValueError(f"{lower!r} and {upper!r} cannot both be sequences")
+                raise ConfigError(f"{lower!r} and {upper!r} cannot both be sequences")
             lo, up = np.broadcast_arrays(lo, up)
             keep = (lo != 0) & (up != 0)
             child.append(lo[keep])

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import Data
 
+from graphrec.errors import ConfigError
 from graphrec.io import Interactions
 
 __all__ = ["BipartiteGraph", "build_bipartite", "split_per_user", "to_binary_csr"]
@@ -52,13 +53,13 @@ def to_binary_csr(
         keep = np.ones(source.num_interactions, dtype=bool)
         if min_rating is not None:
             if source.rating is None:
-                raise ValueError("min_rating needs an interaction log with ratings")
+                raise ConfigError("min_rating needs an interaction log with ratings")
             keep = source.rating >= min_rating
         shape = shape or (source.num_users, source.num_items)
         rows, cols = source.user[keep], source.item[keep]
     elif sp.issparse(source):
         if min_rating is not None:
-            raise ValueError("min_rating applies to an Interactions log, not a matrix")
+            raise ConfigError("min_rating applies to an Interactions log, not a matrix")
         coo = sp.coo_array(source)
         nz = coo.data != 0
         rows, cols = coo.row[nz], coo.col[nz]
@@ -86,9 +87,9 @@ def split_per_user(
         nonzeros.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction must be in [0, 1); got {fraction!r}")
+        raise ConfigError(f"fraction must be in [0, 1); got {fraction!r}")
     if min_keep < 0:
-        raise ValueError(f"min_keep must be >= 0; got {min_keep!r}")
+        raise ConfigError(f"min_keep must be >= 0; got {min_keep!r}")
     csr = to_binary_csr(matrix)
     n_users = csr.shape[0]
     counts = np.diff(csr.indptr)
@@ -257,7 +258,7 @@ def build_bipartite(
         shape = (max(shape[0], test.num_users), max(shape[1], test.num_items))
         user_ids = item_ids = None
     elif test is not None and not isinstance(test, Interactions) and tuple(test.shape) != shape:
-        raise ValueError(f"test has shape {tuple(test.shape)}, train has shape {shape}")
+        raise ConfigError(f"test has shape {tuple(test.shape)}, train has shape {shape}")
     full = to_binary_csr(train, min_rating=min_rating, shape=shape)
     if test is None:
         full, test_m = split_per_user(full, test_fraction, seed=seed)

@@ -31,6 +31,8 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import HeteroData
 
+from graphrec.errors import ConfigError
+
 __all__ = ["DeviceCloudGraph"]
 
 
@@ -50,12 +52,12 @@ class DeviceCloudGraph:
     def __post_init__(self) -> None:
         self.num_samples = np.asarray(self.num_samples, dtype=np.int64)
         if self.num_samples.ndim != 1:
-            raise ValueError("num_samples must be one-dimensional")
+            raise ConfigError("num_samples must be one-dimensional")
         if (self.num_samples < 0).any():
-            raise ValueError("num_samples must be non-negative")
+            raise ConfigError("num_samples must be non-negative")
         for name, matrix in self.touches.items():
             if matrix.shape[0] != self.num_devices:
-                raise ValueError(
+                raise ConfigError(
                     f"table {name!r}: adjacency has {matrix.shape[0]} device rows, "
                     f"expected {self.num_devices}"
                 )
@@ -84,11 +86,11 @@ class DeviceCloudGraph:
             device = np.asarray(device, dtype=np.int64)
             row = np.asarray(row, dtype=np.int64)
             if device.shape != row.shape:
-                raise ValueError(f"table {name!r}: device and row lists differ in length")
+                raise ConfigError(f"table {name!r}: device and row lists differ in length")
             if row.size and (row.min() < 0 or row.max() >= num_rows):
-                raise ValueError(f"table {name!r}: row index outside 0..{num_rows - 1}")
+                raise ConfigError(f"table {name!r}: row index outside 0..{num_rows - 1}")
             if device.size and (device.min() < 0 or device.max() >= num_samples.size):
-                raise ValueError(f"table {name!r}: device index outside 0..{num_samples.size - 1}")
+                raise ConfigError(f"table {name!r}: device index outside 0..{num_samples.size - 1}")
             matrix = sp.csr_array(
                 (np.ones(device.size, dtype=np.int64), (device, row)),
                 shape=(num_samples.size, int(num_rows)),
@@ -131,7 +133,7 @@ class DeviceCloudGraph:
                 keep = picked >= 0
                 pairs[name] = (np.repeat(device, keep.sum(1)), picked[keep], num_rows)
             else:
-                raise ValueError(f"table {name!r}: rows must be 1-D or 2-D")
+                raise ConfigError(f"table {name!r}: rows must be 1-D or 2-D")
         return cls.from_pairs(counts, pairs)
 
     # ------------------------------------------------------------------ sizes

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from graphrec.errors import InputFormatError
+from graphrec.errors import ConfigError, InputFormatError
 
 PathLike = str | os.PathLike
 
@@ -42,7 +42,7 @@ def check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
     """Raise ``ValueError`` naming the argument and its allowed values unless ``value`` is one."""
     if value not in allowed:
         options = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {options}; got {value!r}")
 
 
 def is_number(text: str) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from torch_geometric.data import Data
 
-from graphrec.errors import MissingExtraError
+from graphrec.errors import ConfigError, MissingExtraError
 from graphrec.io.edgelist import EdgeList, read_edgelist
 
 
@@ -175,7 +175,7 @@ def from_scipy(A: Any) -> EdgeList:
     if not sp.issparse(A):
         raise TypeError(f"expected a scipy sparse matrix or array; got {type(A).__name__}")
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"the adjacency matrix must be square; got shape {A.shape}")
+        raise ConfigError(f"the adjacency matrix must be square; got shape {A.shape}")
     coo = sp.coo_array(A)
     coo.sum_duplicates()
     coo.eliminate_zeros()
@@ -183,7 +183,7 @@ def from_scipy(A: Any) -> EdgeList:
     weight = None
     if values.dtype.kind in "iub":
         if (values < 0).any():
-            raise ValueError("integer entries count parallel edges and must be >= 0")
+            raise ConfigError("integer entries count parallel edges and must be >= 0")
         counts = values.astype(np.int64)
         row, col = np.repeat(row, counts), np.repeat(col, counts)
     elif not (values == 1).all():
@@ -214,7 +214,7 @@ def to_dgl(g: EdgeList | Data) -> Any:
 def from_dgl(G: Any) -> EdgeList:
     """A directed :class:`EdgeList` of a homogeneous DGL graph (``edata["weight"]`` kept)."""
     if len(G.ntypes) != 1 or len(G.etypes) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"only homogeneous DGL graphs are supported; got node types {G.ntypes}, "
             f"edge types {G.etypes}"
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphrec.errors import InputFormatError
+from graphrec.errors import ConfigError, InputFormatError
 from graphrec.io._text import PathLike, line_text, read_text_bytes
 
 Vocab = dict[str, dict[str, int]]
@@ -45,18 +45,18 @@ class CTRSchema:
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
-            raise ValueError(f"label must be a column name; got {self.label!r}")
+            raise ConfigError(f"label must be a column name; got {self.label!r}")
         for role in ("categorical", "numeric", "drop"):
             names = getattr(self, role)
             if isinstance(names, str) or not all(isinstance(c, str) and c for c in names):
-                raise ValueError(f"{role} must be a list of column names; got {names!r}")
+                raise ConfigError(f"{role} must be a list of column names; got {names!r}")
             setattr(self, role, list(names))
         for name in ("sequence", "shared_vocab"):
             mapping = getattr(self, name)
             if not isinstance(mapping, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) and k and v for k, v in mapping.items()
             ):
-                raise ValueError(f"{name} must map column names to strings; got {mapping!r}")
+                raise ConfigError(f"{name} must map column names to strings; got {mapping!r}")
         seen: dict[str, str] = {}
         roles = [
             ("label", [self.label]),
@@ -68,17 +68,17 @@ class CTRSchema:
         for role, names in roles:
             for column in names:
                 if column in seen:
-                    raise ValueError(
+                    raise ConfigError(
                         f"column {column!r} is declared as both {seen[column]} and {role}"
                     )
                 seen[column] = role
         for column, owner in self.shared_vocab.items():
             if seen.get(column) not in ("categorical", "sequence"):
-                raise ValueError(
+                raise ConfigError(
                     f"shared_vocab key {column!r} must be a categorical or sequence column"
                 )
             if seen.get(owner) != "categorical" or owner in self.shared_vocab:
-                raise ValueError(
+                raise ConfigError(
                     f"shared_vocab[{column!r}] = {owner!r} must be a categorical column "
                     "that has its own vocabulary"
                 )
@@ -209,16 +209,16 @@ def read_ctr_table(
     if not isinstance(schema, CTRSchema):
         raise TypeError(f"schema must be a CTRSchema; got {type(schema).__name__}")
     if not isinstance(sep, str) or len(sep) != 1 or sep in '\r\n"':
-        raise ValueError(f"sep must be one character other than a quote or newline; got {sep!r}")
+        raise ConfigError(f"sep must be one character other than a quote or newline; got {sep!r}")
     if not isinstance(min_count, int) or min_count < 1:
-        raise ValueError(f"min_count must be an integer >= 1; got {min_count!r}")
+        raise ConfigError(f"min_count must be an integer >= 1; got {min_count!r}")
     if not header and columns is None:
-        raise ValueError("header=False needs the column names: pass columns=[...]")
+        raise ConfigError("header=False needs the column names: pass columns=[...]")
     encoded = [*schema.categorical, *schema.sequence]
     if vocab is not None:
         for column in encoded:
             if schema.vocab_owner(column) not in vocab:
-                raise ValueError(
+                raise ConfigError(
                     f"vocab has no entry {schema.vocab_owner(column)!r} (for column {column!r});"
                     f" it has: {', '.join(vocab)}"
                 )
@@ -312,7 +312,7 @@ def _check_columns(reader: _Rows, names: list[str], schema: CTRSchema, header: b
     expected = f"the schema's columns; the file has: {', '.join(names)}"
     if header:
         raise reader.error(reader.header_line, problem, expected)
-    raise ValueError(f"{problem}; expected {expected}")
+    raise ConfigError(f"{problem}; expected {expected}")
 
 
 def _labels(values: list[str], reader: _Rows) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphrec.errors import InputFormatError
+from graphrec.errors import ConfigError, InputFormatError
 from graphrec.io._text import (
     DEFAULT_MAX_INPUT_BYTES,
     EDGE_COLUMNS,
@@ -160,7 +160,7 @@ def describe_file(
     """
     path = Path(path)
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     check_input_file(path)
     if kind == "auto":
         kind = sniff_kind(path, max_input_bytes=max_input_bytes)

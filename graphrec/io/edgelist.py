@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from graphrec.errors import InputFormatError
+from graphrec.errors import ConfigError, InputFormatError
 from graphrec.io._text import (
     DEFAULT_MAX_INPUT_BYTES,
     EDGE_COLUMNS,
@@ -111,7 +111,7 @@ class EdgeList:
         """
         src, dst = np.asarray(src), np.asarray(dst)
         if src.shape != dst.shape or src.ndim != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"src and dst must be 1-d of equal length; got {src.shape}, {dst.shape}"
             )
         if node_ids is None:
@@ -124,7 +124,7 @@ class EdgeList:
             if len(row) and (
                 min(row.min(), col.min()) < 0 or max(row.max(), col.max()) >= len(node_ids)
             ):
-                raise ValueError(f"edge endpoints must be indices in [0, {len(node_ids)})")
+                raise ConfigError(f"edge endpoints must be indices in [0, {len(node_ids)})")
         weight = None if edge_weight is None else np.asarray(edge_weight, dtype=np.float32)
         loops, dups = _loops_and_duplicates(row, col, len(node_ids), undirected)
         return _assemble(
@@ -303,7 +303,7 @@ def read_edgelist(
         or not isinstance(max_input_bytes, int)
         or (max_input_bytes < 1)
     ):
-        raise ValueError(f"max_input_bytes must be an integer >= 1; got {max_input_bytes!r}")
+        raise ConfigError(f"max_input_bytes must be an integer >= 1; got {max_input_bytes!r}")
     sep = _check_delimiter(delimiter)
     source = _Source(str(path), sep, delimiter is None, max_input_bytes)
     f = source.read(strings=False)
@@ -364,7 +364,7 @@ def _check_delimiter(delimiter: str | None) -> str | None:
         or delimiter.isalnum()
         or delimiter in '#%-.+"\r\n'
     ):
-        raise ValueError(
+        raise ConfigError(
             f"delimiter must be None (auto), ' ', '\\t' or one ASCII punctuation character "
             f"such as ',' or ';'; got {delimiter!r}"
         )

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import Data
 
-from graphrec.errors import InputFormatError
+from graphrec.errors import ConfigError, InputFormatError
 from graphrec.io._text import (
     DEFAULT_MAX_INPUT_BYTES,
     Lines,
@@ -192,7 +192,7 @@ def read_interactions(
     check_choice("format", format, FORMATS)
     check_choice("keep_ids", keep_ids, (False, True))
     if sep is not None and (not isinstance(sep, str) or not sep or sep.isspace()):
-        raise ValueError(f"sep must be None (whitespace) or a non-blank string; got {sep!r}")
+        raise ConfigError(f"sep must be None (whitespace) or a non-blank string; got {sep!r}")
     raw = read_text_bytes(path, max_input_bytes=max_input_bytes)
     first = first_data_line(raw)
     if not first:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.graphs.attribute_tree import AttributeTree
 from graphrec.io import CTRTable
 from graphrec.models.ctr.base import CTRModel
@@ -47,7 +48,7 @@ def item_clickers(
         there are more), 0-padded on the right. Code-0 items and users are ignored.
     """
     if max_clickers < 1:
-        raise ValueError(f"max_clickers must be >= 1; got {max_clickers}")
+        raise ConfigError(f"max_clickers must be >= 1; got {max_clickers}")
     rng = np.random.default_rng(seed)
     items = np.asarray(table.categorical[item])
     users = np.asarray(table.categorical[user])
@@ -129,16 +130,16 @@ class HIEN(torch.nn.Module):
     ) -> None:
         super().__init__()
         if aggregator not in TREE_AGGREGATORS:
-            raise ValueError(f"aggregator must be one of {TREE_AGGREGATORS}; got {aggregator!r}")
+            raise ConfigError(f"aggregator must be one of {TREE_AGGREGATORS}; got {aggregator!r}")
         if isinstance(trees, Mapping):
             unknown = set(trees) - {"item", "user"}
             if unknown:
-                raise ValueError(f"trees mapping keys must be 'item' and 'user'; got {unknown}")
+                raise ConfigError(f"trees mapping keys must be 'item' and 'user'; got {unknown}")
             item_trees, user_trees = list(trees.get("item", [])), list(trees.get("user", []))
         else:
             item_trees, user_trees = list(trees), []
         if not item_trees:
-            raise ValueError("HIEN needs at least one item attribute tree")
+            raise ConfigError("HIEN needs at least one item attribute tree")
         features: CTRFeatures = base.features
         self.base = base
         self.aggregator = aggregator
@@ -149,24 +150,24 @@ class HIEN(torch.nn.Module):
         if history is None:
             history = next((s.name for s in features.sequence if s.table == item_table), None)
             if history is None:
-                raise ValueError(f"no sequence feature shares the item table {item_table!r}")
+                raise ConfigError(f"no sequence feature shares the item table {item_table!r}")
         elif features[history].kind != "sequence" or features[history].table != item_table:
-            raise ValueError(f"history {history!r} must be a sequence of table {item_table!r}")
+            raise ConfigError(f"history {history!r} must be a sequence of table {item_table!r}")
         self.history = history
         if user_trees and user is None:
-            raise ValueError("user trees need the user feature (user=...)")
+            raise ConfigError("user trees need the user feature (user=...)")
         n_extra = self.num_extra_fields(clickers is not None)
         if base.extra_fields != n_extra:
-            raise ValueError(
+            raise ConfigError(
                 f"the base model must be built with extra_fields={n_extra} for HIEN's intents; "
                 f"got {base.extra_fields}"
             )
         if clickers is not None:
             if user is None:
-                raise ValueError("clickers need the user feature (user=...)")
+                raise ConfigError("clickers need the user feature (user=...)")
             n_items = features.tables[item_table]
             if clickers.dim() != 2 or clickers.shape[0] != n_items:
-                raise ValueError(f"clickers must be [{n_items}, S]; got {tuple(clickers.shape)}")
+                raise ConfigError(f"clickers must be [{n_items}, S]; got {tuple(clickers.shape)}")
             self.register_buffer("clickers", clickers.to(torch.long).clone())
         else:
             self.register_buffer("clickers", None)
@@ -190,7 +191,7 @@ class HIEN(torch.nn.Module):
                 ):
                     if lvl == 0:
                         if table != leaf_table or size != base_tables[leaf_table]:
-                            raise ValueError(
+                            raise ConfigError(
                                 f"{side} tree {tree.name!r} has leaves of table {table!r} "
                                 f"({size} nodes); expected {leaf_table!r} "
                                 f"({base_tables[leaf_table]} rows)"
@@ -199,12 +200,12 @@ class HIEN(torch.nn.Module):
                         continue
                     if table is not None and table in base_tables:
                         if base_tables[table] != size:
-                            raise ValueError(
+                            raise ConfigError(
                                 f"tree {tree.name!r} level {name!r} has {size} nodes but table "
                                 f"{table!r} has {base_tables[table]} rows"
                             )
                         if table in refined:
-                            raise ValueError(f"table {table!r} is refined by two trees")
+                            raise ConfigError(f"table {table!r} is refined by two trees")
                         refined.add(table)
                         levels.append((table, False))
                     else:
@@ -251,7 +252,7 @@ class HIEN(torch.nn.Module):
     def _sparse_table(features: CTRFeatures, name: str, what: str) -> str:
         spec = features[name]
         if spec.kind != "sparse":
-            raise ValueError(f"{what} feature {name!r} must be sparse; got {spec.kind}")
+            raise ConfigError(f"{what} feature {name!r} must be sparse; got {spec.kind}")
         return spec.table
 
     def _weight(self, table: str, own: bool) -> Tensor:

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
+
 
 class CrossLayerV2(torch.nn.Module):
     r"""The cross layer from the `"DCN V2: Improved Deep & Cross Network and Practical Lessons
@@ -35,7 +37,7 @@ class CrossLayerV2(torch.nn.Module):
     def __init__(self, in_channels: int, low_rank: int | None = None) -> None:
         super().__init__()
         if low_rank is not None and not 1 <= low_rank <= in_channels:
-            raise ValueError(f"low_rank must be in 1..{in_channels} or None; got {low_rank}")
+            raise ConfigError(f"low_rank must be in 1..{in_channels} or None; got {low_rank}")
         self.in_channels = in_channels
         self.low_rank = low_rank
         if low_rank is None:

@@ -8,6 +8,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
+
 __all__ = ["HierarchicalIntentAttention", "IntentOutput"]
 
 #: Floor of the level-1 normaliser of :meth:`HierarchicalIntentAttention.forward_bags`: far
@@ -92,7 +94,7 @@ class HierarchicalIntentAttention(torch.nn.Module):
     ) -> None:
         super().__init__()
         if num_types < 1:
-            raise ValueError(f"num_types must be >= 1; got {num_types}")
+            raise ConfigError(f"num_types must be >= 1; got {num_types}")
         self.channels = channels
         self.num_types = num_types
         self.context_channels = channels if context_channels is None else context_channels
@@ -118,7 +120,7 @@ class HierarchicalIntentAttention(torch.nn.Module):
         q = torch.einsum("bkd,kde->bke", target, self.weight1[:, :d]) + self.bias1
         if self.context_channels:
             if context is None:
-                raise ValueError("this layer needs a context (context_channels > 0)")
+                raise ConfigError("this layer needs a context (context_channels > 0)")
             q = q + torch.einsum("bc,kce->bke", context, self.weight1[:, d:])
         return q / d**0.5
 

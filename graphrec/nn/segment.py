@@ -41,6 +41,8 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
+from graphrec.errors import ConfigError
+
 __all__ = [
     "AGGREGATION_MODES",
     "EdgeSegments",
@@ -80,9 +82,9 @@ def aggregation_mode(mode: str, *, max_segment: int = MAX_SEGMENT) -> Iterator[N
             graph with a longer segment.
     """
     if mode not in AGGREGATION_MODES:
-        raise ValueError(f"aggregation mode must be one of {AGGREGATION_MODES}; got {mode!r}")
+        raise ConfigError(f"aggregation mode must be one of {AGGREGATION_MODES}; got {mode!r}")
     if max_segment < 1:
-        raise ValueError(f"max_segment must be >= 1; got {max_segment}")
+        raise ConfigError(f"max_segment must be >= 1; got {max_segment}")
     token = _MODE.set((mode, max_segment))
     try:
         yield
@@ -105,9 +107,9 @@ class Segments(NamedTuple):
     def from_index(cls, index: Tensor, num_segments: int) -> Segments:
         """The layout of ``index`` (``[E]``, values in ``[0, num_segments)``)."""
         if index.dim() != 1:
-            raise ValueError(f"index must be 1-D; got shape {tuple(index.shape)}")
+            raise ConfigError(f"index must be 1-D; got shape {tuple(index.shape)}")
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_segments):
-            raise ValueError(f"index values must lie in [0, {num_segments})")
+            raise ConfigError(f"index values must lie in [0, {num_segments})")
         perm = torch.sort(index, stable=True).indices
         counts = torch.bincount(index, minlength=num_segments)
         ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
@@ -141,7 +143,7 @@ def _incidence(index: Tensor, num_segments: int, dtype: torch.dtype) -> Tensor:
 
 def _check_segments(segments: Segments | None, what: str) -> Segments:
     if segments is None:
-        raise ValueError(
+        raise ConfigError(
             f"{what} in 'csr' aggregation mode needs the host-computed Segments "
             "(graphrec.nn.segment.Segments.from_index / EdgeSegments.from_edge_index)"
         )

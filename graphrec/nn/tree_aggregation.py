@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphrec.errors import ConfigError
+
 __all__ = ["TreeAggregation", "TREE_AGGREGATORS"]
 
 #: The aggregator names of HIEN's official code (``--tree_type``).
@@ -63,7 +65,7 @@ class TreeAggregation(torch.nn.Module):
     def __init__(self, channels: int, mode: str = "gcn", negative_slope: float = 0.2) -> None:
         super().__init__()
         if mode not in TREE_AGGREGATORS:
-            raise ValueError(f"mode must be one of {TREE_AGGREGATORS}; got {mode!r}")
+            raise ConfigError(f"mode must be one of {TREE_AGGREGATORS}; got {mode!r}")
         self.channels = channels
         self.mode = mode
         self.negative_slope = negative_slope
@@ -113,7 +115,7 @@ class TreeAggregation(torch.nn.Module):
             group: ``[N_p]`` int64, the layer of each parent.
         """
         if len({layer.mode for layer in layers}) != 1:
-            raise ValueError("forward_groups needs layers of one mode")
+            raise ConfigError("forward_groups needs layers of one mode")
 
         # row p of the product with every layer's map stacked: its own layer's block
         pick = torch.arange(len(group), device=group.device) * len(layers) + group

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
+from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph
 
 __all__ = ["CFBackbone", "LightGCN", "MF"]
@@ -32,7 +33,7 @@ def _init_(weight: Tensor, init: str, std: float) -> None:
     elif init == "xavier":
         nn.init.xavier_uniform_(weight)
     else:
-        raise ValueError(f"init must be one of {INITS}; got {init!r}")
+        raise ConfigError(f"init must be one of {INITS}; got {init!r}")
 
 
 class _ScipySpmm(torch.autograd.Function):
@@ -164,11 +165,11 @@ class LightGCN(CFBackbone):
         if isinstance(adjacency, tuple):
             edge_index, edge_weight = adjacency
             if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-                raise ValueError(f"edge_index must be [2, E]; got {tuple(edge_index.shape)}")
+                raise ConfigError(f"edge_index must be [2, E]; got {tuple(edge_index.shape)}")
             self._adj: tuple[Tensor, Tensor | None] = (edge_index, edge_weight)
         else:
             if tuple(adjacency.shape) != (n, n):
-                raise ValueError(f"adjacency must be [{n}, {n}]; got {tuple(adjacency.shape)}")
+                raise ConfigError(f"adjacency must be [{n}, {n}]; got {tuple(adjacency.shape)}")
             self._adj = (adjacency, None)
             csr = adjacency.to_sparse_csr()
             self._scipy = sp.csr_array(

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graphrec.datasets._files import DATASET_FOLDERS, dataset_folder
+from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph, build_bipartite, to_binary_csr
 from graphrec.io import Interactions
 
@@ -47,7 +48,7 @@ def _match_ids(
     keep = np.ones(test_log.num_interactions, dtype=bool)
     if min_rating is not None:
         if test_log.rating is None:
-            raise ValueError("min_rating needs a test log with ratings")
+            raise ConfigError("min_rating needs a test log with ratings")
         keep &= test_log.rating >= min_rating
     users = _index_in(train_log.user_ids, test_log.user_ids[test_log.user])
     items = _index_in(train_log.item_ids, test_log.item_ids[test_log.item])
@@ -87,7 +88,7 @@ def load_cf_graph(
     """
     name = str(dataset)
     if name in DATASETS and test is not None:
-        raise ValueError(f"dataset {name!r} has an official test set; do not pass test")
+        raise ConfigError(f"dataset {name!r} has an official test set; do not pass test")
     if name == "gowalla":
         from graphrec.datasets import load_gowalla
 

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from graphrec.errors import ConfigError
+
 __all__ = [
     "HDCCFLoss",
     "bpr_loss",
@@ -73,7 +75,7 @@ def l2_regularization(*embeddings: Tensor, batch_size: int | None = None) -> Ten
     weight ``lambda`` yourself. ``batch_size`` defaults to the first tensor's length.
     """
     if not embeddings:
-        raise ValueError("l2_regularization needs at least one tensor")
+        raise ConfigError("l2_regularization needs at least one tensor")
     b = embeddings[0].shape[0] if batch_size is None else batch_size
     return sum(e.pow(2).sum() for e in embeddings) / (2.0 * max(b, 1))
 
@@ -86,7 +88,7 @@ def pairwise_similarity(a: Tensor, b: Tensor, similarity: str = "cosine") -> Ten
     if similarity == "cosine":
         a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     elif similarity != "dot":
-        raise ValueError(f"similarity must be one of {SIMILARITIES}; got {similarity!r}")
+        raise ConfigError(f"similarity must be one of {SIMILARITIES}; got {similarity!r}")
     return a @ b.t()
 
 
@@ -95,7 +97,7 @@ def _rowwise_similarity(a: Tensor, b: Tensor, similarity: str) -> Tensor:
     if similarity == "cosine":
         a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     elif similarity != "dot":
-        raise ValueError(f"similarity must be one of {SIMILARITIES}; got {similarity!r}")
+        raise ConfigError(f"similarity must be one of {SIMILARITIES}; got {similarity!r}")
     return torch.einsum("bf,bkf->bk", a, b)
 
 
@@ -313,7 +315,7 @@ def _hardness_weights(
 
 def _check_tau(tau_plus: float) -> None:
     if not 0.0 <= tau_plus < 1.0:
-        raise ValueError(f"tau_plus must be in [0, 1); got {tau_plus!r}")
+        raise ConfigError(f"tau_plus must be in [0, 1); got {tau_plus!r}")
 
 
 class HDCCFLoss(nn.Module):
@@ -376,11 +378,11 @@ class HDCCFLoss(nn.Module):
         super().__init__()
         _check_tau(tau_plus)
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0; got {temperature!r}")
+            raise ConfigError(f"temperature must be > 0; got {temperature!r}")
         if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}; got {similarity!r}")
+            raise ConfigError(f"similarity must be one of {SIMILARITIES}; got {similarity!r}")
         if not (user_side or item_side):
-            raise ValueError("at least one of user_side and item_side must be True")
+            raise ConfigError("at least one of user_side and item_side must be True")
         self.temperature, self.tau_plus, self.beta = temperature, tau_plus, beta
         self.similarity = similarity
         self.user_side, self.item_side, self.clip = user_side, item_side, clip
@@ -391,7 +393,7 @@ class HDCCFLoss(nn.Module):
         if self.logq == 0:
             return None
         if log_q is None:
-            raise ValueError("logq > 0 needs item_log_q and user_log_q in forward()")
+            raise ConfigError("logq > 0 needs item_log_q and user_log_q in forward()")
         return -self.logq * log_q[None, :]
 
     def _side(

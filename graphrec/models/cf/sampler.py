@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import to_binary_csr
 
 __all__ = ["CFBatch", "InteractionSampler", "known_mask"]
@@ -113,10 +114,10 @@ class InteractionSampler:
         seed: int = 0,
     ) -> None:
         if batch_size < 1 or num_positives < 1 or num_negatives < 0:
-            raise ValueError("batch_size and num_positives must be >= 1, num_negatives >= 0")
+            raise ConfigError("batch_size and num_positives must be >= 1, num_negatives >= 0")
         self.train = to_binary_csr(train)
         if self.train.nnz == 0:
-            raise ValueError("the training matrix has no interactions")
+            raise ConfigError("the training matrix has no interactions")
         self.batch_size, self.num_positives, self.num_negatives = (
             batch_size,
             num_positives,

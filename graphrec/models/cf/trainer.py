@@ -34,6 +34,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph
 from graphrec.io.checkpoint import (
     CheckpointError,
@@ -118,21 +119,21 @@ class CFConfig:
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}")
+            raise ConfigError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {LOSSES}; got {self.loss!r}")
         if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}; got {self.init!r}")
+            raise ConfigError(f"init must be one of {INITS}; got {self.init!r}")
         if self.sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {SAMPLINGS}; got {self.sampling!r}")
+            raise ConfigError(f"sampling must be one of {SAMPLINGS}; got {self.sampling!r}")
         self.ks = tuple(int(k) for k in self.ks)
         name, _, k = self.metric.partition("@")
         if name not in ("recall", "ndcg", "precision") or not k.isdigit():
-            raise ValueError(f"metric must look like 'recall@20'; got {self.metric!r}")
+            raise ConfigError(f"metric must look like 'recall@20'; got {self.metric!r}")
         if int(k) not in self.ks:
             self.ks = tuple(sorted({*self.ks, int(k)}))
         if self.epochs < 0 or self.eval_every < 1 or self.patience < 0:
-            raise ValueError("epochs and patience must be >= 0, eval_every >= 1")
+            raise ConfigError("epochs and patience must be >= 0, eval_every >= 1")
 
     @property
     def negatives(self) -> int:
@@ -145,7 +146,7 @@ class CFConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(values) - names
         if unknown:
-            raise ValueError(f"unknown CFConfig fields: {sorted(unknown)}")
+            raise ConfigError(f"unknown CFConfig fields: {sorted(unknown)}")
         return cls(**values)
 
 
@@ -261,7 +262,7 @@ class CFTrainer:
         reg_terms = [ego_u[batch.users], ego_i[batch.items]]
         if cfg.loss == "bpr":
             if batch.neg_items is None:
-                raise ValueError("BPR needs explicit negatives (num_negatives >= 1)")
+                raise ConfigError("BPR needs explicit negatives (num_negatives >= 1)")
             neg = item_all[batch.neg_items]  # [B, N, F]
             pos_s = (u * i).sum(-1, keepdim=True).expand(batch.neg_items.shape)
             neg_s = torch.einsum("bf,bnf->bn", u, neg)
@@ -374,7 +375,7 @@ class CFTrainer:
         elif split == "test":
             target, known = self.graph.test, self._known_eval
         else:
-            raise ValueError(f"split must be 'valid' or 'test'; got {split!r}")
+            raise ConfigError(f"split must be 'valid' or 'test'; got {split!r}")
         return ranking_metrics(
             self.embeddings(),
             target,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.models.ctr.defaults import WIDEDEEP_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures, FeatureEmbedding
 
@@ -35,7 +36,7 @@ class MLP(torch.nn.Sequential):
     ) -> None:
         acts = {"relu": torch.nn.ReLU, "prelu": torch.nn.PReLU, "tanh": torch.nn.Tanh}
         if activation not in acts:
-            raise ValueError(f"activation must be one of {list(acts)}; got {activation!r}")
+            raise ConfigError(f"activation must be one of {list(acts)}; got {activation!r}")
         layers: list[torch.nn.Module] = []
         width = in_channels
         for hidden in hidden_channels:
@@ -75,7 +76,7 @@ class CTRModel(torch.nn.Module):
     ) -> None:
         super().__init__()
         if extra_fields < 0:
-            raise ValueError(f"extra_fields must be >= 0; got {extra_fields}")
+            raise ConfigError(f"extra_fields must be >= 0; got {extra_fields}")
         self.features = features
         self.embedding_dim = embedding_dim
         self.extra_fields = extra_fields

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphrec.errors import ConfigError
 from graphrec.io import CTRSchema, CTRTable
 
 __all__ = [
@@ -187,9 +188,9 @@ def amazon_ctr(
 def _check(valid_fraction: float, test_fraction: float, max_history: int) -> None:
     for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must be in [0, 1); got {value}")
+            raise ConfigError(f"{name} must be in [0, 1); got {value}")
     if max_history < 1:
-        raise ValueError(f"max_history must be >= 1; got {max_history}")
+        raise ConfigError(f"max_history must be >= 1; got {max_history}")
 
 
 def _parts(starts: np.ndarray, n: int, valid_fraction: float, test_fraction: float) -> np.ndarray:

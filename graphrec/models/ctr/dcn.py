@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.models.ctr.base import MLP, CTRModel
 from graphrec.models.ctr.defaults import DCNV2_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
@@ -62,7 +63,7 @@ class DCNv2(CTRModel):
     ) -> None:
         super().__init__(features, embedding_dim, extra_fields=extra_fields)
         if structure not in ("parallel", "stacked"):
-            raise ValueError(f"structure must be 'parallel' or 'stacked'; got {structure!r}")
+            raise ConfigError(f"structure must be 'parallel' or 'stacked'; got {structure!r}")
         width = (self.num_fields - extra_fields) * embedding_dim
         self.structure = structure
         self.cross = torch.nn.ModuleList(

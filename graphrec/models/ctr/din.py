@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.models.ctr.base import MLP, CTRModel
 from graphrec.models.ctr.defaults import DIN_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
@@ -64,16 +65,16 @@ class DIN(CTRModel):
             self._default_behaviours(features) if behaviours is None else list(behaviours)
         )
         if not self.behaviours:
-            raise ValueError("DIN needs at least one (sequence, target) behaviour pair")
+            raise ConfigError("DIN needs at least one (sequence, target) behaviour pair")
         for seq, target in self.behaviours:
             s, t = features[seq], features[target]
             if s.kind != "sequence" or t.kind != "sparse" or s.table != t.table:
-                raise ValueError(
+                raise ConfigError(
                     f"behaviour ({seq!r}, {target!r}) must pair a sequence with a sparse feature "
                     f"of the same table; got {s.kind} {s.table!r} and {t.kind} {t.table!r}"
                 )
         if len({seq for seq, _ in self.behaviours}) != len(self.behaviours):
-            raise ValueError(f"each sequence may appear in one behaviour pair: {self.behaviours}")
+            raise ConfigError(f"each sequence may appear in one behaviour pair: {self.behaviours}")
         self.attention = torch.nn.ModuleList(
             [TargetAttention(embedding_dim, attention_hidden, softmax) for _ in self.behaviours]
         )

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
 
 __all__ = ["FeatureSpec", "CTRFeatures", "FeatureEmbedding", "EmbeddedFeatures"]
@@ -58,9 +59,11 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}; got {self.kind!r}")
+            raise ConfigError(f"kind must be one of {_KINDS}; got {self.kind!r}")
         if self.kind != "dense" and (not self.table or self.vocab_size < 1):
-            raise ValueError(f"{self.kind} feature {self.name!r} needs a table and vocab_size >= 1")
+            raise ConfigError(
+                f"{self.kind} feature {self.name!r} needs a table and vocab_size >= 1"
+            )
 
 
 class CTRFeatures:
@@ -84,13 +87,13 @@ class CTRFeatures:
         self.specs = list(specs)
         names = [s.name for s in self.specs]
         if len(set(names)) != len(names):
-            raise ValueError(f"feature names must be unique; got {names}")
+            raise ConfigError(f"feature names must be unique; got {names}")
         sizes: dict[str, int] = {}
         for s in self.specs:
             if s.kind == "dense":
                 continue
             if sizes.setdefault(s.table, s.vocab_size) != s.vocab_size:
-                raise ValueError(
+                raise ConfigError(
                     f"features sharing table {s.table!r} disagree on its size "
                     f"({sizes[s.table]} vs {s.vocab_size} for {s.name!r})"
                 )
@@ -99,7 +102,7 @@ class CTRFeatures:
         self.dense_mean = [0.0] * n_dense if dense_mean is None else [float(v) for v in dense_mean]
         self.dense_std = [1.0] * n_dense if dense_std is None else [float(v) for v in dense_std]
         if len(self.dense_mean) != n_dense or len(self.dense_std) != n_dense:
-            raise ValueError(f"dense_mean and dense_std need {n_dense} values each")
+            raise ConfigError(f"dense_mean and dense_std need {n_dense} values each")
 
     @property
     def sparse(self) -> list[FeatureSpec]:
@@ -135,7 +138,7 @@ class CTRFeatures:
         exclude = set(exclude)
         unknown = exclude - set(table.categorical) - set(table.numeric) - set(table.sequence)
         if unknown:
-            raise ValueError(f"exclude names unknown column(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"exclude names unknown column(s): {', '.join(sorted(unknown))}")
         owner = table.schema.vocab_owner
         specs = [
             FeatureSpec(c, "sparse", owner(c), table.vocab_size(c))
@@ -185,13 +188,13 @@ class CTRFeatures:
                 s.kind, table.sequence
             )
             if s.name not in source:
-                raise ValueError(f"table {table.path!r} has no {s.kind} column {s.name!r}")
+                raise ConfigError(f"table {table.path!r} has no {s.kind} column {s.name!r}")
             values = take(source[s.name])
             if s.kind == "dense":
                 out[s.name] = torch.as_tensor(np.asarray(values, dtype=np.float32))
                 continue
             if values.size and (values.min() < 0 or values.max() >= s.vocab_size):
-                raise ValueError(
+                raise ConfigError(
                     f"column {s.name!r} has codes {values.min()}..{values.max()} outside "
                     f"0..{s.vocab_size - 1}: encode the table with the training vocabulary"
                 )
@@ -321,10 +324,10 @@ class FeatureEmbedding(torch.nn.Module):
     ) -> None:
         super().__init__()
         if embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be >= 1; got {embedding_dim}")
+            raise ConfigError(f"embedding_dim must be >= 1; got {embedding_dim}")
         keys = [_key(t) for t in features.tables]
         if len(set(keys)) != len(keys):
-            raise ValueError(f"table names collide after replacing '.': {list(features.tables)}")
+            raise ConfigError(f"table names collide after replacing '.': {list(features.tables)}")
         self.features = features
         self.embedding_dim = embedding_dim
         self.has_linear = linear

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
 from graphrec.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphrec.metrics import auc, gauc
@@ -126,7 +127,7 @@ def train_ctr(
         progress: show a progress bar over the epochs (tqdm, on stderr).
     """
     if epochs < 1 or batch_size < 1 or patience < 1:
-        raise ValueError("epochs, batch_size and patience must be >= 1")
+        raise ConfigError("epochs, batch_size and patience must be >= 1")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     features = model.features
