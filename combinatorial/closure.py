@@ -152,8 +152,8 @@ def d_closure(
     -----
     Built by d - 1 boolean sparse products ``M_l = (A + I) @ M_(l-1)`` (SciPy's SMMP kernel,
     where ``+`` is logical or). Time O(sum_v indeg(v) |B_(d-1)(v)|), memory O(nnz(M_d) +
-    nnz(M_(d-1))). Measured 1.4-2.5 s for soc-slashdot, d = 3 (90.8M entries, 2 shared cores);
-    ``M_(l-1) @ (A + I)`` is 2.5x slower, per-row BFS from every node 4-8x slower.
+    nnz(M_(d-1))). We measured this left product faster than the right product
+    ``M_(l-1) @ (A + I)`` and than a BFS from every node.
 
     Examples
     --------

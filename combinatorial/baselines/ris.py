@@ -108,8 +108,7 @@ def ris_greedy(
     products over batches of targets) and weighted by how often the target was drawn, so the
     sampled sets never outgrow the closure, even when theta > n. Per round: time O(cost of the
     new reverse balls + k (n + BFS of a pick's ball)), memory O(size of the distinct balls).
-    Measured (2 cores, k = 1024): soc-slashdot d = 3 in 9 s at 0.97 of greedy's coverage (114k
-    samples); a 10^6-node random graph with 5M edges, d = 2, in 11 s and 1.5 GB.
+    Time and quality on the benchmark graphs: BENCHMARKS.md, "FastCover vs. k-dDSP baselines".
 
     Examples
     --------

@@ -282,9 +282,8 @@ def _key(name: str) -> str:
 
 def _lookup(codes: Tensor, weight: Tensor) -> Tensor:
     """``weight[codes]``, ``[*codes.shape, d]``: the same values as ``F.embedding``, but its
-    backward (an ``index_add``) is about twice as fast on CPU as embedding's (which sorts the
-    codes): 2.2 against 5.1 ms for a [1024, 50] history into 1,611 x 16
-    (``benchmarks/ctr_ops.py``)."""
+    backward (an ``index_add``) is faster on CPU than embedding's, which sorts the codes
+    (BENCHMARKS.md, "CTR building blocks")."""
     return weight.index_select(0, codes.reshape(-1)).view(*codes.shape, weight.shape[1])
 
 
