@@ -9,13 +9,8 @@ from pathlib import Path
 
 from graphrec.commands._args import add_data_root, positive_float, positive_int
 from graphrec.errors import GraphrecError
-from graphrec.models.ctr.defaults import (
-    HIEN_DEFAULTS,
-    MODEL_DEFAULTS,
-    TRAIN_DEFAULTS,
-    TRAIN_RECIPES,
-    train_recipe,
-)
+from graphrec.models.ctr.defaults import HIEN_DEFAULTS, TRAIN_DEFAULTS, TRAIN_RECIPES, train_recipe
+from graphrec.registry import CTR_MODELS, HIEN_AGGREGATORS
 
 #: Files written under ``--out``.
 CHECKPOINT, MODEL, CONFIG, RESULTS = "checkpoint.pt", "model.pt", "config.json", "results.json"
@@ -61,15 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--dataset", required=True, metavar="DATASET",
                        help="ml-100k | amazon-users | synthetic | PATH")  # fmt: skip
     add_data_root(train, "ml-100k or amazon-users")
-    train.add_argument("--model", required=True, choices=list(MODEL_DEFAULTS))
+    train.add_argument("--model", required=True, choices=CTR_MODELS.names())
     train.add_argument("--hien", action="store_true", help="use HIEN as the input module")
-    train.add_argument("--aggregator", choices=["gcn", "ngcf", "lightgcn", "cp"],
+    train.add_argument("--aggregator", choices=HIEN_AGGREGATORS.names(),
                        default=HIEN_DEFAULTS.aggregator,
                        help="HIEN tree aggregator (default: %(default)s)")  # fmt: skip
-    sizes = sorted({c.embedding_dim for m, c in MODEL_DEFAULTS.items() if m != "lr"})
+    dims = {name: CTR_MODELS.defaults(name)["embedding_dim"] for name in CTR_MODELS}
+    sizes = sorted({dim for name, dim in dims.items() if name != "lr"})
     train.add_argument("--embedding-dim", type=positive_int("--embedding-dim"),
                        help=f"embedding size (default: the model's, {'/'.join(map(str, sizes))}; "
-                       f"LR's is fixed at {MODEL_DEFAULTS['lr'].embedding_dim})")  # fmt: skip
+                       f"LR's is fixed at {dims['lr']})")  # fmt: skip
     train.add_argument("--epochs", type=positive_int("--epochs"),
                        help=_recipe_help("maximum number of epochs", "epochs"))  # fmt: skip
     train.add_argument("--batch-size", type=positive_int("--batch-size"),
@@ -107,7 +103,7 @@ def _config(args: argparse.Namespace) -> dict:
         "model": args.model,
         "hien": args.hien,
         "aggregator": args.aggregator if args.hien else None,
-        "embedding_dim": MODEL_DEFAULTS[args.model].embedding_dim if dim is None else dim,
+        "embedding_dim": CTR_MODELS.defaults(args.model)["embedding_dim"] if dim is None else dim,
         **{k: getattr(recipe, k) if v is None else v for k, v in given.items()},
         "seed": args.seed,
     }

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from graphrec.errors import ConfigError
 from graphrec.graphs.device_cloud import DeviceCloudGraph
+from graphrec.registry import FL_STRATEGIES
 
 __all__ = [
     "RowDelta",
@@ -40,8 +41,11 @@ __all__ = [
     "Strategy",
     "FedAvg",
     "FedProx",
+    "FedProxConfig",
     "InvolvedAveraging",
     "FedSubAvg",
+    "FedSubAvgConfig",
+    "FedSubAvgPaperConfig",
 ]
 
 State = dict[str, Tensor]
@@ -184,6 +188,7 @@ class _WeightedStrategy(Strategy):
         self.server_lr = server_lr
 
 
+@FL_STRATEGIES.register("fedavg")
 class FedAvg(_WeightedStrategy):
     """FedAvg (McMahan et al., AISTATS 2017): ``x += sum_i w_i Delta_i``.
 
@@ -207,13 +212,23 @@ class FedAvg(_WeightedStrategy):
         return new
 
 
+@dataclass(frozen=True)
+class FedProxConfig:
+    """Options of ``fedprox``: the proximal coefficient ``mu``."""
+
+    mu: float = 0.01
+
+
+@FL_STRATEGIES.register("fedprox", config=FedProxConfig)
 class FedProx(FedAvg):
     """FedProx (Li et al., MLSys 2020): FedAvg aggregation; clients add ``mu/2 ||w - w_g||^2``
     to their local loss (passed to them as ``config["prox_mu"]``)."""
 
     name = "fedprox"
 
-    def __init__(self, mu: float = 0.01, *, weighted: bool = True, server_lr: float = 1.0) -> None:
+    def __init__(
+        self, mu: float = FedProxConfig.mu, *, weighted: bool = True, server_lr: float = 1.0
+    ) -> None:
         super().__init__(weighted=weighted, server_lr=server_lr)
         if mu < 0:
             raise ConfigError(f"mu must be non-negative, got {mu}")
@@ -223,6 +238,7 @@ class FedProx(FedAvg):
         return {**config, "prox_mu": self.mu}
 
 
+@FL_STRATEGIES.register("involved")
 class InvolvedAveraging(_WeightedStrategy):
     """Average each row over this round's participants that touched it (HeteroFL-style; the
     official code's ``round_involved`` mode): ``E_j += sum_{i: j in S_i} w_i Delta_ij /
@@ -247,6 +263,24 @@ class InvolvedAveraging(_WeightedStrategy):
         return new
 
 
+
+@dataclass(frozen=True)
+class FedSubAvgConfig:
+    """Options of ``fedsubavg``: the sample-weighted form of the official training loop."""
+
+    form: str = "code"
+    clip: float | None = None
+
+
+@dataclass(frozen=True)
+class FedSubAvgPaperConfig(FedSubAvgConfig):
+    """Options of ``fedsubavg-paper``: the device-heat form of the paper."""
+
+    form: str = "paper"
+
+
+@FL_STRATEGIES.register("fedsubavg-paper", config=FedSubAvgPaperConfig)  # after "fedsubavg"
+@FL_STRATEGIES.register("fedsubavg", config=FedSubAvgConfig)
 class FedSubAvg(Strategy):
     """Federated Submodel Averaging (Ding et al., arXiv 2109.07704; official code
     ``sjtu-yc/federated-submodel-averaging`` @ 7739f5f).

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import degree
 
 from graphrec.errors import ConfigError
+from graphrec.nn.segment import Segments, segment_sum
+from graphrec.registry import HIEN_AGGREGATORS
 
 __all__ = ["TreeAggregation", "TREE_AGGREGATORS"]
 
@@ -16,7 +21,7 @@ __all__ = ["TreeAggregation", "TREE_AGGREGATORS"]
 TREE_AGGREGATORS = ("gcn", "ngcf", "lightgcn", "cp")
 
 
-class TreeAggregation(torch.nn.Module):
+class TreeAggregation(MessagePassing):
     r"""Refines parent embeddings from their (already refined) children, one tree level at a
     time, as in the bottom-up aggregation of `"Hierarchical Intention Embedding Network for
     Click-Through Rate Prediction" <https://arxiv.org/abs/2206.00510>`_ (HIEN, Zheng et al.,
@@ -43,11 +48,17 @@ class TreeAggregation(torch.nn.Module):
     with :math:`\sigma` = LeakyReLU (slope 0.2) and linear maps without bias. Every mode only
     needs the children's sum :math:`\mathbf{s}_p = \sum_c \mathbf{e}_c` (for ngcf,
     :math:`\sum_c \mathbf{W}_2 (\mathbf{e}_c \odot \mathbf{e}_p) = \mathbf{W}_2
-    (\mathbf{s}_p \odot \mathbf{e}_p)`), one ``index_add`` per step. A parent without
+    (\mathbf{s}_p \odot \mathbf{e}_p)`), one message-passing sum per step (messages
+    :math:`\mathbf{e}_c` along child -> parent edges). A parent without
     children gets the same formula with an empty sum (:math:`\mathbf{m}_p = \mathbf{0}`), so
     the output table keeps the input's shape. The equations follow the aggregator names of
     HIEN's official code (GCN, NGCF, LightGCN, Concat&Product); their exact form in the paper
     is not available (a design choice).
+
+    The children's sum goes through :func:`graphrec.nn.segment.segment_sum`, so the layer
+    follows the aggregation mode (:func:`graphrec.nn.segment.aggregation_mode`): scatter for
+    training, a dense incidence matmul or host-sorted CSR segments for export (the ``"csr"``
+    mode needs ``segments``).
 
     Args:
         channels (int): Embedding size :math:`d` of children and parents.
@@ -58,12 +69,14 @@ class TreeAggregation(torch.nn.Module):
 
     Shapes:
         - **input:** children :math:`(N_c, d)`, parents :math:`(N_p, d)`, edge_index
-          :math:`(2, E)` (row 0: child id, row 1: parent id)
+          :math:`(2, E)` (row 0: child id, row 1: parent id), deg :math:`(N_p, 1)`
+          *(optional)*, segments :class:`graphrec.nn.segment.Segments` of ``edge_index[1]``
+          *(optional, "csr" mode)*
         - **output:** refined parents :math:`(N_p, d)`
     """
 
     def __init__(self, channels: int, mode: str = "gcn", negative_slope: float = 0.2) -> None:
-        super().__init__()
+        super().__init__(aggr="add", node_dim=0)
         if mode not in TREE_AGGREGATORS:
             raise ConfigError(f"mode must be one of {TREE_AGGREGATORS}; got {mode!r}")
         self.channels = channels
@@ -78,19 +91,34 @@ class TreeAggregation(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         for name in ("lin", "lin_prod"):
             if hasattr(self, name):
                 getattr(self, name).reset_parameters()
 
     def forward(
-        self, x_child: Tensor, x_parent: Tensor, edge_index: Tensor, deg: Tensor | None = None
+        self,
+        x_child: Tensor,
+        x_parent: Tensor,
+        edge_index: Tensor,
+        deg: Tensor | None = None,
+        segments: Segments | None = None,
     ) -> Tensor:
-        """``deg``: optional ``[N_p, 1]`` number of children per parent (from ``edge_index``
-        when omitted; pass it to save the count when the tree is fixed)."""
+        """Runs the layer.
+
+        Args:
+            x_child: ``[N_c, d]`` children.
+            x_parent: ``[N_p, d]`` parents.
+            edge_index: ``[2, E]`` child -> parent.
+            deg: optional ``[N_p, 1]`` number of children per parent (from ``edge_index``
+                when omitted; pass it to save the count when the tree is fixed).
+            segments: CSR layout of ``edge_index[1]`` (``Segments.from_index``), needed in
+                the ``"csr"`` aggregation mode only.
+        """
         if deg is None:
             deg = self.degree(edge_index, x_parent.shape[0]).to(x_parent.dtype)
         return self._step(
-            x_child, x_parent, edge_index, deg, lambda name, x: getattr(self, name)(x)
+            x_child, x_parent, edge_index, deg, lambda name, x: getattr(self, name)(x), segments
         )
 
     @staticmethod
@@ -101,8 +129,9 @@ class TreeAggregation(torch.nn.Module):
         edge_index: Tensor,
         deg: Tensor,
         group: Tensor,
+        segments: Segments | None = None,
     ) -> Tensor:
-        """Several trees' steps at once (one gather, one ``index_add`` and one batched product
+        """Several trees' steps at once (one message-passing sum and one batched product
         per linear map for all): parent ``p`` of the stacked parents is refined by
         ``layers[group[p]]`` (all layers of one mode). Equal to each layer on its own tree.
 
@@ -113,6 +142,7 @@ class TreeAggregation(torch.nn.Module):
             edge_index: ``[2, E]`` child -> parent, into the stacked tables.
             deg: ``[N_p, 1]`` children per parent.
             group: ``[N_p]`` int64, the layer of each parent.
+            segments: CSR layout of ``edge_index[1]`` (``"csr"`` aggregation mode only).
         """
         if len({layer.mode for layer in layers}) != 1:
             raise ConfigError("forward_groups needs layers of one mode")
@@ -124,7 +154,7 @@ class TreeAggregation(torch.nn.Module):
             weight = torch.cat([getattr(layer, name).weight for layer in layers])
             return (x @ weight.T).view(len(pick) * len(layers), -1).index_select(0, pick)
 
-        return layers[0]._step(x_child, x_parent, edge_index, deg, lin)
+        return layers[0]._step(x_child, x_parent, edge_index, deg, lin, segments)
 
     def _step(
         self,
@@ -133,10 +163,15 @@ class TreeAggregation(torch.nn.Module):
         edge_index: Tensor,
         deg: Tensor,
         lin: Callable[[str, Tensor], Tensor],
+        segments: Segments | None,
     ) -> Tensor:
         """The equations, with ``lin(name, x)`` applying the linear map ``name``."""
-        child, parent = edge_index[0], edge_index[1]
-        total = torch.zeros_like(x_parent).index_add(0, parent, x_child.index_select(0, child))
+        total = self.propagate(
+            edge_index,
+            x=(x_child, x_parent),
+            segments=segments,
+            size=(x_child.shape[0], x_parent.shape[0]),
+        )
         if self.mode == "gcn":
             out = lin("lin", (x_parent + total) / (deg + 1.0))
             return F.leaky_relu(out, self.negative_slope)
@@ -149,11 +184,22 @@ class TreeAggregation(torch.nn.Module):
         mean = total / deg.clamp(min=1.0)
         return lin("lin", torch.cat([x_parent, mean, x_parent * mean], dim=-1))
 
+    def message(self, x_j: Tensor) -> Tensor:
+        return x_j
+
+    def aggregate(
+        self, inputs: Tensor, index: Tensor, dim_size: int, segments: Segments | None
+    ) -> Tensor:
+        return segment_sum(inputs, index, dim_size, segments)
+
     @staticmethod
     def degree(edge_index: Tensor, num_parents: int) -> Tensor:
         """``[N_p, 1]`` float32: the number of children of every parent."""
-        ones = torch.ones(edge_index.shape[1], device=edge_index.device)
-        return ones.new_zeros(num_parents).index_add(0, edge_index[1], ones).unsqueeze(-1)
+        return degree(edge_index[1], num_parents, dtype=torch.float32).unsqueeze(-1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels}, mode={self.mode!r})"
+
+
+for _mode in TREE_AGGREGATORS:
+    HIEN_AGGREGATORS.register(_mode, partial(TreeAggregation, mode=_mode))

@@ -16,7 +16,8 @@ AUC, GAUC and logloss. :mod:`graphrec.models.ctr.experiment` loads the named CTR
 without HIEN. :mod:`graphrec.models.ctr.defaults` is the one source of the defaults: model
 hyper-parameters (``DIN(features)`` is the model ``graphrec ctr train --model din`` trains) and
 the validated training recipe per dataset (:func:`train_recipe`), read by the constructors,
-:func:`train_ctr`, the CLI and ``benchmarks/ctr.py``.
+:func:`train_ctr`, the CLI and ``benchmarks/ctr.py``. Each model registers its name and config
+in :data:`graphrec.registry.CTR_MODELS`, where the CLI finds its ``--model`` choices.
 
 Every model maps a batch ``dict[str, Tensor]`` (from :meth:`CTRFeatures.batch`) to logits
 ``[B]`` through ``interact(embed(batch))``.
@@ -39,7 +40,7 @@ from graphrec.models.ctr.data import (
 )
 from graphrec.models.ctr.dcn import DCNv2
 from graphrec.models.ctr.deepfm import DeepFM
-from graphrec.models.ctr.defaults import MODEL_DEFAULTS, TRAIN_RECIPES, TrainRecipe, train_recipe
+from graphrec.models.ctr.defaults import TRAIN_RECIPES, TrainRecipe, train_recipe
 from graphrec.models.ctr.din import DIN
 from graphrec.models.ctr.features import (
     CTRFeatures,
@@ -51,9 +52,6 @@ from graphrec.models.ctr.features import (
 from graphrec.models.ctr.lr import LR
 from graphrec.models.ctr.train import TrainResult, evaluate_ctr, train_ctr
 from graphrec.models.ctr.widedeep import WideDeep
-
-#: Model classes by their CLI name.
-MODELS = {"lr": LR, "widedeep": WideDeep, "deepfm": DeepFM, "dcn": DCNv2, "din": DIN}
 
 __all__ = [
     "AMAZON_CTR_SCHEMA",
@@ -69,8 +67,6 @@ __all__ = [
     "FeatureSpec",
     "LR",
     "MLP",
-    "MODELS",
-    "MODEL_DEFAULTS",
     "TRAIN_RECIPES",
     "TrainRecipe",
     "TrainResult",

@@ -9,13 +9,15 @@ from torch import Tensor
 
 from graphrec.errors import ConfigError
 from graphrec.models.ctr.base import MLP, CTRModel
-from graphrec.models.ctr.defaults import DCNV2_DEFAULTS
+from graphrec.models.ctr.defaults import DCNV2_DEFAULTS, DCNv2Config
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.cross import CrossLayerV2
+from graphrec.registry import CTR_MODELS
 
 __all__ = ["DCNv2"]
 
 
+@CTR_MODELS.register("dcn", config=DCNv2Config)
 class DCNv2(CTRModel):
     r"""DCN-V2 from `"DCN V2: Improved Deep & Cross Network and Practical Lessons for Web-scale
     Learning to Rank Systems" <https://arxiv.org/abs/2008.13535>`_ (Wang et al., WWW 2021).

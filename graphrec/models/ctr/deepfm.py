@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from graphrec.models.ctr.base import _WideAndDeepModel
-from graphrec.models.ctr.defaults import DEEPFM_DEFAULTS
+from graphrec.models.ctr.defaults import DEEPFM_DEFAULTS, DeepFMConfig
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.fm import FMInteraction
+from graphrec.registry import CTR_MODELS
 
 __all__ = ["DeepFM"]
 
 
+@CTR_MODELS.register("deepfm", config=DeepFMConfig)
 class DeepFM(_WideAndDeepModel):
     r"""DeepFM from `"DeepFM: A Factorization-Machine based Neural Network for CTR Prediction"
     <https://arxiv.org/abs/1703.04247>`_ (Guo et al., IJCAI 2017):

@@ -4,8 +4,9 @@ The model constructors (:class:`~graphrec.models.ctr.DIN` and the others,
 :class:`~graphrec.models.hien.HIEN`, :func:`~graphrec.models.hien.item_clickers`),
 :func:`~graphrec.models.ctr.train_ctr`, :func:`~graphrec.models.ctr.experiment.build_ctr_model`,
 ``graphrec ctr train`` and ``benchmarks/ctr.py`` read their defaults here, so ``DIN(features)``
-in Python is the model the command line trains. The values are the validated settings behind
-the README's CTR table (``benchmarks/ctr.py``, five seeds).
+in Python is the model the command line trains. Each model registers its config class with
+:data:`graphrec.registry.CTR_MODELS` (``CTR_MODELS.config("din") is DINConfig``). The values are
+the validated settings behind the README's CTR table (``benchmarks/ctr.py``, five seeds).
 
 Example:
     >>> DIN_DEFAULTS.hidden_channels, DIN_DEFAULTS.attention_hidden, DIN_DEFAULTS.softmax
@@ -24,7 +25,6 @@ __all__ = [
     "DIN_DEFAULTS",
     "HIEN_DEFAULTS",
     "LR_DEFAULTS",
-    "MODEL_DEFAULTS",
     "TRAIN_DEFAULTS",
     "TRAIN_RECIPES",
     "WIDEDEEP_DEFAULTS",
@@ -41,7 +41,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LRConfig:
-    """:class:`~graphrec.models.ctr.LR`: one scalar weight per id (``embedding_dim`` is fixed)."""
+    """:class:`~graphrec.models.ctr.LR`: one scalar weight per id (``graphrec ctr train`` keeps
+    ``embedding_dim`` at 1)."""
 
     embedding_dim: int = 1
 
@@ -114,15 +115,6 @@ DCNV2_DEFAULTS = DCNv2Config()
 DIN_DEFAULTS = DINConfig()
 HIEN_DEFAULTS = HIENConfig()
 TRAIN_DEFAULTS = TrainRecipe()
-
-#: Model defaults by the model's CLI name.
-MODEL_DEFAULTS = {
-    "lr": LR_DEFAULTS,
-    "widedeep": WIDEDEEP_DEFAULTS,
-    "deepfm": DEEPFM_DEFAULTS,
-    "dcn": DCNV2_DEFAULTS,
-    "din": DIN_DEFAULTS,
-}
 
 #: Validated training recipe per named dataset (the same for base models and HIEN): ml-100k
 #: and synthetic by ``benchmarks/ctr.py`` (five models, five seeds), amazon-users by the five

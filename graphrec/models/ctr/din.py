@@ -9,13 +9,15 @@ from torch import Tensor
 
 from graphrec.errors import ConfigError
 from graphrec.models.ctr.base import MLP, CTRModel
-from graphrec.models.ctr.defaults import DIN_DEFAULTS
+from graphrec.models.ctr.defaults import DIN_DEFAULTS, DINConfig
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.target_attention import TargetAttention
+from graphrec.registry import CTR_MODELS
 
 __all__ = ["DIN"]
 
 
+@CTR_MODELS.register("din", config=DINConfig)
 class DIN(CTRModel):
     r"""DIN from `"Deep Interest Network for Click-Through Rate Prediction"
     <https://arxiv.org/abs/1706.06978>`_ (Zhou et al., KDD 2018).

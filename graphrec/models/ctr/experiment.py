@@ -29,10 +29,10 @@ from graphrec.graphs.attribute_tree import (
     tree_from_table,
 )
 from graphrec.io import CTRTable
-from graphrec.models.ctr import MODELS
 from graphrec.models.ctr.data import CTRSplit, amazon_ctr, movielens_ctr
 from graphrec.models.ctr.defaults import HIEN_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures
+from graphrec.registry import CTR_MODELS
 
 __all__ = ["CTR_DATASETS", "CTRDataset", "build_ctr_model", "load_ctr_dataset"]
 
@@ -159,22 +159,24 @@ def build_ctr_model(
     max_clickers: int = HIEN_DEFAULTS.max_clickers,
     seed: int = 0,
 ) -> torch.nn.Module:
-    """One of the five base models (``lr``, ``widedeep``, ``deepfm``, ``dcn``, ``din``) on
-    ``data``'s features, optionally as the base of :class:`~graphrec.models.hien.HIEN`.
+    """A model of :data:`graphrec.registry.CTR_MODELS` (``lr``, ``widedeep``, ``deepfm``,
+    ``dcn``, ``din``) on ``data``'s features, optionally as the base of
+    :class:`~graphrec.models.hien.HIEN`.
 
-    Every hyper-parameter is the model's default (:mod:`graphrec.models.ctr.defaults`) but
+    Every hyper-parameter is the model's default (its registered config) but
     ``embedding_dim`` when given (LR's is fixed at 1). The weights are initialised after
     ``torch.manual_seed(seed)``. With ``hien``, HIEN uses the dataset's item and user trees
     and an item intent over at most ``max_clickers`` users who clicked the item in training.
 
     Raises:
-        GraphrecError: an unknown model name, or ``hien`` on a dataset without attributes.
+        ConfigError: an unknown model name.
+        GraphrecError: ``hien`` on a dataset without attributes.
     """
     from graphrec.models.hien import HIEN, item_clickers
 
-    if model not in MODELS:
-        raise GraphrecError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     sizes = {} if model == "lr" or embedding_dim is None else {"embedding_dim": embedding_dim}
+    options = CTR_MODELS.options(model, **sizes)  # the registered config, checked
+    cls = CTR_MODELS.get(model)
     if hien and data.trees is None:
         raise GraphrecError(
             f"dataset {data.name!r} has no item attributes: HIEN needs attribute trees "
@@ -182,9 +184,9 @@ def build_ctr_model(
         )
     torch.manual_seed(seed)
     if not hien:
-        return MODELS[model](data.features, **sizes)
+        return cls(data.features, **options)
     clickers = item_clickers(data.split.train, item=data.item, user=data.user,
                              max_clickers=max_clickers, seed=seed)  # fmt: skip
-    base = MODELS[model](data.features, extra_fields=HIEN.num_extra_fields(True), **sizes)
+    base = cls(data.features, extra_fields=HIEN.num_extra_fields(True), **options)
     return HIEN(base, data.trees, item=data.item, user=data.user, history=data.history,
                 aggregator=aggregator, clickers=clickers)  # fmt: skip

@@ -6,12 +6,14 @@ import torch
 from torch import Tensor
 
 from graphrec.models.ctr.base import CTRModel
-from graphrec.models.ctr.defaults import LR_DEFAULTS
+from graphrec.models.ctr.defaults import LR_DEFAULTS, LRConfig
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
+from graphrec.registry import CTR_MODELS
 
 __all__ = ["LR"]
 
 
+@CTR_MODELS.register("lr", config=LRConfig)
 class LR(CTRModel):
     r"""Logistic regression, the classic CTR baseline (e.g. McMahan et al., "Ad Click Prediction:
     a View from the Trenches", KDD 2013):
@@ -25,12 +27,20 @@ class LR(CTRModel):
 
     Args:
         features: the :class:`CTRFeatures`.
-        extra_fields: fields appended by an input module (summed like the others; they must
-            then be 1-dimensional).
+        embedding_dim: size of the per-id weights (1, the classic model, by default; the
+            logit sums over it).
+        extra_fields: fields appended by an input module (summed like the others, of size
+            ``embedding_dim``).
     """
 
-    def __init__(self, features: CTRFeatures, *, extra_fields: int = 0) -> None:
-        super().__init__(features, LR_DEFAULTS.embedding_dim, extra_fields=extra_fields)
+    def __init__(
+        self,
+        features: CTRFeatures,
+        embedding_dim: int = LR_DEFAULTS.embedding_dim,
+        *,
+        extra_fields: int = 0,
+    ) -> None:
+        super().__init__(features, embedding_dim, extra_fields=extra_fields)
         self.bias = torch.nn.Parameter(torch.zeros(1))
 
     def interact(self, emb: EmbeddedFeatures) -> Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from torch import Tensor
 
 from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
@@ -19,6 +19,7 @@ from graphrec.io.checkpoint import CheckpointError, load_checkpoint, save_checkp
 from graphrec.metrics import auc, gauc
 from graphrec.models.ctr.base import CTRModel
 from graphrec.models.ctr.defaults import TRAIN_DEFAULTS
+from graphrec.training import Trainer, minibatches, run_epochs
 
 __all__ = ["TrainResult", "evaluate_ctr", "train_ctr"]
 
@@ -130,7 +131,6 @@ def train_ctr(
         raise ConfigError("epochs, batch_size and patience must be >= 1")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    features = model.features
     opt = adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     result = TrainResult(best_epoch=0, best={"auc": -np.inf})
     best_state = copy.deepcopy(model.state_dict())
@@ -152,41 +152,52 @@ def train_ctr(
         torch.set_rng_state(state["torch_rng"])
         result = TrainResult(**state["result"])
         done = state["done"]
-    epoch = len(result.history)
-    bar = tqdm(total=epochs, initial=epoch, disable=not progress, desc="epochs", unit="epoch")
-    while not done and epoch < epochs:
-        epoch += 1
+    trainer = Trainer(opt)
+
+    def epoch_fn(index: int) -> tuple[bool, dict[str, str]]:
+        nonlocal best_state
+        epoch = index + 1
         model.train()
-        order = rng.permutation(train.num_rows)
+        batches = minibatches(train.num_rows, batch_size, rng.permutation)
         total = 0.0
         start_time = time.perf_counter()
-        for start in range(0, train.num_rows, batch_size):
-            rows = order[start : start + batch_size]
-            batch = features.batch(train, rows, max_len=max_len)
-            labels = features.labels(train, rows)
-            opt.zero_grad()
-            loss = F.binary_cross_entropy_with_logits(model(batch), labels)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(rows)
+        for rows, loss in trainer.steps(batches, lambda rows: _loss(model, train, rows, max_len)):
+            total += loss * len(rows)
         train_s = time.perf_counter() - start_time
         metrics = evaluate_ctr(model, valid, max_len=max_len)
         result.history.append(
             {"epoch": epoch, "loss": total / train.num_rows, "train_s": train_s, **metrics}
         )
-        bar.update()
-        bar.set_postfix(loss=f"{total / train.num_rows:.4f}", val_auc=f"{metrics['auc']:.4f}")
+        stop = False
         if metrics["auc"] > result.best["auc"]:
             result.best_epoch, result.best = epoch, metrics
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - result.best_epoch >= patience:
             result.stopped_early = epoch < epochs
-            done = True
-        if checkpoint is not None:
-            _save(checkpoint, model, opt, best_state, rng, result, done)
-    bar.close()
+            stop = True
+        postfix = {"loss": f"{total / train.num_rows:.4f}", "val_auc": f"{metrics['auc']:.4f}"}
+        return stop, postfix
+
+    def save(index: int, stop: bool) -> None:
+        _save(checkpoint, model, opt, best_state, rng, result, stop)
+
+    run_epochs(
+        epoch_fn,
+        epochs=epochs,
+        start=len(result.history),
+        done=done,
+        checkpoint=None if checkpoint is None else save,
+        progress=progress,
+    )
     model.load_state_dict(best_state)
     return result
+
+
+def _loss(model: CTRModel, table: CTRTable, rows: np.ndarray, max_len: int | None) -> Tensor:
+    """Mean binary cross-entropy of ``model`` on ``rows`` of ``table``."""
+    features = model.features
+    batch = features.batch(table, rows, max_len=max_len)
+    return F.binary_cross_entropy_with_logits(model(batch), features.labels(table, rows))
 
 
 def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from torch import Tensor
 
 from graphrec.models.ctr.base import _WideAndDeepModel
+from graphrec.models.ctr.defaults import WideDeepConfig
 from graphrec.models.ctr.features import EmbeddedFeatures
+from graphrec.registry import CTR_MODELS
 
 __all__ = ["WideDeep"]
 
 
+@CTR_MODELS.register("widedeep", config=WideDeepConfig)
 class WideDeep(_WideAndDeepModel):
     r"""Wide & Deep from `"Wide & Deep Learning for Recommender Systems"
     <https://arxiv.org/abs/1606.07792>`_ (Cheng et al., DLRS 2016):
