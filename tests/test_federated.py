@@ -601,7 +601,7 @@ def test_uci_natural_splits(shared_data):
 
 def test_submodel_training_equals_full_model_training():
     """Training on the downloaded rows with remapped indices = training the full model."""
-    from graphrec.federated.tasks import _sgd_steps
+    from graphrec.federated.tasks import local_sgd
 
     task = random_ctr_task(seed=8)
     sim = Simulator(task, FedProx(0.5), clients_per_round=3, seed=0)
@@ -617,7 +617,7 @@ def test_submodel_training_equals_full_model_training():
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, task.labels[idx][b])
 
     gen = torch.Generator().manual_seed(simulator_seed(sim.seed, t, 1, client))
-    full, _ = _sgd_steps(sim.state, idx.numel(), config, gen, loss_fn)
+    full, _ = local_sgd(sim.state, idx.numel(), config, gen, loss_fn)
     for name, row in update.rows.items():
         delta = full[name] - sim.state[name]
         torch.testing.assert_close(row.values, delta[row.index])

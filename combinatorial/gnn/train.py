@@ -48,6 +48,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from combinatorial.baselines import greedy
 from combinatorial.coverage import coverage
@@ -68,6 +68,7 @@ from graphrec.errors import ConfigError, GraphrecError
 from graphrec.io import read_edgelist
 from graphrec.io.atomic import atomic_write_text
 from graphrec.io.checkpoint import CheckpointError, check_same_run, load_checkpoint
+from graphrec.training import Trainer, run_epochs
 
 TRAIN_GRAPHS = (
     "fastcover/directed/soc-wiki-elec.txt.gz",
@@ -281,6 +282,13 @@ def objective(logits: Tensor, index: Tensor, num_targets: int, config: TrainConf
         k=config.k_train,
     )
     return loss / n
+
+
+def _graph_loss(
+    model: FastCover, graph: Graph, index: Tensor, num_targets: int, config: TrainConfig
+) -> Tensor:
+    """:func:`objective` of ``model`` on the full ``graph``."""
+    return objective(model(graph.edge_index, graph.num_nodes), index, num_targets, config)
 
 
 def monotone_init_(model: FastCover, d: int) -> None:
@@ -504,33 +512,31 @@ def _train(
         torch.set_rng_state(ckpt["torch_rng"])
         rng.bit_generator.state = ckpt["numpy_rng"]
     prep_s = time.perf_counter() - t_start
-    bar = tqdm(
-        total=config.max_epochs,
-        initial=epoch,
-        disable=not progress,
-        desc=f"FastCover d={config.d}",
-        unit="epoch",
-    )
-    while epoch < config.max_epochs and not stop:
+    trainer = Trainer(optimizer, clip_norm=config.clip if config.clip > 0 else None)
+
+    def epoch_fn(epoch: int) -> tuple[bool, dict[str, str]]:
+        nonlocal best, train_s
         t_epoch = time.perf_counter()
         model.train()
         losses = []
         for g in train_graphs:
             index, num_targets = epoch_targets(g, config.d, config.max_entries, rng)
-            for _ in range(config.steps_per_graph):
-                optimizer.zero_grad()
-                loss = objective(model(g.edge_index, g.num_nodes), index, num_targets, config)
-                loss.backward()
-                if config.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-                optimizer.step()
-                losses.append(loss.item())
+            loss_fn = partial(_graph_loss, model, g, index, num_targets, config)
+            losses += [trainer.step(loss_fn) for _ in range(config.steps_per_graph)]
         val = validate(model, val_graphs, config.d)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val": val["mean"]})
         if val["mean"] > best["val"]["mean"]:
             best = {"epoch": epoch, "val": val, "state": _state(model)}
         stop = epoch - best["epoch"] >= config.patience
         train_s += time.perf_counter() - t_epoch
+        postfix = {
+            "loss": f"{np.mean(losses):.4f}",
+            "val": f"{val['mean']:.4f}",
+            "best": f"{best['val']['mean']:.4f}@{best['epoch']}",
+        }
+        return stop, postfix
+
+    def save(epoch: int, stop: bool) -> None:
         checkpoint = {
             "config": config.as_dict(),
             "model": model.state_dict(),
@@ -545,14 +551,16 @@ def _train(
             "numpy_rng": rng.bit_generator.state,
         }
         _save_atomic(checkpoint, ckpt_path)
-        bar.set_postfix(
-            loss=f"{np.mean(losses):.4f}",
-            val=f"{val['mean']:.4f}",
-            best=f"{best['val']['mean']:.4f}@{best['epoch']}",
-        )
-        bar.update()
-        epoch += 1
-    bar.close()
+
+    run_epochs(
+        epoch_fn,
+        epochs=config.max_epochs,
+        start=epoch,
+        done=stop,
+        checkpoint=save,
+        progress=progress,
+        desc=f"FastCover d={config.d}",
+    )
     record = {
         "config": model.config(),
         "parameters": sum(p.numel() for p in model.parameters()),

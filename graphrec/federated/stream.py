@@ -4,7 +4,8 @@ lazy catch-up, the stream task and the ODE server aggregation.
 Setting (ODE, Gong et al., WWW 2023): device ``c``
 receives ``v_c`` samples per round from a stream (its data, in a seeded random order, replayed
 cyclically) and keeps at most ``|B_c|`` of them in a *store*; a selected device trains ``E``
-epochs on its store. How a store decides what to keep is the *selector*:
+local SGD steps on its store (full-batch in the paper's setting: ``E`` epochs). How a store
+decides what to keep is the *selector*:
 
 ===============  ==========================================================================
 ``rs``           reservoir sampling (uniform over everything seen)
@@ -64,6 +65,7 @@ from graphrec.federated.ode import (
 )
 from graphrec.federated.simulator import LocalConfig, Simulator
 from graphrec.federated.strategies import ClientUpdate, FedAvg, State, Strategy
+from graphrec.federated.tasks import local_sgd
 from graphrec.graphs.device_cloud import DeviceCloudGraph
 
 __all__ = [
@@ -400,11 +402,13 @@ class StreamTask:
     """A classification task whose devices learn from storage-limited streams
     (a :class:`~graphrec.federated.simulator.FederatedTask`).
 
-    Local training: ``config["local_steps"]`` epochs over the store (mini-batches of
-    ``config["batch_size"]``, at most the store size: the default is one full-batch step per
-    epoch), SGD with ``config["lr"]``; with ODE the loss of a sample of label ``y`` is weighted by
-    ``gamma_y`` and the aggregation weight is ``sum_y gamma_y B_{c,y}``; otherwise the weight is
-    the number of stored samples. The device's objects live in its ``client_state`` (so the
+    Local training: :func:`~graphrec.federated.tasks.local_sgd` on the store, as every task:
+    ``config["local_steps"]`` SGD steps with ``config["lr"]`` on shuffled mini-batches of
+    ``config["batch_size"]`` stored samples (a batch size of at least the store size makes
+    every step one full-batch epoch over the store), FedProx's ``config["prox_mu"]`` and
+    clipping ``config["clip_norm"]``; with ODE the loss of a sample of label ``y`` is weighted
+    by ``gamma_y`` and the aggregation weight is ``sum_y gamma_y B_{c,y}``; otherwise the weight
+    is the number of stored samples. The device's objects live in its ``client_state`` (so the
     simulator keeps them across rounds; such checkpoints need ``weights_only=False``).
 
     Args:
@@ -597,28 +601,16 @@ class StreamTask:
         else:
             weights = None
             metrics["weight"] = float(len(positions))
-        params = {k: v.detach().clone().requires_grad_(True) for k, v in state.items()}
-        opt = torch.optim.SGD(params.values(), lr=float(config["lr"]))
-        bs = max(1, min(int(config["batch_size"]), len(positions)))
-        losses = []
-        for _ in range(int(config["local_steps"])):
-            order = torch.randperm(len(positions), generator=generator)
-            for start in range(0, len(positions), bs):
-                b = order[start : start + bs]
-                out = functional_call(self.model, params, (x[b],))
-                if weights is None:
-                    loss = self.loss_fn(out, y[b])
-                else:
-                    per = vmap(lambda o, t: self.loss_fn(o[None], t[None]))(out, y[b])
-                    loss = (weights[b] * per).mean()
-                opt.zero_grad()
-                loss.backward()
-                if config.get("clip_norm") is not None:
-                    nn.utils.clip_grad_norm_(params.values(), float(config["clip_norm"]))
-                opt.step()
-                losses.append(loss.item())
-        metrics["loss"] = float(np.mean(losses))
-        return {k: v.detach() for k, v in params.items()}, metrics
+
+        def loss_fn(params: dict[str, Tensor], b: Tensor) -> Tensor:
+            out = functional_call(self.model, params, (x[b],))
+            if weights is None:
+                return self.loss_fn(out, y[b])
+            per = vmap(lambda o, t: self.loss_fn(o[None], t[None]))(out, y[b])
+            return (weights[b] * per).mean()
+
+        local, train_metrics = local_sgd(state, len(positions), config, generator, loss_fn)
+        return local, {**metrics, **train_metrics}
 
     @torch.no_grad()
     def evaluate(self, state: Mapping[str, Tensor]) -> dict[str, float]:

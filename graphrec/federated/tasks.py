@@ -16,6 +16,7 @@ All implement :class:`graphrec.federated.simulator.FederatedTask`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,10 @@ from graphrec.datasets.movielens import MovieLens100K
 from graphrec.federated.partition import amazon_per_user
 from graphrec.graphs.device_cloud import DeviceCloudGraph
 from graphrec.metrics import auc
+from graphrec.nn.mlp import MLP
+from graphrec.training import Trainer, minibatches
 
-__all__ = ["TinyCTR", "EmbeddingCTRTask", "CTRModelTask", "SoftmaxRegressionTask"]
+__all__ = ["TinyCTR", "EmbeddingCTRTask", "CTRModelTask", "SoftmaxRegressionTask", "local_sgd"]
 
 
 class TinyCTR(nn.Module):
@@ -42,14 +45,14 @@ class TinyCTR(nn.Module):
         super().__init__()
         self.user = nn.Embedding(num_users, dim)
         self.item = nn.Embedding(num_items, dim)  # row 0 = padding, masked out in forward
-        self.mlp = nn.Sequential(nn.Linear(5 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.mlp = MLP(5 * dim, [hidden], 1)
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         with torch.no_grad():
             for emb in (self.user, self.item):
                 emb.weight.normal_(0.0, 0.1, generator=generator)
             self.item.weight[0].zero_()
-            for layer in (self.mlp[0], self.mlp[2]):
+            for layer in self.mlp.linears():
                 bound = 1.0 / layer.in_features**0.5
                 layer.weight.uniform_(-bound, bound, generator=generator)
                 layer.bias.zero_()
@@ -61,39 +64,38 @@ class TinyCTR(nn.Module):
         return self.mlp(torch.cat([u, i, h, u * i, i * h], dim=-1)).squeeze(-1)
 
 
-def _prox(params: Mapping[str, Tensor], state: Mapping[str, Tensor], mu: float) -> Tensor:
-    return 0.5 * mu * sum(((p - state[n]) ** 2).sum() for n, p in params.items())
-
-
-def _sgd_steps(
+def local_sgd(
     state: Mapping[str, Tensor],
     num_rows: int,
     config: Mapping[str, Any],
     generator: torch.Generator,
     loss_fn: Callable[[dict[str, Tensor], Tensor], Tensor],
 ) -> tuple[dict[str, Tensor], dict[str, float]]:
-    """``local_steps`` SGD steps from ``state`` over shuffled mini-batches of positions
-    ``0..num_rows-1`` (cycling epochs); ``loss_fn(params, positions)``. Applies the proximal
-    term ``prox_mu`` (FedProx) and global-norm clipping ``clip_norm``."""
+    """A device's local training: ``config["local_steps"]`` SGD steps (lr ``config["lr"]``)
+    from ``state`` on shuffled mini-batches of ``config["batch_size"]`` positions
+    ``0..num_rows-1``, a fresh permutation (from ``generator``) whenever one is used up;
+    ``loss_fn(params, positions)`` is the batch loss. Adds FedProx's proximal term towards
+    ``state`` (``config["prox_mu"]``, default 0) and clips the gradient to global norm
+    ``config["clip_norm"]`` (None: no clipping); see :class:`graphrec.training.Trainer`.
+
+    Returns:
+        The trained parameters and ``{"loss": mean batch loss}``.
+    """
     params = {k: v.detach().clone().requires_grad_(True) for k, v in state.items()}
-    opt = torch.optim.SGD(params.values(), lr=float(config["lr"]))
-    mu = float(config.get("prox_mu", 0.0))
-    bs = int(config["batch_size"])
-    order, pos, losses = torch.randperm(num_rows, generator=generator), 0, []
-    for _ in range(int(config["local_steps"])):
-        if pos >= num_rows:
-            order, pos = torch.randperm(num_rows, generator=generator), 0
-        batch = order[pos : pos + bs]
-        pos += bs
-        loss = loss_fn(params, batch)
-        losses.append(loss.item())
-        if mu > 0:
-            loss = loss + _prox(params, state, mu)
-        opt.zero_grad()
-        loss.backward()
-        if config.get("clip_norm") is not None:
-            nn.utils.clip_grad_norm_(params.values(), float(config["clip_norm"]))
-        opt.step()
+    clip = config.get("clip_norm")
+    trainer = Trainer(
+        torch.optim.SGD(params.values(), lr=float(config["lr"])),
+        clip_norm=None if clip is None else float(clip),
+        prox_mu=float(config.get("prox_mu", 0.0)),
+        anchor=list(state.values()),
+    )
+    batches = minibatches(
+        num_rows,
+        int(config["batch_size"]),
+        lambda n: torch.randperm(n, generator=generator),
+        steps=int(config["local_steps"]),
+    )
+    losses = [loss for _, loss in trainer.steps(batches, partial(loss_fn, params))]
     return {k: v.detach() for k, v in params.items()}, {"loss": float(np.mean(losses))}
 
 
@@ -268,7 +270,7 @@ class EmbeddingCTRTask:
             logits = functional_call(self.model, params, (user[b], item[b], hist[b], mask[b]))
             return F.binary_cross_entropy_with_logits(logits, labels[b])
 
-        local, metrics = _sgd_steps(state, user.numel(), config, generator, loss_fn)
+        local, metrics = local_sgd(state, user.numel(), config, generator, loss_fn)
         client_state["rounds_trained"] = client_state.get("rounds_trained", 0) + 1
         return local, metrics
 
@@ -329,7 +331,7 @@ class SoftmaxRegressionTask:
         def loss_fn(params: dict[str, Tensor], b: Tensor) -> Tensor:
             return F.cross_entropy(functional_call(self.model, params, (x[b],)), y[b])
 
-        return _sgd_steps(state, idx.numel(), config, generator, loss_fn)
+        return local_sgd(state, idx.numel(), config, generator, loss_fn)
 
     @torch.no_grad()
     def evaluate(self, state: Mapping[str, Tensor]) -> dict[str, float]:
@@ -443,7 +445,7 @@ class CTRModelTask:
             logits = functional_call(self.model, params, ({k: v[b] for k, v in batch.items()},))
             return F.binary_cross_entropy_with_logits(logits, labels[b])
 
-        return _sgd_steps(state, labels.numel(), config, generator, loss_fn)
+        return local_sgd(state, labels.numel(), config, generator, loss_fn)
 
     @torch.no_grad()
     def evaluate(self, state: Mapping[str, Tensor]) -> dict[str, float]:

@@ -4,6 +4,7 @@ from graphrec.nn.cross import CrossLayerV2
 from graphrec.nn.fm import FMInteraction
 from graphrec.nn.grat_conv import GRATConv
 from graphrec.nn.hier_attention import HierarchicalIntentAttention
+from graphrec.nn.mlp import MLP
 from graphrec.nn.segment import (
     EdgeSegments,
     Segments,
@@ -21,6 +22,7 @@ __all__ = [
     "FMInteraction",
     "GRATConv",
     "HierarchicalIntentAttention",
+    "MLP",
     "Segments",
     "TargetAttention",
     "TreeAggregation",

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from graphrec.nn.mlp import MLP
+
 
 class TargetAttention(torch.nn.Module):
     r"""The local activation unit from the `"Deep Interest Network for Click-Through Rate
@@ -28,7 +30,8 @@ class TargetAttention(torch.nn.Module):
     exactly zero in both modes, and a history that is all padding pools to the zero vector
     (no NaN). The paper leaves the weights unnormalised (``softmax=False``, the default);
     ``softmax=True`` gives weights that sum to one, easier to read as "which behaviour mattered".
-    The MLP uses PReLU activations (the paper's Dice is a data-adaptive PReLU).
+    The MLP (:class:`~graphrec.nn.mlp.MLP`) uses PReLU activations (the paper's Dice is a
+    data-adaptive PReLU).
 
     Args:
         channels (int): Embedding size :math:`d` of the query and of the behaviours.
@@ -49,18 +52,10 @@ class TargetAttention(torch.nn.Module):
         super().__init__()
         self.channels = channels
         self.softmax = softmax
-        layers: list[torch.nn.Module] = []
-        width = 4 * channels
-        for hidden in hidden_channels:
-            layers += [torch.nn.Linear(width, hidden), torch.nn.PReLU()]
-            width = hidden
-        layers.append(torch.nn.Linear(width, 1))
-        self.mlp = torch.nn.Sequential(*layers)
+        self.mlp = MLP(4 * channels, hidden_channels, 1, activation="prelu")
 
     def reset_parameters(self) -> None:
-        for module in self.mlp:
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        self.mlp.reset_parameters()
 
     def scores(self, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
         """Attention weights :math:`\\alpha` of shape ``[B, L]`` (exact zeros where masked)."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -47,6 +46,7 @@ from graphrec.metrics import ranking_metrics
 from graphrec.models.cf.backbones import INITS, MF, CFBackbone, LightGCN
 from graphrec.models.cf.losses import HDCCFLoss, bpr_loss, info_nce_loss, l2_regularization
 from graphrec.models.cf.sampler import CFBatch, InteractionSampler
+from graphrec.training import Trainer, run_epochs
 
 __all__ = ["BACKBONES", "CFConfig", "CFTrainer", "LOSSES", "SAMPLINGS", "build_backbone", "top_k"]
 
@@ -227,6 +227,7 @@ class CFTrainer:
             torch.manual_seed(cfg.seed)
             self.model = build_backbone(graph, cfg)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.trainer = Trainer(self.optimizer)
         self.sampler = InteractionSampler(
             graph.train,
             cfg.batch_size,
@@ -247,8 +248,6 @@ class CFTrainer:
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.bad_evals = 0
-        self.train_seconds = 0.0
-        self.cpu_seconds = 0.0
         self._best_state: dict | None = None
         self._known_eval = (graph.train + graph.valid).tocsr()
 
@@ -294,6 +293,24 @@ class CFTrainer:
             loss = loss + cfg.reg * l2_regularization(*reg_terms, batch_size=len(batch))
         return loss
 
+    @property
+    def train_seconds(self) -> float:
+        """Wall seconds spent in training steps (cumulative over resumed runs)."""
+        return self.trainer.seconds
+
+    @train_seconds.setter
+    def train_seconds(self, value: float) -> None:
+        self.trainer.seconds = value
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds spent in training steps (cumulative over resumed runs)."""
+        return self.trainer.cpu_seconds
+
+    @cpu_seconds.setter
+    def cpu_seconds(self, value: float) -> None:
+        self.trainer.cpu_seconds = value
+
     def _over_budget(self) -> bool:
         budget = self.config.cpu_budget
         return budget is not None and self.cpu_seconds >= budget
@@ -302,16 +319,9 @@ class CFTrainer:
         """One pass over the training interactions; returns the mean batch loss."""
         self.model.train()
         total, steps = 0.0, 0
-        for batch in self.sampler.epoch(self.epoch):
-            wall, cpu = time.perf_counter(), time.process_time()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self._loss(batch)
-            loss.backward()
-            self.optimizer.step()
-            total += float(loss.detach())
+        for _, loss in self.trainer.steps(self.sampler.epoch(self.epoch), self._loss):
+            total += loss
             steps += 1
-            self.train_seconds += time.perf_counter() - wall
-            self.cpu_seconds += time.process_time() - cpu
             if self._over_budget():
                 break
         self.epoch += 1
@@ -329,8 +339,11 @@ class CFTrainer:
         if checkpoint is not None and resume and Path(checkpoint).exists():
             self.load_checkpoint(checkpoint)
         has_valid = self.graph.valid.nnz > 0
-        stopped = cfg.patience and self.bad_evals >= cfg.patience
-        while self.epoch < cfg.epochs and not stopped and not self._over_budget():
+
+        def stopped() -> bool:
+            return bool(cfg.patience and self.bad_evals >= cfg.patience) or self._over_budget()
+
+        def epoch_fn(index: int) -> tuple[bool, dict[str, Any]]:
             loss = self.train_epoch()
             record = {
                 "epoch": self.epoch,
@@ -348,12 +361,18 @@ class CFTrainer:
                     self._best_state = copy.deepcopy(self.model.state_dict())
                 else:
                     self.bad_evals += 1
-                stopped = cfg.patience and self.bad_evals >= cfg.patience
             self.history.append(record)
+            return stopped(), {"loss": f"{loss:.4f}"}
+
+        def after_epoch(index: int, stop: bool) -> None:
             if checkpoint is not None:
                 self.save_checkpoint(checkpoint)
             if self.progress is not None:
-                self.progress(record)
+                self.progress(self.history[-1])
+
+        run_epochs(
+            epoch_fn, epochs=cfg.epochs, start=self.epoch, done=stopped(), checkpoint=after_epoch
+        )
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         return self

@@ -10,45 +10,9 @@ from torch import Tensor
 from graphrec.errors import ConfigError
 from graphrec.models.ctr.defaults import WIDEDEEP_DEFAULTS
 from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures, FeatureEmbedding
+from graphrec.nn.mlp import MLP
 
 __all__ = ["CTRModel", "MLP"]
-
-
-class MLP(torch.nn.Sequential):
-    """``Linear -> activation -> dropout`` per hidden size, then (optionally) ``Linear(., out)``.
-
-    Args:
-        in_channels: input size.
-        hidden_channels: hidden sizes (may be empty).
-        out_channels: size of a final linear layer without activation; None for no final layer.
-        dropout: dropout after every hidden activation.
-        activation: ``"relu"``, ``"prelu"`` or ``"tanh"``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        hidden_channels: Sequence[int],
-        out_channels: int | None = 1,
-        *,
-        dropout: float = 0.0,
-        activation: str = "relu",
-    ) -> None:
-        acts = {"relu": torch.nn.ReLU, "prelu": torch.nn.PReLU, "tanh": torch.nn.Tanh}
-        if activation not in acts:
-            raise ConfigError(f"activation must be one of {list(acts)}; got {activation!r}")
-        layers: list[torch.nn.Module] = []
-        width = in_channels
-        for hidden in hidden_channels:
-            layers += [torch.nn.Linear(width, hidden), acts[activation]()]
-            if dropout > 0:
-                layers.append(torch.nn.Dropout(dropout))
-            width = hidden
-        if out_channels is not None:
-            layers.append(torch.nn.Linear(width, out_channels))
-            width = out_channels
-        super().__init__(*layers)
-        self.out_channels = width
 
 
 class CTRModel(torch.nn.Module):

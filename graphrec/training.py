@@ -1,0 +1,190 @@
+"""The training loop shared by every trainer in graphrec.
+
+Three pieces, composed by the CTR trainer (:func:`graphrec.models.ctr.train_ctr`), the CF
+trainer (:class:`graphrec.models.cf.CFTrainer`), FastCover training
+(:func:`combinatorial.gnn.train.train_fastcover`) and the federated tasks' local training
+(:func:`graphrec.federated.tasks.local_sgd`):
+
+- :class:`Trainer`: one optimizer step on a loss, with an optional FedProx proximal term
+  :math:`\\frac{\\mu}{2} \\lVert w - w_0 \\rVert^2` and global-norm gradient clipping;
+- :func:`minibatches`: shuffled mini-batches of row positions, for one epoch or a number of
+  steps (cycling over fresh permutations);
+- :func:`run_epochs`: the epoch loop, with early stopping, a checkpoint hook after every epoch
+  and a tqdm progress bar.
+
+Each piece does its work in a fixed order (loss, proximal term, ``zero_grad``, ``backward``,
+clipping, ``step``; one permutation drawn per pass over the rows), so a trainer built from them
+draws the same random numbers and computes the same floats as a hand-written loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from graphrec.errors import ConfigError
+
+__all__ = ["Trainer", "minibatches", "run_epochs"]
+
+B = TypeVar("B")
+
+
+class Trainer:
+    r"""Optimizer steps on a loss, with a proximal term and gradient clipping.
+
+    One :meth:`step` minimises
+
+    .. math::
+        \ell(w) + \frac{\mu}{2} \sum_p \lVert w_p - w_{0,p} \rVert^2
+
+    over the optimizer's parameters :math:`w` (FedProx, Li et al., MLSys 2020; off when
+    :math:`\mu = 0`), clipping the gradient to global norm ``clip_norm`` before the update.
+
+    Args:
+        optimizer: updates the parameters (all of its parameter groups are clipped).
+        clip_norm: maximum global gradient norm; None = no clipping.
+        prox_mu: proximal coefficient :math:`\mu \ge 0`.
+        anchor: :math:`w_0`, one tensor per optimizer parameter, in the optimizer's order
+            (required when ``prox_mu > 0``).
+
+    Attributes:
+        seconds, cpu_seconds: wall and CPU seconds spent in :meth:`step` (cumulative; a caller
+            resuming a run may set them).
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        clip_norm: float | None = None,
+        prox_mu: float = 0.0,
+        anchor: Sequence[Tensor] | None = None,
+    ) -> None:
+        self.optimizer = optimizer
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        if clip_norm is not None and not clip_norm > 0:
+            raise ConfigError(f"clip_norm must be > 0 or None; got {clip_norm}")
+        if not prox_mu >= 0:
+            raise ConfigError(f"prox_mu must be >= 0; got {prox_mu}")
+        if prox_mu > 0 and (anchor is None or len(anchor) != len(self.params)):
+            raise ConfigError(
+                f"anchor must hold one tensor per optimizer parameter ({len(self.params)}) "
+                "when prox_mu > 0"
+            )
+        self.clip_norm = clip_norm
+        self.prox_mu = prox_mu
+        self.anchor = None if anchor is None else list(anchor)
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0
+
+    def proximal_term(self) -> Tensor:
+        r""":math:`\frac{\mu}{2} \sum_p \lVert w_p - w_{0,p} \rVert^2` (a scalar tensor)."""
+        pairs = zip(self.params, self.anchor, strict=True)
+        return 0.5 * self.prox_mu * sum(((p - a) ** 2).sum() for p, a in pairs)
+
+    def step(self, loss_fn: Callable[[], Tensor]) -> float:
+        """One update on ``loss_fn()``; returns that loss (without the proximal term)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        loss = loss_fn()
+        total = loss + self.proximal_term() if self.prox_mu > 0 else loss
+        self.optimizer.zero_grad()
+        total.backward()
+        if self.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip_norm)
+        self.optimizer.step()
+        value = loss.item()
+        self.seconds += time.perf_counter() - wall
+        self.cpu_seconds += time.process_time() - cpu
+        return value
+
+    def steps(
+        self, batches: Iterable[B], loss_fn: Callable[[B], Tensor]
+    ) -> Iterator[tuple[B, float]]:
+        """One :meth:`step` per batch, lazily: yields ``(batch, loss)`` after each update (stop
+        iterating to stop training)."""
+        for batch in batches:
+            yield batch, self.step(partial(loss_fn, batch))
+
+
+def minibatches(
+    num_rows: int,
+    batch_size: int,
+    permutation: Callable[[int], Any],
+    *,
+    steps: int | None = None,
+) -> Iterator[Any]:
+    """Shuffled mini-batches of the positions ``0..num_rows-1``.
+
+    ``permutation(n)`` draws a random order of ``range(n)`` (e.g. ``rng.permutation`` or
+    ``lambda n: torch.randperm(n, generator=g)``); batches are consecutive slices of it, the last
+    one of a pass possibly shorter. The first permutation is drawn at once; with ``steps``, a
+    fresh one is drawn whenever a pass is used up, until ``steps`` batches were given; without,
+    one pass (one epoch).
+
+    Raises:
+        ConfigError: ``batch_size < 1`` or ``steps < 0``.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1; got {batch_size}")
+    if steps is not None and steps < 0:
+        raise ConfigError(f"steps must be >= 0; got {steps}")
+    order = permutation(num_rows)
+    if steps is None:
+        steps = -(-num_rows // batch_size)
+    return _slices(order, num_rows, batch_size, permutation, steps)
+
+
+def _slices(
+    order: Any, num_rows: int, batch_size: int, permutation: Callable[[int], Any], steps: int
+) -> Iterator[Any]:
+    pos = 0
+    for _ in range(steps):
+        if pos >= num_rows:
+            order, pos = permutation(num_rows), 0
+        yield order[pos : pos + batch_size]
+        pos += batch_size
+
+
+def run_epochs(
+    epoch_fn: Callable[[int], tuple[bool, Mapping[str, Any]]],
+    *,
+    epochs: int,
+    start: int = 0,
+    done: bool = False,
+    checkpoint: Callable[[int, bool], None] | None = None,
+    progress: bool = False,
+    desc: str = "epochs",
+) -> int:
+    """Run epochs ``start, start + 1, ...`` (0-based) until ``epochs`` or an early stop.
+
+    ``epoch_fn(epoch)`` trains (and evaluates) one epoch and returns ``(stop, postfix)``:
+    whether training should stop after it, and what the progress bar shows beside it.
+    ``checkpoint(epoch, stop)`` runs after every epoch (e.g. to write the training state so that
+    a resumed run continues from the next one).
+
+    Args:
+        epochs: total number of epochs (those before ``start`` included).
+        start: first epoch to run (the number already done, when resuming).
+        done: the run had already stopped early: run nothing.
+        progress: show a tqdm bar over the epochs (on stderr).
+        desc: the bar's label.
+
+    Returns:
+        The number of epochs done.
+    """
+    epoch = start
+    with tqdm(total=epochs, initial=start, disable=not progress, desc=desc, unit="epoch") as bar:
+        while epoch < epochs and not done:
+            done, postfix = epoch_fn(epoch)
+            if checkpoint is not None:
+                checkpoint(epoch, done)
+            bar.set_postfix(postfix)
+            bar.update()
+            epoch += 1
+    return epoch
