@@ -144,7 +144,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--epochs",
         type=positive_int("--epochs"),
         default=5,
-        help="local epochs over the store (one full-batch step each)",
+        help="local SGD steps per round (local_steps), each on the whole store: one epoch each",
     )
     ode_p.add_argument(
         "--layers",
