@@ -1,14 +1,32 @@
-"""One entry point for every k-dDSP solver: :func:`fastcover` (and :func:`solve`)."""
+"""One entry point for every k-dDSP solver: :func:`fastcover` (and :func:`solve`).
+
+The solvers are those of :data:`graphrec.registry.SOLVERS`: each registers itself where it is
+defined, as a function ``solver(adj, k, d, **options)`` returning a :class:`Solution`, with a
+config dataclass for its options. It may also take ``graph`` (the input as an
+:class:`~graphrec.io.EdgeList`), ``seed``, ``progress`` and ``max_bytes``; :func:`solve` passes
+those it names.
+"""
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError
+from graphrec.registry import SOLVERS
 
-METHODS = ("fastcover", "greedy", "ris", "degree", "soft", "heu", "ilp")
+
+@dataclass(frozen=True)
+class FastCoverConfig:
+    """Options of the ``fastcover`` solver: re-scoring ``rounds`` (1 = one pass) and
+    ``candidates`` (exact greedy over the ``candidates * k`` best-scored nodes; None = top-k)."""
+
+    rounds: int = 1
+    candidates: int | None = None
 
 
 def solve(
@@ -18,13 +36,14 @@ def solve(
     *,
     method: str = "fastcover",
     undirected: bool = False,
-    rounds: int = 1,
-    candidates: int | None = None,
+    rounds: int = FastCoverConfig.rounds,
+    candidates: int | None = FastCoverConfig.candidates,
     seed: int = 0,
     max_bytes: int | None = None,
     progress: bool = False,
-    ilp_force: bool = False,
-    ilp_time_limit: float = 60.0,
+    ilp_force: bool | None = None,
+    ilp_time_limit: float | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Solution:
     """Choose at most ``k`` seeds maximising the number of nodes within ``d`` hops of a seed.
 
@@ -35,7 +54,8 @@ def solve(
         d: hop count (>= 1). Pretrained FastCover weights exist for d = 1, 2, 3.
         method: ``fastcover`` (GNN forward pass + top-k), ``greedy`` (exact lazy greedy on the
             d-closure, the quality reference), ``ris`` (closure-free reverse-ball sampling
-            greedy), ``degree``, ``soft`` (soft coverage), ``heu`` or ``ilp`` (exact optimum).
+            greedy), ``degree``, ``soft`` (soft coverage), ``heu``, ``ilp`` (exact optimum) or
+            any other name of :data:`graphrec.registry.SOLVERS`.
         undirected: symmetrise the input graph first.
         rounds: FastCover re-scoring rounds (1 = one pass).
         candidates: FastCover only: run exact greedy over the ``candidates * k`` best-scored
@@ -46,16 +66,27 @@ def solve(
         progress: show a progress bar (stderr) over the greedy picks (``greedy``, ``ris``,
             ``fastcover`` with ``candidates``).
         ilp_force, ilp_time_limit: ``ilp`` only: try graphs above ``ILP_MAX_NODES`` nodes;
-            the solver's time limit in seconds (see :func:`combinatorial.baselines.ilp`).
+            the solver's time limit in seconds (see :func:`combinatorial.baselines.ilp`); None =
+            the registered default (:class:`combinatorial.baselines.ilp.ILPConfig`).
+        options: further options of ``method`` (fields of its registered config).
 
     Returns:
         A :class:`Solution`; ``timings`` splits ``load`` (conversion of the input) from the
         solver's own phases, and ``seed_ids`` gives the seeds in the input's own ids.
     """
+    from combinatorial.graph import adjacency
     from graphrec.io import as_edgelist
 
-    if method not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    ilp = {"force": ilp_force, "time_limit": ilp_time_limit}
+    named = {
+        "rounds": rounds,
+        "candidates": candidates,
+        **{k: v for k, v in ilp.items() if v is not None},
+    }
+    defaults = SOLVERS.defaults(method)  # an unknown method fails here, listing the choices
+    config = SOLVERS.options(
+        method, **{k: v for k, v in named.items() if k in defaults}, **dict(options or {})
+    )
     if not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds must be an integer >= 1, got {rounds!r}")
     if candidates is not None and (not isinstance(candidates, int) or candidates < 1):
@@ -67,20 +98,16 @@ def solve(
     load_s = time.perf_counter() - t0
     if g.num_nodes == 0:
         raise ConfigError("the graph is empty (0 nodes); nothing to cover")
-    sol = _dispatch(
-        g,
-        k,
-        d,
-        method=method,
-        rounds=rounds,
-        candidates=candidates,
-        seed=seed,
-        max_bytes=max_bytes,
-        progress=progress,
-        ilp={"force": ilp_force, "time_limit": ilp_time_limit},
-    )
+    t0 = time.perf_counter()
+    adj = adjacency(g.data.edge_index, g.num_nodes)
+    build_s = time.perf_counter() - t0
+    solver = SOLVERS.get(method)
+    run = {"graph": g, "seed": seed, "progress": progress, "max_bytes": max_bytes}
+    accepted = inspect.signature(solver).parameters
+    run = {k: v for k, v in run.items() if k in accepted and v is not None}
+    sol = solver(adj, k, d, **run, **config)
     sol.method = method
-    sol.timings = {"load": load_s, **sol.timings}
+    sol.timings = {"load": load_s, "graph": build_s, **sol.timings}
     sol.node_ids = g.node_ids
     return sol
 
@@ -97,41 +124,31 @@ def fastcover(graph: Any, k: int, d: int, **kwargs: Any) -> Solution:
     return solve(graph, k, d, **kwargs)
 
 
-def _dispatch(
-    g, k: int, d: int, *, method: str, rounds: int, candidates, seed: int, max_bytes, progress, ilp
-):
-    from combinatorial import baselines
-    from combinatorial.graph import adjacency
-
-    t0 = time.perf_counter()
-    adj = adjacency(g.data.edge_index, g.num_nodes)
-    build_s = time.perf_counter() - t0
-    budget = {} if max_bytes is None else {"max_bytes": max_bytes}
-    if method == "fastcover" and candidates is not None:
+@SOLVERS.register("fastcover", config=FastCoverConfig)
+def fastcover_solver(
+    adj: Any,
+    k: int,
+    d: int,
+    *,
+    graph: Any,
+    rounds: int = FastCoverConfig.rounds,
+    candidates: int | None = FastCoverConfig.candidates,
+    progress: bool = False,
+) -> Solution:
+    """FastCover on ``graph`` (an :class:`~graphrec.io.EdgeList`; ``adj`` its adjacency): the
+    pretrained model of hop count ``d`` scores the nodes, then top-``k`` (``rounds`` re-scoring
+    rounds) or exact greedy among the ``candidates * k`` best (see :func:`solve`)."""
+    if candidates is not None:
         from combinatorial.gnn import load_pretrained, scores
         from combinatorial.pruned import pruned_greedy
 
         model = load_pretrained(d)
         t0 = time.perf_counter()
-        logits = scores(model, g.data.edge_index, g.num_nodes).numpy()
+        logits = scores(model, graph.data.edge_index, graph.num_nodes).numpy()
         score_s = time.perf_counter() - t0
         sol = pruned_greedy(adj, logits, k, d, candidates=candidates, progress=progress)
         sol.timings = {"score": score_s, **sol.timings}
-    elif method == "fastcover":
-        from combinatorial.gnn import fastcover_solution
+        return sol
+    from combinatorial.gnn import fastcover_solution
 
-        sol = fastcover_solution(g.data.edge_index, g.num_nodes, k, d, rounds=rounds, adj=adj)
-    elif method == "greedy":
-        sol = baselines.greedy(adj, k, d, progress=progress, **budget)
-    elif method == "ilp":
-        sol = baselines.ilp(adj, k, d, **ilp, **budget)
-    elif method == "ris":
-        sol = baselines.ris_greedy(adj, k, d, seed=seed, progress=progress)
-    elif method == "degree":
-        sol = baselines.top_degree(adj, k, d)
-    elif method == "soft":
-        sol = baselines.top_soft_coverage(adj, k, d)
-    else:
-        sol = baselines.heu(adj, k, d)
-    sol.timings = {"graph": build_s, **sol.timings}
-    return sol
+    return fastcover_solution(graph.data.edge_index, graph.num_nodes, k, d, rounds=rounds, adj=adj)

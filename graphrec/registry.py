@@ -85,14 +85,15 @@ class Registry(Generic[T]):
                 are the validated defaults (None: no options).
 
         Raises:
-            ConfigError: ``name`` is taken by another object, or ``config`` is no dataclass.
+            ConfigError: ``name`` is taken (by another object or config), or ``config`` is no
+                dataclass.
         """
         if config is not None and not dataclasses.is_dataclass(config):
             raise ConfigError(f"config of {self.kind} {name!r} must be a dataclass, got {config!r}")
 
         def add(target: T) -> T:
             known = self._entries.get(name)
-            if known is not None and known[0] is not target:
+            if known is not None and known != (target, config):
                 raise ConfigError(f"{self.kind} {name!r} is already registered ({known[0]!r})")
             self._entries[name] = (target, config)
             return target

@@ -13,16 +13,10 @@ import pytest
 import torch
 
 from graphrec.cli import main
-from graphrec.models.ctr import (
-    DIN,
-    MODEL_DEFAULTS,
-    MODELS,
-    TRAIN_RECIPES,
-    train_ctr,
-    train_recipe,
-)
+from graphrec.models.ctr import DIN, TRAIN_RECIPES, train_ctr, train_recipe
 from graphrec.models.ctr.defaults import HIEN_DEFAULTS, TRAIN_DEFAULTS
 from graphrec.models.ctr.experiment import build_ctr_model, load_ctr_dataset
+from graphrec.registry import CTR_MODELS
 
 torch.set_num_threads(1)
 
@@ -40,18 +34,18 @@ def _recipe(config: dict) -> dict:
 
 def test_python_constructors_build_the_cli_models():
     data = load_ctr_dataset("synthetic", seed=0)
-    for name, cls in MODELS.items():
+    for name in CTR_MODELS:
         torch.manual_seed(0)
-        python = cls(data.features)
+        python = CTR_MODELS.get(name)(data.features)
         cli = build_ctr_model(name, data, seed=0)
         assert repr(python) == repr(cli)
         assert all(torch.equal(a, b) for a, b in zip(python.parameters(), cli.parameters()))
     python = DIN(data.features)
     assert python.attention[0].softmax  # Python's DIN was (200, 80) with unnormalised weights
     assert [m.out_features for m in python.mlp if isinstance(m, torch.nn.Linear)] == [64, 32, 1]
-    for name, defaults in MODEL_DEFAULTS.items():
+    for name in CTR_MODELS:
         model = build_ctr_model(name, data, hien=True)
-        assert model.base.embedding_dim == defaults.embedding_dim
+        assert model.base.embedding_dim == CTR_MODELS.defaults(name)["embedding_dim"]
         assert model.clickers.shape[1] == HIEN_DEFAULTS.max_clickers
     assert train_recipe("some/taobao/folder") == TRAIN_DEFAULTS
     assert _recipe(train_ctr.__kwdefaults__) == asdict(TRAIN_DEFAULTS)

@@ -60,7 +60,7 @@ PARITY_BATCHES = (3, 17, 10 * EXAMPLE_BATCH)  # other sizes than the example, on
 ATOL = 1e-5
 
 _DIN = {"embedding_dim": 8, "hidden_channels": (32, 16), "attention_hidden": (16,)}
-CASES = {  # test id -> (model name in graphrec.models.ctr.MODELS, constructor arguments)
+CASES = {  # test id -> (model name in graphrec.registry.CTR_MODELS, constructor arguments)
     "lr": ("lr", {}),
     "widedeep": ("widedeep", {"embedding_dim": 8, "hidden_channels": (32, 16)}),
     "deepfm": ("deepfm", {"embedding_dim": 8, "hidden_channels": (32, 16)}),
@@ -92,11 +92,11 @@ def _rows(batch: dict, size: int, seed: int) -> dict:
 
 
 def _ctr_model(case: str, features):
-    from graphrec.models.ctr import MODELS
+    from graphrec.registry import CTR_MODELS
 
     torch.manual_seed(0)
     name, kwargs = CASES[case]
-    model = MODELS[name](features, **kwargs)
+    model = CTR_MODELS.get(name)(features, **kwargs)
     with torch.no_grad():  # trained-like scale (the default init_std=0.01 hides differences)
         for pname, p in model.named_parameters():
             if pname.startswith("embedding."):

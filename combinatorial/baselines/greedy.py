@@ -13,6 +13,7 @@ from combinatorial.closure import DEFAULT_MAX_BYTES, check_budget, power_closure
 from combinatorial.graph import as_csr, check_d, check_k, gather_rows, reach, with_self_loops
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError
+from graphrec.registry import SOLVERS
 
 __all__ = ["greedy"]
 
@@ -97,6 +98,7 @@ def max_cover(
     return seeds, covered, upper
 
 
+@SOLVERS.register("greedy")
 def greedy(
     adj: sp.sparray | sp.spmatrix,
     k: int,

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from combinatorial.closure import ball_sizes
 from combinatorial.graph import as_csr, check_d, check_k, reach, with_self_loops
 from combinatorial.solution import Solution
+from graphrec.registry import SOLVERS
 
 __all__ = [
     "degree_discount",
@@ -89,6 +90,7 @@ def _ranked(
     return Solution(seeds, covered, n, d, method, timings={"solve": t1 - t0, "evaluate": t2 - t1})
 
 
+@SOLVERS.register("degree")
 def top_degree(adj: sp.sparray | sp.spmatrix, k: int, d: int) -> Solution:
     """The k nodes of largest out-degree (see :func:`out_degree`), evaluated at hop count d.
 
@@ -105,6 +107,7 @@ def top_degree(adj: sp.sparray | sp.spmatrix, k: int, d: int) -> Solution:
     return _ranked(adj, k, d, "top_degree", lambda A, d: out_degree(A))
 
 
+@SOLVERS.register("soft")
 def top_soft_coverage(adj: sp.sparray | sp.spmatrix, k: int, d: int) -> Solution:
     """The k nodes of largest soft coverage (:func:`soft_coverage_scores`), evaluated at d.
 
@@ -177,6 +180,7 @@ def degree_discount(adj: sp.sparray | sp.spmatrix, k: int, d: int) -> Solution:
     )
 
 
+@SOLVERS.register("heu")
 def heu(adj: sp.sparray | sp.spmatrix, k: int, d: int) -> Solution:
     """HEU (the official ``heu1``): scan by decreasing out-degree, take uncovered nodes.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,20 +13,31 @@ from combinatorial.closure import DEFAULT_MAX_BYTES, d_closure
 from combinatorial.graph import as_csr, check_d, check_k, reach
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError
+from graphrec.registry import SOLVERS
 
-__all__ = ["ILP_MAX_NODES", "ilp"]
+__all__ = ["ILP_MAX_NODES", "ILPConfig", "ilp"]
 
 ILP_MAX_NODES = 5000
 """Largest n :func:`ilp` accepts without ``force=True``."""
 
 
+@dataclass(frozen=True)
+class ILPConfig:
+    """Options of the ``ilp`` solver: the solver's time limit in seconds, and ``force`` to try
+    graphs above :data:`ILP_MAX_NODES` nodes."""
+
+    time_limit: float = 60.0
+    force: bool = False
+
+
+@SOLVERS.register("ilp", config=ILPConfig)
 def ilp(
     adj: sp.sparray | sp.spmatrix,
     k: int,
     d: int,
     *,
-    time_limit: float = 60.0,
-    force: bool = False,
+    time_limit: float = ILPConfig.time_limit,
+    force: bool = ILPConfig.force,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> Solution:
     """Optimal seed set of the k-dDSP by mixed-integer programming.

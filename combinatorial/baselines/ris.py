@@ -14,6 +14,7 @@ from combinatorial.closure import balls_of
 from combinatorial.graph import as_csr, check_d, check_k, reach, unique_sorted, with_self_loops
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError
+from graphrec.registry import SOLVERS
 
 __all__ = ["ris_greedy"]
 
@@ -36,6 +37,7 @@ def _reverse_balls(A1T: sp.csr_array, targets: np.ndarray, d: int) -> tuple[np.n
     return np.concatenate(lengths), np.concatenate(indices)
 
 
+@SOLVERS.register("ris")
 def ris_greedy(
     adj: sp.sparray | sp.spmatrix,
     k: int,

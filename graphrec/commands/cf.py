@@ -20,6 +20,9 @@ from graphrec.commands._training import (
     resume_error,
 )
 from graphrec.errors import GraphrecError
+from graphrec.models.cf import CFConfig
+from graphrec.models.cf.trainer import SAMPLINGS
+from graphrec.registry import CF_BACKBONES, CF_LOSSES
 
 #: Keys of the ``data`` record stored in a model file (how to rebuild the graph).
 DATA_KEYS = ("dataset", "root", "test", "min_rating", "valid_fraction", "fold", "split_seed")
@@ -65,43 +68,51 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="per-user validation, in [0, 1)",
     )
     train.add_argument("--fold", type=int, choices=range(1, 6), help="ml-100k fold (default 1)")
-    train.add_argument("--backbone", choices=["mf", "lightgcn"], default="lightgcn")
-    train.add_argument("--loss", choices=["bpr", "infonce", "hdccf"], default="bpr")
-    train.add_argument("--dim", type=positive_int("--dim"), default=64, help="embedding size")
+    train.add_argument("--backbone", choices=CF_BACKBONES.names(), default=CFConfig.backbone)
+    train.add_argument("--loss", choices=CF_LOSSES.names(), default=CFConfig.loss)
     train.add_argument(
-        "--layers", type=positive_int("--layers"), help="LightGCN propagation layers (default 3)"
+        "--dim", type=positive_int("--dim"), default=CFConfig.embedding_dim, help="embedding size"
     )
-    train.add_argument("--epochs", type=positive_int("--epochs"), default=100)
-    train.add_argument("--batch-size", type=positive_int("--batch-size"), default=2048)
-    train.add_argument("--lr", type=positive_float("--lr"), default=1e-3)
+    train.add_argument(
+        "--layers",
+        type=positive_int("--layers"),
+        help=f"LightGCN propagation layers (default {CFConfig.num_layers})",
+    )
+    train.add_argument("--epochs", type=positive_int("--epochs"), default=CFConfig.epochs)
+    train.add_argument(
+        "--batch-size", type=positive_int("--batch-size"), default=CFConfig.batch_size
+    )
+    train.add_argument("--lr", type=positive_float("--lr"), default=CFConfig.lr)
     train.add_argument(
         "--reg",
         type=bounded_float("--reg", minimum=0.0),
-        default=1e-4,
+        default=CFConfig.reg,
         help="L2 weight on batch embeddings (>= 0)",
     )
     train.add_argument(
         "--temperature",
         type=positive_float("--temperature"),
-        help="InfoNCE / HDCCF temperature (default 0.1)",
+        help=f"InfoNCE / HDCCF temperature (default {CFConfig.temperature})",
     )
     train.add_argument(
         "--tau-plus",
         type=bounded_float("--tau-plus", minimum=0.0, below=1.0),
-        help="HDCCF class prior, in [0, 1) (default 0.05)",
+        help=f"HDCCF class prior, in [0, 1) (default {CFConfig.tau_plus})",
     )
     train.add_argument(
         "--beta",
         type=bounded_float("--beta", minimum=0.0),
-        help="HDCCF hardness exponent (default 0)",
+        help=f"HDCCF hardness exponent (default {CFConfig.beta:g})",
     )
     train.add_argument(
         "--logq",
         type=bounded_float("--logq", minimum=0.0),
-        help="HDCCF popularity correction (1 = full logQ; default 0)",
+        help=f"HDCCF popularity correction (1 = full logQ; default {CFConfig.logq:g})",
     )
     train.add_argument(
-        "--positives", type=positive_int("--positives"), help="HDCCF positives M (default 1)"
+        "--positives",
+        type=positive_int("--positives"),
+        help=f"HDCCF positives M (default {CFConfig.num_positives})",
     )
     train.add_argument(
         "--negatives",
@@ -111,20 +122,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--neg-alpha",
         type=bounded_float("--neg-alpha", minimum=0.0),
-        default=0.0,
+        default=CFConfig.neg_alpha,
         help="explicit negatives ~ deg^alpha (>= 0)",
     )
     train.add_argument(
         "--sampling",
-        choices=("interaction", "user"),
-        default="interaction",
+        choices=SAMPLINGS,
+        default=CFConfig.sampling,
         help="anchor pairs uniform over interactions, or over users (LightGCN's BPR sampler)",
     )
-    train.add_argument("--eval-every", type=positive_int("--eval-every"), default=1)
+    train.add_argument(
+        "--eval-every", type=positive_int("--eval-every"), default=CFConfig.eval_every
+    )
     train.add_argument(
         "--patience",
         type=nonnegative_int("--patience"),
-        default=10,
+        default=CFConfig.patience,
         help="0 = no early stopping",
     )
     train.add_argument(
@@ -133,7 +146,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--seed",
         type=nonnegative_int("--seed"),
-        default=0,
+        default=CFConfig.seed,
         help="seed of the split and the training",
     )
     train.add_argument("--threads", type=positive_int("--threads"), default=1)

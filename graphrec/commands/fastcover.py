@@ -10,10 +10,13 @@ from pathlib import Path
 from graphrec.commands._args import positive_float, positive_int
 from graphrec.commands.data import add_read_options, max_input_bytes
 from graphrec.errors import GraphrecError
+from graphrec.registry import SOLVERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``fastcover`` subcommand to the top-level parser."""
+    """Add the ``fastcover`` subcommand to the top-level parser (``--method``: a name of
+    :data:`graphrec.registry.SOLVERS`; solver options default to its registered config)."""
+    fastcover, ilp = SOLVERS.defaults("fastcover"), SOLVERS.defaults("ilp")
     fc = sub.add_parser(
         "fastcover",
         help="influence maximization: k seeds covering the most nodes within d hops",
@@ -42,16 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_read_options(fc)
     fc.add_argument(
         "--method",
-        choices=["fastcover", "greedy", "ris", "degree", "soft", "heu", "ilp"],
+        choices=SOLVERS.names(),
         default="fastcover",
     )
     fc.add_argument(
-        "--rounds", type=positive_int("--rounds"), default=1, help="fastcover re-scoring rounds"
+        "--rounds",
+        type=positive_int("--rounds"),
+        default=fastcover["rounds"],
+        help="fastcover re-scoring rounds",
     )
     fc.add_argument(
         "--candidates",
         type=positive_int("--candidates"),
-        default=None,
+        default=fastcover["candidates"],
         metavar="C",
         help="fastcover: exact greedy among the C*k best-scored nodes (no closure)",
     )
@@ -71,9 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fc.add_argument(
         "--ilp-time-limit",
         type=positive_float("--ilp-time-limit"),
-        default=60.0,
+        default=ilp["time_limit"],
         metavar="SECONDS",
-        help="ilp: solver time limit (default 60)",
+        help="ilp: solver time limit (default %(default)g)",
     )
     fc.add_argument(
         "--compare",
@@ -98,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.out, force=args.force)
     if args.powerlaw is not None and args.graph is not None:
         raise GraphrecError("give either GRAPH or --powerlaw N, not both")
-    if args.method != "fastcover" and (args.rounds != 1 or args.candidates is not None):
+    defaults = SOLVERS.defaults("fastcover")
+    if args.method != "fastcover" and [args.rounds, args.candidates] != [*defaults.values()]:
         raise GraphrecError(f"--rounds and --candidates apply to --method fastcover only, "
                             f"not {args.method}")  # fmt: skip
     progress = not (args.quiet or args.json)

@@ -24,9 +24,12 @@ from graphrec.commands._training import (
     resume_error,
 )
 from graphrec.errors import GraphrecError
+from graphrec.federated.experiment import DATASETS, MODELS
+from graphrec.federated.stream import SELECTORS
+from graphrec.registry import FL_STRATEGIES
 
-STRATEGIES = ["fedavg", "fedprox", "involved", "fedsubavg", "fedsubavg-paper"]
-SELECTORS = ["rs", "fifo", "hl", "gn", "fb", "sld", "fd", "ode", "ode-exact"]
+#: Strategy option -> the command-line option that sets it.
+STRATEGY_OPTIONS = {"mu": "--prox-mu", "clip": "--coef-clip"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,14 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run_p.add_argument(
         "--strategy",
-        choices=STRATEGIES,
+        choices=FL_STRATEGIES.names(),
         default="fedsubavg",
         help="fedsubavg = sample-weighted (code) form; fedsubavg-paper = device heat form",
     )
-    run_p.add_argument("--dataset", required=True, choices=["amazon-users", "ml-100k", "synthetic"])
+    run_p.add_argument("--dataset", required=True, choices=list(DATASETS))
     run_p.add_argument(
         "--model",
-        choices=["din", "tiny", "softmax"],
+        choices=MODELS,
         default=None,
         help="default: din (amazon-users), tiny (ml-100k), softmax (synthetic)",
     )
@@ -79,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--prox-mu",
         type=positive_float("--prox-mu"),
         default=None,
-        help="FedProx proximal coefficient (--strategy fedprox only; default 0.01)",
+        help="FedProx proximal coefficient (--strategy fedprox only; "
+        f"default {FL_STRATEGIES.defaults('fedprox')['mu']})",
     )
     run_p.add_argument(
         "--coef-clip",
@@ -124,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(Synthetic(1, 1), 1,000 samples per device) or uci-heart (the UCI Heart Disease "
         "processed.*.data files under --data-root).",
     )
-    ode_p.add_argument("--selector", nargs="+", choices=SELECTORS, default=["rs", "ode"])
+    ode_p.add_argument("--selector", nargs="+", choices=list(SELECTORS), default=["rs", "ode"])
     ode_p.add_argument("--dataset", choices=["synthetic", "uci-heart"], default="synthetic")
     add_data_root(ode_p, "uci-heart")
     ode_p.add_argument(
@@ -190,41 +194,47 @@ def _finite(x: Any) -> Any:
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
+def strategy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``--strategy`` (:data:`graphrec.registry.FL_STRATEGIES`): its registered
+    defaults, updated by the :data:`STRATEGY_OPTIONS` given. An option given to a strategy
+    without it is refused; the defaults are written back to ``args`` for the results JSON."""
+    options = FL_STRATEGIES.defaults(args.strategy)
+    refuse_unused(
+        args,
+        {
+            flag: (
+                "--strategy "
+                + " or ".join(n for n in FL_STRATEGIES if name in FL_STRATEGIES.defaults(n)),
+                name in options,
+            )
+            for name, flag in STRATEGY_OPTIONS.items()
+        },
+    )
+    for name, flag in STRATEGY_OPTIONS.items():
+        if name in options:
+            dest = flag.lstrip("-").replace("-", "_")
+            if getattr(args, dest) is None:
+                setattr(args, dest, options[name])
+            options[name] = getattr(args, dest)
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``graphrec fl run``."""
     import torch
 
     from graphrec.datasets import dataset_folder
-    from graphrec.federated import (
-        FedAvg,
-        FedProx,
-        FedSubAvg,
-        InvolvedAveraging,
-        LocalConfig,
-        Simulator,
-    )
-    from graphrec.federated.experiment import federated_task
+    from graphrec.federated import LocalConfig, Simulator
+    from graphrec.federated.experiment import build_strategy, federated_task
     from graphrec.io.checkpoint import CheckpointError, fingerprint
 
-    subavg = ("fedsubavg", "fedsubavg-paper")
-    refuse_unused(
-        args,
-        {
-            "--prox-mu": ("--strategy fedprox", args.strategy == "fedprox"),
-            "--coef-clip": ("--strategy fedsubavg or fedsubavg-paper", args.strategy in subavg),
-        },
-    )
-    if args.strategy == "fedprox" and args.prox_mu is None:
-        args.prox_mu = 0.01  # the default, so that the results JSON shows it
+    options = strategy_options(args)
     _check_out(args.out, args.force)
     if args.checkpoint is not None:
         if args.out is not None and args.checkpoint.resolve() == args.out.resolve():
             raise GraphrecError("--checkpoint and --out name the same file")
         prepare_output(args.checkpoint, force=args.force, option="--checkpoint", resumable=True)
-    model = (
-        args.model
-        or {"amazon-users": "din", "ml-100k": "tiny", "synthetic": "softmax"}[args.dataset]
-    )
+    model = args.model or DATASETS[args.dataset][0]
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     task = federated_task(
@@ -237,13 +247,7 @@ def run(args: argparse.Namespace) -> int:
         "folder": None if folder is None else str(folder.resolve()),
         "task": fingerprint(task),
     }
-    strategy = {
-        "fedavg": lambda: FedAvg(),
-        "fedprox": lambda: FedProx(args.prox_mu),
-        "involved": lambda: InvolvedAveraging(),
-        "fedsubavg": lambda: FedSubAvg(task.graph, form="code", clip=args.coef_clip),
-        "fedsubavg-paper": lambda: FedSubAvg(task.graph, form="paper", clip=args.coef_clip),
-    }[args.strategy]()
+    strategy = build_strategy(args.strategy, task.graph, **options)
     local = LocalConfig(
         lr=args.lr,
         lr_decay=args.lr_decay,

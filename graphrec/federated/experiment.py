@@ -4,6 +4,7 @@
   and model name: ``amazon-users`` (one device per user; ``din``: DIN as in the official
   FedSubAvg code, embedding 18, MLP 200-80; ``tiny``: :class:`TinyCTR`), ``ml-100k`` (one
   device per user, ``tiny``), ``synthetic`` (Synthetic(1, 1), softmax regression).
+* :func:`build_strategy` - a strategy of :data:`graphrec.registry.FL_STRATEGIES` by name.
 * :func:`stream_data` - per-device streams and held-out data for ODE: ``synthetic``
   (Synthetic(1, 1), 1,000 samples per device: 800 stream, 200 test) and ``uci-heart`` (UCI
   Heart Disease, one device per centre, disease yes/no).
@@ -11,8 +12,10 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,14 +25,37 @@ from graphrec.errors import ConfigError
 from graphrec.federated.data import load_uci_heart_per_centre
 from graphrec.federated.partition import natural_partition, synthetic_leaf
 from graphrec.federated.simulator import FederatedTask
+from graphrec.federated.strategies import Strategy
 from graphrec.federated.stream import StreamTask
 from graphrec.federated.tasks import CTRModelTask, EmbeddingCTRTask, SoftmaxRegressionTask
+from graphrec.graphs.device_cloud import DeviceCloudGraph
+from graphrec.registry import FL_STRATEGIES
 
-__all__ = ["DATASETS", "MODELS", "federated_task", "StreamData", "stream_data", "stream_task"]
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "build_strategy",
+    "federated_task",
+    "StreamData",
+    "stream_data",
+    "stream_task",
+]
 
 #: dataset -> models available for it
 DATASETS = {"amazon-users": ("din", "tiny"), "ml-100k": ("tiny",), "synthetic": ("softmax",)}
 MODELS = sorted({m for ms in DATASETS.values() for m in ms})
+
+
+def build_strategy(name: str, graph: DeviceCloudGraph, **options: Any) -> Strategy:
+    """The strategy registered as ``name`` in :data:`graphrec.registry.FL_STRATEGIES`, with its
+    registered options updated by ``options``; one whose constructor takes ``graph`` gets it.
+
+    Example:
+        >>> build_strategy("fedprox", None, mu=0.1).mu
+        0.1
+    """
+    args = (graph,) if "graph" in inspect.signature(FL_STRATEGIES.get(name)).parameters else ()
+    return FL_STRATEGIES.build(name, *args, **options)
 
 
 def federated_task(

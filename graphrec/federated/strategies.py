@@ -263,7 +263,6 @@ class InvolvedAveraging(_WeightedStrategy):
         return new
 
 
-
 @dataclass(frozen=True)
 class FedSubAvgConfig:
     """Options of ``fedsubavg``: the sample-weighted form of the official training loop."""

@@ -21,6 +21,7 @@ from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph
+from graphrec.registry import CF_BACKBONES
 
 __all__ = ["CFBackbone", "LightGCN", "MF"]
 
@@ -74,6 +75,7 @@ class CFBackbone(nn.Module):
         return user_emb[users] @ item_emb.t()
 
 
+@CF_BACKBONES.register("mf")
 class MF(CFBackbone):
     """Matrix factorisation: ``user_emb = E_U``, ``item_emb = E_I`` (no propagation).
 
@@ -115,6 +117,7 @@ class MF(CFBackbone):
         return f"MF({self.num_users}, {self.num_items}, embedding_dim={self.embedding_dim})"
 
 
+@CF_BACKBONES.register("lightgcn")
 class LightGCN(CFBackbone):
     r"""LightGCN (He et al., SIGIR 2020) on the user-item training graph.
 

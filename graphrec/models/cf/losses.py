@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphrec.errors import ConfigError
+from graphrec.registry import CF_LOSSES
 
 __all__ = [
     "HDCCFLoss",
@@ -50,6 +51,7 @@ __all__ = [
 SIMILARITIES = ("cosine", "dot")
 
 
+@CF_LOSSES.register("bpr")
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     r"""Bayesian personalised ranking (Rendle et al., UAI 2009), averaged once.
 
@@ -101,6 +103,7 @@ def _rowwise_similarity(a: Tensor, b: Tensor, similarity: str) -> Tensor:
     return torch.einsum("bf,bkf->bk", a, b)
 
 
+@CF_LOSSES.register("infonce")
 def info_nce_loss(
     user_emb: Tensor,
     item_emb: Tensor,
@@ -318,6 +321,7 @@ def _check_tau(tau_plus: float) -> None:
         raise ConfigError(f"tau_plus must be in [0, 1); got {tau_plus!r}")
 
 
+@CF_LOSSES.register("hdccf")
 class HDCCFLoss(nn.Module):
     r"""Hardness-aware debiased contrastive CF loss (design choice, see the module docstring).
 
