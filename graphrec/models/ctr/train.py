@@ -202,7 +202,7 @@ def _loss(model: CTRModel, table: CTRTable, rows: np.ndarray, max_len: int | Non
 
 def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """The trainer's optimizer: torch's fused Adam (one C++ loop over all tensors per step:
-    3x faster per step on CPU than the for-each kernels, ``benchmarks/ctr_ops.py``; the same
+    faster on CPU than the for-each kernels, BENCHMARKS.md "CTR building blocks"; the same
     numbers within float rounding)."""
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
 
