@@ -32,8 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+import _common as bench
 import torch
-from _common import RESULTS, data_root, machine, update_benchmarks_md, write_results
 
 from graphrec.models.cf import CFConfig, CFTrainer
 from graphrec.models.cf.data import load_cf_graph
@@ -164,7 +164,7 @@ def config_for(
 
 def graph_for(dataset: str, seed: int):
     valid = 0.1 if dataset == "ml-100k" else 0.05
-    return load_cf_graph(dataset, root=data_root(), valid_fraction=valid, seed=seed)
+    return load_cf_graph(dataset, root=bench.data_root(), valid_fraction=valid, seed=seed)
 
 
 def run_method(
@@ -227,7 +227,7 @@ def run_method(
         "train_wall_seconds": round(trainer.train_seconds, 1),
         "session_wall_seconds": round(time.perf_counter() - wall0, 1),
     }
-    (folder / f"{method}.json").write_text(json.dumps(result, indent=1))
+    bench.write_json(folder / f"{method}.json", result)
     print(json.dumps(result), flush=True)
     return result
 
@@ -292,10 +292,10 @@ def report(run_dir: Path, command: str) -> None:
         "thread for the same CPU-time budget (evaluation excluded).",
         "",
         f"Command: `{command}` (after the training runs it collects; see the script's "
-        f"docstring); machine: {machine()}, shared with other jobs (wall time is inflated by "
+        f"docstring); machine: {bench.machine()}, shared with other jobs (wall time is inflated by "
         "that; CPU time is the budgeted quantity). Curves: `benchmarks/results/cf_curves.png`.",
     ]
-    payload: dict = {"machine": machine(), "command": command, "datasets": {}}
+    payload: dict = {"machine": bench.machine(), "command": command, "datasets": {}}
     order = {m: k for k, m in enumerate(METHODS)}
     for ax, (dataset, files) in zip(axes[0], found.items(), strict=True):
         results = sorted(
@@ -320,21 +320,24 @@ def report(run_dir: Path, command: str) -> None:
             "",
             f"**{dataset}**, {budget:g} CPU s per method (strongest baseline: {base_name}):",
             "",
-            "| method | Recall@20 | NDCG@20 | Recall vs best baseline | best eval at CPU s "
-            "(epoch) | epochs in budget | settings |",
-            "|---|---|---|---|---|---|---|",
         ]
+        table = []
         for r, pt in rows:
-            ratio = pt["test_recall@20"] / base["test_recall@20"] if base else float("nan")
             epochs = max(
                 p["epoch"] for p in curves[r["method"]] if p["cpu_seconds"] <= 1.02 * budget
             )
-            lines.append(
-                f"| {r['method']} | {pt['test_recall@20']:.4f} | {pt['test_ndcg@20']:.4f} | "
-                f"{ratio:.3f} | {pt['cpu_seconds']:.0f} ({pt['epoch']:.0f}) | {epochs:.0f} | "
-                f"{_settings(r['config'])} |"
-            )
-        lines += [""] + [f"- {note}" for note in NOTES.get(dataset, [])]
+            table.append([
+                r["method"], f"{pt['test_recall@20']:.4f}", f"{pt['test_ndcg@20']:.4f}",
+                bench.ratio(pt["test_recall@20"], base["test_recall@20"], ".3f", "")
+                if base else "nan",
+                f"{pt['cpu_seconds']:.0f} ({pt['epoch']:.0f})", f"{epochs:.0f}",
+                _settings(r["config"]),
+            ])  # fmt: skip
+        header = ["method", "Recall@20", "NDCG@20", "Recall vs best baseline",
+                  "best eval at CPU s (epoch)", "epochs in budget", "settings"]  # fmt: skip
+        lines += [bench.md_table(header, table), ""] + [
+            f"- {note}" for note in NOTES.get(dataset, [])
+        ]
         longer = [r for r in results if r["budget_cpu_seconds"] > budget]
         for r in longer:
             lines += [
@@ -363,16 +366,15 @@ def report(run_dir: Path, command: str) -> None:
             "runs": results,
             "curves": curves,
         }
-        with (RESULTS / f"cf_{dataset}_curves.csv").open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["method", *CURVE_FIELDS])
-            writer.writeheader()
-            for method, pts in curves.items():
-                for p in pts:
-                    writer.writerow({"method": method, **p})
+        bench.write_csv(
+            bench.RESULTS / f"cf_{dataset}_curves.csv",
+            ({"method": method, **p} for method, pts in curves.items() for p in pts),
+            ["method", *CURVE_FIELDS],
+        )
     fig.tight_layout()
-    fig.savefig(RESULTS / "cf_curves.png", dpi=110)
-    write_results("cf", payload)
-    update_benchmarks_md("cf", "\n".join(lines))
+    fig.savefig(bench.RESULTS / "cf_curves.png", dpi=110)
+    bench.write_results("cf", payload)
+    bench.update_benchmarks_md("cf", "\n".join(lines))
     print("\n".join(lines))
 
 
@@ -391,7 +393,7 @@ def main() -> None:
         default=[],
         metavar="FIELD=VALUE",
         help="override a CFConfig field of the methods run (VALUE as JSON, e.g. "
-        "num_negatives=1, sampling=\"user\"); use a separate --run-dir",
+        'num_negatives=1, sampling="user"); use a separate --run-dir',
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -404,14 +406,12 @@ def main() -> None:
             overrides[field] = json.loads(value)
         except json.JSONDecodeError:
             overrides[field] = value  # a bare string, e.g. sampling=user
-    command = "python benchmarks/cf.py " + " ".join(sys.argv[1:])
+    command = bench.command_line("python benchmarks/cf.py")
     if not args.report:
         for dataset in args.dataset or ["ml-100k"]:
             graph = graph_for(dataset, args.seed)
             for method in args.methods:
-                run_method(
-                    graph, dataset, method, args.budget, args.run_dir, args.seed, overrides
-                )
+                run_method(graph, dataset, method, args.budget, args.run_dir, args.seed, overrides)
     if not args.no_report:
         report(args.run_dir, command)
 

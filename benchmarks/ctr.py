@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, data_root, machine, update_benchmarks_md, write_results  # noqa: E402
+import _common as bench  # noqa: E402
 
 from graphrec.models.ctr import evaluate_ctr, train_ctr, train_recipe  # noqa: E402
 from graphrec.models.ctr.experiment import (  # noqa: E402
@@ -58,13 +58,13 @@ from graphrec.nn.hier_attention import IntentOutput  # noqa: E402
 MODELS = ["lr", "widedeep", "deepfm", "dcn", "din"]
 #: Training settings per dataset (the same for base models and HIEN): the validated recipes.
 SETTINGS = {ds: asdict(train_recipe(ds)) for ds in ("ml-100k", "synthetic")}
-CELLS = RESULTS / "ctr_cells"
+CELLS = bench.RESULTS / "ctr_cells"
 #: A second batch size for the throughput (HIEN's official setting): per-step costs amortise.
 LARGE_BATCH = 4096
 
 
 def load(name: str) -> CTRDataset:
-    return load_ctr_dataset(name, data_root() if name == "ml-100k" else None, seed=0)
+    return load_ctr_dataset(name, bench.data_root() if name == "ml-100k" else None, seed=0)
 
 
 def planted_share(model, data: CTRDataset, planted: str) -> float:
@@ -104,8 +104,7 @@ def run_cell(data: CTRDataset, dataset: str, model_name: str, hien: bool, seed: 
         cell["beta"] = dict(zip(model.types, beta.tolist()))
         if dataset == "synthetic":
             cell["planted_share"] = planted_share(model, data, "cate")
-    CELLS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cell, indent=1))
+    bench.write_json(path, cell)
     return cell
 
 
@@ -129,15 +128,11 @@ def epoch_seconds(model, data: CTRDataset, batch_size: int, seed: int = 0) -> fl
 
 def throughput(data: CTRDataset, model_name: str, bs: int, repeat: int) -> dict:
     models = {h: build_ctr_model(model_name, data, hien=h) for h in (False, True)}
-    for m in models.values():  # warm-up
-        epoch_seconds(m, data, bs)
-    best = {False: float("inf"), True: float("inf")}
-    for _ in range(repeat):
-        for h, m in models.items():
-            best[h] = min(best[h], epoch_seconds(m, data, bs))
+    epochs = {h: partial(epoch_seconds, m, data, bs) for h, m in models.items()}
+    best = bench.alternating_best(epochs, repeat, warmup=1)
     rows = data.split.train.num_rows
     return {
-        "load_average_1min": os.getloadavg()[0],  # other jobs on the machine make it noisy
+        "load_average_1min": bench.load_average(),  # other jobs on the machine make it noisy
         "base_epoch_s": best[False],
         "hien_epoch_s": best[True],
         "base_samples_per_s": rows / best[False],
@@ -193,11 +188,9 @@ def step_breakdown(data: CTRDataset, model_name: str, bs: int, repeat: int) -> d
         ["without user intent", "without user and item intents", "without intents and tree"], 1
     ):
         models[name] = stripped(removed)
-    best = {name: float("inf") for name in models}
-    for _ in range(repeat):  # alternating, best of the repeats
-        for name, model in models.items():
-            best[name] = min(best[name], ms(model))
-    return best
+    return bench.alternating_best(
+        {name: partial(ms, model) for name, model in models.items()}, repeat
+    )
 
 
 def breakdown_markdown(results: dict, cmd: str) -> str:
@@ -206,21 +199,19 @@ def breakdown_markdown(results: dict, cmd: str) -> str:
     lines = [
         "## CTR: where HIEN's training time goes",
         "",
-        f"Command: `{cmd}` ({machine()}, torch threads 1). One training step (forward + "
+        f"Command: `{cmd}` ({bench.machine()}, torch threads 1). One training step (forward + "
         "backward, no optimizer) on a fixed batch of the training batch size, ms, best of the "
         "repeats; HIEN with its parts removed one after another (intents replaced by zero "
         "fields, refined tables by constants). The last column is what remains of HIEN's cost "
         "without any of its parts: the base model's dense part reading two extra fields.",
         "",
-        "| dataset / model | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
     ]
-    for key, row in results.items():
-        cells = [f"{row['base']:.2f}"] + [
-            f"{row[n]:.2f} ({row[n] / row['base']:.2f}x)" for n in names[1:]
-        ]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [
+        [key, f"{row['base']:.2f}"]
+        + [f"{row[n]:.2f} ({bench.ratio(row[n], row['base'])})" for n in names[1:]]
+        for key, row in results.items()
+    ]
+    return "\n".join(lines) + "\n" + bench.md_table(["dataset / model", *names], rows)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -259,7 +250,7 @@ def markdown(summary: dict, datasets: list[str], models: list[str], seeds: int, 
     out = [
         "## CTR: five base models with and without HIEN",
         "",
-        f"Command: `{cmd}` ({machine()}, torch threads 1). Test metrics, mean ± std over "
+        f"Command: `{cmd}` ({bench.machine()}, torch threads 1). Test metrics, mean ± std over "
         f"{seeds} seeds (weights and batch order; the data split is fixed). Training: Adam, "
         "early stopping on validation AUC; settings per dataset: "
         + "; ".join(
@@ -274,30 +265,31 @@ def markdown(summary: dict, datasets: list[str], models: list[str], seeds: int, 
         "",
     ]
     for ds in datasets:
-        extra = " planted top |" if ds == "synthetic" else ""
-        out += [
-            f"**{ds}**",
-            "",
-            f"| model | AUC | GAUC | logloss | AUC lift | samples/s | cost |{extra}",
-            "|---|---|---|---|---|---|---|" + ("---|" if extra else ""),
-        ]
+        planted = ds == "synthetic"
+        header = ["model", "AUC", "GAUC", "logloss", "AUC lift", "samples/s", "cost"]
+        rows = []
         for m in models:
             row = summary[f"{ds}/{m}"]
             for key in ("base", "hien"):
                 r = row[key]
-                label = names[m] if key == "base" else f"HIEN + {names[m]}"
-                cells = " | ".join(
-                    f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in ("auc", "gauc", "logloss")
-                )
-                lift = f"{row['auc_lift']:+.4f}" if key == "hien" else ""
-                sps = row["timing"][f"{key}_samples_per_s"]
-                cost = f"{row['timing']['ratio']:.2f}×" if key == "hien" else ""
-                line = f"| {label} | {cells} | {lift} | {sps:,.0f} | {cost} |"
-                if extra:
-                    share = row.get("planted_share")
-                    line += f" {share[0]:.2f} ± {share[1]:.2f} |" if key == "hien" else " |"
-                out.append(line)
-        out.append("")
+                hien = key == "hien"
+                cells = [names[m] if not hien else f"HIEN + {names[m]}"]
+                cells += [f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in ("auc", "gauc", "logloss")]
+                cells += [
+                    f"{row['auc_lift']:+.4f}" if hien else "",
+                    f"{row['timing'][f'{key}_samples_per_s']:,.0f}",
+                    f"{row['timing']['ratio']:.2f}×" if hien else "",
+                ]
+                if planted:
+                    share = row["planted_share"]
+                    cells.append(f"{share[0]:.2f} ± {share[1]:.2f}" if hien else "")
+                rows.append(cells)
+        out += [
+            f"**{ds}**",
+            "",
+            bench.md_table(header + (["planted top"] if planted else []), rows),
+            "",
+        ]
         out.append(
             f"Cost at batch {LARGE_BATCH} (same timing protocol): "
             + ", ".join(
@@ -357,7 +349,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     datasets, models = args.datasets.split(","), args.models.split(",")
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py " + " ".join(sys.argv[1:])
+    cmd = bench.command_line("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py")
     if args.breakdown:
         results = {}
         for ds in datasets:
@@ -365,11 +357,9 @@ def main() -> None:
             for m in tqdm(models, desc=f"{ds} breakdown", unit="model"):
                 bs = SETTINGS[ds]["batch_size"]
                 results[f"{ds} / {m}"] = step_breakdown(data, m, bs, args.repeat)
-        print(f"wrote {write_results('ctr_breakdown', {'command': cmd, 'ms': results})}")
-        text = breakdown_markdown(results, cmd.strip())
-        print(text)
-        if not args.no_md:
-            update_benchmarks_md("ctr-breakdown", text)
+        print(f"wrote {bench.write_results('ctr_breakdown', {'command': cmd, 'ms': results})}")
+        text = breakdown_markdown(results, cmd)
+        bench.publish("ctr-breakdown", text, update_md=not args.no_md)
         return
     cells, timing = [], {}
     for ds in datasets:
@@ -386,19 +376,17 @@ def main() -> None:
             for bs in (SETTINGS[ds]["batch_size"], LARGE_BATCH):
                 if f"{m}@{bs}" not in saved:
                     saved[f"{m}@{bs}"] = throughput(data, m, bs, args.repeat)
-                    timing_path.write_text(json.dumps(saved, indent=1))
+                    bench.write_json(timing_path, saved)
             timing[f"{ds}/{m}"] = saved[f"{m}@{SETTINGS[ds]['batch_size']}"]
             timing[f"{ds}/{m}@large"] = saved[f"{m}@{LARGE_BATCH}"]
     if args.cells_only:
         return
     summary = summarise(cells, timing, datasets, models)
-    payload = {"machine": machine(), "command": cmd.strip(), "settings": SETTINGS,
+    payload = {"machine": bench.machine(), "command": cmd, "settings": SETTINGS,
                "summary": summary, "cells": cells}  # fmt: skip
-    print(f"wrote {write_results('ctr', payload)}")
-    text = markdown(summary, datasets, models, args.seeds, cmd.strip())
-    print(text)
-    if not args.no_md:
-        update_benchmarks_md("ctr", text)
+    print(f"wrote {bench.write_results('ctr', payload)}")
+    text = markdown(summary, datasets, models, args.seeds, cmd)
+    bench.publish("ctr", text, update_md=not args.no_md)
 
 
 if __name__ == "__main__":

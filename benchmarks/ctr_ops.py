@@ -21,17 +21,17 @@ Writes ``benchmarks/results/ctr_ops.json`` and the ``ctr-ops`` section of BENCHM
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import data_root, machine, update_benchmarks_md, write_results  # noqa: E402
+import _common as bench  # noqa: E402
 
 from graphrec.models.ctr.experiment import build_ctr_model, load_ctr_dataset  # noqa: E402
 from graphrec.models.ctr.features import _lookup  # noqa: E402
@@ -51,7 +51,7 @@ def cases() -> list[tuple[str, str, Callable[[], None], Callable[[], None]]]:
     scores = torch.randn(1024, 73, generator=g, requires_grad=True)
     types = torch.randn(1024, 3, generator=g, requires_grad=True)
     clickers = torch.randn(1024, 10, generator=g, requires_grad=True)
-    data = load_ctr_dataset("ml-100k", data_root() / "movielens" / "ml-100k", seed=0)
+    data = load_ctr_dataset("ml-100k", bench.data_root() / "movielens" / "ml-100k", seed=0)
     params = list(build_ctr_model("widedeep", data, hien=True).parameters())
     for p in params:
         p.grad = torch.randn_like(p)
@@ -105,38 +105,41 @@ def main() -> None:
     parser.add_argument("--no-md", action="store_true", help="leave BENCHMARKS.md alone")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr_ops.py " + " ".join(sys.argv[1:])
+    cmd = bench.command_line("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr_ops.py")
     rows = {}
     for name, variants, default, ours in cases():
         default(), ours()  # warm-up
-        best = [float("inf"), float("inf")]
-        for _ in range(args.repeat):
-            for i, fn in enumerate((default, ours)):
-                best[i] = min(best[i], ms(fn, args.calls))
-        rows[name] = {"variants": variants, "default_ms": best[0], "ours_ms": best[1],
-                      "speedup": best[0] / best[1]}  # fmt: skip
-        print(f"{name:45s} {best[0]:7.3f} ms -> {best[1]:7.3f} ms ({best[0] / best[1]:.2f}x)")
-    load = os.getloadavg()[0]
-    print(f"wrote {write_results('ctr_ops', {'command': cmd.strip(), 'load': load, 'rows': rows})}")
-    lines = [
-        "## CTR building blocks: our choice against the torch default",
-        "",
-        f"Command: `{cmd.strip()}` ({machine()}, torch threads 1, 1-min load average at the "
-        f"end {load:.1f}). Forward + backward (Adam: one step), ms, best of {args.repeat} "
-        f"rounds of {args.calls} calls, the two variants alternating.",
-        "",
-        "| operation | torch default | ours | speed-up |",
-        "|---|---|---|---|",
-    ]
-    for name, r in rows.items():
-        lines.append(
-            f"| {name} ({r['variants']}) | {r['default_ms']:.3f} | {r['ours_ms']:.3f} | "
-            f"{r['speedup']:.2f}x |"
+        best = bench.alternating_best(
+            {"default": partial(ms, default, args.calls), "ours": partial(ms, ours, args.calls)},
+            args.repeat,
         )
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_md:
-        update_benchmarks_md("ctr-ops", text)
+        default_ms, ours_ms = best["default"], best["ours"]
+        rows[name] = {"variants": variants, "default_ms": default_ms, "ours_ms": ours_ms,
+                      "speedup": default_ms / ours_ms}  # fmt: skip
+        speedup = bench.ratio(default_ms, ours_ms)
+        print(f"{name:45s} {default_ms:7.3f} ms -> {ours_ms:7.3f} ms ({speedup})")
+    load = bench.load_average()
+    print(f"wrote {bench.write_results('ctr_ops', {'command': cmd, 'load': load, 'rows': rows})}")
+    table = bench.md_table(
+        ["operation", "torch default", "ours", "speed-up"],
+        [
+            [f"{name} ({r['variants']})", f"{r['default_ms']:.3f}", f"{r['ours_ms']:.3f}",
+             bench.ratio(r["default_ms"], r["ours_ms"])]
+            for name, r in rows.items()
+        ],
+    )  # fmt: skip
+    text = "\n".join(
+        [
+            "## CTR building blocks: our choice against the torch default",
+            "",
+            f"Command: `{cmd}` ({bench.machine()}, torch threads 1, 1-min load average at the "
+            f"end {load:.1f}). Forward + backward (Adam: one step), ms, best of {args.repeat} "
+            f"rounds of {args.calls} calls, the two variants alternating.",
+            "",
+            table,
+        ]
+    )
+    bench.publish("ctr-ops", text, update_md=not args.no_md)
 
 
 if __name__ == "__main__":

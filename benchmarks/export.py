@@ -17,17 +17,14 @@ variables.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import data_root, machine, update_benchmarks_md, write_results  # noqa: E402
+import _common as bench  # noqa: E402
 
 from graphrec.export import (  # noqa: E402
     ExportError,
@@ -46,13 +43,8 @@ CF_BATCH = 64  # users scored against every item
 
 
 def _median_ms(fn, repeat: int) -> float:
-    fn(), fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    """Median milliseconds of ``repeat`` calls after two warm-up calls."""
+    return 1e3 * bench.median_time(fn, repeat, warmup=2)
 
 
 def _plans(args: argparse.Namespace) -> list[tuple[ExportPlan, list[tuple[str, object]]]]:
@@ -69,7 +61,7 @@ def _plans(args: argparse.Namespace) -> list[tuple[ExportPlan, list[tuple[str, o
     csr = plan_fastcover(fastcover, aggregation="csr", max_segment=1024, name="fastcover_d2_csr")
     out.append((csr, [("20,000 nodes / 80,000 edges", csr.make_inputs(20_000, 12, 80_000))]))
 
-    graph = load_cf_graph("ml-100k", root=data_root() / "movielens" / "ml-100k")
+    graph = load_cf_graph("ml-100k", root=bench.data_root() / "movielens" / "ml-100k")
     for backbone in ("mf", "lightgcn"):
         torch.manual_seed(0)
         model = build_backbone(graph, CFConfig(backbone=backbone, embedding_dim=64, num_layers=3))
@@ -149,12 +141,12 @@ def main() -> None:
     command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/export.py" + (
         f" --repeat {args.repeat}" if args.repeat != 50 else ""
     )
-    write_results("export", {"machine": machine(), "command": command, "rows": rows})
+    bench.write_results("export", {"machine": bench.machine(), "command": command, "rows": rows})
     lines = [
         "## Mobile export: torch eager vs onnxruntime vs MNN",
         "",
-        f"Command: `{command}`; machine: {machine()} (1-min load average at the end: "
-        f"{os.getloadavg()[0]:.1f}); one thread per "
+        f"Command: `{command}`; machine: {bench.machine()} (1-min load average at the end: "
+        f"{bench.load_average():.1f}); one thread per "
         "runtime; median of the timed runs after two warm-ups, milliseconds per inference. "
         "`x torch` = torch eager time / runtime time (the baseline is torch eager in the same "
         "run). Every model passed the parity gate first (max |diff| vs torch on 3 other "
@@ -164,24 +156,24 @@ def main() -> None:
         "to be correct on the device. MF/LightGCN/CTR inputs are the same tensors in all "
         "three runtimes.",
         "",
-        "| model | input | torch eager | onnxruntime (x torch) | MNN (x torch) | .onnx KB | "
-        ".mnn KB | parity max abs diff |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    table = []
     for r in rows:
         t = r["torch_ms"]
         mnn = (
             "refused (csr)"
             if r["mnn_ms"] is None
-            else f"{r['mnn_ms']:.3f} ({t / r['mnn_ms']:.2g}x)"
+            else f"{r['mnn_ms']:.3f} ({bench.ratio(t, r['mnn_ms'], '.2g')})"
         )
         mnn_kb = "-" if r["mnn_bytes"] is None else f"{r['mnn_bytes'] / 1024:.0f}"
-        lines.append(
-            f"| {r['model']} | {r['input']} | {t:.3f} | {r['onnxruntime_ms']:.3f} "
-            f"({t / r['onnxruntime_ms']:.2g}x) | {mnn} | {r['onnx_bytes'] / 1024:.0f} | "
-            f"{mnn_kb} | {r['max_abs_diff']:.1e} |"
-        )
-    update_benchmarks_md("export", "\n".join(lines))
+        table.append([
+            r["model"], r["input"], f"{t:.3f}",
+            f"{r['onnxruntime_ms']:.3f} ({bench.ratio(t, r['onnxruntime_ms'], '.2g')})", mnn,
+            f"{r['onnx_bytes'] / 1024:.0f}", mnn_kb, f"{r['max_abs_diff']:.1e}",
+        ])  # fmt: skip
+    header = ["model", "input", "torch eager", "onnxruntime (x torch)", "MNN (x torch)",
+              ".onnx KB", ".mnn KB", "parity max abs diff"]  # fmt: skip
+    bench.update_benchmarks_md("export", "\n".join(lines) + "\n" + bench.md_table(header, table))
 
 
 if __name__ == "__main__":

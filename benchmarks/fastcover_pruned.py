@@ -11,7 +11,6 @@ and their wall time (forward pass + balls + greedy) against closure + greedy.
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, data_root, machine, update_benchmarks_md  # noqa: E402
+import _common as bench  # noqa: E402
 
 from combinatorial import adjacency, coverage, d_closure, greedy  # noqa: E402
 from combinatorial.gnn import load_pretrained, scores  # noqa: E402
@@ -35,7 +34,7 @@ POOLS = (4, 8)
 
 def main() -> None:
     torch.set_num_threads(1)
-    root = data_root() / "fastcover/directed"
+    root = bench.data_root() / "fastcover/directed"
     rows = []
     for name in GRAPHS:
         g = read_edgelist(root / f"{name}.txt.gz")
@@ -67,35 +66,32 @@ def main() -> None:
                 print(" ".join(f"{v:.3f}" if isinstance(v, float) else str(v)
                                for v in row.values()), flush=True)  # fmt: skip
             del closure
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / "fastcover_pruned.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    bench.write_csv(bench.RESULTS / "fastcover_pruned.csv", rows, rows[0])
     lines = [
-        f"Machine: {machine()}, torch 1 thread. Command: "
+        f"Machine: {bench.machine()}, torch 1 thread. Command: "
         "`.venv/bin/python benchmarks/fastcover_pruned.py`. Six held-out directed graphs x "
         "k in {1, 8, 32, 128, 1024}; mean ratio to exact greedy and mean wall time (FastCover: "
         "forward pass, after one warm-up; pools: + d-balls of the pool + greedy; greedy: "
         "d-closure + lazy greedy).",
         "",
-        "| d | one pass | one pass s | pool 4k | pool 4k s | pool 8k | pool 8k s | min pool 8k |"
-        " greedy s |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    means = []
     for d in (1, 2, 3):
         sub = [r for r in rows if r["d"] == d]
-        m = {key: float(np.mean([r[key] for r in sub])) for key in sub[0] if key.endswith(
-            ("pass", "_s", "pool4", "pool8"))}
+        m = {
+            key: float(np.mean([r[key] for r in sub]))
+            for key in sub[0]
+            if key.endswith(("pass", "_s", "pool4", "pool8"))
+        }
         worst = min(r["pool8"] for r in sub)
-        lines.append(
-            f"| {d} | {m['one_pass']:.3f} | {m['one_pass_s']:.3f} | {m['pool4']:.3f} | "
-            f"{m['pool4_s']:.3f} | {m['pool8']:.3f} | {m['pool8_s']:.3f} | {worst:.3f} | "
-            f"{m['greedy_s']:.3f} |"
-        )
-    table = "\n".join(lines)
+        means.append([d] + [f"{v:.3f}" for v in (
+            m["one_pass"], m["one_pass_s"], m["pool4"], m["pool4_s"], m["pool8"], m["pool8_s"],
+            worst, m["greedy_s"])])  # fmt: skip
+    header = ["d", "one pass", "one pass s", "pool 4k", "pool 4k s", "pool 8k", "pool 8k s",
+              "min pool 8k", "greedy s"]  # fmt: skip
+    table = "\n".join(lines) + "\n" + bench.md_table(header, means)
     print(table)
-    update_benchmarks_md(
+    bench.update_benchmarks_md(
         "fastcover-pruned",
         "## FastCover + candidate-pruned greedy (`benchmarks/fastcover_pruned.py`)\n\n" + table,
     )

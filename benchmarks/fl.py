@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, data_root, machine, update_benchmarks_md, write_results  # noqa: E402
+import _common as bench  # noqa: E402
 
 from graphrec.datasets import load_amazon_electronics_users, load_movielens100k  # noqa: E402
 from graphrec.federated import (  # noqa: E402
@@ -72,7 +72,7 @@ COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part {part}"
 
 
 def amazon_din_task() -> CTRModelTask:
-    amazon = load_amazon_electronics_users(data_root() / "amazon_electronics_users")
+    amazon = load_amazon_electronics_users(bench.data_root() / "amazon_electronics_users")
     split = amazon_ctr(amazon, valid_fraction=0.0, test_fraction=0.2)
     features = CTRFeatures.from_table(split.train)
     parts = natural_partition(split.train.categorical["user"])
@@ -84,7 +84,7 @@ def amazon_din_task() -> CTRModelTask:
 
 
 def movielens_task() -> EmbeddingCTRTask:
-    ml = load_movielens100k(data_root() / "movielens" / "ml-100k")
+    ml = load_movielens100k(bench.data_root() / "movielens" / "ml-100k")
     return EmbeddingCTRTask.from_movielens(ml, dim=8, hidden=16)
 
 
@@ -112,7 +112,7 @@ def part_fedsubavg(args: argparse.Namespace) -> None:
         "amazon_din": (amazon_din_task, args.rounds, args.per_round),
         "movielens_tinyctr": (movielens_task, args.rounds, args.per_round),
     }
-    out: dict[str, Any] = {"machine": machine(), "seed": args.seed, "datasets": {}}
+    out: dict[str, Any] = {"machine": bench.machine(), "seed": args.seed, "datasets": {}}
     for name, (make, rounds, per_round) in settings.items():
         task = make()
         runs = []
@@ -133,7 +133,7 @@ def part_fedsubavg(args: argparse.Namespace) -> None:
             )
             print(f"  best AUC {runs[-1]['best_auc']:.4f} ({runs[-1]['seconds']:.0f} s)")
             out["datasets"][name] = {"devices": task.graph.num_devices, "runs": runs}
-            write_results("fl_fedsubavg", out)
+            bench.write_results("fl_fedsubavg", out)
         fedavg = max((r for r in runs if r["strategy"] == "fedavg"), key=lambda r: r["best_auc"])
         target = fedavg["best_auc"]
         base = rounds_to_reach(_history(fedavg), target, "auc")
@@ -144,14 +144,14 @@ def part_fedsubavg(args: argparse.Namespace) -> None:
         out["datasets"][name].update(
             {"fedavg_best_lr": fedavg["lr"], "fedavg_best_auc": target, "rounds": rounds}
         )
-        write_results("fl_fedsubavg", out)
+        bench.write_results("fl_fedsubavg", out)
     out["settings"] = {
         "rounds": args.rounds,
         "clients_per_round": args.per_round,
         "eval_every": args.eval_every,
         "local": "SGD lr x 0.999/round, batch 4, 10 steps, clip 5",
     }
-    write_results("fl_fedsubavg", out)
+    bench.write_results("fl_fedsubavg", out)
     _plot_fedsubavg(out)
     _write_md("fedsubavg", _md_fedsubavg(out))
 
@@ -174,7 +174,7 @@ def _plot_fedsubavg(out: dict[str, Any]) -> None:
         ax.set(title=name, xlabel="round", ylabel="test AUC")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "fl_fedsubavg.png", dpi=100)
+    fig.savefig(bench.RESULTS / "fl_fedsubavg.png", dpi=100)
 
 
 def _md_fedsubavg(out: dict[str, Any]) -> str:
@@ -183,22 +183,21 @@ def _md_fedsubavg(out: dict[str, Any]) -> str:
         f"**(a) FedSubAvg vs FedAvg** ({s['rounds']} rounds, {s['clients_per_round']} clients "
         f"per round, {s['local']}; test AUC every {s['eval_every']} rounds; seed {out['seed']}).",
         f"Command: `{COMMAND.format(part='fedsubavg')}`; {out['machine']}.",
-        "",
-        "| task | strategy | lr | best AUC | rounds to FedAvg's best | ratio to FedAvg |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     for name, d in out["datasets"].items():
         for r in d["runs"]:
             reached = r.get("rounds_to_fedavg_best")
-            ratio = r.get("round_ratio_vs_fedavg")
-            lines.append(
-                f"| {name} ({d['devices']} devices) | {r['strategy']} | {r['lr']} | "
-                f"{r['best_auc']:.4f} | {'never' if reached is None else reached} | "
-                f"{'-' if ratio is None else f'{ratio:.2f}'} |"
-            )
-    lines.append("")
-    lines.append("Plot: `benchmarks/results/fl_fedsubavg.png`.")
-    return "\n".join(lines)
+            rel = r.get("round_ratio_vs_fedavg")
+            rows.append([
+                f"{name} ({d['devices']} devices)", r["strategy"], r["lr"], f"{r['best_auc']:.4f}",
+                "never" if reached is None else reached, "-" if rel is None else f"{rel:.2f}",
+            ])  # fmt: skip
+    header = ["task", "strategy", "lr", "best AUC", "rounds to FedAvg's best", "ratio to FedAvg"]
+    return "\n".join(
+        lines
+        + ["", bench.md_table(header, rows), "", "Plot: `benchmarks/results/fl_fedsubavg.png`."]
+    )
 
 
 # --------------------------------------------------------------------------- (b) ODE
@@ -208,7 +207,7 @@ def ode_tasks(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The ODE settings: Synthetic(1, 1) (the paper's ST task shape) and UCI Heart Disease."""
     syn = synthetic_leaf(1.0, 1.0, args.ode_devices, samples_per_device=1000, seed=args.seed)
     syn_train, syn_test = holdout(syn.parts, 0.2, args.seed)
-    heart = load_uci_heart_per_centre(data_root() / "fl" / "uci_heart_disease")
+    heart = load_uci_heart_per_centre(bench.data_root() / "fl" / "uci_heart_disease")
     x = heart.x.copy()
     mean, std = np.nanmean(x, 0), np.nanstd(x, 0) + 1e-8
     x = np.nan_to_num((x - mean) / std)  # standardised; missing -> the mean
@@ -248,7 +247,7 @@ def ode_tasks(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def part_ode(args: argparse.Namespace) -> None:
     if args.selectors[0] != "rs":
         raise SystemExit("--selectors must start with rs (the speedup reference)")
-    out: dict[str, Any] = {"machine": machine(), "seed": args.seed, "tasks": {}}
+    out: dict[str, Any] = {"machine": bench.machine(), "seed": args.seed, "tasks": {}}
     out["settings"] = {"local_epochs": 5, "batch": "whole store", "tail": args.tail}
     for name, t in ode_tasks(args).items():
         local = LocalConfig(
@@ -299,7 +298,7 @@ def part_ode(args: argparse.Namespace) -> None:
                 },
                 "runs": runs,
             }
-            write_results("fl_ode", out)
+            bench.write_results("fl_ode", out)
             _write_md("ode", _md_ode(out))
 
 
@@ -333,30 +332,20 @@ def _md_ode(out: dict[str, Any]) -> str:
     for name, d in out["tasks"].items():
         s = d["settings"]
         sel = [k for k in names if k in d["runs"]]
+        runs = [d["runs"][k] for k in sel]
+        rows = [
+            ["speedup"]
+            + ["-" if r["speedup_vs_rs"] is None else f"{r['speedup_vs_rs']:.2f}x" for r in runs],
+            ["final acc. (%)"] + [f"{100 * r['final_accuracy']:.2f}" for r in runs],
+            ["valuation ms / sample"] + [f"{r['ms_per_sample']:.3f}" for r in runs],
+            ["bytes / sample"] + [f"{r['bytes_per_sample']:.0f}" for r in runs],
+        ]
         lines += [
             f"{name}: {d['about']}; {s['clients_per_round']} devices per round, |B| = "
             f"{s['buffer']}, {s['velocity']} arrivals per round, {s['rounds']} rounds, "
             f"lr {s['lr']}.",
             "",
-            "| | " + " | ".join(names[k] for k in sel) + " |",
-            "|---|" + "---|" * len(sel),
-            "| speedup | "
-            + " | ".join(
-                "-"
-                if d["runs"][k]["speedup_vs_rs"] is None
-                else f"{d['runs'][k]['speedup_vs_rs']:.2f}x"
-                for k in sel
-            )
-            + " |",
-            "| final acc. (%) | "
-            + " | ".join(f"{100 * d['runs'][k]['final_accuracy']:.2f}" for k in sel)
-            + " |",
-            "| valuation ms / sample | "
-            + " | ".join(f"{d['runs'][k]['ms_per_sample']:.3f}" for k in sel)
-            + " |",
-            "| bytes / sample | "
-            + " | ".join(f"{d['runs'][k]['bytes_per_sample']:.0f}" for k in sel)
-            + " |",
+            bench.md_table([""] + [names[k] for k in sel], rows),
             "",
         ]
     return "\n".join(lines)
@@ -414,7 +403,7 @@ def part_throughput(args: argparse.Namespace) -> None:
         flush=True,
     )
     out = {
-        "machine": machine(),
+        "machine": bench.machine(),
         "seed": args.seed,
         "devices": devices,
         "clients_per_round": per_round,
@@ -435,7 +424,7 @@ def part_throughput(args: argparse.Namespace) -> None:
         },
         "ratio": in_process / flower_rate,
     }
-    write_results("fl_throughput", out)
+    bench.write_results("fl_throughput", out)
     _write_md(
         "throughput",
         "\n".join(
@@ -447,12 +436,18 @@ def part_throughput(args: argparse.Namespace) -> None:
                 f"start-up, took {round_s[0]:.0f} s).",
                 f"Command: `{COMMAND.format(part='throughput')}`; {out['machine']}.",
                 "",
-                "| engine | rounds | client updates / s |",
-                "|---|---|---|",
-                f"| graphrec in-process | {args.tp_rounds} | {in_process:.0f} |",
-                f"| Flower simulation | {args.tp_flower_rounds} | {flower_rate:.1f} "
-                f"(wall incl. start-up {flower_wall:.0f} s) |",
-                f"| ratio | | **{out['ratio']:.0f}x** |",
+                bench.md_table(
+                    ["engine", "rounds", "client updates / s"],
+                    [
+                        ["graphrec in-process", args.tp_rounds, f"{in_process:.0f}"],
+                        [
+                            "Flower simulation",
+                            args.tp_flower_rounds,
+                            f"{flower_rate:.1f} (wall incl. start-up {flower_wall:.0f} s)",
+                        ],
+                        ["ratio", "", f"**{bench.ratio(in_process, flower_rate, '.0f')}**"],
+                    ],
+                ),
             ]
         ),
     )
@@ -463,13 +458,16 @@ def part_throughput(args: argparse.Namespace) -> None:
 
 def _write_md(part: str, text: str) -> None:
     """Keep one block per part in ``fl_md.json`` and rewrite the whole ``fl`` section."""
-    store = RESULTS / "fl_md.json"
+    store = bench.RESULTS / "fl_md.json"
     blocks = json.loads(store.read_text()) if store.exists() else {}
-    load = os.getloadavg()[0]
-    blocks[part] = f"{text}\n\nLoad average (1 min) when this part finished: {load:.1f}."
-    store.write_text(json.dumps(blocks, indent=1))
+    blocks[part] = (
+        f"{text}\n\nLoad average (1 min) when this part finished: {bench.load_average():.1f}."
+    )
+    bench.write_json(store, blocks)
     order = [p for p in ("fedsubavg", "ode", "throughput") if p in blocks]
-    update_benchmarks_md("fl", "## Federated learning\n\n" + "\n\n".join(blocks[p] for p in order))
+    bench.update_benchmarks_md(
+        "fl", "## Federated learning\n\n" + "\n\n".join(blocks[p] for p in order)
+    )
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import torch
 from torch_geometric.data import Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_time, data_root, machine, update_benchmarks_md, write_results  # noqa: E402
+import _common as bench  # noqa: E402
 
 from graphrec.io import read_edgelist, read_interactions  # noqa: E402
 
@@ -133,22 +133,22 @@ def main() -> None:
         "--baseline-label", default="", help="what the baseline is, e.g. its commit"
     )
     args = parser.parse_args()
-    load_start = os.getloadavg()[0]
-    root = data_root()
+    load_start = bench.load_average()
+    root = bench.data_root()
     douban = root / "fastcover/directed/soc-douban.txt.gz"
     gowalla = root / "lightgcn/gowalla/test.txt.gz"
     rows = []
 
-    t_ours, g = best_time(lambda: read_edgelist(douban))
-    t_nx, g_nx = best_time(lambda: _networkx_to_data(douban))
-    t_pd, g_pd = best_time(lambda: _pandas_to_data(douban))
+    t_ours, g = bench.best_time(lambda: read_edgelist(douban))
+    t_nx, g_nx = bench.best_time(lambda: _networkx_to_data(douban))
+    t_pd, g_pd = bench.best_time(lambda: _pandas_to_data(douban))
     assert g.num_edges == g_pd.edge_index.shape[1] == 327_162 and g.num_nodes == 154_908
     rows.append(("soc-douban.txt.gz (327,162 edges)", "graphrec.io.read_edgelist", t_ours, 1.0))
     rows.append(("", "networkx.read_edgelist -> Data", t_nx, t_nx / t_ours))
     rows.append(("", "pandas.read_csv -> Data (no validation)", t_pd, t_pd / t_ours))
 
-    t_ours_g, inter = best_time(lambda: read_interactions(gowalla, format="lightgcn"))
-    t_py, (u, _) = best_time(lambda: _python_lightgcn(gowalla))
+    t_ours_g, inter = bench.best_time(lambda: read_interactions(gowalla, format="lightgcn"))
+    t_py, (u, _) = bench.best_time(lambda: _python_lightgcn(gowalla))
     assert len(inter.user) == len(u)
     rows.append(
         (f"gowalla test.txt.gz ({len(u):,} pairs)", "graphrec.io.read_interactions", t_ours_g, 1.0)
@@ -156,15 +156,16 @@ def main() -> None:
     rows.append(("", "Python line loop (LightGCN-style)", t_py, t_py / t_ours_g))
 
     lines = [
-        f"Machine: {machine()}, load average {load_start:.1f} at the start "
+        f"Machine: {bench.machine()}, load average {load_start:.1f} at the start "
         "(other work ran alongside). Command: `.venv/bin/python benchmarks/io.py"
         + (" --baseline SRC" if args.baseline else "")
         + "` (best of 3, same process).",
         "",
-        "| file | reader | seconds | time / graphrec |",
-        "|---|---|---|---|",
+        bench.md_table(
+            ["file", "reader", "seconds", "time / graphrec"],
+            [[f, r, f"{t:.3f}", f"{rel:.2f}x"] for f, r, t, rel in rows],
+        ),
     ]
-    lines += [f"| {f} | {r} | {t:.3f} | {ratio:.2f}x |" for f, r, t, ratio in rows]
     with tempfile.TemporaryDirectory() as folder:
         large = large_rows(args.baseline, Path(folder))
     baseline = f" ({args.baseline_label})" if args.baseline_label else ""
@@ -176,28 +177,34 @@ def main() -> None:
         f"(168 MB). Baseline{baseline}: the reader before streaming, reading the whole file "
         "and splitting it into Python bytes objects.",
         "",
-        "| file | reader | seconds | peak RSS above imports | peak / output |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['file']} | {r['reader']} | {r['seconds']:.2f} | {r['peak_bytes'] / 2**20:,.0f} MiB "
-        f"| {r['peak_bytes'] / r['final_bytes']:.2f}x |"
-        for r in large
+        bench.md_table(
+            ["file", "reader", "seconds", "peak RSS above imports", "peak / output"],
+            [
+                [
+                    r["file"],
+                    r["reader"],
+                    f"{r['seconds']:.2f}",
+                    f"{r['peak_bytes'] / 2**20:,.0f} MiB",
+                    bench.ratio(r["peak_bytes"], r["final_bytes"]),
+                ]
+                for r in large
+            ],
+        ),
     ]
     table = "\n".join(lines)
     print(table)
-    write_results(
+    bench.write_results(
         "io",
         {
-            "machine": machine(),
+            "machine": bench.machine(),
             "load_average_start": load_start,
-            "load_average_end": os.getloadavg()[0],
+            "load_average_end": bench.load_average(),
             "rows": [list(r) for r in rows],
             "large": large,
             "baseline": args.baseline_label or None,
         },
     )
-    update_benchmarks_md("io", "## Loading files (`benchmarks/io.py`)\n\n" + table)
+    bench.update_benchmarks_md("io", "## Loading files (`benchmarks/io.py`)\n\n" + table)
 
 
 if __name__ == "__main__":
