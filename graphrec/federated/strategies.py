@@ -33,6 +33,7 @@ from torch import Tensor
 
 from graphrec.errors import ConfigError
 from graphrec.graphs.device_cloud import DeviceCloudGraph
+from graphrec.nn.row_aggregation import RowAggregation
 from graphrec.registry import FL_STRATEGIES
 
 __all__ = [
@@ -157,26 +158,20 @@ class Strategy:
     def _row_sums(
         global_state: Mapping[str, Tensor], updates: Sequence[ClientUpdate], w: np.ndarray
     ) -> dict[str, tuple[str, Tensor, Tensor, Tensor]]:
-        """Per table parameter: ``(table, sum_i w_i Delta_ij, sum_i w_i [j in S_i], count)``."""
+        """Per table parameter: ``(table, sum_i w_i Delta_ij, sum_i w_i [j in S_i], count)``,
+        one :class:`graphrec.nn.RowAggregation` over the round's device -> row edges."""
         out = {}
+        aggregation = RowAggregation()
         names = {name for u in updates for name in u.rows}
         for name in names:
             shape = global_state[name].shape
-            acc = torch.zeros(shape, dtype=torch.float64)
-            wsum = torch.zeros(shape[0], dtype=torch.float64)
-            count = torch.zeros(shape[0], dtype=torch.float64)
-            table = None
-            for wi, u in zip(w, updates, strict=True):
-                if name not in u.rows:
-                    continue
-                r = u.rows[name]
-                table = r.table
-                acc.index_add_(0, r.index, wi * r.values.double())
-                wsum.index_add_(
-                    0, r.index, torch.full((r.index.numel(),), float(wi), dtype=torch.float64)
-                )
-                count.index_add_(0, r.index, torch.ones(r.index.numel(), dtype=torch.float64))
-            out[name] = (table, acc, wsum, count)
+            slots = [k for k, u in enumerate(updates) if name in u.rows]
+            rows = [updates[k].rows[name] for k in slots]
+            width = math.prod(shape[1:])
+            values = torch.cat([r.values.double().reshape(r.index.numel(), width) for r in rows])
+            edge_index = DeviceCloudGraph.update_edge_index([r.index for r in rows])
+            agg = aggregation(values, edge_index, torch.from_numpy(w[slots]), shape[0])
+            out[name] = (rows[-1].table, agg.total.reshape(shape), agg.weight, agg.count)
         return out
 
 

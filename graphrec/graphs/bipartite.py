@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch_geometric.data import Data
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from graphrec.errors import ConfigError
 from graphrec.io import Interactions
@@ -165,19 +166,14 @@ class BipartiteGraph:
     def normalized_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(edge_index, edge_weight)`` of ``D^-1/2 A D^-1/2`` (LightGCN propagation).
 
-        ``edge_weight = 1 / sqrt(deg(u) deg(i))`` over training degrees; the same values as
-        ``torch_geometric.nn.conv.gcn_norm(edge_index, add_self_loops=False)``, computed once
-        so that :class:`~torch_geometric.nn.conv.LGConv` can run with ``normalize=False``.
+        ``edge_weight = 1 / sqrt(deg(u) deg(i))`` over training degrees
+        (``torch_geometric.nn.conv.gcn_norm`` without self-loops), computed once so that
+        :class:`graphrec.nn.LGConv` can run with ``normalize=False``.
         """
         if "norm" not in self._cache:
-            edge_index = self.edge_index()
-            deg = torch.from_numpy(
-                np.concatenate([self.user_degree(), self.item_degree()]).astype(np.float32)
+            self._cache["norm"] = gcn_norm(
+                self.edge_index(), num_nodes=self.num_nodes, add_self_loops=False
             )
-            inv_sqrt = deg.pow(-0.5)
-            inv_sqrt[deg == 0] = 0.0
-            weight = inv_sqrt[edge_index[0]] * inv_sqrt[edge_index[1]]
-            self._cache["norm"] = (edge_index, weight)
         return self._cache["norm"]
 
     def normalized_adjacency(self) -> torch.Tensor:

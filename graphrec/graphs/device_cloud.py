@@ -204,6 +204,23 @@ class DeviceCloudGraph:
         dst = torch.from_numpy(coo.col.astype(np.int64)) + self.num_devices
         return torch.stack([src, dst])
 
+    @staticmethod
+    def update_edge_index(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[2, E]`` int64 device -> row edges of one round's row updates (the part of the
+        graph a round touches, the input of :class:`graphrec.nn.RowAggregation`): device slot
+        ``k`` (the round's ``k``-th update) to each row of ``rows[k]``, in that order.
+
+        Example:
+            >>> DeviceCloudGraph.update_edge_index([torch.tensor([2, 5]), torch.tensor([5])])
+            tensor([[0, 0, 1],
+                    [2, 5, 5]])
+        """
+        if not rows:
+            return torch.empty(2, 0, dtype=torch.long)
+        counts = torch.tensor([r.numel() for r in rows])
+        slots = torch.repeat_interleave(torch.arange(len(rows)), counts)
+        return torch.stack([slots, torch.cat([r.reshape(-1).long() for r in rows])])
+
     def server_edge_index(self) -> torch.Tensor:
         """``[2, D]`` device -> server edges; the server is node ``D``."""
         src = torch.arange(self.num_devices)

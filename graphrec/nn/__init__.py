@@ -1,10 +1,18 @@
-"""Message-passing and interaction layers shared by the graphrec models (one layer per file)."""
+"""Message-passing and interaction layers shared by the graphrec models (one layer per file).
+
+The graph layers (:class:`GRATConv`, :class:`TreeAggregation`, :class:`LGConv`,
+:class:`RowAggregation`) reduce through :mod:`graphrec.nn.segment`, so each runs in the
+``"scatter"``, ``"dense"`` and ``"csr"`` aggregation modes (:func:`aggregation_mode`) and
+exports without scatter operators.
+"""
 
 from graphrec.nn.cross import CrossLayerV2
 from graphrec.nn.fm import FMInteraction
 from graphrec.nn.grat_conv import GRATConv
 from graphrec.nn.hier_attention import HierarchicalIntentAttention
+from graphrec.nn.lgconv import LGConv, ScipyAdjacency
 from graphrec.nn.mlp import MLP
+from graphrec.nn.row_aggregation import RowAggregate, RowAggregation
 from graphrec.nn.segment import (
     EdgeSegments,
     Segments,
@@ -22,7 +30,11 @@ __all__ = [
     "FMInteraction",
     "GRATConv",
     "HierarchicalIntentAttention",
+    "LGConv",
     "MLP",
+    "RowAggregate",
+    "RowAggregation",
+    "ScipyAdjacency",
     "Segments",
     "TargetAttention",
     "TreeAggregation",

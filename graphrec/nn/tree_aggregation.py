@@ -15,7 +15,8 @@ from graphrec.errors import ConfigError
 from graphrec.nn.segment import Segments, segment_sum
 from graphrec.registry import HIEN_AGGREGATORS
 
-__all__ = ["TreeAggregation", "TREE_AGGREGATORS"]
+# No __all__: PyG's generated ``propagate`` star-imports this module and needs the
+# ``Segments`` annotation's name.
 
 #: The aggregator names of HIEN's official code (``--tree_type``).
 TREE_AGGREGATORS = ("gcn", "ngcf", "lightgcn", "cp")
@@ -110,13 +111,15 @@ class TreeAggregation(MessagePassing):
             x_child: ``[N_c, d]`` children.
             x_parent: ``[N_p, d]`` parents.
             edge_index: ``[2, E]`` child -> parent.
-            deg: optional ``[N_p, 1]`` number of children per parent (from ``edge_index``
-                when omitted; pass it to save the count when the tree is fixed).
+            deg: optional ``[N_p, 1]`` number of children per parent (counted from
+                ``edge_index`` when omitted; pass :meth:`degree` to save the count when the
+                tree is fixed).
             segments: CSR layout of ``edge_index[1]`` (``Segments.from_index``), needed in
                 the ``"csr"`` aggregation mode only.
         """
-        if deg is None:
-            deg = self.degree(edge_index, x_parent.shape[0]).to(x_parent.dtype)
+        if deg is None:  # the count in the aggregation mode (export: no scatter)
+            ones = x_parent.new_ones(edge_index.shape[1])
+            deg = segment_sum(ones, edge_index[1], x_parent.shape[0], segments).unsqueeze(-1)
         return self._step(
             x_child, x_parent, edge_index, deg, lambda name, x: getattr(self, name)(x), segments
         )

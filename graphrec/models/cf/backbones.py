@@ -13,14 +13,13 @@ The losses live in :mod:`graphrec.models.cf.losses`; none of them is attached to
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph
+from graphrec.nn.lgconv import LGConv, ScipyAdjacency
 from graphrec.registry import CF_BACKBONES
 
 __all__ = ["CFBackbone", "LightGCN", "MF"]
@@ -35,24 +34,6 @@ def _init_(weight: Tensor, init: str, std: float) -> None:
         nn.init.xavier_uniform_(weight)
     else:
         raise ConfigError(f"init must be one of {INITS}; got {init!r}")
-
-
-class _ScipySpmm(torch.autograd.Function):
-    """``y = A x`` with a fixed scipy CSR ``A`` on CPU; backward ``A^T g`` (precomputed CSR).
-
-    scipy's single-threaded CSR product is about twice as fast as ``torch.sparse.mm`` and
-    avoids the per-call transpose in torch's backward (``LightGCN`` steps on Gowalla: 3x).
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, matrix: sp.csr_array, matrix_t: sp.csr_array) -> Tensor:
-        ctx.matrix_t = matrix_t
-        return torch.from_numpy(np.asarray(matrix @ x.detach().numpy()))
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        grad = grad.contiguous().numpy()
-        return torch.from_numpy(np.asarray(ctx.matrix_t @ grad)), None, None
 
 
 class CFBackbone(nn.Module):
@@ -126,12 +107,13 @@ class LightGCN(CFBackbone):
         \mathbf{x} = \sum_{l=0}^{L} \alpha_l \mathbf{x}^{(l)}, \quad \alpha_l = 1/(L+1)
 
     over the ``(U + I)``-node bipartite graph (users first). Parameters and layer weights are
-    those of PyG's :class:`torch_geometric.nn.models.LightGCN`. With an ``(edge_index,
-    edge_weight)`` pair the propagation is its ``get_embedding`` (
-    :class:`~torch_geometric.nn.conv.LGConv`, ``normalize=False``). With the sparse matrix of
-    :meth:`BipartiteGraph.normalized_adjacency` (normalised once) the same sum is computed
-    with scipy CSR products on CPU (several times faster than per-edge scatter, 3x faster
-    than ``torch.sparse.mm`` forward + backward) and ``torch.sparse.mm`` on other devices. PyG's
+    those of PyG's :class:`torch_geometric.nn.models.LightGCN` (its embedding and ``alpha``);
+    every propagation step is :class:`graphrec.nn.LGConv` (``normalize=False``, the weights
+    are normalised once). With an ``(edge_index, edge_weight)`` pair it is a message-passing
+    sum (following :func:`graphrec.nn.aggregation_mode`). With the sparse matrix of
+    :meth:`BipartiteGraph.normalized_adjacency` it is a scipy CSR product on CPU
+    (:class:`graphrec.nn.lgconv.ScipyAdjacency`, the fast path of CPU training) and
+    ``torch.sparse.mm`` on other devices. PyG's
     ``recommendation_loss`` is *not* used (pyg-team #7196; see
     :mod:`graphrec.models.cf.losses`): train with :mod:`graphrec.models.cf.losses`.
 
@@ -164,7 +146,7 @@ class LightGCN(CFBackbone):
         self.num_layers = num_layers
         self.init, self.init_std = init, init_std
         n = num_users + num_items
-        self._scipy = self._scipy_t = None
+        self._scipy: ScipyAdjacency | None = None
         if isinstance(adjacency, tuple):
             edge_index, edge_weight = adjacency
             if edge_index.dim() != 2 or edge_index.shape[0] != 2:
@@ -174,13 +156,9 @@ class LightGCN(CFBackbone):
             if tuple(adjacency.shape) != (n, n):
                 raise ConfigError(f"adjacency must be [{n}, {n}]; got {tuple(adjacency.shape)}")
             self._adj = (adjacency, None)
-            csr = adjacency.to_sparse_csr()
-            self._scipy = sp.csr_array(
-                (csr.values().numpy(), csr.col_indices().numpy(), csr.crow_indices().numpy()),
-                shape=(n, n),
-            )
-            self._scipy_t = sp.csr_array(self._scipy.T)
+            self._scipy = ScipyAdjacency.from_torch(adjacency)
         self.lightgcn = PyGLightGCN(n, embedding_dim, num_layers, alpha=alpha, normalize=False)
+        self.conv = LGConv(normalize=False)
         self.reset_parameters()
 
     @classmethod
@@ -205,15 +183,15 @@ class LightGCN(CFBackbone):
         return weight[: self.num_users], weight[self.num_users :]
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        weight = self.lightgcn.embedding.weight
-        if self._scipy is not None and weight.device.type == "cpu":
-            x, alpha = weight, self.lightgcn.alpha
-            out = x * alpha[0]
-            for layer in range(self.num_layers):
-                x = _ScipySpmm.apply(x, self._scipy, self._scipy_t)
-                out = out + x * alpha[layer + 1]
+        x, alpha = self.lightgcn.embedding.weight, self.lightgcn.alpha
+        if self._scipy is not None and x.device.type == "cpu":
+            adj: tuple[Tensor | ScipyAdjacency, Tensor | None] = (self._scipy, None)
         else:
-            out = self.lightgcn.get_embedding(*self._adjacency())
+            adj = self._adjacency()
+        out = x * alpha[0]
+        for layer in range(self.num_layers):
+            x = self.conv(x, *adj)
+            out = out + x * alpha[layer + 1]
         return out[: self.num_users], out[self.num_users :]
 
     def __repr__(self) -> str:
