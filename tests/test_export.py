@@ -35,7 +35,6 @@ from graphrec.export import (  # noqa: E402
     MNNFineTuner,
     MNNModel,
     ParityError,
-    PrecomputedHIEN,
     UnsafeOperatorError,
     check_parity,
     export_mnn,
@@ -266,9 +265,11 @@ def test_ctr_parity_onnxruntime_and_mnn(name, taobao, tmp_path):
     assert report.max_abs_diff() <= ATOL
 
 
-def test_hien_with_precomputed_tables_parity(tmp_path):
-    """HIEN + DIN: the device gets the tree-aggregated tables and attribute bags as
-    constants; the scores equal the training module's."""
+def test_hien_with_frozen_tables_parity(tmp_path):
+    """HIEN + DIN with frozen tables: the device gets the tree-aggregated tables and attribute
+    bags as constants; the scores equal the training module's."""
+    import onnx
+
     from graphrec.datasets.synthetic_ctr import SYNTHETIC_TREES, synthetic_ctr
     from graphrec.graphs.attribute_tree import tree_from_table
     from graphrec.models.ctr import DIN, CTRFeatures
@@ -286,13 +287,14 @@ def test_hien_with_precomputed_tables_parity(tmp_path):
     with torch.no_grad():  # trained-like scale
         for name, p in hien.named_parameters():
             p.normal_(0.0, 0.3) if "embedding" in name or "own_tables" in name else p.mul_(2.0)
-    device_model = PrecomputedHIEN.from_model(hien)
-    assert not hasattr(device_model, "aggregators")  # no graph part left
+    device_model = copy.deepcopy(hien).freeze_tables()
     batch = features.batch(data.train)
     with torch.no_grad():
         torch.testing.assert_close(device_model(batch), hien(batch), atol=1e-6, rtol=0)
 
     onnx_path = export_onnx(device_model, _rows(batch, EXAMPLE_BATCH, 0), tmp_path / "hien.onnx")
+    ops = {node.op_type for node in onnx.load(onnx_path).graph.node}
+    assert not [op for op in ops if "Scatter" in op]  # no tree aggregation in the graph
     assert {f.op_type for f in find_unsafe_ops(onnx_path)} <= {"MatMul"}  # rewritable only
     mnn_path = export_mnn(onnx_path, tmp_path / "hien.mnn")
     inputs = [_rows(batch, size, seed) for seed, size in enumerate(PARITY_BATCHES, 1)]

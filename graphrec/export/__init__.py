@@ -9,7 +9,6 @@
                            and, for scoring models, top-k agreement (:func:`top_k_overlap`)
 :class:`MNNModel`          run a ``.mnn`` file from Python (MNN's Module API)
 :class:`CFScorer`          the on-device form of MF / LightGCN: precomputed tables + scoring
-:class:`PrecomputedHIEN`   the on-device form of HIEN: tree-aggregated tables as constants
 :class:`GraphScorer`       tensor-only inputs for a graph model (FastCover); the graph layers
                            are exported in a scatter-free aggregation mode (dense or CSR)
 :class:`MNNFineTuner`      on-device SGD fine-tuning of a converted CTR model's dense layers
@@ -40,7 +39,6 @@ from graphrec.export.models import (
     GRAPH_INPUT_NAMES,
     CFScorer,
     GraphScorer,
-    PrecomputedHIEN,
     graph_dynamic_shapes,
     graph_inputs,
 )
@@ -76,7 +74,6 @@ __all__ = [
     "ParityError",
     "ParityReport",
     "ParityResult",
-    "PrecomputedHIEN",
     "UnsafeOperatorError",
     "check_parity",
     "export_mnn",

@@ -2,10 +2,11 @@
 
 An :class:`ExportPlan` holds the torch reference model, the module that is exported (the
 on-device form: :class:`~graphrec.export.CFScorer`, :class:`~graphrec.export.GraphScorer`,
-:class:`~graphrec.export.PrecomputedHIEN` or the CTR model itself), an example input and
-parity inputs of other sizes (one ten times the example). :func:`plan_ctr`, :func:`plan_cf`
-and :func:`plan_fastcover` build plans for models in memory; :func:`load_checkpoint` rebuilds
-one from the files the trainers write (``graphrec export`` uses it):
+:class:`~graphrec.models.hien.HIEN` with frozen tables (``freeze_tables``, on a copy) or the
+CTR model itself), an example input and parity inputs of other sizes (one ten times the
+example). :func:`plan_ctr`, :func:`plan_cf` and :func:`plan_fastcover` build plans for models
+in memory; :func:`load_checkpoint` rebuilds one from the files the trainers write
+(``graphrec export`` uses it):
 
 =======================  ===========================================================
 checkpoint               written by
@@ -27,6 +28,7 @@ Every file is read with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable
@@ -42,7 +44,6 @@ from graphrec.export.models import (
     GRAPH_INPUT_NAMES,
     CFScorer,
     GraphScorer,
-    PrecomputedHIEN,
     graph_dynamic_shapes,
     graph_inputs,
 )
@@ -108,7 +109,7 @@ def plan_ctr(model: torch.nn.Module, table: Any, name: str = "") -> ExportPlan:
         return features.batch(table, rows)
 
     is_hien = isinstance(model, HIEN)
-    module = PrecomputedHIEN.from_model(model) if is_hien else model
+    module = copy.deepcopy(model).freeze_tables() if is_hien else model
     label = name or (f"hien_{type(model.base).__name__}" if is_hien else type(model).__name__)
     return ExportPlan(
         kind="hien" if is_hien else "ctr",

@@ -1,7 +1,8 @@
 """Export-ready forms of models whose on-device part differs from the training module.
 
-:class:`PrecomputedHIEN` ships HIEN's tree-aggregated attribute tables as constants (they
-depend on the weights only) and runs the request-time attention and base model.
+HIEN needs no wrapper: :meth:`graphrec.models.hien.HIEN.freeze_tables` (on a copy) serves its
+tree-aggregated attribute tables as constants (they depend on the weights only), so the device
+runs the request-time attention and base model.
 
 :class:`GraphScorer` gives a graph model (FastCover's GRAT stack) tensor-only inputs: the
 number of nodes comes from the shape of the ``target_weight`` input, and in the ``"csr"``
@@ -16,17 +17,13 @@ exact in onnxruntime and MNN.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import Tensor
 
 from graphrec.errors import ConfigError
-from graphrec.models.hien import HIEN
 from graphrec.nn.segment import EdgeSegments, Segments
 
 __all__ = [
-    "PrecomputedHIEN",
     "GRAPH_INPUT_NAMES",
     "CFScorer",
     "GraphScorer",
@@ -133,53 +130,3 @@ def graph_dynamic_shapes(csr: bool = False) -> dict[str, dict[int, object]]:
             perm_row={0: edges}, ptr_row={0: nodes + 1}, perm_col={0: edges}, ptr_col={0: nodes + 1}
         )
     return shapes
-
-
-class PrecomputedHIEN(HIEN):
-    """The on-device form of :class:`graphrec.models.hien.HIEN`: everything that depends on
-    the weights only is computed once (in torch, after training) and stored as constants.
-
-    * **Tree aggregation** (HIEN's graph part): the refined attribute tables of every tree
-      level replace the bottom-up aggregation over the attribute trees.
-    * **Attribute bags**: each item's weighted attribute values (``HIEN._bags`` of one item,
-      ``[n_items, M]`` for ``M`` attribute values of all types) replace the per-request
-      ``scatter_add``; a request sums the rows of its items (Gather + ReduceSum).
-
-    The request-time part (embedding look-ups, the hierarchical intent attention, the base
-    CTR model) runs unchanged, and the scores equal HIEN's up to float32 summation order. No
-    scatter reaches the exported graph. The bag table has ``n_items * M`` entries (e.g.
-    1,682 x 40 for MovieLens-100k), fine for catalogues a device holds. Build with
-    :meth:`from_model`.
-    """
-
-    @classmethod
-    @torch.no_grad()
-    def from_model(cls, hien: HIEN) -> PrecomputedHIEN:
-        """A copy of ``hien`` (in eval mode) with its tables precomputed."""
-        out = copy.deepcopy(hien).eval()
-        tables, level_tables = out.refine_tables()
-        n_items = out._bag_index.shape[0]
-        bags = out._bags(torch.arange(n_items, device=out._bag_index.device))
-        out.__class__ = cls
-        out._table_names = list(tables)
-        for i, name in enumerate(out._table_names):
-            out.register_buffer(f"_precomputed_table_{i}", tables[name].detach().clone())
-        for i, table in enumerate(level_tables):
-            out.register_buffer(f"_precomputed_level_{i}", table.detach().clone())
-        out._num_levels = len(level_tables)
-        out.register_buffer("_precomputed_bags", bags)
-        del out.aggregators  # the graph part is not needed any more
-        return out
-
-    def refine_tables(self) -> tuple[dict[str, Tensor], list[Tensor]]:
-        """The precomputed ``HIEN.refine_tables()``."""
-        tables = {
-            name: getattr(self, f"_precomputed_table_{i}")
-            for i, name in enumerate(self._table_names)
-        }
-        levels = [getattr(self, f"_precomputed_level_{i}") for i in range(self._num_levels)]
-        return tables, levels
-
-    def _bags(self, items: Tensor) -> Tensor:
-        bags = torch.nn.functional.embedding(items, self._precomputed_bags)
-        return bags if items.dim() == 1 else bags.sum(dim=1)

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,6 +69,56 @@ def _key(name: str) -> str:
     return name.replace(".", "_").replace("/", "__")
 
 
+class _TreeLevel(torch.nn.Module):
+    """One non-leaf level of an attribute tree: its table and the edges from the level below.
+
+    Attributes:
+        table: the base table it refines, or the key of HIEN's own table (``own``).
+        own: whether the level has HIEN's own table (no base table, e.g. a decade).
+
+    Buffers:
+        ``edge_index [2, E]``: child -> parent, into the level below and this level (saved);
+        ``deg [N, 1]``: children per node (derived, not saved); ``frozen [N, d]``: the refined
+        table while HIEN's tables are frozen (:meth:`HIEN.freeze_tables`), else None (not saved).
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: int, table: str, own: bool) -> None:
+        super().__init__()
+        self.table, self.own = table, own
+        self.register_buffer("edge_index", edge_index)
+        deg = TreeAggregation.degree(edge_index, num_nodes)
+        self.register_buffer("deg", deg, persistent=False)
+        self.register_buffer("frozen", None, persistent=False)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.deg.shape[0]
+
+
+class _DepthStep(torch.nn.Module):
+    """Every tree's aggregation at one depth as one grouped step
+    (:meth:`TreeAggregation.forward_groups`) over the stacked children and parents.
+
+    Attributes:
+        sources: the stacked children: leaf tables at depth 1, else the level keys below.
+        members: the level keys of the stacked parents.
+
+    Buffers (derived from the levels, not saved): ``edge_index [2, E]`` into the stacked
+    tables, ``deg [N_p, 1]`` children per parent, ``group [N_p]`` the member of each parent.
+    """
+
+    def __init__(
+        self, sources: list[str], members: list[str], edges: list[Tensor], degs: list[Tensor]
+    ) -> None:
+        super().__init__()
+        self.sources, self.members = sources, members
+        sizes = torch.tensor([deg.shape[0] for deg in degs])
+        self.register_buffer("edge_index", torch.cat(edges, 1), persistent=False)
+        self.register_buffer("deg", torch.cat(degs), persistent=False)
+        group = torch.repeat_interleave(torch.arange(len(members)), sizes)
+        self.register_buffer("group", group, persistent=False)
+
+
 class HIEN(torch.nn.Module):
     r"""HIEN from `"Hierarchical Intention Embedding Network for Click-Through Rate Prediction"
     <https://arxiv.org/abs/2206.00510>`_ (Zheng et al., SIGIR 2022), as the input module of a
@@ -101,6 +152,12 @@ class HIEN(torch.nn.Module):
     :meth:`num_extra_fields`. The forward pass has no data-dependent control flow. Defaults:
     :data:`graphrec.models.ctr.defaults.HIEN_DEFAULTS`.
 
+    Each non-leaf tree level keeps its edges in a small module of :attr:`levels` (key
+    ``{side}{i}_{tree name}_{level}``, e.g. ``item0_campaign_1``, as in :attr:`aggregators`), and
+    :attr:`depths` holds the grouped step of every depth. For export, :meth:`freeze_tables`
+    serves the tree-aggregated tables as constants. State dicts saved before the per-level
+    modules (keys ``_edges_{level}``) load as they are.
+
     Args:
         base: the base CTR model.
         trees: item attribute trees (leaves = the ``item`` feature's table), or a mapping
@@ -131,108 +188,24 @@ class HIEN(torch.nn.Module):
         super().__init__()
         if aggregator not in TREE_AGGREGATORS:
             raise ConfigError(f"aggregator must be one of {TREE_AGGREGATORS}; got {aggregator!r}")
-        if isinstance(trees, Mapping):
-            unknown = set(trees) - {"item", "user"}
-            if unknown:
-                raise ConfigError(f"trees mapping keys must be 'item' and 'user'; got {unknown}")
-            item_trees, user_trees = list(trees.get("item", [])), list(trees.get("user", []))
-        else:
-            item_trees, user_trees = list(trees), []
-        if not item_trees:
-            raise ConfigError("HIEN needs at least one item attribute tree")
+        item_trees, user_trees = self._split_trees(trees)
+        if user_trees and user is None:
+            raise ConfigError("user trees need the user feature (user=...)")
         features: CTRFeatures = base.features
         self.base = base
         self.aggregator = aggregator
-        d = base.embedding_dim
         self.item, self.user = item, user
-        item_table = self._sparse_table(features, item, "item")
-        user_table = self._sparse_table(features, user, "user") if user is not None else None
-        if history is None:
-            history = next((s.name for s in features.sequence if s.table == item_table), None)
-            if history is None:
-                raise ConfigError(f"no sequence feature shares the item table {item_table!r}")
-        elif features[history].kind != "sequence" or features[history].table != item_table:
-            raise ConfigError(f"history {history!r} must be a sequence of table {item_table!r}")
-        self.history = history
-        if user_trees and user is None:
-            raise ConfigError("user trees need the user feature (user=...)")
-        n_extra = self.num_extra_fields(clickers is not None)
-        if base.extra_fields != n_extra:
-            raise ConfigError(
-                f"the base model must be built with extra_fields={n_extra} for HIEN's intents; "
-                f"got {base.extra_fields}"
-            )
-        if clickers is not None:
-            if user is None:
-                raise ConfigError("clickers need the user feature (user=...)")
-            n_items = features.tables[item_table]
-            if clickers.dim() != 2 or clickers.shape[0] != n_items:
-                raise ConfigError(f"clickers must be [{n_items}, S]; got {tuple(clickers.shape)}")
-            self.register_buffer("clickers", clickers.to(torch.long).clone())
-        else:
-            self.register_buffer("clickers", None)
-
-        base_tables = features.tables
-        self.own_tables = torch.nn.ModuleDict()
-        self.aggregators = torch.nn.ModuleDict()
-        self._trees: list[tuple[str, list[tuple[str, bool]]]] = []  # tree key, [(table, own)]
-        refined: set[str] = set()
-        self.types: list[str] = []
-        ancestors: list[tuple[Tensor, int]] = []  # per item attribute type: ancestors, size
-        for side, side_trees, leaf_table in (
-            ("item", item_trees, item_table),
-            ("user", user_trees, user_table),
-        ):
-            for t_index, tree in enumerate(side_trees):
-                tkey = _key(f"{side}{t_index}_{tree.name}")
-                levels = []
-                for lvl, (name, table, size) in enumerate(
-                    zip(tree.levels, tree.tables, tree.sizes)
-                ):
-                    if lvl == 0:
-                        if table != leaf_table or size != base_tables[leaf_table]:
-                            raise ConfigError(
-                                f"{side} tree {tree.name!r} has leaves of table {table!r} "
-                                f"({size} nodes); expected {leaf_table!r} "
-                                f"({base_tables[leaf_table]} rows)"
-                            )
-                        levels.append((table, False))
-                        continue
-                    if table is not None and table in base_tables:
-                        if base_tables[table] != size:
-                            raise ConfigError(
-                                f"tree {tree.name!r} level {name!r} has {size} nodes but table "
-                                f"{table!r} has {base_tables[table]} rows"
-                            )
-                        if table in refined:
-                            raise ConfigError(f"table {table!r} is refined by two trees")
-                        refined.add(table)
-                        levels.append((table, False))
-                    else:
-                        own = _key(f"{tkey}.{name}")
-                        self.own_tables[own] = torch.nn.Embedding(size, d)
-                        torch.nn.init.normal_(self.own_tables[own].weight, std=0.01)
-                        levels.append((own, True))
-                    self.aggregators[f"{tkey}_{lvl}"] = TreeAggregation(d, aggregator)
-                    edges = tree.level_edges(lvl - 1)
-                    self.register_buffer(f"_edges_{tkey}_{lvl}", edges)
-                    deg = TreeAggregation.degree(edges, size)
-                    self.register_buffer(f"_deg_{tkey}_{lvl}", deg, persistent=False)
-                    if side == "item":
-                        ancestors.append((tree.ancestors(lvl), size))
-                        label = name if name not in self.types else f"{tree.name}/{name}"
-                        self.types.append(label)
-                self._trees.append((tkey, levels))
-        self._item_levels = [
-            (tkey, lvl) for tkey, levels in self._trees[: len(item_trees)]
-            for lvl in range(1, len(levels))
-        ]  # fmt: skip
-        self.item_table, self.user_table = item_table, user_table
+        self.item_table = self._sparse_table(features, item, "item")
+        self.user_table = self._sparse_table(features, user, "user") if user is not None else None
+        self.history = self._history(features, history, self.item_table)
+        self._register_clickers(clickers)
         sparse = [s.name for s in features.sparse]
         self._item_field = sparse.index(item)
         self._user_field = sparse.index(user) if user is not None else None
-        self._register_depths()
-        self._register_bags(ancestors, features.tables[item_table])
+        ancestors = self._build_levels(item_trees, user_trees)
+        self._build_depths()
+        self._register_bags(ancestors, features.tables[self.item_table])
+        d = base.embedding_dim
         self.user_attention = HierarchicalIntentAttention(
             d, len(self.types), context_channels=d if user is not None else 0,
             hidden_channels=attention_hidden,
@@ -242,6 +215,123 @@ class HIEN(torch.nn.Module):
             if clickers is not None
             else None
         )
+        self.tables_frozen = False
+
+    @staticmethod
+    def _split_trees(
+        trees: Sequence[AttributeTree] | Mapping[str, Sequence[AttributeTree]],
+    ) -> tuple[list[AttributeTree], list[AttributeTree]]:
+        """``(item_trees, user_trees)`` from a list of item trees or a mapping by side."""
+        if isinstance(trees, Mapping):
+            unknown = set(trees) - {"item", "user"}
+            if unknown:
+                raise ConfigError(f"trees mapping keys must be 'item' and 'user'; got {unknown}")
+            item_trees, user_trees = list(trees.get("item", [])), list(trees.get("user", []))
+        else:
+            item_trees, user_trees = list(trees), []
+        if not item_trees:
+            raise ConfigError("HIEN needs at least one item attribute tree")
+        return item_trees, user_trees
+
+    @staticmethod
+    def _history(features: CTRFeatures, history: str | None, item_table: str) -> str:
+        """The history feature: ``history`` checked, or the first sequence of the item table."""
+        if history is None:
+            history = next((s.name for s in features.sequence if s.table == item_table), None)
+            if history is None:
+                raise ConfigError(f"no sequence feature shares the item table {item_table!r}")
+        elif features[history].kind != "sequence" or features[history].table != item_table:
+            raise ConfigError(f"history {history!r} must be a sequence of table {item_table!r}")
+        return history
+
+    def _register_clickers(self, clickers: Tensor | None) -> None:
+        """Check the base model's extra fields and register ``clickers`` (a buffer, or None)."""
+        n_extra = self.num_extra_fields(clickers is not None)
+        if self.base.extra_fields != n_extra:
+            raise ConfigError(
+                f"the base model must be built with extra_fields={n_extra} for HIEN's intents; "
+                f"got {self.base.extra_fields}"
+            )
+        if clickers is not None:
+            if self.user is None:
+                raise ConfigError("clickers need the user feature (user=...)")
+            n_items = self.base.features.tables[self.item_table]
+            if clickers.dim() != 2 or clickers.shape[0] != n_items:
+                raise ConfigError(f"clickers must be [{n_items}, S]; got {tuple(clickers.shape)}")
+            clickers = clickers.to(torch.long).clone()
+        self.register_buffer("clickers", clickers)
+
+    def _build_levels(
+        self, item_trees: list[AttributeTree], user_trees: list[AttributeTree]
+    ) -> list[tuple[Tensor, int]]:
+        """HIEN's own tables, one aggregator and one :class:`_TreeLevel` per non-leaf level of
+        every tree (keyed ``{tree}_{level}``), and the item attribute types (:attr:`types`).
+
+        Returns:
+            per item attribute type: the tree's ``ancestors`` of that level and its size.
+        """
+        self.own_tables = torch.nn.ModuleDict()
+        self.aggregators = torch.nn.ModuleDict()
+        self.levels = torch.nn.ModuleDict()
+        self._trees: list[tuple[str, str, int]] = []  # tree key, leaf table, number of levels
+        self._item_levels: list[str] = []  # level key of every item attribute type
+        self.types: list[str] = []
+        refined: set[str] = set()
+        ancestors: list[tuple[Tensor, int]] = []
+        for side, side_trees, leaf_table in (
+            ("item", item_trees, self.item_table),
+            ("user", user_trees, self.user_table),
+        ):
+            for t_index, tree in enumerate(side_trees):
+                tkey = _key(f"{side}{t_index}_{tree.name}")
+                self._check_leaves(side, tree, leaf_table)
+                keys = [
+                    self._build_level(tree, tkey, lvl, refined) for lvl in range(1, tree.num_levels)
+                ]
+                self._trees.append((tkey, leaf_table, tree.num_levels))
+                if side == "item":
+                    ancestors += self._add_item_types(tree, keys)
+        return ancestors
+
+    def _add_item_types(self, tree: AttributeTree, keys: list[str]) -> list[tuple[Tensor, int]]:
+        """The item attribute types of ``tree``'s levels ``keys``: appended to :attr:`types`
+        (as ``{tree}/{level}`` when the name is taken); returns their ancestors and sizes."""
+        self._item_levels += keys
+        for name in tree.levels[1:]:
+            self.types.append(name if name not in self.types else f"{tree.name}/{name}")
+        return [(tree.ancestors(lvl), tree.sizes[lvl]) for lvl in range(1, tree.num_levels)]
+
+    def _check_leaves(self, side: str, tree: AttributeTree, leaf_table: str | None) -> None:
+        size, base_size = tree.sizes[0], self.base.features.tables.get(leaf_table)
+        if tree.tables[0] != leaf_table or size != base_size:
+            raise ConfigError(
+                f"{side} tree {tree.name!r} has leaves of table {tree.tables[0]!r} "
+                f"({size} nodes); expected {leaf_table!r} ({base_size} rows)"
+            )
+
+    def _build_level(self, tree: AttributeTree, tkey: str, lvl: int, refined: set[str]) -> str:
+        """Level ``lvl`` of ``tree``: its table (a base table it refines, else HIEN's own), its
+        aggregator and its :class:`_TreeLevel`; returns the level key."""
+        name, table, size = tree.levels[lvl], tree.tables[lvl], tree.sizes[lvl]
+        base_tables = self.base.features.tables
+        own = table is None or table not in base_tables
+        if not own:
+            if base_tables[table] != size:
+                raise ConfigError(
+                    f"tree {tree.name!r} level {name!r} has {size} nodes but table "
+                    f"{table!r} has {base_tables[table]} rows"
+                )
+            if table in refined:
+                raise ConfigError(f"table {table!r} is refined by two trees")
+            refined.add(table)
+        else:
+            table = _key(f"{tkey}.{name}")
+            self.own_tables[table] = torch.nn.Embedding(size, self.base.embedding_dim)
+            torch.nn.init.normal_(self.own_tables[table].weight, std=0.01)
+        key = f"{tkey}_{lvl}"
+        self.aggregators[key] = TreeAggregation(self.base.embedding_dim, self.aggregator)
+        self.levels[key] = _TreeLevel(tree.level_edges(lvl - 1), size, table, own)
+        return key
 
     @staticmethod
     def num_extra_fields(clickers: bool = True) -> int:
@@ -259,71 +349,108 @@ class HIEN(torch.nn.Module):
         return self.own_tables[table].weight if own else self.base.embedding.table(table).weight
 
     def refine_tables(self) -> tuple[dict[str, Tensor], list[Tensor]]:
-        """Bottom-up aggregation over every tree.
+        """Bottom-up aggregation over every tree (the frozen tables after
+        :meth:`freeze_tables`).
 
         Returns:
             ``(tables, views)``: refined weights by base table name (to pass to
             ``base.embed``), and per item attribute type the refined table of its level.
         """
-        tables: dict[str, Tensor] = {}
-        levels_out: dict[tuple[str, int], Tensor] = {}
-        for depth, (sources, members) in enumerate(self._depths, start=1):
-            # depth 1: the leaf tables; deeper: each tree's previous level
-            children = [
-                self._weight(src, False) if depth == 1 else levels_out[(src, depth - 1)]
-                for src in sources
-            ]
-            parents = [self._weight(table, own) for _, table, own in members]
+        if self.tables_frozen:
+            out = {key: level.frozen for key, level in self.levels.items()}
+        else:
+            out = self._aggregate()
+        tables = {level.table: out[key] for key, level in self.levels.items() if not level.own}
+        return tables, [out[key] for key in self._item_levels]
+
+    def _aggregate(self) -> dict[str, Tensor]:
+        """The refined table of every level, by level key, one grouped step per depth."""
+        out: dict[str, Tensor] = {}
+        for depth, step in enumerate(self.depths, start=1):
+            # depth 1: the leaf tables; deeper: the levels below
+            children = [self._weight(s, False) if depth == 1 else out[s] for s in step.sources]
+            levels = [self.levels[key] for key in step.members]
+            parents = [self._weight(level.table, level.own) for level in levels]
             x = TreeAggregation.forward_groups(
-                [self.aggregators[f"{tkey}_{depth}"] for tkey, _, _ in members],
+                [self.aggregators[key] for key in step.members],
                 children[0] if len(children) == 1 else torch.cat(children),
                 parents[0] if len(parents) == 1 else torch.cat(parents),
-                getattr(self, f"_depth_edges_{depth}"),
-                getattr(self, f"_depth_deg_{depth}").to(children[0].dtype),
-                getattr(self, f"_depth_group_{depth}"),
+                step.edge_index,
+                step.deg.to(children[0].dtype),
+                step.group,
             )
-            for (tkey, table, own), part in zip(members, x.split([p.shape[0] for p in parents])):
-                levels_out[(tkey, depth)] = part
-                if not own:
-                    tables[table] = part
-        return tables, [levels_out[key] for key in self._item_levels]
+            out.update(zip(step.members, x.split([level.num_nodes for level in levels])))
+        return out
 
-    def _register_depths(self) -> None:
-        """Every tree's step at one depth runs as one grouped step
-        (:meth:`TreeAggregation.forward_groups`): ``_depths[l - 1] = (sources, members)``,
-        the stacked children (leaf tables at depth 1, else trees) and parents
-        ``(tree, table, own)``, with non-persistent buffers ``_depth_edges_l`` (into the
-        stacked tables), ``_depth_deg_l`` and ``_depth_group_l``."""
-        self._depths: list[tuple[list[str], list[tuple[str, str, bool]]]] = []
-        for depth in range(1, max(len(levels) for _, levels in self._trees)):
-            trees = [(tkey, levels) for tkey, levels in self._trees if len(levels) > depth]
+    @torch.no_grad()
+    def freeze_tables(self) -> HIEN:
+        """Serve the tree-aggregated tables as constants (the on-device form for export).
+
+        Runs the aggregation once, from the current weights, and keeps each level's refined
+        table; from then on :meth:`refine_tables` returns them (no tree aggregation runs), and
+        an item's attribute values are gathered from the dense bag matrix and summed (no
+        ``EmbeddingBag``). Outputs are unchanged up to float32 summation order. The frozen
+        tables are a snapshot, not saved in the state dict: freeze after the weights are final
+        (training or ``load_state_dict`` afterwards does not update them, and the aggregators
+        and HIEN's own tables get no gradient); :meth:`unfreeze_tables` undoes it. The bag
+        matrix has ``n_items x M`` entries (``M`` attribute values of all types), fine for the
+        catalogue a device holds.
+
+        Returns:
+            ``self``.
+        """
+        self.unfreeze_tables()
+        for key, table in self._aggregate().items():
+            self.levels[key].frozen = table.detach().clone()
+        self.tables_frozen = True
+        return self
+
+    def unfreeze_tables(self) -> HIEN:
+        """Undo :meth:`freeze_tables`: aggregate along the trees on every call again.
+
+        Returns:
+            ``self``.
+        """
+        for level in self.levels.values():
+            level.frozen = None
+        self.tables_frozen = False
+        return self
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # upgrade: state dicts saved before the per-level modules hold each level's edges as
+        # ``_edges_{level}``, now ``levels.{level}.edge_index``
+        old = prefix + "_edges_"
+        for key in [key for key in state_dict if key.startswith(old)]:
+            state_dict[f"{prefix}levels.{key.removeprefix(old)}.edge_index"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _build_depths(self) -> None:
+        """One :class:`_DepthStep` per depth in :attr:`depths`: the stacked children (every
+        leaf table once at depth 1, else the trees' levels below) and parents of the trees
+        that reach that depth, with the edges moved into the stacked tables."""
+        self.depths = torch.nn.ModuleList()
+        for depth in range(1, max(n for _, _, n in self._trees)):
             sources: list[str] = []
-            members, edges, degs, groups = [], [], [], []
+            members, edges, degs = [], [], []
             child_offsets: dict[str, int] = {}
             parent_offset = 0
-            for g, (tkey, levels) in enumerate(trees):
-                src = levels[0][0] if depth == 1 else tkey
+            for tkey, leaf_table, _ in filter(lambda t: t[2] > depth, self._trees):
+                src = leaf_table if depth == 1 else f"{tkey}_{depth - 1}"
                 if src not in child_offsets:
                     child_offsets[src] = sum(self._source_size(s, depth) for s in sources)
                     sources.append(src)
-                table, own = levels[depth]
-                e = getattr(self, f"_edges_{tkey}_{depth}")
-                deg = getattr(self, f"_deg_{tkey}_{depth}")
-                edges.append(e + torch.tensor([[child_offsets[src]], [parent_offset]]))
-                degs.append(deg)
-                groups.append(torch.full((deg.shape[0],), g, dtype=torch.long))
-                members.append((tkey, table, own))
-                parent_offset += deg.shape[0]
-            self.register_buffer(f"_depth_edges_{depth}", torch.cat(edges, 1), persistent=False)
-            self.register_buffer(f"_depth_deg_{depth}", torch.cat(degs), persistent=False)
-            self.register_buffer(f"_depth_group_{depth}", torch.cat(groups), persistent=False)
-            self._depths.append((sources, members))
+                key = f"{tkey}_{depth}"
+                level = self.levels[key]
+                offsets = torch.tensor([[child_offsets[src]], [parent_offset]])
+                edges.append(level.edge_index + offsets)
+                degs.append(level.deg)
+                members.append(key)
+                parent_offset += level.num_nodes
+            self.depths.append(_DepthStep(sources, members, edges, degs))
 
     def _source_size(self, source: str, depth: int) -> int:
-        """Rows of a stacked child table: a leaf table (depth 1) or a tree's level ``depth-1``."""
-        if depth == 1:
-            return self._weight(source, False).shape[0]
-        return getattr(self, f"_deg_{source}_{depth - 1}").shape[0]
+        """Rows of a stacked child table: a leaf table (depth 1) or a level (deeper)."""
+        return self._weight(source, False).shape[0] if depth == 1 else self.levels[source].num_nodes
 
     def _register_bags(self, ancestors: list[tuple[Tensor, int]], n_items: int) -> None:
         """Buffers mapping an item to its attribute values of every type in one value space
@@ -358,6 +485,9 @@ class HIEN(torch.nn.Module):
     def _bags(self, items: Tensor) -> Tensor:
         """``[B, M]``: the attribute values (every type) of ``items`` (``[B]`` or ``[B, L]``;
         code 0 is ignored), counted over the positions of each sample."""
+        if self.tables_frozen:  # Gather + ReduceSum: no EmbeddingBag in an exported graph
+            bags = F.embedding(items, self._bag_matrix)
+            return bags if items.dim() == 1 else bags.sum(dim=1)
         # one fused gather-and-sum of the items' rows of the dense bag matrix (row 0 is zero)
         return F.embedding_bag(items.reshape(items.shape[0], -1), self._bag_matrix, mode="sum")
 

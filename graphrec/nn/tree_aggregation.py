@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import degree
+from torch_geometric.utils import degree as pyg_degree
 
 from graphrec.errors import ConfigError
 from graphrec.nn.segment import Segments, segment_sum
@@ -198,7 +198,7 @@ class TreeAggregation(MessagePassing):
     @staticmethod
     def degree(edge_index: Tensor, num_parents: int) -> Tensor:
         """``[N_p, 1]`` float32: the number of children of every parent."""
-        return degree(edge_index[1], num_parents, dtype=torch.float32).unsqueeze(-1)
+        return pyg_degree(edge_index[1], num_parents, dtype=torch.float32).unsqueeze(-1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels}, mode={self.mode!r})"
