@@ -13,7 +13,6 @@ from graphrec.metrics import auc
 from graphrec.models.ctr import (
     DIN,
     LR,
-    MODELS,
     CTRFeatures,
     DCNv2,
     DeepFM,
@@ -23,6 +22,7 @@ from graphrec.models.ctr import (
 from graphrec.nn.cross import CrossLayerV2
 from graphrec.nn.fm import FMInteraction
 from graphrec.nn.target_attention import TargetAttention
+from graphrec.registry import CTR_MODELS
 
 torch.set_num_threads(1)
 
@@ -265,12 +265,12 @@ def test_din_behaviour_pairs_validated():
 # --------------------------------------------------------------------------- models
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", CTR_MODELS.names())
 def test_model_overfits_tiny_batch(name):
     torch.manual_seed(0)
     table = _table()
     features = CTRFeatures.from_table(table)
-    model = MODELS[name](features, **SMALL[name])
+    model = CTR_MODELS.get(name)(features, **SMALL[name])
     batch, labels = features.batch(table), features.labels(table)
     losses = _train(model, batch, labels, steps=150)
     assert losses[-1] < 0.5 * losses[0]
@@ -278,12 +278,12 @@ def test_model_overfits_tiny_batch(name):
     assert auc(labels, model(batch).detach()) > 0.99
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", CTR_MODELS.names())
 def test_serialization_round_trip(name, tmp_path):
     torch.manual_seed(1)
     table = _table()
     features = CTRFeatures.from_table(table)
-    model = MODELS[name](features, **SMALL[name])
+    model = CTR_MODELS.get(name)(features, **SMALL[name])
     batch = features.batch(table)
     _train(model, batch, features.labels(table), steps=5)
     torch.save(model.state_dict(), tmp_path / "model.pt")
@@ -291,18 +291,18 @@ def test_serialization_round_trip(name, tmp_path):
 
     rebuilt = CTRFeatures.from_dict(json.loads((tmp_path / "features.json").read_text()))
     torch.manual_seed(2)
-    clone = MODELS[name](rebuilt, **SMALL[name])
+    clone = CTR_MODELS.get(name)(rebuilt, **SMALL[name])
     clone.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     model.eval()
     clone.eval()
     assert torch.equal(model(batch), clone(batch))
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", CTR_MODELS.names())
 def test_forward_exports_without_data_dependent_control_flow(name):
     table = _table()
     features = CTRFeatures.from_table(table)
-    model = MODELS[name](features, **SMALL[name]).eval()
+    model = CTR_MODELS.get(name)(features, **SMALL[name]).eval()
     batch = features.batch(table, max_len=5)
     program = torch.export.export(model, (batch,), strict=False)
     other = features.batch(_table(seed=3), max_len=5)
@@ -336,14 +336,14 @@ def test_dcn_extra_fields_feed_the_deep_part_only(structure):
     assert not torch.allclose(model.interact(emb), without)  # the extras reach the logit
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", CTR_MODELS.names())
 def test_smoke_train_taobao_tiny(name, shared_data):
     from graphrec.datasets import load_taobao_tiny
 
     torch.manual_seed(0)
     data = load_taobao_tiny(shared_data / "ctr" / "fuxictr_tiny_taobao")
     features = CTRFeatures.from_table(data.train)
-    model = MODELS[name](features, **SMALL[name])
+    model = CTR_MODELS.get(name)(features, **SMALL[name])
     if name == "din":
         assert model.behaviours == [("click_sequence", "adgroup_id")]
     batch, labels = features.batch(data.train), features.labels(data.train)
