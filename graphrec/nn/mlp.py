@@ -54,9 +54,7 @@ class MLP(torch.nn.Sequential):
         activation: str = "relu",
     ) -> None:
         if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"activation must be one of {list(ACTIVATIONS)}; got {activation!r}"
-            )
+            raise ConfigError(f"activation must be one of {list(ACTIVATIONS)}; got {activation!r}")
         if not 0.0 <= dropout <= 1.0:
             raise ConfigError(f"dropout must be in [0, 1]; got {dropout}")
         layers: list[torch.nn.Module] = []
