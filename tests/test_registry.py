@@ -137,6 +137,10 @@ def test_fl_cli_defaults_are_the_registered_configs():
         assert options == FL_STRATEGIES.defaults(name)
         strategy = build_strategy(name, graph)
         assert {k: getattr(strategy, k) for k in options} == options
+    # the Python constructor's defaults are the CLI's: FedSubAvg(graph) is `--strategy fedsubavg`
+    from graphrec.federated.strategies import FedSubAvg
+
+    assert FedSubAvg(graph).form == FL_STRATEGIES.defaults("fedsubavg")["form"] == "code"
     fedprox = _parse("fl", "run", "--dataset", "synthetic", "--strategy", "fedprox")
     assert strategy_options(fedprox) == {"mu": 0.01} and fedprox.prox_mu == 0.01
     from graphrec.federated import FedProx

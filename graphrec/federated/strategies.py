@@ -291,7 +291,8 @@ class FedSubAvg(Strategy):
     Args:
         graph: the device-cloud graph giving ``N``, ``N_tot``, ``h_j`` and ``H_j`` (heat is
             precomputed offline, as in the official code).
-        form: ``"paper"`` or ``"code"``.
+        form: ``"code"`` (default: the validated form, what ``graphrec fl run --strategy
+            fedsubavg`` runs) or ``"paper"`` (``fedsubavg-paper``).
         clip: optional upper bound on the row coefficient ``N/h_j`` or ``N_tot/H_j`` (the
             coefficients reach thousands on Amazon; clipping trades bias for variance).
         server_lr: global scale of the aggregate.
@@ -303,7 +304,7 @@ class FedSubAvg(Strategy):
         self,
         graph: DeviceCloudGraph,
         *,
-        form: str = "paper",
+        form: str = "code",
         clip: float | None = None,
         server_lr: float = 1.0,
     ) -> None:
