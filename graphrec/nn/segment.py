@@ -2,9 +2,8 @@
 
 A message-passing layer reduces per-edge values into per-node segments. Training uses scatter
 operations (PyG's ``scatter`` / ``softmax``); exported to ONNX they become ScatterElements /
-ScatterND, which MNN 3.6 runs wrongly (reductions ignored; tested in ``tests/test_export.py``).
-The same layer
-therefore reduces through the functions below, whose implementation depends on the
+ScatterND, which MNN 3.6 runs wrongly (reductions ignored; the export tests check it). The
+same layer therefore reduces through the functions below, whose implementation depends on the
 **aggregation mode** chosen at export time with :func:`aggregation_mode`:
 
 ``"scatter"`` (default, training)
