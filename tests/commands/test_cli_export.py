@@ -26,7 +26,7 @@ needs_extra = pytest.mark.skipif(
 
 torch.set_num_threads(1)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = REPO / "combinatorial" / "weights"
 
 

@@ -26,7 +26,7 @@ from graphrec.graphs import build_bipartite
 from graphrec.io.checkpoint import CheckpointError, fingerprint, save_checkpoint
 from graphrec.models.cf import CFConfig, CFTrainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FL = ["fl", "run", "--dataset", "synthetic", "--devices", "12", "--clients-per-round", "3",
       "--eval-every", "1", "--quiet", "--json", "--seed", "1"]  # fmt: skip
 

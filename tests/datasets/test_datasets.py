@@ -345,7 +345,7 @@ def test_ego_facebook_from_a_clone_s_parent_folder(tmp_path):
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     (tmp_path / "graphrec").symlink_to(repo)
     script = tmp_path / "script.py"
     script.write_text(

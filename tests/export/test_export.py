@@ -53,7 +53,7 @@ from graphrec.export.parity import run_onnxruntime, top_k_overlap  # noqa: E402
 
 torch.set_num_threads(1)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_BATCH = 8
 PARITY_BATCHES = (3, 17, 10 * EXAMPLE_BATCH)  # other sizes than the example, one 10x
 ATOL = 1e-5
