@@ -170,6 +170,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ode_p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     ode_p.add_argument("--quiet", action="store_true", help="no progress bar")
     ode_p.set_defaults(func=ode)
+    from graphrec.commands import fl_deploy
+
+    fl_deploy.register(fl_sub)
     fl.set_defaults(func=lambda args: _no_action(fl))
 
 

@@ -3,17 +3,23 @@
 * :func:`flower_strategy` wraps any :class:`~graphrec.federated.strategies.Strategy` (FedAvg,
   FedSubAvg, involved averaging, the ODE server) as a Flower ``Strategy``: ``configure_train``
   keeps the current global arrays, asks the wrapped strategy's ``configure`` hook for the
-  clients' configuration and samples ``clients_per_round`` nodes; ``aggregate_train`` decodes
+  clients' configuration, asks new nodes for their partition (a ``query`` message), samples
+  ``clients_per_round`` devices as the simulator does and sends each to the node whose
+  ``partition-id`` is ``device % num-partitions``; ``aggregate_train`` decodes
   the replies into :class:`~graphrec.federated.strategies.ClientUpdate` objects, rejects
   non-finite or oversized ones (logged, the round goes on) and calls the **same**
   ``aggregate(global_state, updates)`` hook as the in-process simulator.
 * :func:`client_app` builds a ``ClientApp`` whose ``train`` handler runs
-  :func:`~graphrec.federated.simulator.local_update` for device
-  ``node_config["partition-id"]`` on its submodel, with the simulator's per-(seed, round,
+  :func:`~graphrec.federated.simulator.local_update` for the message's device (default
+  ``node_config["partition-id"]``) on its submodel, with the simulator's per-(seed, round,
   device) generator, and keeps the device's ``client_state`` in ``context.state``. With a
   :class:`~graphrec.federated.stream.StreamTask` this is the ODE client: a device replays the
   stream rounds it missed (lazy catch-up) with the model and estimate it last received.
 * :func:`run_simulation` runs both with Flower's simulation engine (Ray backend, loopback only).
+* :func:`deployed_server_app` and :func:`deployed_client_app` are the apps of the Flower app
+  shipped in ``graphrec/federated/flower_app`` (for ``flwr run`` against SuperLinks and
+  SuperNodes), configured by its run configuration (:data:`RUN_CONFIG`);
+  :mod:`graphrec.federated.deploy` runs it on one machine.
 
 Wire format of a reply: one ArrayRecord ``"update"`` with the dense deltas under their names,
 ``"<name>.idx"`` (int64 rows) and ``"<name>.delta"`` per table parameter (only the touched
@@ -24,14 +30,15 @@ of the strategy's configuration travel in an ArrayRecord ``"config-arrays"``.
 flwr is imported lazily: ``graphrec.federated`` works without it. Flower's telemetry and Ray's
 usage statistics are switched off (``FLWR_TELEMETRY_ENABLED=0``, ``RAY_USAGE_STATS_ENABLED=0``)
 unless the environment sets them, also when flwr was imported before graphrec. A local
-simulation's Ray listens and connects on 127.0.0.1 only and leaves no session folder behind;
-a deployment across machines is Flower's own (docs/federated-deployment.md).
+simulation's Ray listens and connects on 127.0.0.1 only and leaves no session folder behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import json
 import logging
 import math
 import os
@@ -40,14 +47,15 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from graphrec.errors import GraphrecError, MissingExtraError
+from graphrec.errors import ConfigError, GraphrecError, MissingExtraError
 from graphrec.federated.simulator import (
     FederatedTask,
     LocalConfig,
@@ -57,7 +65,14 @@ from graphrec.federated.simulator import (
 )
 from graphrec.federated.strategies import ClientUpdate, RowDelta, Strategy
 
-__all__ = ["flower_strategy", "client_app", "server_app", "run_simulation"]
+__all__ = [
+    "flower_strategy",
+    "client_app",
+    "server_app",
+    "run_simulation",
+    "deployed_server_app",
+    "deployed_client_app",
+]
 
 logger = logging.getLogger("graphrec.federated")
 
@@ -158,15 +173,20 @@ def flower_strategy(
     seed: int = 0,
     min_available_nodes: int = 0,
     wait_s: float = 600.0,
+    devices: Sequence[int] | None = None,
 ) -> Any:
     """A Flower ``Strategy`` (subclass of ``flwr.serverapp.strategy.FedAvg``, whose node
     sampling and message plumbing it reuses) that aggregates with ``strategy.aggregate``.
 
-    Each round waits (at most ``wait_s``) until ``min_available_nodes`` (at least
-    ``clients_per_round``) nodes are connected, then samples as the simulator does over the
-    sorted node ids. Attributes of the returned object: ``history`` (per round: devices,
-    accepted, rejected, bytes up, seconds from ``configure_train`` to the end of
-    ``aggregate_train``) and ``state`` (the latest global state as tensors).
+    Each round waits (at most ``wait_s``) until ``min_available_nodes`` (without ``devices``
+    at least ``clients_per_round``) nodes are connected and asks new nodes for their
+    ``partition-id`` / ``num-partitions`` (a ``query`` message), then samples
+    ``clients_per_round`` of ``devices`` (default: the partition ids) as the simulator does
+    (``Simulator.sample_clients`` with ``devices`` = its eligible devices). Device ``d`` is
+    trained by the node with ``partition-id == d % num-partitions``; its id travels as
+    ``device`` in the configuration. Attributes of the returned object: ``history`` (per
+    round: devices, accepted, rejected, bytes up, seconds from ``configure_train`` to the end
+    of ``aggregate_train``) and ``state`` (the latest global state as tensors).
     """
     flwr = _flwr()
     app, strategies = flwr.app, flwr.serverapp.strategy
@@ -177,12 +197,16 @@ def flower_strategy(
             super().__init__(
                 fraction_train=0.0,
                 fraction_evaluate=0.0,
-                min_available_nodes=max(clients_per_round, min_available_nodes),
+                # without ``devices`` one node is one device
+                min_available_nodes=max(
+                    clients_per_round if devices is None else 1, min_available_nodes
+                ),
             )
             self.inner = strategy
             self.clients_per_round = clients_per_round
             self.state: dict[str, Tensor] = {}
             self.history: list[dict[str, Any]] = []
+            self.partition_of: dict[int, tuple[int, int]] = {}  # node id -> (id, count)
 
         def summary(self) -> None:
             logger.info(
@@ -205,18 +229,55 @@ def flower_strategy(
                         f"{self.min_available_nodes} needed"
                     )
                 time.sleep(0.5)
-            # as Simulator.sample_clients: with node ids ordered like the devices, the same
-            # devices are sampled; node ids are uint64, so they never go through numpy
+            owner = self.owners(grid, nodes)
+            pool = np.asarray(sorted(owner) if devices is None else devices, dtype=np.int64)
+            count = next(iter(self.partition_of.values()))[1]
+            # as Simulator.sample_clients (node ids are uint64: they never go through numpy)
             rng = np.random.default_rng(_seed(seed, server_round, 0))
-            pick = np.sort(rng.choice(len(nodes), self.clients_per_round, replace=False))
-            chosen = [nodes[i] for i in pick]
-            content = {"arrays": arrays, "config": app.ConfigRecord(scalars)}
-            if tensors:
-                content["config-arrays"] = _to_record(tensors)
-            record = app.RecordDict(content)
-            return [
-                app.Message(content=record, message_type="train", dst_node_id=n) for n in chosen
-            ]
+            chosen = np.sort(rng.choice(pool, self.clients_per_round, replace=False))
+            messages = []
+            for device in chosen.tolist():
+                if device % count not in owner:
+                    logger.warning("round %d: no node holds device %d", server_round, device)
+                    continue
+                content = {
+                    "arrays": arrays,
+                    "config": app.ConfigRecord({**scalars, "device": device}),
+                }
+                if tensors:
+                    content["config-arrays"] = _to_record(tensors)
+                messages.append(
+                    app.Message(
+                        content=app.RecordDict(content),
+                        message_type="train",
+                        dst_node_id=owner[device % count],
+                    )
+                )
+            return messages
+
+        def owners(self, grid: Any, nodes: list[int]) -> dict[int, int]:
+            """``{partition-id: node id}`` of the connected ``nodes`` (new ones are asked)."""
+            new = [n for n in nodes if n not in self.partition_of]
+            if new:
+                query = [
+                    app.Message(content=app.RecordDict(), message_type="query", dst_node_id=n)
+                    for n in new
+                ]
+                for reply in grid.send_and_receive(query, timeout=wait_s):
+                    if reply.has_error():
+                        logger.warning("a node did not say its partition: %s", reply.error)
+                        continue
+                    part = reply.content["partition"]
+                    self.partition_of[reply.metadata.src_node_id] = (
+                        int(part["partition-id"]),
+                        int(part["num-partitions"]),
+                    )
+            counts = {self.partition_of[n][1] for n in nodes if n in self.partition_of}
+            if not counts:
+                raise GraphrecError("no node said its partition-id")
+            if len(counts) > 1:
+                raise GraphrecError(f"the nodes disagree on num-partitions: {sorted(counts)}")
+            return {self.partition_of[n][0]: n for n in nodes if n in self.partition_of}
 
         def aggregate_train(self, server_round: int, replies: Iterable[Any]) -> tuple[Any, Any]:
             updates, rejected, failed, nbytes, losses = [], [], 0, 0, []
@@ -305,8 +366,10 @@ def _cached_task(key: str, task_fn: Callable[[], FederatedTask]) -> FederatedTas
 
 
 def client_app(task_fn: Callable[[], FederatedTask], *, seed: int = 0) -> Any:
-    """A ``ClientApp`` training device ``node_config["partition-id"]`` of ``task_fn()`` (built
-    once per process). ``seed`` must equal the simulator's to reproduce its local training."""
+    """A ``ClientApp`` for ``task_fn()`` (built once per process): ``train`` trains the
+    message's ``device`` (default ``node_config["partition-id"]``), which must belong to this
+    node (``device % num-partitions == partition-id``); ``query`` answers the node's partition.
+    ``seed`` must equal the simulator's to reproduce its local training."""
     flwr = _flwr()
     app = flwr.clientapp.ClientApp()
     # a stable key: the app (and task_fn) may be unpickled anew for every message
@@ -314,23 +377,201 @@ def client_app(task_fn: Callable[[], FederatedTask], *, seed: int = 0) -> Any:
 
     @app.train()
     def train(msg: Any, context: Any) -> Any:
-        task = _cached_task(key, task_fn)
-        if getattr(task, "initial_state", False) is None:  # a StreamTask not started yet
-            task.start(seed)
-        device = int(context.node_config["partition-id"])
-        state = _from_record(msg.content["arrays"])
-        config: dict[str, Any] = dict(msg.content["config"])
-        if "config-arrays" in msg.content:
-            config.update(_from_record(msg.content["config-arrays"]))
-        round = int(config["server-round"])
-        saved = context.state.get("graphrec")
-        client_state = pickle.loads(saved["client-state"]) if saved is not None else {}
-        generator = torch.Generator().manual_seed(_seed(seed, round, 1, device))
-        update = local_update(task, state, device, config, client_state, generator)
-        context.state["graphrec"] = flwr.app.ConfigRecord(
-            {"client-state": pickle.dumps(client_state)}
+        return _train(_cached_task(key, task_fn), seed, msg, context)
+
+    @app.query()
+    def query(msg: Any, context: Any) -> Any:
+        return _partition_reply(msg, context)
+
+    return app
+
+
+def _partition(context: Any) -> tuple[int, int]:
+    """``(partition-id, num-partitions)`` of this node (one partition if not configured)."""
+    node = context.node_config
+    if "partition-id" not in node:
+        raise GraphrecError("the SuperNode has no node config partition-id")
+    return int(node["partition-id"]), int(node.get("num-partitions", 1))
+
+
+def _partition_reply(msg: Any, context: Any) -> Any:
+    app = _flwr().app
+    pid, count = _partition(context)
+    content = {"partition": app.ConfigRecord({"partition-id": pid, "num-partitions": count})}
+    return app.Message(app.RecordDict(content), reply_to=msg)
+
+
+def _train(task: FederatedTask, seed: int, msg: Any, context: Any) -> Any:
+    """One ``train`` message: local training of the message's device on ``task``."""
+    app = _flwr().app
+    if getattr(task, "initial_state", False) is None:  # a StreamTask not started yet
+        task.start(seed)
+    pid, count = _partition(context)
+    state = _from_record(msg.content["arrays"])
+    config: dict[str, Any] = dict(msg.content["config"])
+    if "config-arrays" in msg.content:
+        config.update(_from_record(msg.content["config-arrays"]))
+    device = int(config.pop("device", pid))
+    if device % count != pid:
+        raise GraphrecError(f"device {device} is not in partition {pid} of {count}")
+    round = int(config["server-round"])
+    saved = context.state.get(f"graphrec-{device}")
+    client_state = pickle.loads(saved["client-state"]) if saved is not None else {}
+    generator = torch.Generator().manual_seed(_seed(seed, round, 1, device))
+    update = local_update(task, state, device, config, client_state, generator)
+    context.state[f"graphrec-{device}"] = app.ConfigRecord(
+        {"client-state": pickle.dumps(client_state)}
+    )
+    return app.Message(encode_update(update), reply_to=msg)
+
+
+# --------------------------------------------------------------------------- deployed app
+
+#: the run configuration of the shipped Flower app (``[tool.flwr.app.config]`` of
+#: ``graphrec/federated/flower_app/pyproject.toml``; ``flwr run --run-config`` overrides it).
+#: Zero or an empty string means "not set" for the optional keys.
+RUN_CONFIG: dict[str, Any] = {
+    "strategy": "fedsubavg",
+    "dataset": "synthetic",
+    "model": "",
+    "data-root": "",
+    "devices": 12,
+    "rounds": 3,
+    "clients-per-round": 4,
+    "min-nodes": 1,
+    "lr": 0.1,
+    "lr-decay": 0.999,
+    "local-steps": 10,
+    "batch-size": 4,
+    "clip-norm": 5.0,
+    "prox-mu": 0.0,
+    "coef-clip": 0.0,
+    "max-update-norm": 0.0,
+    "seed": 0,
+    "results-file": "",
+    "state-file": "",
+}
+
+
+def _run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(run_config) - set(RUN_CONFIG))
+    if unknown:
+        raise ConfigError(
+            f"unknown run config keys {unknown}; expected some of {sorted(RUN_CONFIG)}"
         )
-        return flwr.app.Message(encode_update(update), reply_to=msg)
+    return {**RUN_CONFIG, **run_config}
+
+
+def _deployed_task(cfg: Mapping[str, Any]) -> FederatedTask:
+    from graphrec.federated.experiment import federated_task
+
+    default_model = {"amazon-users": "din", "ml-100k": "tiny", "synthetic": "softmax"}
+    return federated_task(
+        cfg["dataset"],
+        cfg["model"] or default_model.get(cfg["dataset"], ""),
+        root=cfg["data-root"] or None,
+        devices=int(cfg["devices"]) or None,
+        seed=int(cfg["seed"]),
+    )
+
+
+def deployed_strategy(name: str, task: FederatedTask, cfg: Mapping[str, Any]) -> Strategy:
+    """The strategy ``name`` of :data:`graphrec.registry.FL_STRATEGIES` for ``task``, as
+    ``graphrec fl run --strategy`` builds it: ``prox-mu`` and ``coef-clip`` (0 = not set) of
+    ``cfg`` set its ``mu`` and ``clip`` options where it has them."""
+    from graphrec.federated.experiment import build_strategy
+    from graphrec.registry import FL_STRATEGIES
+
+    given = {"mu": float(cfg["prox-mu"]) or None, "clip": float(cfg["coef-clip"]) or None}
+    defaults = FL_STRATEGIES.defaults(name)
+    options = {k: v for k, v in given.items() if k in defaults and v is not None}
+    return build_strategy(name, task.graph, **options)
+
+
+def deployed_local_config(cfg: Mapping[str, Any]) -> LocalConfig:
+    """The local training of run configuration ``cfg`` (as ``graphrec fl run``)."""
+    return LocalConfig(
+        lr=float(cfg["lr"]),
+        lr_decay=float(cfg["lr-decay"]),
+        local_steps=int(cfg["local-steps"]),
+        batch_size=int(cfg["batch-size"]),
+        clip_norm=float(cfg["clip-norm"]) or None,
+    )
+
+
+def deployed_server_app() -> Any:
+    """The ServerApp of the shipped Flower app: task, strategy and local training from the
+    run configuration (:data:`RUN_CONFIG`), as ``graphrec fl run`` builds them; device ``d``
+    is trained by the SuperNode with ``partition-id == d % num-partitions``. Writes the
+    results JSON to ``results-file`` and the final global state (``torch.save``) to
+    ``state-file`` when they are set."""
+    flwr = _flwr()
+    app = flwr.serverapp.ServerApp()
+
+    @app.main()
+    def main(grid: Any, context: Any) -> None:
+        from graphrec.io.atomic import atomic_write_text
+
+        cfg = _run_config(context.run_config)
+        seed = int(cfg["seed"])
+        task = _deployed_task(cfg)
+        eligible = np.flatnonzero(task.graph.num_samples > 0)
+        per_round = min(int(cfg["clients-per-round"]), eligible.size)
+        wrapped = flower_strategy(
+            deployed_strategy(cfg["strategy"], task, cfg),
+            clients_per_round=per_round,
+            local=deployed_local_config(cfg),
+            max_update_norm=float(cfg["max-update-norm"]) or None,
+            seed=seed,
+            min_available_nodes=int(cfg["min-nodes"]),
+            devices=eligible.tolist(),
+        )
+        wrapped.evaluations = []
+
+        def central(server_round: int, arrays: Any) -> Any:
+            metrics = {k: float(v) for k, v in task.evaluate(_from_record(arrays)).items()}
+            wrapped.evaluations.append({"round": server_round, **metrics})
+            logger.info("round %d: %s", server_round, metrics)
+            return flwr.app.MetricRecord(metrics)
+
+        wrapped.start(
+            grid=grid,
+            initial_arrays=_to_record(task.init_state(seed)),
+            num_rounds=int(cfg["rounds"]),
+            evaluate_fn=central,
+        )
+        payload = {
+            "command": "flower app",
+            "run_config": cfg,
+            "devices": task.graph.num_devices,
+            "clients_per_round": per_round,
+            "history": wrapped.history,
+            "evaluations": wrapped.evaluations,
+        }
+        if cfg["state-file"]:
+            torch.save(wrapped.state, cfg["state-file"])
+        if cfg["results-file"]:
+            atomic_write_text(Path(cfg["results-file"]), json.dumps(payload, indent=1))
+
+    return app
+
+
+def deployed_client_app() -> Any:
+    """The ClientApp of the shipped Flower app: the task of the run configuration (built once
+    per process), trained as :func:`client_app` trains it."""
+    flwr = _flwr()
+    app = flwr.clientapp.ClientApp()
+
+    @app.train()
+    def train(msg: Any, context: Any) -> Any:
+        cfg = _run_config(context.run_config)
+        key = json.dumps(cfg, sort_keys=True)
+        task = _cached_task(key, functools.partial(_deployed_task, cfg))
+        return _train(task, int(cfg["seed"]), msg, context)
+
+    @app.query()
+    def query(msg: Any, context: Any) -> Any:
+        return _partition_reply(msg, context)
 
     return app
 
