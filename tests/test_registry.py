@@ -80,7 +80,7 @@ def test_registry_register_get_build_and_errors():
 
 def test_registries_hold_the_package_names():
     from graphrec.federated.stream import SELECTORS
-    from graphrec.models.cf.trainer import BACKBONES, LOSSES
+    from graphrec.models.cf import CFBackbone, CFObjective
     from graphrec.nn.tree_aggregation import TREE_AGGREGATORS
 
     assert CTR_MODELS.names() == ["dcn", "deepfm", "din", "lr", "widedeep"]
@@ -93,8 +93,11 @@ def test_registries_hold_the_package_names():
     ]
     assert SOLVERS.names() == ["fastcover", "greedy", "degree", "soft", "heu", "ilp", "ris"]
     assert HIEN_AGGREGATORS.names() == list(TREE_AGGREGATORS)
-    # CFTrainer validates and dispatches by name: its lists must be the registered names
-    assert CF_BACKBONES.names() == list(BACKBONES) and CF_LOSSES.names() == list(LOSSES)
+    # CFConfig and CFTrainer validate and dispatch through these registries only
+    assert CF_BACKBONES.names() == ["mf", "lightgcn"]
+    assert CF_LOSSES.names() == ["bpr", "infonce", "hdccf"]
+    assert all(issubclass(CF_BACKBONES.get(name), CFBackbone) for name in CF_BACKBONES)
+    assert all(issubclass(CF_LOSSES.get(name), CFObjective) for name in CF_LOSSES)
     parser = _build_parser()
     assert _choices(parser, "ctr", "train", "--model") == CTR_MODELS.names()
     assert _choices(parser, "ctr", "train", "--aggregator") == HIEN_AGGREGATORS.names()

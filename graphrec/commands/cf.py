@@ -22,7 +22,7 @@ from graphrec.commands._training import (
 from graphrec.errors import GraphrecError
 from graphrec.models.cf import CFConfig
 from graphrec.models.cf.trainer import SAMPLINGS
-from graphrec.registry import CF_BACKBONES, CF_LOSSES
+from graphrec.registry import CF_BACKBONES, CF_LOSSES, Registry
 
 #: Keys of the ``data`` record stored in a model file (how to rebuild the graph).
 DATA_KEYS = ("dataset", "root", "test", "min_rating", "valid_fraction", "fold", "split_seed")
@@ -198,6 +198,13 @@ def _graph(data: dict):
     )
 
 
+def _applies(registry: Registry, option: str, chosen: str, field: str) -> tuple[str, bool]:
+    """Where the ``CFConfig`` field ``field`` applies (the entries whose ``config_fields``
+    name it) and whether it applies to ``chosen``."""
+    names = [name for name in registry if field in registry.get(name).config_fields]
+    return f"{option} {' or '.join(names)}", chosen in names
+
+
 def _check_options(args: argparse.Namespace) -> None:
     """Refuse options of another backbone, loss or dataset (before any work)."""
     from graphrec.models.cf.data import DATASETS
@@ -206,19 +213,20 @@ def _check_options(args: argparse.Namespace) -> None:
     refuse_unused(
         args,
         {
-            "--layers": ("--backbone lightgcn", args.backbone == "lightgcn"),
-            "--temperature": ("--loss infonce or hdccf", args.loss != "bpr"),
-            "--tau-plus": ("--loss hdccf", args.loss == "hdccf"),
-            "--beta": ("--loss hdccf", args.loss == "hdccf"),
-            "--logq": ("--loss hdccf", args.loss == "hdccf"),
-            "--positives": ("--loss hdccf", args.loss == "hdccf"),
+            "--layers": _applies(CF_BACKBONES, "--backbone", args.backbone, "num_layers"),
+            "--temperature": _applies(CF_LOSSES, "--loss", args.loss, "temperature"),
+            "--tau-plus": _applies(CF_LOSSES, "--loss", args.loss, "tau_plus"),
+            "--beta": _applies(CF_LOSSES, "--loss", args.loss, "beta"),
+            "--logq": _applies(CF_LOSSES, "--loss", args.loss, "logq"),
+            "--positives": _applies(CF_LOSSES, "--loss", args.loss, "num_positives"),
             "--fold": ("--dataset ml-100k", args.dataset == "ml-100k"),
             "--min-rating": ("ml-100k and interaction logs", args.dataset != "gowalla"),
             "--test": ("an interaction-log --dataset", not named),
         },
     )
-    if args.loss == "bpr" and args.negatives == 0:
-        raise GraphrecError("--negatives must be >= 1 with --loss bpr")
+    least = CF_LOSSES.get(args.loss).min_negatives
+    if args.negatives is not None and args.negatives < least:
+        raise GraphrecError(f"--negatives must be >= {least} with --loss {args.loss}")
 
 
 def train_command(args: argparse.Namespace) -> int:

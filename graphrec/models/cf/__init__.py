@@ -16,11 +16,17 @@ Example:
     >>> cfg = CFConfig(backbone="mf", loss="hdccf", temperature=0.2, logq=1.0)  # doctest: +SKIP
     >>> trainer = CFTrainer(graph, cfg)  # doctest: +SKIP
     >>> trainer.fit(checkpoint="run.pt").evaluate("test")  # doctest: +SKIP
+
+Backbones and losses are looked up by name in :data:`graphrec.registry.CF_BACKBONES` (each
+builds itself with ``from_config(graph, config)``) and :data:`graphrec.registry.CF_LOSSES`
+(:class:`CFObjective` subclasses), so a new one is a registered class in one file.
 """
 
 from graphrec.models.cf.backbones import MF, CFBackbone, LightGCN
 from graphrec.models.cf.data import load_cf_graph
 from graphrec.models.cf.losses import (
+    CFLossInput,
+    CFObjective,
     HDCCFLoss,
     bpr_loss,
     debiased_negative_mean,
@@ -37,6 +43,8 @@ __all__ = [
     "CFBackbone",
     "CFBatch",
     "CFConfig",
+    "CFLossInput",
+    "CFObjective",
     "CFTrainer",
     "HDCCFLoss",
     "InteractionSampler",

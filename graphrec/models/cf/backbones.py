@@ -6,12 +6,16 @@ Every backbone is a ``torch.nn.Module`` with the same small interface:
   items (the score of a pair is their dot product, or cosine for the contrastive losses);
 * ``ego_embeddings() -> (user_emb [U, F], item_emb [I, F])``: the free parameters (layer 0),
   which is what L2 regularisation covers;
-* ``reset_parameters()``.
+* ``reset_parameters()``;
+* ``from_config(graph, config)``: the backbone a :class:`~graphrec.models.cf.CFConfig` names,
+  sized for the graph (how :data:`graphrec.registry.CF_BACKBONES` entries are built).
 
 The losses live in :mod:`graphrec.models.cf.losses`; none of them is attached to a backbone.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +25,9 @@ from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph
 from graphrec.nn.lgconv import LGConv, ScipyAdjacency
 from graphrec.registry import CF_BACKBONES
+
+if TYPE_CHECKING:
+    from graphrec.models.cf.trainer import CFConfig
 
 __all__ = ["CFBackbone", "LightGCN", "MF"]
 
@@ -37,11 +44,22 @@ def _init_(weight: Tensor, init: str, std: float) -> None:
 
 
 class CFBackbone(nn.Module):
-    """Base class: ``num_users``, ``num_items``, ``embedding_dim`` and the common interface."""
+    """Base class: ``num_users``, ``num_items``, ``embedding_dim`` and the common interface.
+
+    Attributes:
+        config_fields: the :class:`~graphrec.models.cf.CFConfig` fields that apply to this
+            backbone only (the command line refuses their options with other backbones).
+    """
 
     num_users: int
     num_items: int
     embedding_dim: int
+    config_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, graph: BipartiteGraph, config: CFConfig) -> CFBackbone:
+        """The backbone of ``config``, sized for ``graph`` (initialised from the global RNG)."""
+        raise NotImplementedError
 
     def forward(self) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -83,6 +101,10 @@ class MF(CFBackbone):
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, graph: BipartiteGraph, config: CFConfig) -> MF:
+        return cls(graph.num_users, graph.num_items, config.embedding_dim, init=config.init)
 
     def reset_parameters(self) -> None:
         _init_(self.user_embedding.weight, self.init, self.init_std)
@@ -129,6 +151,8 @@ class LightGCN(CFBackbone):
     Use :meth:`from_graph` to build it from a :class:`~graphrec.graphs.BipartiteGraph`.
     """
 
+    config_fields = ("num_layers",)
+
     def __init__(
         self,
         num_users: int,
@@ -165,6 +189,15 @@ class LightGCN(CFBackbone):
     def from_graph(cls, graph: BipartiteGraph, **kwargs) -> LightGCN:
         """Build on ``graph``'s training edges (``kwargs`` as for the constructor)."""
         return cls(graph.num_users, graph.num_items, graph.normalized_adjacency(), **kwargs)
+
+    @classmethod
+    def from_config(cls, graph: BipartiteGraph, config: CFConfig) -> LightGCN:
+        return cls.from_graph(
+            graph,
+            embedding_dim=config.embedding_dim,
+            num_layers=config.num_layers,
+            init=config.init,
+        )
 
     def reset_parameters(self) -> None:
         _init_(self.lightgcn.embedding.weight, self.init, self.init_std)

@@ -24,21 +24,39 @@ combines the three ingredients the abstract names with the standard technique fo
 
 Which of these match the paper is unverified (spec section 7, open point 2); every one of them
 is a constructor argument.
+
+:data:`graphrec.registry.CF_LOSSES` holds each loss as a :class:`CFObjective`, the one interface
+:class:`~graphrec.models.cf.CFTrainer` calls: built from ``(graph, config)``, it says what the
+sampler must provide (explicit negatives, the known-pair mask) and computes the batch loss from a
+:class:`CFLossInput`. A new loss is one registered subclass, in this file or any other.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphrec.errors import ConfigError
+from graphrec.models.cf.sampler import CFBatch
 from graphrec.registry import CF_LOSSES
 
+if TYPE_CHECKING:
+    from graphrec.graphs.bipartite import BipartiteGraph
+    from graphrec.models.cf.trainer import CFConfig
+
 __all__ = [
+    "BPRObjective",
+    "CFLossInput",
+    "CFObjective",
     "HDCCFLoss",
+    "HDCCFObjective",
+    "InfoNCEObjective",
     "bpr_loss",
     "debiased_negative_mean",
     "info_nce_loss",
@@ -51,7 +69,6 @@ __all__ = [
 SIMILARITIES = ("cosine", "dot")
 
 
-@CF_LOSSES.register("bpr")
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     r"""Bayesian personalised ranking (Rendle et al., UAI 2009), averaged once.
 
@@ -103,7 +120,6 @@ def _rowwise_similarity(a: Tensor, b: Tensor, similarity: str) -> Tensor:
     return torch.einsum("bf,bkf->bk", a, b)
 
 
-@CF_LOSSES.register("infonce")
 def info_nce_loss(
     user_emb: Tensor,
     item_emb: Tensor,
@@ -321,7 +337,6 @@ def _check_tau(tau_plus: float) -> None:
         raise ConfigError(f"tau_plus must be in [0, 1); got {tau_plus!r}")
 
 
-@CF_LOSSES.register("hdccf")
 class HDCCFLoss(nn.Module):
     r"""Hardness-aware debiased contrastive CF loss (design choice, see the module docstring).
 
@@ -488,4 +503,146 @@ class HDCCFLoss(nn.Module):
             f"similarity={self.similarity!r}, user_side={self.user_side}, "
             f"item_side={self.item_side}, clip={self.clip}, "
             f"detach_hardness={self.detach_hardness}, logq={self.logq}"
+        )
+
+
+# ----------------------------------------------------------------------------- objectives
+
+
+@dataclass(frozen=True)
+class CFLossInput:
+    """What :class:`~graphrec.models.cf.CFTrainer` hands a :class:`CFObjective` for one batch.
+
+    Attributes:
+        batch: the sampled pairs, with what the objective asked the sampler for.
+        user_emb, item_emb: ``[U, F]``, ``[I, F]`` final embeddings of all users / items.
+        users, items: ``[B, F]`` final embeddings of the batch's pairs
+            (``user_emb[batch.users]``, ``item_emb[batch.items]``).
+        user_ego, item_ego: ``[U, F]``, ``[I, F]`` layer-0 embeddings (what L2 covers).
+    """
+
+    batch: CFBatch
+    user_emb: Tensor
+    item_emb: Tensor
+    users: Tensor
+    items: Tensor
+    user_ego: Tensor
+    item_ego: Tensor
+
+
+class CFObjective:
+    """A CF loss as :class:`~graphrec.models.cf.CFTrainer` trains with it (``CF_LOSSES`` entry).
+
+    The class attributes say what the sampler must provide and which settings apply:
+
+    Attributes:
+        negatives: explicit negatives per pair when ``CFConfig.num_negatives`` is None.
+        min_negatives: the fewest explicit negatives it accepts (``CFConfig`` checks).
+        known: the sampler builds the ``[B, B]`` known-pair mask ``CFBatch.known``.
+        config_fields: the :class:`~graphrec.models.cf.CFConfig` fields that apply to this
+            loss only (the command line refuses their options with other losses).
+
+    Args:
+        config: the run's configuration (its loss settings).
+    """
+
+    negatives: int = 0
+    min_negatives: int = 0
+    known: bool = False
+    config_fields: tuple[str, ...] = ()
+
+    def __init__(self, config: CFConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, graph: BipartiteGraph, config: CFConfig) -> CFObjective:
+        """The objective of ``config`` for training on ``graph``."""
+        return cls(config)
+
+    def __call__(self, inputs: CFLossInput) -> Tensor:  # pragma: no cover - abstract
+        """The scalar batch loss, without the L2 term (the trainer adds it)."""
+        raise NotImplementedError
+
+    def regularized(self, inputs: CFLossInput) -> tuple[Tensor, ...]:
+        """Layer-0 rows the L2 term covers besides the batch's users and items (default none)."""
+        return ()
+
+
+@CF_LOSSES.register("bpr")
+class BPRObjective(CFObjective):
+    """:func:`bpr_loss` of each pair against its explicit negatives (those still a known
+    positive after resampling left out); L2 also covers the negatives."""
+
+    negatives = min_negatives = 1
+
+    def __call__(self, inputs: CFLossInput) -> Tensor:
+        batch = inputs.batch
+        neg = inputs.item_emb[batch.neg_items]  # [B, N, F]
+        pos_s = (inputs.users * inputs.items).sum(-1, keepdim=True).expand(batch.neg_items.shape)
+        neg_s = torch.einsum("bf,bnf->bn", inputs.users, neg)
+        valid = batch.neg_valid
+        return bpr_loss(pos_s[valid], neg_s[valid])
+
+    def regularized(self, inputs: CFLossInput) -> tuple[Tensor, ...]:
+        ego = inputs.item_ego
+        return (ego[inputs.batch.neg_items].reshape(-1, ego.shape[1]),)
+
+
+@CF_LOSSES.register("infonce")
+class InfoNCEObjective(CFObjective):
+    """:func:`info_nce_loss` with in-batch negatives (``temperature``, ``symmetric``)."""
+
+    known = True
+    config_fields = ("temperature", "symmetric")
+
+    def __call__(self, inputs: CFLossInput) -> Tensor:
+        cfg = self.config
+        return info_nce_loss(
+            inputs.users,
+            inputs.items,
+            temperature=cfg.temperature,
+            known=inputs.batch.known,
+            symmetric=cfg.symmetric,
+        )
+
+
+@CF_LOSSES.register("hdccf")
+class HDCCFObjective(CFObjective):
+    """:class:`HDCCFLoss` with set-wise positives, optional explicit negatives and the logQ
+    correction by training degrees.
+
+    Args:
+        config: the run's configuration.
+        log_degrees: ``([U], [I])`` log training degrees (at least 1), the ``log q`` of logQ.
+    """
+
+    known = True
+    config_fields = ("temperature", "tau_plus", "beta", "logq", "num_positives")
+
+    def __init__(self, config: CFConfig, log_degrees: tuple[Tensor, Tensor]) -> None:
+        super().__init__(config)
+        self.loss = HDCCFLoss(config.temperature, config.tau_plus, config.beta, logq=config.logq)
+        self.user_log_q, self.item_log_q = log_degrees
+
+    @classmethod
+    def from_config(cls, graph: BipartiteGraph, config: CFConfig) -> HDCCFObjective:
+        log_degrees = tuple(
+            torch.from_numpy(np.log(np.maximum(degree, 1)).astype(np.float32))
+            for degree in (graph.user_degree(), graph.item_degree())
+        )
+        return cls(config, log_degrees)
+
+    def __call__(self, inputs: CFLossInput) -> Tensor:
+        batch, item_emb = inputs.batch, inputs.item_emb
+        neg = None if batch.neg_items is None else item_emb[batch.neg_items]
+        return self.loss(
+            inputs.users,
+            inputs.items,
+            pos_item_emb=item_emb[batch.pos_items],
+            pos_user_emb=inputs.user_emb[batch.pos_users],
+            known=batch.known,
+            neg_item_emb=neg,
+            neg_item_valid=batch.neg_valid,
+            item_log_q=self.item_log_q[batch.items],
+            user_log_q=self.user_log_q[batch.users],
         )

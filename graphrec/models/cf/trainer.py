@@ -43,15 +43,14 @@ from graphrec.io.checkpoint import (
     save_checkpoint,
 )
 from graphrec.metrics import ranking_metrics
-from graphrec.models.cf.backbones import INITS, MF, CFBackbone, LightGCN
-from graphrec.models.cf.losses import HDCCFLoss, bpr_loss, info_nce_loss, l2_regularization
+from graphrec.models.cf.backbones import INITS, CFBackbone
+from graphrec.models.cf.losses import CFLossInput, l2_regularization
 from graphrec.models.cf.sampler import CFBatch, InteractionSampler
+from graphrec.registry import CF_BACKBONES, CF_LOSSES
 from graphrec.training import Trainer, run_epochs
 
-__all__ = ["BACKBONES", "CFConfig", "CFTrainer", "LOSSES", "SAMPLINGS", "build_backbone", "top_k"]
+__all__ = ["CFConfig", "CFTrainer", "SAMPLINGS", "build_backbone", "top_k"]
 
-BACKBONES = ("mf", "lightgcn")
-LOSSES = ("bpr", "infonce", "hdccf")
 SAMPLINGS = ("interaction", "user")
 _CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "best_model")
 
@@ -61,9 +60,11 @@ class CFConfig:
     """Hyper-parameters of a CF run (defaults: LightGCN's Gowalla setting where it has one).
 
     Attributes:
-        backbone: ``"mf"`` or ``"lightgcn"``.
-        loss: ``"bpr"`` (explicit negatives), ``"infonce"`` (in-batch, symmetric) or
-            ``"hdccf"`` (:class:`~graphrec.models.cf.losses.HDCCFLoss`).
+        backbone: a name of :data:`graphrec.registry.CF_BACKBONES`: ``"mf"`` or
+            ``"lightgcn"``.
+        loss: a name of :data:`graphrec.registry.CF_LOSSES`: ``"bpr"`` (explicit negatives),
+            ``"infonce"`` (in-batch, symmetric) or ``"hdccf"``
+            (:class:`~graphrec.models.cf.losses.HDCCFLoss`).
         embedding_dim, num_layers: backbone size (``num_layers`` for LightGCN only).
         init: embedding initialisation, ``"normal"`` (std 0.1, LightGCN's code) or
             ``"xavier"`` (PyG's ``LightGCN``).
@@ -77,8 +78,9 @@ class CFConfig:
         logq: HDCCF popularity correction of the in-batch negatives (``HDCCFLoss(logq=)``;
             0 = off), with frequencies = training degrees.
         num_positives: ``M`` positives per anchor (HDCCF).
-        num_negatives: explicit negatives per pair; None = 1 for BPR, 0 (in-batch only) for
-            the contrastive losses.
+        num_negatives: explicit negatives per pair; None = the loss's default
+            (:attr:`~graphrec.models.cf.losses.CFObjective.negatives`: 1 for BPR, 0 (in-batch
+            only) for the contrastive losses).
         neg_alpha: explicit negatives ``∝ deg^alpha`` (0 = uniform).
         sampling: anchor pairs drawn uniformly over ``"interaction"`` (frequency-aware, the
             premise of in-batch negatives) or over ``"user"`` (a user, then one of its items:
@@ -118,10 +120,12 @@ class CFConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {LOSSES}; got {self.loss!r}")
+        CF_BACKBONES.get(self.backbone)  # ConfigError listing the registered names
+        least = CF_LOSSES.get(self.loss).min_negatives
+        if self.negatives < least:
+            raise ConfigError(
+                f"loss {self.loss!r} needs num_negatives >= {least}; got {self.num_negatives}"
+            )
         if self.init not in INITS:
             raise ConfigError(f"init must be one of {INITS}; got {self.init!r}")
         if self.sampling not in SAMPLINGS:
@@ -137,9 +141,10 @@ class CFConfig:
 
     @property
     def negatives(self) -> int:
+        """Explicit negatives per pair: ``num_negatives`` or the loss's default."""
         if self.num_negatives is not None:
             return self.num_negatives
-        return 1 if self.loss == "bpr" else 0
+        return CF_LOSSES.get(self.loss).negatives
 
     @classmethod
     def from_dict(cls, values: dict) -> CFConfig:
@@ -152,11 +157,7 @@ class CFConfig:
 
 def build_backbone(graph: BipartiteGraph, config: CFConfig) -> CFBackbone:
     """The backbone ``config`` names, sized for ``graph`` (initialised from the global RNG)."""
-    if config.backbone == "mf":
-        return MF(graph.num_users, graph.num_items, config.embedding_dim, init=config.init)
-    return LightGCN.from_graph(
-        graph, embedding_dim=config.embedding_dim, num_layers=config.num_layers, init=config.init
-    )
+    return CF_BACKBONES.get(config.backbone).from_config(graph, config)
 
 
 def top_k(
@@ -203,6 +204,7 @@ class CFTrainer:
 
     Attributes:
         model: the backbone (after :meth:`fit`, the best validation weights).
+        objective: the loss (a :class:`~graphrec.models.cf.losses.CFObjective`).
         history: one dict per epoch: ``epoch``, ``loss``, ``train_seconds`` and
             ``cpu_seconds`` (cumulative, evaluation excluded) and, on evaluation epochs,
             ``valid`` metrics.
@@ -228,20 +230,16 @@ class CFTrainer:
             self.model = build_backbone(graph, cfg)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.trainer = Trainer(self.optimizer)
+        self.objective = CF_LOSSES.get(cfg.loss).from_config(graph, cfg)
         self.sampler = InteractionSampler(
             graph.train,
             cfg.batch_size,
             num_positives=cfg.num_positives,
             num_negatives=cfg.negatives,
             alpha=cfg.neg_alpha,
-            with_known=cfg.loss != "bpr",
+            with_known=self.objective.known,
             by_user=cfg.sampling == "user",
             seed=cfg.seed,
-        )
-        self.hdccf = HDCCFLoss(cfg.temperature, cfg.tau_plus, cfg.beta, logq=cfg.logq)
-        self._log_deg = (
-            torch.from_numpy(np.log(np.maximum(graph.user_degree(), 1)).astype(np.float32)),
-            torch.from_numpy(np.log(np.maximum(graph.item_degree(), 1)).astype(np.float32)),
         )
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
@@ -259,37 +257,10 @@ class CFTrainer:
         ego_u, ego_i = self.model.ego_embeddings()
         u, i = user_all[batch.users], item_all[batch.items]
         reg_terms = [ego_u[batch.users], ego_i[batch.items]]
-        if cfg.loss == "bpr":
-            if batch.neg_items is None:
-                raise ConfigError("BPR needs explicit negatives (num_negatives >= 1)")
-            neg = item_all[batch.neg_items]  # [B, N, F]
-            pos_s = (u * i).sum(-1, keepdim=True).expand(batch.neg_items.shape)
-            neg_s = torch.einsum("bf,bnf->bn", u, neg)
-            valid = batch.neg_valid
-            loss = bpr_loss(pos_s[valid], neg_s[valid])
-            reg_terms.append(ego_i[batch.neg_items].reshape(-1, ego_i.shape[1]))
-        elif cfg.loss == "infonce":
-            loss = info_nce_loss(
-                u,
-                i,
-                temperature=cfg.temperature,
-                known=batch.known,
-                symmetric=cfg.symmetric,
-            )
-        else:
-            neg = None if batch.neg_items is None else item_all[batch.neg_items]
-            loss = self.hdccf(
-                u,
-                i,
-                pos_item_emb=item_all[batch.pos_items],
-                pos_user_emb=user_all[batch.pos_users],
-                known=batch.known,
-                neg_item_emb=neg,
-                neg_item_valid=batch.neg_valid,
-                item_log_q=self._log_deg[1][batch.items],
-                user_log_q=self._log_deg[0][batch.users],
-            )
+        inputs = CFLossInput(batch, user_all, item_all, u, i, ego_u, ego_i)
+        loss = self.objective(inputs)
         if cfg.reg:
+            reg_terms += self.objective.regularized(inputs)
             loss = loss + cfg.reg * l2_regularization(*reg_terms, batch_size=len(batch))
         return loss
 
