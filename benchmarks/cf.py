@@ -12,7 +12,7 @@ The peer baseline ``pyg-lightgcn`` is the configuration of PyG's ``examples/ligh
 (``LightGCN(num_layers=2, embedding_dim=64)``, xavier init, Adam lr 1e-3, batch 8192, one
 uniform negative per positive, ``recommendation_loss`` with ``lambda_reg=1e-4`` on the batch's
 nodes, i.e. our ``reg=2e-4``), trained through the same propagation as PyG's ``LightGCN``
-(parity pinned by ``tests/test_cf.py``).
+(parity pinned by ``tests/models/test_cf.py``).
 
 Usage::
 

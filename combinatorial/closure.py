@@ -130,7 +130,7 @@ def d_closure(
     """The binarised d-closure with diagonal: ``M[u, v] = True`` iff dist(u, v) <= d.
 
     M = A_d + I, i.e. row u is the closed d-ball B_d(u) (u included); the k-dDSP on G is max
-    coverage over the rows of M (spec section 1, "d-closure reduction").
+    coverage over the rows of M (the d-closure reduction of the FastCover paper).
 
     Parameters
     ----------

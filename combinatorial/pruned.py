@@ -26,7 +26,7 @@ def pruned_greedy(
     candidates: int = 8,
     progress: bool = False,
 ) -> Solution:
-    """Exact greedy over the ``candidates * k`` best-scored nodes (spec §9, "the score prunes").
+    """Exact greedy over the ``candidates * k`` best-scored nodes (the score prunes the candidates).
 
     Problem: maximise f_d(S) = |union of B_d(v), v in S| over |S| <= k, with S restricted to
     C = the ``m = min(n, candidates * k)`` nodes of highest ``scores`` (ties -> smallest id).

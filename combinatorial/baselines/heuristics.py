@@ -1,7 +1,7 @@
 """One-shot rankings and simple constructive heuristics for the k-dDSP.
 
 Rankings are computed once from the graph and evaluated at any d; ties go to the smallest node id
-everywhere. Degree convention (checked against the spec's section 8.2 table on soc-wiki-elec with
+everywhere. Degree convention (checked against the paper's dataset table on soc-wiki-elec with
 its 3,333 duplicate lines and soc-advogato with its 3,995 self-loops): out-degree counts distinct
 out-neighbours other than the node itself, ``deg(u) = |N+(u) minus {u}|``, so ranking by degree
 equals ranking by the closed ball size |B_1(u)| = deg(u) + 1. Counting duplicate lines or
@@ -51,7 +51,7 @@ def soft_coverage_scores(adj: sp.sparray | sp.spmatrix) -> np.ndarray:
 
     Each node v spreads one unit of credit evenly over its potential coverers N-[v] (v included);
     s_u is the credit u collects. This is the closed form of an untrained GRAT layer 1 with
-    constant inputs (spec section 2). Binarised graph; O(n + m).
+    constant inputs (FastCover paper). Binarised graph; O(n + m).
 
     Examples
     --------

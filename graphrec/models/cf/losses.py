@@ -8,7 +8,7 @@ single mean over the batch. L2 regularisation is separate: :func:`l2_regularizat
 divided the BPR sum twice); in the installed 2.8.1 its BPR term is a plain mean, equal to
 :func:`bpr_loss`, but its L2 term is ``lambda ||E||^2 / B`` over *all* node embeddings unless
 ``node_id`` is given -- with ``node_id`` twice :func:`l2_regularization` at the same
-``lambda`` (pinned by ``tests/test_cf.py``).
+``lambda`` (pinned by the CF tests).
 
 HDCCF ("Trading Hard Negatives and True Negatives: A Debiased Contrastive Collaborative
 Filtering Approach", C. Yang et al., IJCAI 2022) has no public code and only its abstract was
@@ -22,7 +22,7 @@ combines the three ingredients the abstract names with the standard technique fo
   :math:`\tau^+` and its clip, optionally tilted towards hard negatives as in HCL
   (Robinson et al., ICLR 2021) by :math:`\beta`.
 
-Which of these match the paper is unverified (spec section 7, open point 2); every one of them
+Which of these match the paper is unverified (only its abstract was available); every one of them
 is a constructor argument.
 
 :data:`graphrec.registry.CF_LOSSES` holds each loss as a :class:`CFObjective`, the one interface

@@ -2,7 +2,7 @@
 
 :class:`InteractionSampler` draws observed pairs uniformly from the training interactions,
 i.e. users proportionally to ``deg(u)`` and items proportionally to ``deg(i)``. Used with
-in-batch negatives this is HDCCF's frequency-aware sampling (spec section 2 "Sampler (b)"):
+in-batch negatives this is HDCCF's frequency-aware sampling (the paper's in-batch sampler):
 the items of the other pairs are negatives drawn ``∝ deg(j)`` at the cost of one ``[B, B]``
 similarity matrix. Optionally it adds ``M - 1`` extra positives per anchor (set-wise
 positives) and ``N`` explicit negatives per user drawn ``∝ deg(j)^alpha`` (``alpha = 0``:
