@@ -17,6 +17,9 @@ from graphrec.commands._training import prepare_output
 from graphrec.errors import GraphrecError
 from graphrec.registry import FL_STRATEGIES
 
+#: ODE selectors that run in a deployment (ode-exact needs every device's data on the server)
+SELECTORS = ["rs", "fifo", "hl", "gn", "fb", "sld", "fd", "ode"]
+
 #: the files of the shipped app
 APP_FILES = ("pyproject.toml", "graphrec_flower_app.py")
 
@@ -52,9 +55,18 @@ def register(fl_sub: argparse._SubParsersAction) -> None:
     dep_p.add_argument(
         "--insecure", action="store_true", help="no TLS, no SuperNode authentication"
     )
-    dep_p.add_argument("--strategy", choices=FL_STRATEGIES.names(), default="fedsubavg")
     dep_p.add_argument(
-        "--dataset", choices=["amazon-users", "ml-100k", "synthetic"], default="synthetic"
+        "--strategy",
+        choices=[*FL_STRATEGIES.names(), "ode"],
+        default="fedsubavg",
+        help="ode: the stream task and ODE server of `graphrec fl ode` (--local-steps = "
+        "full-batch epochs, constant --lr, no clipping)",
+    )
+    dep_p.add_argument(
+        "--dataset",
+        choices=["amazon-users", "ml-100k", "synthetic", "uci-heart"],
+        default="synthetic",
+        help="uci-heart: --strategy ode only",
     )
     dep_p.add_argument(
         "--model", choices=["din", "tiny", "softmax"], default=None, help="as `graphrec fl run`"
@@ -71,6 +83,11 @@ def register(fl_sub: argparse._SubParsersAction) -> None:
     dep_p.add_argument("--prox-mu", type=positive_float("--prox-mu"), default=None)
     dep_p.add_argument("--coef-clip", type=positive_float("--coef-clip"), default=None)
     dep_p.add_argument("--max-update-norm", type=positive_float("--max-update-norm"))
+    dep_p.add_argument("--selector", choices=SELECTORS, default="ode", help="--strategy ode")
+    dep_p.add_argument("--buffer", type=positive_int("--buffer"), default=10)
+    dep_p.add_argument("--velocity", type=positive_int("--velocity"), default=8)
+    dep_p.add_argument("--layers", type=positive_int("--layers"), default=None)
+    dep_p.add_argument("--estimator", choices=["replacement", "incremental"], default="replacement")
     dep_p.add_argument("--seed", type=nonnegative_int("--seed"), default=0)
     dep_p.add_argument(
         "--timeout", type=positive_float("--timeout"), default=3600.0, help="seconds"
@@ -113,6 +130,11 @@ def _run_config(args: argparse.Namespace, state_file: Path | None) -> dict[str, 
         "prox-mu": args.prox_mu or 0.0,
         "coef-clip": args.coef_clip or 0.0,
         "max-update-norm": args.max_update_norm or 0.0,
+        "selector": args.selector,
+        "buffer": args.buffer,
+        "velocity": args.velocity,
+        "layers": args.layers or 0,
+        "estimator": args.estimator,
         "seed": args.seed,
     }
     if state_file is not None:

@@ -72,6 +72,7 @@ __all__ = [
     "run_simulation",
     "deployed_server_app",
     "deployed_client_app",
+    "serve",
 ]
 
 logger = logging.getLogger("graphrec.federated")
@@ -447,6 +448,11 @@ RUN_CONFIG: dict[str, Any] = {
     "prox-mu": 0.0,
     "coef-clip": 0.0,
     "max-update-norm": 0.0,
+    "selector": "ode",
+    "buffer": 10,
+    "velocity": 8,
+    "layers": 0,
+    "estimator": "replacement",
     "seed": 0,
     "results-file": "",
     "state-file": "",
@@ -463,25 +469,42 @@ def _run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _deployed_task(cfg: Mapping[str, Any]) -> FederatedTask:
-    from graphrec.federated.experiment import federated_task
+    """``graphrec fl run``'s task, or with strategy ``ode`` the stream task of ``fl ode``."""
+    from graphrec.federated.experiment import federated_task, stream_data, stream_task
 
+    root, seed = cfg["data-root"] or None, int(cfg["seed"])
+    if cfg["strategy"] == "ode":
+        data = stream_data(cfg["dataset"], root=root, devices=int(cfg["devices"]) or 200, seed=seed)
+        return stream_task(
+            data,
+            cfg["selector"],
+            buffer_size=int(cfg["buffer"]),
+            velocity=int(cfg["velocity"]),
+            seed=seed,
+            layers=int(cfg["layers"]) or None,
+        )
     default_model = {"amazon-users": "din", "ml-100k": "tiny", "synthetic": "softmax"}
     return federated_task(
         cfg["dataset"],
         cfg["model"] or default_model.get(cfg["dataset"], ""),
-        root=cfg["data-root"] or None,
+        root=root,
         devices=int(cfg["devices"]) or None,
-        seed=int(cfg["seed"]),
+        seed=seed,
     )
 
 
 def deployed_strategy(name: str, task: FederatedTask, cfg: Mapping[str, Any]) -> Strategy:
-    """The strategy ``name`` of :data:`graphrec.registry.FL_STRATEGIES` for ``task``, as
-    ``graphrec fl run --strategy`` builds it: ``prox-mu`` and ``coef-clip`` (0 = not set) of
-    ``cfg`` set its ``mu`` and ``clip`` options where it has them."""
+    """The strategy ``name`` for ``task``: ``ode`` is the ODE server of ``graphrec fl ode``
+    (``estimator`` of ``cfg``; it starts the stream task); any other name is one of
+    :data:`graphrec.registry.FL_STRATEGIES`, built as ``graphrec fl run --strategy`` builds it,
+    with ``prox-mu`` and ``coef-clip`` (0 = not set) as its ``mu`` and ``clip`` options where
+    it has them."""
     from graphrec.federated.experiment import build_strategy
+    from graphrec.federated.stream import ode_strategy
     from graphrec.registry import FL_STRATEGIES
 
+    if name == "ode":
+        return ode_strategy(task, int(cfg["seed"]), estimator=cfg["estimator"])
     given = {"mu": float(cfg["prox-mu"]) or None, "clip": float(cfg["coef-clip"]) or None}
     defaults = FL_STRATEGIES.defaults(name)
     options = {k: v for k, v in given.items() if k in defaults and v is not None}
@@ -489,7 +512,17 @@ def deployed_strategy(name: str, task: FederatedTask, cfg: Mapping[str, Any]) ->
 
 
 def deployed_local_config(cfg: Mapping[str, Any]) -> LocalConfig:
-    """The local training of run configuration ``cfg`` (as ``graphrec fl run``)."""
+    """The local training of run configuration ``cfg``, as ``graphrec fl run`` has it; with
+    strategy ``ode`` as ``graphrec fl ode`` has it (``local-steps`` full-batch epochs, ``lr``
+    constant, no clipping)."""
+    if cfg["strategy"] == "ode":
+        return LocalConfig(
+            lr=float(cfg["lr"]),
+            lr_decay=1.0,
+            local_steps=int(cfg["local-steps"]),
+            batch_size=10**9,
+            clip_norm=None,
+        )
     return LocalConfig(
         lr=float(cfg["lr"]),
         lr_decay=float(cfg["lr-decay"]),
@@ -497,6 +530,50 @@ def deployed_local_config(cfg: Mapping[str, Any]) -> LocalConfig:
         batch_size=int(cfg["batch-size"]),
         clip_norm=float(cfg["clip-norm"]) or None,
     )
+
+
+def serve(grid: Any, run_config: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Run the shipped app's server on ``grid`` (a Flower ``Grid``): returns the Flower
+    strategy (``state``: the final global state) and the results (see
+    :func:`deployed_server_app`)."""
+    flwr = _flwr()
+    cfg = _run_config(run_config)
+    seed = int(cfg["seed"])
+    task = _deployed_task(cfg)
+    strategy = deployed_strategy(cfg["strategy"], task, cfg)
+    eligible = np.flatnonzero(task.graph.num_samples > 0)
+    per_round = min(int(cfg["clients-per-round"]), eligible.size)
+    wrapped = flower_strategy(
+        strategy,
+        clients_per_round=per_round,
+        local=deployed_local_config(cfg),
+        max_update_norm=float(cfg["max-update-norm"]) or None,
+        seed=seed,
+        min_available_nodes=int(cfg["min-nodes"]),
+        devices=eligible.tolist(),
+    )
+    evaluations: list[dict[str, Any]] = []
+
+    def central(server_round: int, arrays: Any) -> Any:
+        metrics = {k: float(v) for k, v in task.evaluate(_from_record(arrays)).items()}
+        evaluations.append({"round": server_round, **metrics})
+        return flwr.app.MetricRecord(metrics)
+
+    wrapped.start(
+        grid=grid,
+        initial_arrays=_to_record(task.init_state(seed)),
+        num_rounds=int(cfg["rounds"]),
+        evaluate_fn=central,
+    )
+    results = {
+        "command": "flower app",
+        "run_config": cfg,
+        "devices": task.graph.num_devices,
+        "clients_per_round": per_round,
+        "history": wrapped.history,
+        "evaluations": evaluations,
+    }
+    return wrapped, results
 
 
 def deployed_server_app() -> Any:
@@ -512,46 +589,12 @@ def deployed_server_app() -> Any:
     def main(grid: Any, context: Any) -> None:
         from graphrec.io.atomic import atomic_write_text
 
-        cfg = _run_config(context.run_config)
-        seed = int(cfg["seed"])
-        task = _deployed_task(cfg)
-        eligible = np.flatnonzero(task.graph.num_samples > 0)
-        per_round = min(int(cfg["clients-per-round"]), eligible.size)
-        wrapped = flower_strategy(
-            deployed_strategy(cfg["strategy"], task, cfg),
-            clients_per_round=per_round,
-            local=deployed_local_config(cfg),
-            max_update_norm=float(cfg["max-update-norm"]) or None,
-            seed=seed,
-            min_available_nodes=int(cfg["min-nodes"]),
-            devices=eligible.tolist(),
-        )
-        wrapped.evaluations = []
-
-        def central(server_round: int, arrays: Any) -> Any:
-            metrics = {k: float(v) for k, v in task.evaluate(_from_record(arrays)).items()}
-            wrapped.evaluations.append({"round": server_round, **metrics})
-            logger.info("round %d: %s", server_round, metrics)
-            return flwr.app.MetricRecord(metrics)
-
-        wrapped.start(
-            grid=grid,
-            initial_arrays=_to_record(task.init_state(seed)),
-            num_rounds=int(cfg["rounds"]),
-            evaluate_fn=central,
-        )
-        payload = {
-            "command": "flower app",
-            "run_config": cfg,
-            "devices": task.graph.num_devices,
-            "clients_per_round": per_round,
-            "history": wrapped.history,
-            "evaluations": wrapped.evaluations,
-        }
+        wrapped, results = serve(grid, context.run_config)
+        cfg = results["run_config"]
         if cfg["state-file"]:
             torch.save(wrapped.state, cfg["state-file"])
         if cfg["results-file"]:
-            atomic_write_text(Path(cfg["results-file"]), json.dumps(payload, indent=1))
+            atomic_write_text(Path(cfg["results-file"]), json.dumps(results, indent=1))
 
     return app
 

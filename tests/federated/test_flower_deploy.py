@@ -37,14 +37,19 @@ except ImportError:  # Python 3.10: flwr's dependency
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+from flwr.app import Context, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
 
-from graphrec.federated import Simulator
+from graphrec.errors import GraphrecError
+from graphrec.federated import Simulator, stream_simulator
 from graphrec.federated.deploy import APP_DIR, LocalDeployment, write_node_key, write_tls
 from graphrec.federated.flower import (
     RUN_CONFIG,
     _deployed_task,
+    deployed_client_app,
     deployed_local_config,
     deployed_strategy,
+    serve,
 )
 
 torch.set_num_threads(1)
@@ -74,6 +79,64 @@ def test_run_config_is_the_apps_and_flwr_accepts_the_app():
     assert config["tool"]["flwr"]["app"]["config"] == RUN_CONFIG
     _, warnings = load_and_validate(APP_DIR / "pyproject.toml")
     assert warnings == []
+
+
+class NodesGrid:
+    """A Flower ``Grid`` stand-in: ``n`` nodes with random-looking ids, node ``i`` holding
+    partition ``i`` of ``n``, each with its ``Context``; messages go to the ClientApp
+    directly."""
+
+    def __init__(self, app, n: int, run_config: dict) -> None:
+        self.app = app
+        self.contexts = {
+            (7919 * i + 13) % 10007: Context(
+                run_id=1,
+                node_id=(7919 * i + 13) % 10007,
+                node_config={"partition-id": i, "num-partitions": n},
+                state=RecordDict(),
+                run_config=run_config,
+            )
+            for i in range(n)
+        }
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def send_and_receive(self, messages, timeout=None):
+        return [self.app(m, self.contexts[m.metadata.dst_node_id]) for m in messages]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"strategy": "fedavg", "rounds": 3},
+        {"strategy": "ode", "devices": 10, "rounds": 4, "lr": 0.05, "local-steps": 2},
+    ],
+    ids=["fedavg", "ode"],
+)
+def test_shipped_apps_equal_the_simulator_in_process(overrides, monkeypatch):
+    """The shipped ServerApp's :func:`serve` and ClientApp over 3 nodes (several devices each,
+    device state kept per device in ``context.state``): bit for bit ``graphrec fl run``'s
+    (FedAvg) and ``graphrec fl ode``'s (ODE streams) simulators."""
+    for attr in ("_run_id", "_task_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, attr, 1)
+    cfg = {**RUN_CONFIG, **overrides, "min-nodes": 3}
+    wrapped, results = serve(NodesGrid(deployed_client_app(), 3, cfg), cfg)
+    task = _deployed_task(cfg)
+    local = deployed_local_config(cfg)
+    if cfg["strategy"] == "ode":
+        sim = stream_simulator(task, clients_per_round=4, local=local, seed=0)
+    else:
+        sim = Simulator(
+            task, deployed_strategy("fedavg", task, cfg), clients_per_round=4, local=local
+        )
+    for _ in range(cfg["rounds"]):
+        sim.step()
+    assert [h["devices"] for h in results["history"]] == [r["sampled"] for r in sim.history]
+    assert len({d % 3 for h in results["history"] for d in h["devices"]}) == 3
+    for name, value in sim.state.items():
+        assert torch.equal(wrapped.state[name], value), name
+    assert [e["round"] for e in results["evaluations"]] == list(range(cfg["rounds"] + 1))
 
 
 def test_tls_certificates_and_node_keys(tmp_path):
@@ -194,3 +257,25 @@ def test_deploy_local_stops_every_process_on_ctrl_c(tmp_path):
     assert not _marked()
     assert _deployment_folders() <= before
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.timeout(180)
+def test_deployment_stops_its_processes_when_starting_fails(monkeypatch):
+    """A failure after the SuperLink is up (here: a SuperNode key the SuperLink cannot
+    register) stops the SuperLink and its SuperExec and removes the temporary folder."""
+    from graphrec.federated import deploy
+
+    before = _deployment_folders()
+
+    def bad_key(path):
+        path.write_bytes(b"not a key\n")
+        path.with_name(path.name + ".pub").write_bytes(b"ssh-rsa AAAA not-a-key\n")
+        return path.with_name(path.name + ".pub")
+
+    monkeypatch.setattr(deploy, "write_node_key", bad_key)
+    deployment = LocalDeployment(2)
+    with pytest.raises(GraphrecError, match="flwr supernode register failed"):
+        with deployment:
+            pass
+    assert deployment.folder is None and _deployment_folders() <= before
+    assert not _marked()
