@@ -194,6 +194,13 @@ def test_deployment_engine_equals_simulator_and_refuses_unauthenticated_supernod
             assert "SuperNode ID" not in deployment.logs(name), name
         listed = deployment.cli("supernode", "list", "local", "--format", "json").stdout
         assert len(re.findall(r'"online"', listed)) == 3
+        listening = {
+            conn.laddr.ip
+            for proc in _marked()
+            for conn in proc.net_connections(kind="inet")
+            if conn.status == psutil.CONN_LISTEN
+        }
+        assert listening == {"127.0.0.1"}  # nothing listens beyond loopback
     assert any("[ROUND 2/2]" in line for line in lines)
 
     cfg = {**RUN_CONFIG, "rounds": 2}
