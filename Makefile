@@ -26,7 +26,7 @@ $(VENV)/.installed: $(VENV)/.base pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.base pyproject.toml
-	$(PIP) install -q -e ".[dev,dgl,export,fl]"
+	$(PIP) install -q -e ".[dev,dgl,export,fl,vfl]"
 	touch $@
 
 install: $(VENV)/.installed
