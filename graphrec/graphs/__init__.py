@@ -1,4 +1,5 @@
-"""Graph builders: the user-item bipartite graph, attribute trees and the device-cloud graph."""
+"""Graph builders: the user-item bipartite graph, attribute trees, the device-cloud graph and
+the party graph of vertical FL."""
 
 from graphrec.graphs.attribute_tree import (
     AttributeTree,
@@ -9,11 +10,14 @@ from graphrec.graphs.attribute_tree import (
 )
 from graphrec.graphs.bipartite import BipartiteGraph, build_bipartite, split_per_user, to_binary_csr
 from graphrec.graphs.device_cloud import DeviceCloudGraph
+from graphrec.graphs.party import Link, PartyGraph
 
 __all__ = [
     "AttributeTree",
     "BipartiteGraph",
     "DeviceCloudGraph",
+    "Link",
+    "PartyGraph",
     "build_attribute_tree",
     "build_bipartite",
     "movielens_ctr_trees",
