@@ -4,7 +4,9 @@ sample valuation with storage-limited streams and the selection baselines.
 
 Papers: FedSubAvg (arXiv 2109.07704, "Federated Submodel Optimization for Hot and Cold Data
 Features", NeurIPS 2022) and ODE (Gong et al., WWW 2023). The device-cloud graph itself is
-:class:`graphrec.graphs.device_cloud.DeviceCloudGraph`.
+:class:`graphrec.graphs.device_cloud.DeviceCloudGraph`. Vertical FL (parties holding different
+features of the same ids) is :mod:`graphrec.federated.vertical`, on
+:class:`graphrec.graphs.PartyGraph`.
 """
 
 from graphrec.federated.ode import (

@@ -62,3 +62,11 @@ def test_invalid_arguments(args, kwargs, match):
 def test_bad_batch_size():
     with pytest.raises(ConfigError, match="batch_size"):
         PartyGraph({"a": 2, "b": 2}, 2, "a").bytes_per_batch(0)
+
+
+def test_doctests():
+    import doctest
+
+    from graphrec.graphs import party
+
+    assert doctest.testmod(party).failed == 0
