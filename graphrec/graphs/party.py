@@ -3,8 +3,10 @@
 In vertical FL, ``M`` parties hold different feature blocks ``X^(m)`` (``[N, F_m]``) over one
 common id space (aligned by private set intersection); one of them, or a separate node, owns the
 labels and the top model. Nodes are the parties (feature owners) and the label owner; for every
-party other than the label owner there are two edges per training batch:
+party other than the label owner three tensors travel per training batch of ``B`` rows:
 
+* ``label owner -> party``: the batch, ``B`` int64 positions in the aligned order
+  (kind ``"batch"``);
 * ``party -> label owner``: the party's embedding ``h_m = f_m(X^(m)_B)``, ``[B, d_m]``
   (kind ``"embedding"``);
 * ``label owner -> party``: the gradient ``dL/dh_m``, ``[B, d_m]`` (kind ``"gradient"``).
@@ -29,8 +31,8 @@ __all__ = ["COMBINE", "Link", "PartyGraph"]
 #: How the label owner combines the parties' embeddings.
 COMBINE = ("concat", "sum")
 
-#: Edge kinds, in the order of :attr:`torch_geometric.data.Data.edge_kind` codes.
-KINDS = ("embedding", "gradient")
+#: Edge kinds, in the order of the ``edge_kind`` codes of :meth:`PartyGraph.to_data`.
+KINDS = ("batch", "embedding", "gradient")
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,9 @@ class Link:
 
     Attributes:
         sender, receiver: party names.
-        kind: ``"embedding"`` (up) or ``"gradient"`` (down).
-        width: the tensor's size per sample (``d_m``); the tensor is ``[B, width]``.
+        kind: ``"batch"`` (down), ``"embedding"`` (up) or ``"gradient"`` (down).
+        width: the tensor's size per sample (``d_m``; 1 for the batch); the tensor is
+            ``[B, width]``.
         itemsize: bytes per element.
     """
 
@@ -73,8 +76,11 @@ class PartyGraph:
 
     Example:
         >>> g = PartyGraph({"bank": 10, "shop": 4}, embedding_dim=8, label_owner="bank")
-        >>> [(l.sender, l.receiver, l.kind, l.bytes_per_batch(32)) for l in g.links()]
-        [('shop', 'bank', 'embedding', 1024), ('bank', 'shop', 'gradient', 1024)]
+        >>> for link in g.links():
+        ...     print(link.sender, link.receiver, link.kind, link.bytes_per_batch(32))
+        bank shop batch 256
+        shop bank embedding 1024
+        bank shop gradient 1024
         >>> g.top_in_channels
         16
     """
@@ -143,11 +149,12 @@ class PartyGraph:
 
     # ------------------------------------------------------------------ edges
     def links(self) -> list[Link]:
-        """The edges: per remote party, its embedding up, then its gradient down."""
+        """The edges: per remote party, the batch down, its embedding up, its gradient down."""
         itemsize = torch.empty(0, dtype=self.dtype).element_size()
         out = []
         for name, d in self.embedding_dim.items():
             if name != self.label_owner:
+                out.append(Link(self.label_owner, name, "batch", 1, 8))
                 out.append(Link(name, self.label_owner, "embedding", d, itemsize))
                 out.append(Link(self.label_owner, name, "gradient", d, itemsize))
         return out
@@ -158,9 +165,9 @@ class PartyGraph:
 
     def to_data(self, batch_size: int) -> Data:
         """A :class:`~torch_geometric.data.Data` over :attr:`nodes`: ``edge_index`` ``[2, E]``,
-        ``edge_kind`` ``[E]`` (index into ``("embedding", "gradient")``), ``edge_bytes`` ``[E]``
-        (bytes per batch of ``batch_size``); node attributes ``feature_width`` ``[N]`` and
-        ``is_label_owner`` ``[N]`` (bool)."""
+        ``edge_kind`` ``[E]`` (index into ``("batch", "embedding", "gradient")``),
+        ``edge_bytes`` ``[E]`` (bytes per batch of ``batch_size``); node attributes
+        ``feature_width`` ``[N]`` and ``is_label_owner`` ``[N]`` (bool)."""
         index = {name: i for i, name in enumerate(self.nodes)}
         links = self.links()
         data = Data(

@@ -15,12 +15,14 @@ def test_links_and_bytes_concat():
     assert g.top_in_channels == 14
     got = [(x.sender, x.receiver, x.kind, x.bytes_per_batch(5)) for x in g.links()]
     assert got == [
+        ("bank", "shop", "batch", 5 * 8),
         ("shop", "bank", "embedding", 5 * 4 * 4),
         ("bank", "shop", "gradient", 5 * 4 * 4),
+        ("bank", "app", "batch", 5 * 8),
         ("app", "bank", "embedding", 5 * 2 * 4),
         ("bank", "app", "gradient", 5 * 2 * 4),
     ]
-    assert g.bytes_per_batch(5) == 2 * 5 * 6 * 4
+    assert g.bytes_per_batch(5) == 2 * 5 * 8 + 2 * 5 * 6 * 4
 
 
 def test_label_only_node_sum_and_pyg_form():
@@ -28,9 +30,9 @@ def test_label_only_node_sum_and_pyg_form():
     assert g.nodes == ["a", "b", "server"] and g.top_in_channels == 4
     data = g.to_data(batch_size=2)
     assert data.num_nodes == 3 and data.node_names == ["a", "b", "server"]
-    assert data.edge_index.tolist() == [[0, 2, 1, 2], [2, 0, 2, 1]]
-    assert data.edge_kind.tolist() == [0, 1, 0, 1]
-    assert data.edge_bytes.tolist() == [2 * 4 * 8] * 4
+    assert data.edge_index.tolist() == [[2, 0, 2, 2, 1, 2], [0, 2, 0, 1, 2, 1]]
+    assert data.edge_kind.tolist() == [0, 1, 2, 0, 1, 2]
+    assert data.edge_bytes.tolist() == [2 * 8, 2 * 4 * 8, 2 * 4 * 8] * 2
     assert data.feature_width.tolist() == [3, 5, 0]
     assert data.is_label_owner.tolist() == [False, False, True]
 
