@@ -4,19 +4,24 @@ Parties hold different features of the same customers; one of them holds the lab
 package aligns their rows by private set intersection (:func:`align_ids`, the ``vfl`` extra)
 and trains a split model (:class:`SplitNN`: bottom models at the parties, the top model at the
 label owner) with :class:`SplitLearner`, every message between parties through one
-:class:`MessageLog`.
+:class:`MessageLog`; :class:`GaussianDP` clips and noises what is sent, and
+:class:`PrivacyAccountant` (Opacus's RDP accountant, the ``vfl`` extra) reports epsilon.
 """
 
+from graphrec.federated.vertical.dp import GaussianDP, PrivacyAccountant, clip_rows
 from graphrec.federated.vertical.log import Message, MessageLog, payload_bytes
 from graphrec.federated.vertical.psi import Alignment, align_ids
 from graphrec.federated.vertical.split import SplitLearner, SplitNN
 
 __all__ = [
     "Alignment",
+    "GaussianDP",
     "Message",
     "MessageLog",
+    "PrivacyAccountant",
     "SplitLearner",
     "SplitNN",
     "align_ids",
+    "clip_rows",
     "payload_bytes",
 ]

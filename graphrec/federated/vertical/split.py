@@ -13,7 +13,12 @@ the label owner sends :math:`B` to every party; each party sends :math:`\mathbf{
 label owner computes the loss, back-propagates to :math:`\phi` and to each received
 :math:`\mathbf{h}_m` and sends :math:`\partial L / \partial \mathbf{h}_m` down; each party
 back-propagates it into :math:`\theta_m`. Without noise or compression the parameter gradients
-are those of the centralized model :class:`SplitNN` (same parameters). Every message goes through
+are those of the centralized model :class:`SplitNN` (same parameters). With a
+:class:`~graphrec.federated.vertical.dp.GaussianDP` the parties clip and noise their embeddings
+before sending them and/or the label owner clips and noises the gradients it returns, and a
+:class:`~graphrec.federated.vertical.dp.PrivacyAccountant` records every noisy release (one per
+target and batch, for all parties at once: each party's embeddings protect its own features).
+Every message goes through
 the learner's :class:`~graphrec.federated.vertical.log.MessageLog`; features, labels and the
 id-to-row maps never leave their party.
 
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec.errors import ConfigError, InputFormatError
+from graphrec.federated.vertical.dp import GaussianDP, PrivacyAccountant
 from graphrec.federated.vertical.log import MessageLog
 from graphrec.federated.vertical.psi import Alignment
 from graphrec.graphs.party import PartyGraph
@@ -122,6 +128,12 @@ class SplitLearner:
         optimizer: builds each party's optimizer from its parameters (default Adam, lr 1e-3;
             the label owner's covers the top model and its own bottom model).
         log: the message log (a fresh one when None).
+        dp: clipping and Gaussian noise on the embeddings and/or gradients sent (None: none).
+        seed: seeds the DP noise.
+
+    Attributes:
+        accountant: the :class:`~graphrec.federated.vertical.dp.PrivacyAccountant` of the run
+            (None without ``dp``).
 
     Raises:
         ConfigError: features for other parties than the graph's, wrong widths, or rows
@@ -141,11 +153,16 @@ class SplitLearner:
             lambda params: torch.optim.Adam(params, lr=1e-3)
         ),
         log: MessageLog | None = None,
+        dp: GaussianDP | None = None,
+        seed: int = 0,
     ) -> None:
         graph = model.graph
         self.model, self.graph, self.owner = model, graph, graph.label_owner
         self.loss_fn = loss_fn
         self.log = MessageLog() if log is None else log
+        self.dp = dp
+        self.accountant = None if dp is None else PrivacyAccountant()
+        self._noise = torch.Generator().manual_seed(seed)
         if sorted(features) != sorted(graph.parties):
             raise ConfigError(
                 f"features must hold one table per party {graph.parties}; got {sorted(features)}"
@@ -199,12 +216,23 @@ class SplitLearner:
                 embeddings.append(self._bottom(party, batch))
                 continue
             positions = self.log.send(self.owner, party, "batch", batch)
-            h = self._bottom(party, positions)
+            h = self._protect("embedding", self._bottom(party, positions))
             received = self.log.send(party, self.owner, "embedding", h)
             received.requires_grad_(torch.is_grad_enabled())
             sent[party] = (h, received)
             embeddings.append(received)
+        self._account("embedding", batch, bool(sent))
         return self.model.top(self.model.combine(embeddings)), sent
+
+    def _protect(self, target: str, x: Tensor) -> Tensor:
+        """``x`` as released under the DP option for ``target`` (unchanged without it)."""
+        if self.dp is None or target not in self.dp.targets:
+            return x
+        return self.dp(x, self._noise)
+
+    def _account(self, target: str, batch: Tensor, released: bool) -> None:
+        if released and self.dp is not None and target in self.dp.targets:
+            self.accountant.record(self.dp.noise_multiplier, len(batch) / self.num_rows)
 
     def _bottom(self, party: str, positions: Tensor) -> Tensor:
         rows = torch.from_numpy(self.rows[party])[positions]
@@ -221,7 +249,9 @@ class SplitLearner:
         loss = self.loss_fn(logits, self.labels[rows])
         loss.backward()
         for party, (h, received) in sent.items():
-            h.backward(self.log.send(self.owner, party, "gradient", received.grad))
+            grad = self._protect("gradient", received.grad)
+            h.backward(self.log.send(self.owner, party, "gradient", grad))
+        self._account("gradient", batch, bool(sent))
         return loss.item()
 
     def step(self, batch: Tensor) -> float:
@@ -238,6 +268,10 @@ class SplitLearner:
             self.num_rows, batch_size, lambda n: torch.randperm(n, generator=gen), steps=steps
         )
         return [self.step(batch) for batch in batches]
+
+    def epsilon(self) -> float:
+        """:math:`\varepsilon` at ``dp.delta`` of the releases so far (infinite without DP)."""
+        return float("inf") if self.accountant is None else self.accountant.epsilon(self.dp.delta)
 
     @torch.no_grad()
     def predict(self, batch: Tensor) -> Tensor:
