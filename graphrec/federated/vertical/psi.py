@@ -19,11 +19,12 @@ party; each party maps it to its local rows. Every message goes through a
 **Threat model: semi-honest** (honest-but-curious) parties that follow the protocol and do not
 collude. Each passive party learns the final intersection and the size of the label owner's
 candidate set when its turn comes; it sees the other ids only under the label owner's key. The
-label owner learns the final intersection and, with more than two parties, the intermediate
-intersections of the chain (its ids shared with the first party, with the first two, ...). A
+label owner learns the final intersection, each party's number of ids (the size of its setup
+message) and, with more than two parties, the intermediate intersections of the chain (its ids
+shared with the first party, with the first two, ...). A
 malicious party could put ids it does not own into its set to test membership; PSI alone does not
 prevent that. Reference: Angelou et al., "Asymmetric Private Set Intersection with Applications
-to Contact Tracing and Private Vertical Federated Machine Learning", arXiv 2011.09350.
+to Contact Tracing and Private Vertical Federated Machine Learning" (OpenMined, 2020).
 """
 
 from __future__ import annotations
