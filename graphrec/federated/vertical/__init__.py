@@ -6,10 +6,13 @@ and trains a split model (:class:`SplitNN`: bottom models at the parties, the to
 label owner) with :class:`SplitLearner`, every message between parties through one
 :class:`MessageLog`; :class:`GaussianDP` clips and noises what is sent, and
 :class:`PrivacyAccountant` (Opacus's RDP accountant, the ``vfl`` extra) reports epsilon.
+:class:`PaillierLogisticRegression` trains a vertical logistic regression on Paillier-encrypted
+residuals (``phe``, the ``vfl`` extra).
 """
 
 from graphrec.federated.vertical.dp import GaussianDP, PrivacyAccountant, clip_rows
 from graphrec.federated.vertical.log import Message, MessageLog, payload_bytes
+from graphrec.federated.vertical.paillier import PaillierLogisticRegression
 from graphrec.federated.vertical.psi import Alignment, align_ids
 from graphrec.federated.vertical.split import SplitLearner, SplitNN
 
@@ -18,6 +21,7 @@ __all__ = [
     "GaussianDP",
     "Message",
     "MessageLog",
+    "PaillierLogisticRegression",
     "PrivacyAccountant",
     "SplitLearner",
     "SplitNN",
