@@ -7,9 +7,18 @@ label owner) with :class:`SplitLearner`, every message between parties through o
 :class:`MessageLog`; :class:`GaussianDP` clips and noises what is sent, and
 :class:`PrivacyAccountant` (Opacus's RDP accountant, the ``vfl`` extra) reports epsilon.
 :class:`PaillierLogisticRegression` trains a vertical logistic regression on Paillier-encrypted
-residuals (``phe``, the ``vfl`` extra).
+residuals (``phe``, the ``vfl`` extra). :class:`Compression` quantizes or sparsifies the
+embeddings and gradients split learning sends, with error feedback.
 """
 
+from graphrec.federated.vertical.compress import (
+    Compression,
+    Compressor,
+    ErrorFeedback,
+    Quantize,
+    TopK,
+    compressor,
+)
 from graphrec.federated.vertical.dp import GaussianDP, PrivacyAccountant, clip_rows
 from graphrec.federated.vertical.log import Message, MessageLog, payload_bytes
 from graphrec.federated.vertical.paillier import PaillierLogisticRegression
@@ -18,14 +27,20 @@ from graphrec.federated.vertical.split import SplitLearner, SplitNN
 
 __all__ = [
     "Alignment",
+    "Compression",
+    "Compressor",
+    "ErrorFeedback",
     "GaussianDP",
     "Message",
     "MessageLog",
     "PaillierLogisticRegression",
     "PrivacyAccountant",
+    "Quantize",
     "SplitLearner",
     "SplitNN",
+    "TopK",
     "align_ids",
     "clip_rows",
+    "compressor",
     "payload_bytes",
 ]

@@ -18,7 +18,9 @@ are those of the centralized model :class:`SplitNN` (same parameters). With a
 before sending them and/or the label owner clips and noises the gradients it returns, and a
 :class:`~graphrec.federated.vertical.dp.PrivacyAccountant` records every noisy release (one per
 target and batch, for all parties at once: each party's embeddings protect its own features).
-Every message goes through
+With a :class:`~graphrec.federated.vertical.compress.Compression` the embeddings and/or gradients
+travel compressed (after the DP noise), optionally with error feedback at the sender; the
+receiver decodes them and the log counts the compressed bytes. Every message goes through
 the learner's :class:`~graphrec.federated.vertical.log.MessageLog`; features, labels and the
 id-to-row maps never leave their party.
 
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec.errors import ConfigError, InputFormatError
+from graphrec.federated.vertical.compress import Compression, ErrorFeedback
 from graphrec.federated.vertical.dp import GaussianDP, PrivacyAccountant
 from graphrec.federated.vertical.log import MessageLog
 from graphrec.federated.vertical.psi import Alignment
@@ -130,6 +133,7 @@ class SplitLearner:
         log: the message log (a fresh one when None).
         dp: clipping and Gaussian noise on the embeddings and/or gradients sent (None: none).
         seed: seeds the DP noise.
+        compression: compressors of the embeddings and/or gradients sent (None: none).
 
     Attributes:
         accountant: the :class:`~graphrec.federated.vertical.dp.PrivacyAccountant` of the run
@@ -155,6 +159,7 @@ class SplitLearner:
         log: MessageLog | None = None,
         dp: GaussianDP | None = None,
         seed: int = 0,
+        compression: Compression | None = None,
     ) -> None:
         graph = model.graph
         self.model, self.graph, self.owner = model, graph, graph.label_owner
@@ -162,6 +167,8 @@ class SplitLearner:
         self.log = MessageLog() if log is None else log
         self.dp = dp
         self.accountant = None if dp is None else PrivacyAccountant()
+        self.compression = compression
+        self._feedback: dict[tuple[str, str, str], ErrorFeedback] = {}
         self._noise = torch.Generator().manual_seed(seed)
         if sorted(features) != sorted(graph.parties):
             raise ConfigError(
@@ -217,7 +224,7 @@ class SplitLearner:
                 continue
             positions = self.log.send(self.owner, party, "batch", batch)
             h = self._protect("embedding", self._bottom(party, positions))
-            received = self.log.send(party, self.owner, "embedding", h)
+            received = self._send(party, self.owner, "embedding", h, positions)
             received.requires_grad_(torch.is_grad_enabled())
             sent[party] = (h, received)
             embeddings.append(received)
@@ -229,6 +236,23 @@ class SplitLearner:
         if self.dp is None or target not in self.dp.targets:
             return x
         return self.dp(x, self._noise)
+
+    def _send(self, sender: str, receiver: str, kind: str, x: Tensor, positions: Tensor) -> Tensor:
+        """Send ``x`` (rows at aligned ``positions``) compressed as configured for ``kind``;
+        returns what the receiver decodes."""
+        comp = None if self.compression is None else getattr(self.compression, kind)
+        if comp is None:
+            return self.log.send(sender, receiver, kind, x)
+        if self.compression.error_feedback and torch.is_grad_enabled():
+            key = (sender, receiver, kind)
+            feedback = self._feedback.get(key)
+            if feedback is None:
+                feedback = self._feedback[key] = ErrorFeedback(comp, self.num_rows)
+            payload = feedback.encode(x, positions)
+        else:
+            payload = comp.encode(x)
+        received = self.log.send(sender, receiver, kind, payload)
+        return comp.decode(received, x.shape).to(x.dtype)
 
     def _account(self, target: str, batch: Tensor, released: bool) -> None:
         if released and self.dp is not None and target in self.dp.targets:
@@ -250,7 +274,7 @@ class SplitLearner:
         loss.backward()
         for party, (h, received) in sent.items():
             grad = self._protect("gradient", received.grad)
-            h.backward(self.log.send(self.owner, party, "gradient", grad))
+            h.backward(self._send(self.owner, party, "gradient", grad, batch))
         self._account("gradient", batch, bool(sent))
         return loss.item()
 
