@@ -8,9 +8,11 @@ label owner) with :class:`SplitLearner`, every message between parties through o
 :class:`PrivacyAccountant` (Opacus's RDP accountant, the ``vfl`` extra) reports epsilon.
 :class:`PaillierLogisticRegression` trains a vertical logistic regression on Paillier-encrypted
 residuals (``phe``, the ``vfl`` extra). :class:`Compression` quantizes or sparsifies the
-embeddings and gradients split learning sends, with error feedback.
+embeddings and gradients split learning sends, with error feedback; :func:`norm_scores` and
+:func:`direction_scores` attack the labels from the gradients a party receives.
 """
 
+from graphrec.federated.vertical.attack import direction_scores, norm_scores, received_gradients
 from graphrec.federated.vertical.compress import (
     Compression,
     Compressor,
@@ -42,5 +44,8 @@ __all__ = [
     "align_ids",
     "clip_rows",
     "compressor",
+    "direction_scores",
+    "norm_scores",
     "payload_bytes",
+    "received_gradients",
 ]
