@@ -24,6 +24,12 @@ builds itself with ``from_config(graph, config)``) and :data:`graphrec.registry.
 
 from graphrec.models.cf.backbones import MF, CFBackbone, LightGCN
 from graphrec.models.cf.data import load_cf_graph
+from graphrec.models.cf.graph_filter import (
+    FILTER_METHODS,
+    GraphFilterCF,
+    GraphFilterConfig,
+    tune_graph_filter,
+)
 from graphrec.models.cf.losses import (
     CFLossInput,
     CFObjective,
@@ -46,6 +52,9 @@ __all__ = [
     "CFLossInput",
     "CFObjective",
     "CFTrainer",
+    "FILTER_METHODS",
+    "GraphFilterCF",
+    "GraphFilterConfig",
     "HDCCFLoss",
     "InteractionSampler",
     "LightGCN",
@@ -61,4 +70,5 @@ __all__ = [
     "pairwise_similarity",
     "setwise_contrastive_loss",
     "top_k",
+    "tune_graph_filter",
 ]
