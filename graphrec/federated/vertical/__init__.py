@@ -10,6 +10,8 @@ label owner) with :class:`SplitLearner`, every message between parties through o
 residuals (``phe``, the ``vfl`` extra). :class:`Compression` quantizes or sparsifies the
 embeddings and gradients split learning sends, with error feedback; :func:`norm_scores` and
 :func:`direction_scores` attack the labels from the gradients a party receives.
+:class:`Stragglers` lets the label owner use cached embeddings of late parties up to a staleness
+bound, and ``SplitLearner(local_steps=Q)`` adds FedBCD local updates.
 """
 
 from graphrec.federated.vertical.attack import direction_scores, norm_scores, received_gradients
@@ -26,11 +28,13 @@ from graphrec.federated.vertical.log import Message, MessageLog, payload_bytes
 from graphrec.federated.vertical.paillier import PaillierLogisticRegression
 from graphrec.federated.vertical.psi import Alignment, align_ids
 from graphrec.federated.vertical.split import SplitLearner, SplitNN
+from graphrec.federated.vertical.stale import EmbeddingCache, Stragglers
 
 __all__ = [
     "Alignment",
     "Compression",
     "Compressor",
+    "EmbeddingCache",
     "ErrorFeedback",
     "GaussianDP",
     "Message",
@@ -40,6 +44,7 @@ __all__ = [
     "Quantize",
     "SplitLearner",
     "SplitNN",
+    "Stragglers",
     "TopK",
     "align_ids",
     "clip_rows",

@@ -20,7 +20,14 @@ before sending them and/or the label owner clips and noises the gradients it ret
 target and batch, for all parties at once: each party's embeddings protect its own features).
 With a :class:`~graphrec.federated.vertical.compress.Compression` the embeddings and/or gradients
 travel compressed (after the DP noise), optionally with error feedback at the sender; the
-receiver decodes them and the log counts the compressed bytes. Every message goes through
+receiver decodes them and the log counts the compressed bytes. With ``local_steps = Q > 1``
+every exchange is followed by :math:`Q - 1` local updates on stale information (FedBCD, Liu et
+al., "FedBCD: A Communication-Efficient Collaborative Learning Framework for Distributed
+Features", IEEE TSP 2022): each party back-propagates the gradient it received through its
+fresh bottom output, the label owner updates on the embeddings it received; nothing is sent.
+With :class:`~graphrec.federated.vertical.stale.Stragglers` the label owner uses its cached
+embeddings, up to a staleness bound, of a party that does not answer in time
+(:class:`~graphrec.federated.vertical.stale.EmbeddingCache`). Every message goes through
 the learner's :class:`~graphrec.federated.vertical.log.MessageLog`; features, labels and the
 id-to-row maps never leave their party.
 
@@ -43,6 +50,7 @@ from graphrec.federated.vertical.compress import Compression, ErrorFeedback
 from graphrec.federated.vertical.dp import GaussianDP, PrivacyAccountant
 from graphrec.federated.vertical.log import MessageLog
 from graphrec.federated.vertical.psi import Alignment
+from graphrec.federated.vertical.stale import EmbeddingCache, Stragglers
 from graphrec.graphs.party import PartyGraph
 from graphrec.nn.mlp import MLP
 from graphrec.training import minibatches
@@ -134,10 +142,16 @@ class SplitLearner:
         dp: clipping and Gaussian noise on the embeddings and/or gradients sent (None: none).
         seed: seeds the DP noise.
         compression: compressors of the embeddings and/or gradients sent (None: none).
+        local_steps: updates per exchange (``>= 1``; more are FedBCD local updates).
+        stragglers: which parties answer when, and the staleness bound of cached embeddings
+            (None: every party answers every step).
 
     Attributes:
         accountant: the :class:`~graphrec.federated.vertical.dp.PrivacyAccountant` of the run
             (None without ``dp``).
+        cache: the label owner's :class:`~graphrec.federated.vertical.stale.EmbeddingCache`
+            (None without ``stragglers``).
+        step_count: training steps (exchanges) so far.
 
     Raises:
         ConfigError: features for other parties than the graph's, wrong widths, or rows
@@ -160,6 +174,8 @@ class SplitLearner:
         dp: GaussianDP | None = None,
         seed: int = 0,
         compression: Compression | None = None,
+        local_steps: int = 1,
+        stragglers: Stragglers | None = None,
     ) -> None:
         graph = model.graph
         self.model, self.graph, self.owner = model, graph, graph.label_owner
@@ -169,6 +185,12 @@ class SplitLearner:
         self.accountant = None if dp is None else PrivacyAccountant()
         self.compression = compression
         self._feedback: dict[tuple[str, str, str], ErrorFeedback] = {}
+        if not isinstance(local_steps, int) or local_steps < 1:
+            raise ConfigError(f"local_steps must be an integer >= 1; got {local_steps!r}")
+        self.local_steps, self.stragglers = local_steps, stragglers
+        self.step_count = 0
+        self._stale_embeddings: dict[str, Tensor] = {}
+        self._stale_gradients: dict[str, Tensor] = {}
         self._noise = torch.Generator().manual_seed(seed)
         if sorted(features) != sorted(graph.parties):
             raise ConfigError(
@@ -191,6 +213,7 @@ class SplitLearner:
                 f"{sizes[self.owner]}"
             )
         self.rows = _rows(sizes, alignment)
+        self.cache = None if stragglers is None else EmbeddingCache(self.num_rows)
         self.features = dict(features)
         self.labels = labels
         self.optimizers = {
@@ -218,18 +241,37 @@ class SplitLearner:
         """Logits at the label owner and, per remote party, (sent, received) embeddings."""
         sent: dict[str, tuple[Tensor, Tensor]] = {}
         embeddings = []
+        training = torch.is_grad_enabled()
+        self._stale_embeddings = {}
         for party in self.graph.parties:
             if party == self.owner:
                 embeddings.append(self._bottom(party, batch))
                 continue
+            cached = self._cached(party, batch) if training else None
+            if cached is not None:
+                embeddings.append(self._stale_embeddings.setdefault(party, cached))
+                continue
             positions = self.log.send(self.owner, party, "batch", batch)
             h = self._protect("embedding", self._bottom(party, positions))
             received = self._send(party, self.owner, "embedding", h, positions)
-            received.requires_grad_(torch.is_grad_enabled())
+            if training and self.cache is not None:
+                self.cache.store(party, batch, received, self.step_count)
+            self._stale_embeddings[party] = received
+            received.requires_grad_(training)
             sent[party] = (h, received)
             embeddings.append(received)
         self._account("embedding", batch, bool(sent))
         return self.model.top(self.model.combine(embeddings)), sent
+
+    def _cached(self, party: str, batch: Tensor) -> Tensor | None:
+        """The cached embeddings the label owner uses for a party that does not answer at this
+        step (None: the party answers, or is waited for)."""
+        if self.stragglers is None or self.stragglers.available(self.step_count, party):
+            return None
+        cached = self.cache.lookup(party, batch, self.step_count, self.stragglers.staleness)
+        if cached is None:
+            self.cache.waits += 1
+        return cached
 
     def _protect(self, target: str, x: Tensor) -> Tensor:
         """``x`` as released under the DP option for ``target`` (unchanged without it)."""
@@ -272,9 +314,11 @@ class SplitLearner:
         rows = torch.from_numpy(self.rows[self.owner])[batch]
         loss = self.loss_fn(logits, self.labels[rows])
         loss.backward()
+        self._stale_gradients = {}
         for party, (h, received) in sent.items():
             grad = self._protect("gradient", received.grad)
-            h.backward(self._send(self.owner, party, "gradient", grad, batch))
+            self._stale_gradients[party] = self._send(self.owner, party, "gradient", grad, batch)
+            h.backward(self._stale_gradients[party])
         self._account("gradient", batch, bool(sent))
         return loss.item()
 
@@ -283,7 +327,26 @@ class SplitLearner:
         loss = self.forward_backward(batch)
         for opt in self.optimizers.values():
             opt.step()
+        batch = self._check_batch(batch)
+        for _ in range(self.local_steps - 1):
+            self._local_update(batch)
+        self.step_count += 1
         return loss
+
+    def _local_update(self, batch: Tensor) -> None:
+        """One FedBCD local update on the last exchange's embeddings and gradients."""
+        for opt in self.optimizers.values():
+            opt.zero_grad()
+        embeddings = [
+            self._bottom(p, batch) if p == self.owner else self._stale_embeddings[p].detach()
+            for p in self.graph.parties
+        ]
+        rows = torch.from_numpy(self.rows[self.owner])[batch]
+        self.loss_fn(self.model.top(self.model.combine(embeddings)), self.labels[rows]).backward()
+        self.optimizers[self.owner].step()
+        for party, grad in self._stale_gradients.items():
+            self._bottom(party, batch).backward(grad)
+            self.optimizers[party].step()
 
     def fit(self, steps: int, batch_size: int, *, seed: int = 0) -> list[float]:
         """``steps`` updates on shuffled mini-batches; returns the loss of each."""
