@@ -1,0 +1,51 @@
+"""``graphrec vfl train``: results, bytes of the compressed run, epsilon, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from graphrec.cli import main
+
+BASE = ["vfl", "train", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "100"]
+
+
+def _json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_train_writes_results_and_compression_cuts_bytes(tmp_path, capsys):
+    plain = _json(capsys, [*BASE, "--parties", "3", "--out", str(tmp_path), "--json"])
+    assert json.loads((tmp_path / "results.json").read_text()) == plain
+    assert json.loads((tmp_path / "config.json").read_text()) == plain["config"]
+    assert plain["data"] == {"train": 1600, "test": 400, "features": {"p0": 4, "p1": 4, "p2": 4}}
+    assert 0.5 < plain["test_auc"] <= 1 and plain["epsilon"] is None
+    # 16 steps x 2 remote parties x 100 rows x 8 floats, each way
+    assert plain["train_bytes_by_kind"]["embedding"] == 16 * 2 * 100 * 8 * 4
+    q8 = _json(capsys, [*BASE, "--parties", "3", "--compress", "q8", "--json"])
+    assert q8["train_bytes_by_kind"]["embedding"] == 16 * 2 * (100 * 8 + 8)
+    again = _json(capsys, [*BASE, "--parties", "3", "--json"])
+    assert again["loss_history"] == plain["loss_history"]  # seeded
+    dp = _json(capsys, [*BASE, "--dp-sigma", "1.0", "--json"])
+    assert 0 < dp["epsilon"] < float("inf") and dp["delta"] == 1e-5
+    assert main([*BASE, "--out", str(tmp_path)]) != 0  # a finished run is not overwritten
+
+
+def test_breast_cancer_text_output(capsys):
+    pytest.importorskip("sklearn")
+    assert main(["vfl", "train", "--dataset", "breast-cancer", "--parties", "2", "--epochs",
+                 "3", "--quiet"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "455 train / 114 test rows, 2 parties" in out and "test AUC" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--parties", "1"], "--parties must be >= 2"), (["--compress", "q3"], "--compress")],
+)
+def test_bad_options(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main([*BASE, *argv])
+    assert message in capsys.readouterr().err
