@@ -7,9 +7,14 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graphrec.commands._args import bounded_float, positive_float, positive_int
 from graphrec.errors import ConfigError, GraphrecError, MissingExtraError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor
 
 #: Files written under ``--out``.
 CONFIG, RESULTS = "config.json", "results.json"
@@ -101,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     vfl.set_defaults(func=lambda _: (vfl.print_help(), 2)[1])
 
 
-def load_vfl_dataset(name: str, parties: int, seed: int):  # noqa: ANN201 (tensors)
+def load_vfl_dataset(name: str, parties: int, seed: int) -> tuple[Tensor, Tensor, list[np.ndarray]]:
     """Features ``[N, F]`` (float32), 0/1 labels ``[N]`` and the column blocks of ``parties``
     parties (``F >= parties``)."""
     import numpy as np
