@@ -116,7 +116,7 @@ def load_vfl_dataset(name: str, parties: int, seed: int) -> tuple[Tensor, Tensor
         try:
             from sklearn.datasets import load_breast_cancer
         except ImportError as exc:
-            raise MissingExtraError("the breast-cancer dataset (scikit-learn)", "dev") from exc
+            raise MissingExtraError("the breast-cancer dataset (scikit-learn)", "vfl") from exc
         x, y = load_breast_cancer(return_X_y=True)
     else:
         rng = np.random.default_rng(seed)
