@@ -20,19 +20,40 @@ from graphrec.commands._training import (
     resume_error,
 )
 from graphrec.errors import GraphrecError
-from graphrec.models.cf import CFConfig
+from graphrec.models.cf import FILTER_METHODS, CFConfig, GraphFilterConfig
+from graphrec.models.cf.graph_filter import DEFAULT_ALPHA
 from graphrec.models.cf.trainer import SAMPLINGS
 from graphrec.registry import CF_BACKBONES, CF_LOSSES, Registry
 
 #: Keys of the ``data`` record stored in a model file (how to rebuild the graph).
 DATA_KEYS = ("dataset", "root", "test", "min_rating", "valid_fraction", "fold", "split_seed")
 
+#: Options of trained models (no --method) whose defaults are filled in by ``train_command``
+#: (None in the parser, so that a training-free --method can refuse them when given).
+TRAINING_DEFAULTS = {
+    "backbone": CFConfig.backbone,
+    "loss": CFConfig.loss,
+    "dim": CFConfig.embedding_dim,
+    "epochs": CFConfig.epochs,
+    "batch_size": CFConfig.batch_size,
+    "lr": CFConfig.lr,
+    "reg": CFConfig.reg,
+    "neg_alpha": CFConfig.neg_alpha,
+    "sampling": CFConfig.sampling,
+    "eval_every": CFConfig.eval_every,
+    "patience": CFConfig.patience,
+}
+#: Training options without a default (None = the backbone's / loss's own).
+TRAINING_ONLY = (
+    "layers", "temperature", "tau_plus", "beta", "logq", "positives", "negatives", "cpu_budget",
+)  # fmt: skip
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``cf`` subcommand group to the top-level parser."""
     cf = sub.add_parser(
         "cf",
-        help="collaborative filtering: MF / LightGCN with BPR, InfoNCE or HDCCF",
+        help="collaborative filtering: MF / LightGCN with BPR, InfoNCE or HDCCF; GF-CF, BSPM",
         description="Train a CF model with early stopping on a validation set carved from the "
         "training interactions, or recommend with a trained one.",
     )
@@ -46,7 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every epoch; rerunning the same command resumes from it (--epochs, --patience and "
         "--cpu-budget may change; other options or data are refused, listing the differences). "
         "OUT's folder is created; OUT and OUT.ckpt are replaced in one step (never half-written). "
-        "Options of another backbone, loss or dataset are refused.",
+        "Options of another backbone, loss or dataset are refused. With --method gf-cf or "
+        "bspm the model is a training-free graph filter (no epochs): one truncated SVD, then "
+        "scoring; the training options are refused.",
     )
     train.add_argument(
         "--dataset",
@@ -68,26 +91,71 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="per-user validation, in [0, 1)",
     )
     train.add_argument("--fold", type=int, choices=range(1, 6), help="ml-100k fold (default 1)")
-    train.add_argument("--backbone", choices=CF_BACKBONES.names(), default=CFConfig.backbone)
-    train.add_argument("--loss", choices=CF_LOSSES.names(), default=CFConfig.loss)
     train.add_argument(
-        "--dim", type=positive_int("--dim"), default=CFConfig.embedding_dim, help="embedding size"
+        "--method",
+        choices=FILTER_METHODS,
+        help="a training-free graph filter instead of a trained backbone: GF-CF (linear + "
+        "ideal low-pass) or BSPM (GF-CF then sharpening); fitted on train + validation",
+    )
+    train.add_argument(
+        "--k",
+        type=positive_int("--k"),
+        help=f"--method: singular vectors of the low-pass part (default {GraphFilterConfig.k})",
+    )
+    train.add_argument(
+        "--alpha",
+        type=bounded_float("--alpha", minimum=0.0),
+        help="--method: weight of the low-pass part (default "
+        + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_ALPHA.items())
+        + ")",
+    )
+    train.add_argument(
+        "--sharpen-time",
+        type=bounded_float("--sharpen-time", minimum=0.0),
+        help=f"BSPM sharpening time (default {GraphFilterConfig.sharpen_time:g})",
+    )
+    train.add_argument(
+        "--sharpen-steps",
+        type=positive_int("--sharpen-steps"),
+        help=f"BSPM Euler steps (default {GraphFilterConfig.sharpen_steps})",
+    )
+    train.add_argument(
+        "--tune",
+        action="store_true",
+        help="--method: choose --k, --alpha (and BSPM's --sharpen-time) on the validation set "
+        "first (grid of graphrec.models.cf.graph_filter.GRID; up to 5000 validation users)",
+    )
+    train.add_argument(
+        "--backbone",
+        choices=CF_BACKBONES.names(),
+        help=f"trained model backbone (default {CFConfig.backbone})",
+    )
+    train.add_argument(
+        "--loss", choices=CF_LOSSES.names(), help=f"training loss (default {CFConfig.loss})"
+    )
+    train.add_argument(
+        "--dim",
+        type=positive_int("--dim"),
+        help=f"embedding size (default {CFConfig.embedding_dim})",
     )
     train.add_argument(
         "--layers",
         type=positive_int("--layers"),
         help=f"LightGCN propagation layers (default {CFConfig.num_layers})",
     )
-    train.add_argument("--epochs", type=positive_int("--epochs"), default=CFConfig.epochs)
     train.add_argument(
-        "--batch-size", type=positive_int("--batch-size"), default=CFConfig.batch_size
+        "--epochs", type=positive_int("--epochs"), help=f"(default {CFConfig.epochs})"
     )
-    train.add_argument("--lr", type=positive_float("--lr"), default=CFConfig.lr)
+    train.add_argument(
+        "--batch-size",
+        type=positive_int("--batch-size"),
+        help=f"training pairs per step (default {CFConfig.batch_size})",
+    )
+    train.add_argument("--lr", type=positive_float("--lr"), help=f"(default {CFConfig.lr:g})")
     train.add_argument(
         "--reg",
         type=bounded_float("--reg", minimum=0.0),
-        default=CFConfig.reg,
-        help="L2 weight on batch embeddings (>= 0)",
+        help=f"L2 weight on batch embeddings (>= 0; default {CFConfig.reg:g})",
     )
     train.add_argument(
         "--temperature",
@@ -122,23 +190,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--neg-alpha",
         type=bounded_float("--neg-alpha", minimum=0.0),
-        default=CFConfig.neg_alpha,
-        help="explicit negatives ~ deg^alpha (>= 0)",
+        help=f"explicit negatives ~ deg^alpha (>= 0; default {CFConfig.neg_alpha:g})",
     )
     train.add_argument(
         "--sampling",
         choices=SAMPLINGS,
-        default=CFConfig.sampling,
-        help="anchor pairs uniform over interactions, or over users (LightGCN's BPR sampler)",
+        help="anchor pairs uniform over interactions, or over users (LightGCN's BPR sampler; "
+        f"default {CFConfig.sampling})",
     )
     train.add_argument(
-        "--eval-every", type=positive_int("--eval-every"), default=CFConfig.eval_every
+        "--eval-every",
+        type=positive_int("--eval-every"),
+        help=f"(default {CFConfig.eval_every})",
     )
     train.add_argument(
         "--patience",
         type=nonnegative_int("--patience"),
-        default=CFConfig.patience,
-        help="0 = no early stopping",
+        help=f"0 = no early stopping (default {CFConfig.patience})",
     )
     train.add_argument(
         "--cpu-budget", type=positive_float("--cpu-budget"), help="stop after this many CPU s"
@@ -147,14 +215,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seed",
         type=nonnegative_int("--seed"),
         default=CFConfig.seed,
-        help="seed of the split and the training",
+        help="seed of the split and the training (or the SVD)",
     )
     train.add_argument("--threads", type=positive_int("--threads"), default=1)
     train.add_argument("--out", type=Path, required=True, help="model file to write (.pt)")
     train.add_argument(
         "--force", action="store_true", help="overwrite OUT, start over (ignore OUT.ckpt)"
     )
-    train.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(func=train_command)
 
@@ -205,11 +273,51 @@ def _applies(registry: Registry, option: str, chosen: str, field: str) -> tuple[
     return f"{option} {' or '.join(names)}", chosen in names
 
 
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
 def _check_options(args: argparse.Namespace) -> None:
-    """Refuse options of another backbone, loss or dataset (before any work)."""
+    """Refuse options of another method, backbone, loss or dataset (before any work); fill in
+    the training defaults of a trained model."""
     from graphrec.models.cf.data import DATASETS
 
     named = args.dataset in DATASETS
+    data_options = {
+        "--fold": ("--dataset ml-100k", args.dataset == "ml-100k"),
+        "--min-rating": ("ml-100k and interaction logs", args.dataset != "gowalla"),
+        "--test": ("an interaction-log --dataset", not named),
+    }
+    if args.method is not None:
+        bspm = ("--method bspm", args.method == "bspm")
+        refuse_unused(
+            args,
+            {
+                **{
+                    _option(name): ("trained models (without --method)", False)
+                    for name in (*TRAINING_DEFAULTS, *TRAINING_ONLY)
+                },
+                "--sharpen-time": bspm,
+                "--sharpen-steps": bspm,
+                **data_options,
+            },
+        )
+        if args.tune and args.sharpen_steps not in (None, 1):
+            raise GraphrecError("--tune uses one sharpening step; drop --sharpen-steps")
+        return
+    filters = f"--method {' or '.join(FILTER_METHODS)}"
+    refuse_unused(
+        args,
+        {
+            _option(name): (filters, False)
+            for name in ("k", "alpha", "sharpen_time", "sharpen_steps")
+        },
+    )
+    if args.tune:
+        raise GraphrecError(f"--tune applies to {filters} only")
+    for name, value in TRAINING_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     refuse_unused(
         args,
         {
@@ -219,9 +327,7 @@ def _check_options(args: argparse.Namespace) -> None:
             "--beta": _applies(CF_LOSSES, "--loss", args.loss, "beta"),
             "--logq": _applies(CF_LOSSES, "--loss", args.loss, "logq"),
             "--positives": _applies(CF_LOSSES, "--loss", args.loss, "num_positives"),
-            "--fold": ("--dataset ml-100k", args.dataset == "ml-100k"),
-            "--min-rating": ("ml-100k and interaction logs", args.dataset != "gowalla"),
-            "--test": ("an interaction-log --dataset", not named),
+            **data_options,
         },
     )
     least = CF_LOSSES.get(args.loss).min_negatives
@@ -239,9 +345,6 @@ def train_command(args: argparse.Namespace) -> int:
 
     _check_options(args)
     torch.set_num_threads(args.threads)
-    ckpt = args.out.with_name(args.out.name + ".ckpt")
-    prepare_output(args.out, force=args.force, option="--out")
-    prepare_output(ckpt, force=args.force, option="--out", resumable=True)
     data = {
         "dataset": args.dataset,
         "root": _root(args.dataset, args.data_root),
@@ -251,6 +354,11 @@ def train_command(args: argparse.Namespace) -> int:
         "fold": args.fold or 1,
         "split_seed": args.seed,
     }
+    if args.method is not None:
+        return _train_filter(args, data)
+    ckpt = args.out.with_name(args.out.name + ".ckpt")
+    prepare_output(args.out, force=args.force, option="--out")
+    prepare_output(ckpt, force=args.force, option="--out", resumable=True)
     graph = _graph(data)
     only_some = {  # options of some backbones / losses: CFConfig's default when not given
         "num_layers": args.layers,
@@ -329,6 +437,66 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_filter(args: argparse.Namespace, data: dict) -> int:
+    """``graphrec cf train --method gf-cf|bspm``: (tune on validation,) fit on train +
+    validation, evaluate on test, write the model file (configuration and data record)."""
+    import time
+
+    import torch
+
+    from graphrec.io.atomic import atomic_open
+    from graphrec.models.cf import GraphFilterCF, tune_graph_filter
+
+    prepare_output(args.out, force=args.force, option="--out")
+    graph = _graph(data)
+    progress = not args.quiet
+    if progress:
+        print(graph.summary(), file=sys.stderr)
+    given = {
+        "k": args.k,
+        "alpha": args.alpha,
+        "sharpen_time": args.sharpen_time,
+        "sharpen_steps": args.sharpen_steps,
+    }
+    config = GraphFilterConfig(
+        method=args.method, seed=args.seed, **{k: v for k, v in given.items() if v is not None}
+    )
+    start = time.perf_counter()
+    valid = None
+    if args.tune:  # a given option fixes its value in the grid
+        grid = {key: (value,) for key, value in given.items() if value is not None}
+        config, table = tune_graph_filter(
+            graph, args.method, grid=grid, config=config, progress=progress
+        )
+        valid = max(table, key=lambda row: row[config.metric])[config.metric]
+    model = GraphFilterCF(config, progress=progress).fit(graph, include_valid=True)
+    test = model.evaluate("test")
+    seconds = time.perf_counter() - start
+    with atomic_open(args.out, "wb") as f:
+        torch.save(
+            {"config": config.to_dict(), "data": data, "model": {}, "valid": valid, "test": test},
+            f,
+        )
+    settings = {"k": model.k, "alpha": config.alpha}
+    if config.method == "bspm":
+        settings.update(sharpen_time=config.sharpen_time, sharpen_steps=config.sharpen_steps)
+    result = {
+        "out": str(args.out),
+        "method": config.method,
+        **settings,
+        **({} if valid is None else {f"valid_{config.metric}": valid}),
+        "seconds": round(seconds, 2),
+        "test": test,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        shown = ", ".join(f"{k} {v:g}" for k, v in settings.items())
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("prec"))
+        print(f"{config.method} ({shown}): {seconds:.1f}s; test {metrics}; wrote {args.out}")
+    return 0
+
+
 def _load_model(path: Path) -> dict:
     from graphrec.io.checkpoint import load_checkpoint
 
@@ -359,21 +527,28 @@ def _user_indices(text: str, ids, num_users: int) -> list[int]:
 
 def recommend_command(args: argparse.Namespace) -> int:
     """Run ``graphrec cf recommend``."""
-    import numpy as np
 
-    from graphrec.models.cf import CFConfig, build_backbone, top_k
+    from graphrec.models.cf import CFConfig, GraphFilterCF, build_backbone, top_k
 
     state = _load_model(args.model)
     try:
         data = {k: state["data"][k] for k in DATA_KEYS}
         saved = dict(state["config"])
-        config = CFConfig.from_dict({**saved, "ks": tuple(saved["ks"])})
+        if "method" in saved:  # a training-free filter: refitted (deterministic SVD)
+            config = GraphFilterConfig.from_dict(saved)
+        else:
+            config = CFConfig.from_dict({**saved, "ks": tuple(saved["ks"])})
     except (KeyError, TypeError, ValueError) as exc:
         raise GraphrecError(
             f"{args.model}: not a model file written by 'graphrec cf train' (its configuration "
             "or data record is incomplete or invalid)"
         ) from exc
     graph = _graph(data)
+    if isinstance(config, GraphFilterConfig):
+        users = _user_indices(args.users, graph.user_ids, graph.num_users)
+        graph_filter = GraphFilterCF(config).fit(graph, include_valid=True)
+        items, scores = graph_filter.recommend(users, args.k, exclude_known=not args.include_known)
+        return _print_recommendations(args, graph, users, items, scores)
     model = build_backbone(graph, config)
     try:
         model.load_state_dict(state["model"])
@@ -386,6 +561,13 @@ def recommend_command(args: argparse.Namespace) -> int:
     exclude = None if args.include_known else (graph.train + graph.valid).tocsr()
     user_emb, item_emb = model()
     items, scores = top_k(user_emb.detach(), item_emb.detach(), users, args.k, exclude)
+    return _print_recommendations(args, graph, users, items, scores)
+
+
+def _print_recommendations(args: argparse.Namespace, graph, users, items, scores) -> int:
+    """Print ``recommend``'s result (original ids; JSON with ``--json``)."""
+    import numpy as np
+
     item_ids = np.arange(graph.num_items) if graph.item_ids is None else graph.item_ids
     user_ids = np.arange(graph.num_users) if graph.user_ids is None else graph.user_ids
     result = {}
