@@ -1,4 +1,5 @@
-"""CF benchmark: MF/LightGCN with BPR, InfoNCE and HDCCF under one CPU-time budget per method.
+"""CF benchmark: MF/LightGCN with BPR, InfoNCE and HDCCF under one CPU-time budget per method,
+and the training-free graph filters GF-CF and BSPM.
 
 Every method trains with :class:`graphrec.models.cf.CFTrainer` on one thread until its
 training CPU time reaches ``--budget`` seconds (evaluation excluded), early-stopping on the
@@ -14,10 +15,18 @@ uniform negative per positive, ``recommendation_loss`` with ``lambda_reg=1e-4`` 
 nodes, i.e. our ``reg=2e-4``), trained through the same propagation as PyG's ``LightGCN``
 (parity pinned by ``tests/models/test_cf.py``).
 
+The graph filters (``gf-cf``, ``bspm``: :class:`graphrec.models.cf.GraphFilterCF` with its
+validated defaults) have no budget: one truncated SVD, then full-ranking scoring of the test
+users with the same protocol (train and validation items masked), the filter fitted on train +
+validation. Their results go under ``--run-dir/DATASET/filters``; the report lists their wall
+and CPU time (fit and scoring), peak memory of the benchmark process, and marks them on the
+curves at their fit CPU time.
+
 Usage::
 
     python benchmarks/cf.py --dataset ml-100k --budget 60                # all methods + report
     python benchmarks/cf.py --dataset gowalla --budget 2400 --methods lightgcn-bpr --no-report
+    python benchmarks/cf.py --dataset gowalla --methods gf-cf bspm --no-report  # filters only
     python benchmarks/cf.py --report                                     # tables + plot
     python benchmarks/cf.py --dataset ml-100k --budget 60 --methods lightgcn-bpr --no-report \
         --set sampling=interaction --set num_negatives=null --run-dir /tmp/try  # one variant
@@ -35,7 +44,7 @@ from pathlib import Path
 import _common as bench
 import torch
 
-from graphrec.models.cf import CFConfig, CFTrainer
+from graphrec.models.cf import CFConfig, CFTrainer, GraphFilterCF, GraphFilterConfig
 from graphrec.models.cf.data import load_cf_graph
 
 DATASETS = ("ml-100k", "gowalla")
@@ -141,6 +150,21 @@ NOTES: dict[str, list[str]] = {
     ],
 }
 
+#: Training-free graph filters: method -> GraphFilterConfig fields (the rest are its defaults,
+#: chosen on Gowalla's carved validation set, see ``graphrec.models.cf.graph_filter``).
+#: ml-100k: best validation Recall@20 of ``tune_graph_filter`` over k 16/32/64/128, alpha
+#: 0/0.05/0.1/0.2/0.3, sharpening time 0/0.25/0.5/1 (BSPM, one step): GF-CF 0.3470 (k 64,
+#: alpha 0.1: 0.3469), BSPM 0.3544 (sharpening time 0.5: 0.3541); Gowalla's defaults (k 256)
+#: gave 0.3275 / 0.3231 there.
+FILTERS: dict[str, dict] = {"gf-cf": {"method": "gf-cf"}, "bspm": {"method": "bspm"}}
+FILTER_SETTINGS: dict[str, dict[str, dict]] = {
+    "ml-100k": {
+        "gf-cf": {"k": 16, "alpha": 0.3},
+        "bspm": {"k": 32, "alpha": 0.2, "sharpen_time": 0.25},
+    },
+    "gowalla": {},
+}
+
 BASELINES = ("mf-bpr", "lightgcn-bpr", "mf-infonce", "mf-infonce-logq", "pyg-lightgcn")
 CURVE_FIELDS = [
     "epoch", "train_seconds", "cpu_seconds", "valid_recall@20", "valid_ndcg@20",
@@ -232,6 +256,57 @@ def run_method(
     return result
 
 
+def run_filter(graph, dataset: str, method: str, run_dir: Path, seed: int) -> dict:
+    """Fit one graph filter on train + validation and evaluate it on test; write its JSON."""
+    folder = run_dir / dataset / "filters"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = FILTER_SETTINGS[dataset].get(method, {})
+    config = GraphFilterConfig(**FILTERS[method], **settings, seed=seed)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    model = GraphFilterCF(config, progress=True).fit(graph, include_valid=True)
+    fit_wall, fit_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    test = model.evaluate("test")
+    result = {
+        "dataset": dataset,
+        "method": method,
+        "config": {**config.to_dict(), "k": model.k},
+        "test_recall@20": test["recall@20"],
+        "test_ndcg@20": test["ndcg@20"],
+        "fit_wall_seconds": round(fit_wall, 1),
+        "fit_cpu_seconds": round(fit_cpu, 1),
+        "wall_seconds": round(time.perf_counter() - wall0, 1),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),
+        "peak_mib": round(bench.peak_mib()),
+    }
+    bench.write_json(folder / f"{method}.json", result)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def _filter_lines(dataset: str, results: list[dict]) -> list[str]:
+    """The report's table of the graph-filter runs of ``dataset``."""
+    rows = []
+    for r in results:
+        cfg = r["config"]
+        settings = f"k {cfg['k']}, alpha {cfg['alpha']:g}"
+        if r["method"] == "bspm":
+            settings += f", sharpening time {cfg['sharpen_time']:g} ({cfg['sharpen_steps']} step)"
+        rows.append([
+            r["method"], f"{r['test_recall@20']:.4f}", f"{r['test_ndcg@20']:.4f}",
+            f"{r['fit_wall_seconds']:.0f} / {r['fit_cpu_seconds']:.0f}",
+            f"{r['wall_seconds']:.0f} / {r['cpu_seconds']:.0f}", f"{r['peak_mib']:.0f}", settings,
+        ])  # fmt: skip
+    header = ["method", "Recall@20", "NDCG@20", "fit wall / CPU s", "total wall / CPU s",
+              "peak MiB (process)", "settings"]  # fmt: skip
+    return [
+        "",
+        f"Training-free graph filters on {dataset} (no training; fitted on train + validation, "
+        "total = fit + full-ranking scoring of the test users, one thread):",
+        "",
+        bench.md_table(header, rows),
+    ]
+
+
 def _read_curve(path: Path) -> list[dict]:
     rows: dict[int, dict] = {}
     with path.open() as fh:
@@ -280,7 +355,8 @@ def report(run_dir: Path, command: str) -> None:
     import matplotlib.pyplot as plt
 
     found = {d: sorted((run_dir / d).glob("*.json")) for d in DATASETS}
-    found = {d: files for d, files in found.items() if files}
+    filter_runs = {d: sorted((run_dir / d / "filters").glob("*.json")) for d in DATASETS}
+    found = {d: files for d, files in found.items() if files or filter_runs[d]}
     if not found:
         raise SystemExit(f"no finished runs under {run_dir}")
     fig, axes = plt.subplots(1, len(found), figsize=(6.5 * len(found), 4.5), squeeze=False)
@@ -298,6 +374,16 @@ def report(run_dir: Path, command: str) -> None:
     payload: dict = {"machine": bench.machine(), "command": command, "datasets": {}}
     order = {m: k for k, m in enumerate(METHODS)}
     for ax, (dataset, files) in zip(axes[0], found.items(), strict=True):
+        filters = [json.loads(f.read_text()) for f in filter_runs[dataset]]
+        for r in filters:
+            ax.scatter(r["fit_cpu_seconds"], r["test_recall@20"], marker="*", s=120,
+                       label=f"{r['method']} (training-free)", zorder=3)  # fmt: skip
+        if not files:
+            lines += _filter_lines(dataset, filters)
+            ax.set_title(f"{dataset}: test Recall@20")
+            ax.legend(fontsize=8)
+            payload["datasets"][dataset] = {"filters": filters}
+            continue
         results = sorted(
             (json.loads(f.read_text()) for f in files), key=lambda r: order.get(r["method"], 99)
         )
@@ -338,6 +424,8 @@ def report(run_dir: Path, command: str) -> None:
         lines += [bench.md_table(header, table), ""] + [
             f"- {note}" for note in NOTES.get(dataset, [])
         ]
+        if filters:
+            lines += _filter_lines(dataset, filters)
         longer = [r for r in results if r["budget_cpu_seconds"] > budget]
         for r in longer:
             lines += [
@@ -365,6 +453,7 @@ def report(run_dir: Path, command: str) -> None:
             "at_budget": {r["method"]: pt for r, pt in rows},
             "runs": results,
             "curves": curves,
+            "filters": filters,
         }
         bench.write_csv(
             bench.RESULTS / f"cf_{dataset}_curves.csv",
@@ -381,7 +470,9 @@ def report(run_dir: Path, command: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=DATASETS, action="append")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", choices=[*METHODS, *FILTERS], default=[*METHODS, *FILTERS]
+    )
     parser.add_argument("--budget", type=float, default=60.0, help="training CPU s per method")
     parser.add_argument("--run-dir", type=Path, default=Path("/tmp/cf_runs"))
     parser.add_argument("--seed", type=int, default=0)
@@ -411,7 +502,12 @@ def main() -> None:
         for dataset in args.dataset or ["ml-100k"]:
             graph = graph_for(dataset, args.seed)
             for method in args.methods:
-                run_method(graph, dataset, method, args.budget, args.run_dir, args.seed, overrides)
+                if method in FILTERS:
+                    run_filter(graph, dataset, method, args.run_dir, args.seed)
+                else:
+                    run_method(
+                        graph, dataset, method, args.budget, args.run_dir, args.seed, overrides
+                    )
     if not args.no_report:
         report(args.run_dir, command)
 
