@@ -21,7 +21,7 @@ from graphrec.commands._training import (
 )
 from graphrec.errors import GraphrecError
 from graphrec.models.cf import FILTER_METHODS, CFConfig, GraphFilterConfig
-from graphrec.models.cf.graph_filter import DEFAULT_ALPHA
+from graphrec.models.cf.graph_filter import METHOD_DEFAULTS
 from graphrec.models.cf.trainer import SAMPLINGS
 from graphrec.registry import CF_BACKBONES, CF_LOSSES, Registry
 
@@ -100,19 +100,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--k",
         type=positive_int("--k"),
-        help=f"--method: singular vectors of the low-pass part (default {GraphFilterConfig.k})",
+        help="--method: singular vectors of the low-pass part (default "
+        + ", ".join(f"{d['k']} for {m}" for m, d in METHOD_DEFAULTS.items())
+        + ")",
     )
     train.add_argument(
         "--alpha",
         type=bounded_float("--alpha", minimum=0.0),
         help="--method: weight of the low-pass part (default "
-        + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_ALPHA.items())
+        + ", ".join(f"{d['alpha']:g} for {m}" for m, d in METHOD_DEFAULTS.items())
         + ")",
     )
     train.add_argument(
         "--sharpen-time",
         type=bounded_float("--sharpen-time", minimum=0.0),
-        help=f"BSPM sharpening time (default {GraphFilterConfig.sharpen_time:g})",
+        help=f"BSPM sharpening time (default {METHOD_DEFAULTS['bspm']['sharpen_time']:g})",
     )
     train.add_argument(
         "--sharpen-steps",

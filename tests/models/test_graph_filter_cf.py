@@ -113,5 +113,7 @@ def test_config_errors():
         GraphFilterConfig(metric="auc")
     with pytest.raises(ConfigError, match="unknown"):
         GraphFilterConfig.from_dict({"epochs": 3})
+    defaults = GraphFilterConfig(), GraphFilterConfig("bspm")  # per-method validated defaults
+    assert [(c.k, c.alpha, c.sharpen_time) for c in defaults] == [(256, 0.2, 0.0), (448, 0.3, 0.75)]
     config = GraphFilterConfig(method="bspm", k=64)
     assert GraphFilterConfig.from_dict(config.to_dict()) == config

@@ -44,11 +44,15 @@ __all__ = [
 #: (:class:`~graphrec.nn.BSPMFilter`).
 FILTER_METHODS = ("gf-cf", "bspm")
 
-#: Default ``alpha`` per method: the best of :data:`GRID` with ``k = 256`` on the validation
-#: set carved from Gowalla's training split (5000 users; fit on the rest of train): GF-CF
-#: Recall@20 0.2043 at 0.2 (0.2010 at the paper's 0.3), BSPM 0.2068 at 0.3 with
-#: ``sharpen_time`` 1.0 (0.2061 at 0.5).
-DEFAULT_ALPHA = {"gf-cf": 0.2, "bspm": 0.3}
+#: Defaults per method: the best validation Recall@20 on the set carved from Gowalla's
+#: training split (5000 users; filter fitted on the rest of train). GF-CF over :data:`GRID`:
+#: 0.2043 at k 256, alpha 0.2 (0.2010 at the paper's alpha 0.3). BSPM over :data:`GRID`:
+#: 0.2068 at k 256, alpha 0.3, sharpening time 1.0; then over k 256/448, alpha 0.2/0.3/0.4,
+#: time 0.75/1/1.25: 0.2085 at k 448, alpha 0.3, time 0.75.
+METHOD_DEFAULTS: dict[str, dict[str, float]] = {
+    "gf-cf": {"k": 256, "alpha": 0.2, "sharpen_time": 0.0},
+    "bspm": {"k": 448, "alpha": 0.3, "sharpen_time": 0.75},
+}
 
 #: Default validation grids of :func:`tune_graph_filter` (``sharpen_time`` for BSPM only).
 GRID: dict[str, tuple] = {
@@ -66,18 +70,21 @@ class GraphFilterConfig:
         method: ``"gf-cf"`` or ``"bspm"``.
         k: singular vectors of the ideal low-pass part (capped at ``min(U, I) - 1`` by
             :meth:`GraphFilterCF.fit`).
-        alpha: weight of the low-pass part (GF-CF's ``alpha``, BSPM's ``beta``); None =
-            the method's :data:`DEFAULT_ALPHA`.
-        sharpen_time, sharpen_steps: BSPM's sharpening time and Euler steps.
+        alpha: weight of the low-pass part (GF-CF's ``alpha``, BSPM's ``beta``).
+        sharpen_time, sharpen_steps: BSPM's sharpening time and Euler steps (GF-CF ignores
+            them).
+
+    ``k``, ``alpha`` and ``sharpen_time`` left None take the method's
+    :data:`METHOD_DEFAULTS`.
         seed: seed of the SVD's start vector.
         batch_size: users scored per batch.
         metric, ks: the selection metric of :func:`tune_graph_filter` and the cut-offs.
     """
 
     method: str = "gf-cf"
-    k: int = 256
+    k: int | None = None
     alpha: float | None = None
-    sharpen_time: float = 1.0
+    sharpen_time: float | None = None
     sharpen_steps: int = 1
     seed: int = 0
     batch_size: int = 1024
@@ -87,8 +94,9 @@ class GraphFilterConfig:
     def __post_init__(self) -> None:
         if self.method not in FILTER_METHODS:
             raise ConfigError(f"method must be one of {FILTER_METHODS}; got {self.method!r}")
-        if self.alpha is None:
-            self.alpha = DEFAULT_ALPHA[self.method]
+        for name, value in METHOD_DEFAULTS[self.method].items():
+            if getattr(self, name) is None:
+                setattr(self, name, type(value)(value))
         for name in ("k", "sharpen_steps", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
