@@ -154,8 +154,8 @@ NOTES: dict[str, list[str]] = {
 #: chosen on Gowalla's carved validation set, see ``graphrec.models.cf.graph_filter``).
 #: ml-100k: best validation Recall@20 of ``tune_graph_filter`` over k 16/32/64/128, alpha
 #: 0/0.05/0.1/0.2/0.3, sharpening time 0/0.25/0.5/1 (BSPM, one step): GF-CF 0.3470 (k 64,
-#: alpha 0.1: 0.3469), BSPM 0.3544 (sharpening time 0.5: 0.3541); Gowalla's defaults (k 256)
-#: gave 0.3275 / 0.3231 there.
+#: alpha 0.1: 0.3469), BSPM 0.3544 (sharpening time 0.5: 0.3541). Gowalla: the defaults of
+#: ``GraphFilterConfig`` (``graph_filter.METHOD_DEFAULTS``, chosen on Gowalla's validation set).
 FILTERS: dict[str, dict] = {"gf-cf": {"method": "gf-cf"}, "bspm": {"method": "bspm"}}
 FILTER_SETTINGS: dict[str, dict[str, dict]] = {
     "ml-100k": {
