@@ -16,11 +16,12 @@ import resource
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+from graphrec.io.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -198,16 +199,10 @@ def md_table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file in the folder, then a rename."""
+    """Write ``text`` to ``path`` atomically (:func:`graphrec.io.atomic.atomic_write_text`: a
+    temporary file in the folder, then a rename; permissions follow the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
     return path
 
 
