@@ -262,6 +262,12 @@ def _load_cf(path: Path, state: dict, data_root: str | os.PathLike | None) -> Ex
         seed=data["split_seed"],
     )
     saved = dict(state["config"])
+    if "method" in saved:  # a `graphrec cf train --method gf-cf|bspm` file
+        raise GraphrecError(
+            f"{path}: a {saved['method']} graph-filter model is training-free and has no network "
+            "to export (it is refitted from the interactions; `graphrec cf recommend` serves it); "
+            "export takes MF / LightGCN model files"
+        )
     config = CFConfig.from_dict({**saved, "ks": tuple(saved["ks"])})
     model = build_backbone(graph, config)
     model.load_state_dict(state["model"])

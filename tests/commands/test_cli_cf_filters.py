@@ -61,6 +61,10 @@ def test_gf_cf_train_then_recommend(capsys, log_file, tmp_path):
         assert recs[user]["items"] == graph.item_ids[row].tolist()
         assert not set(graph.item_ids[known[[index]].indices]) & set(recs[user]["items"])
 
+    # export has no network to convert: one clear line, not an unknown-field error
+    code, _, err = run(capsys, "export", str(out), "--to", "onnx")
+    assert code == 2 and "training-free" in err and err.count("\n") == 1
+
 
 def test_bspm_tune(capsys, log_file, tmp_path):
     out = tmp_path / "bspm.pt"
