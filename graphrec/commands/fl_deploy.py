@@ -43,7 +43,7 @@ def register(fl_sub: argparse._SubParsersAction) -> None:
         help="run the Flower app with a SuperLink and N SuperNodes on 127.0.0.1",
         description="Start a SuperLink and --nodes SuperNodes as processes listening on "
         "127.0.0.1 only (SuperNode i: partition-id=i, num-partitions=N; it trains the devices "
-        "d with d %% N == i), run the shipped Flower app with `flwr run --stream` (progress "
+        "d with d % N == i), run the shipped Flower app with `flwr run --stream` (progress "
         "printed), write the results JSON, and stop every process it started, also on Ctrl-C "
         "or failure. TLS (a CA and server certificate made for the run) and SuperNode "
         "authentication (one registered key pair per SuperNode) are on unless --insecure; "
