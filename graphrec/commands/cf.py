@@ -74,8 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--dataset",
         required=True,
-        help="'gowalla' (LightGCN split), 'ml-100k' (fold --fold, ratings >= 4) or the path of "
-        "an interaction log (user item [rating [timestamp]] lines, LightGCN lists or CSV)",
+        help="'gowalla' (LightGCN split), 'ml-100k' (fold --fold, ratings >= 4), a LightGCN-format "
+        "folder (train.txt and test.txt, 'user item item ...' lines) or the path of an "
+        "interaction log (user item [rating [timestamp]] lines, LightGCN lists or CSV)",
     )
     add_data_root(train)
     train.add_argument("--test", type=Path, help="test log for a path dataset (default: carve)")
@@ -285,10 +286,11 @@ def _check_options(args: argparse.Namespace) -> None:
     from graphrec.models.cf.data import DATASETS
 
     named = args.dataset in DATASETS
+    log = not named and not Path(args.dataset).is_dir()  # a folder is a LightGCN-format split
     data_options = {
         "--fold": ("--dataset ml-100k", args.dataset == "ml-100k"),
-        "--min-rating": ("ml-100k and interaction logs", args.dataset != "gowalla"),
-        "--test": ("an interaction-log --dataset", not named),
+        "--min-rating": ("ml-100k and interaction logs", args.dataset == "ml-100k" or log),
+        "--test": ("an interaction-log --dataset", log),
     }
     if args.method is not None:
         bspm = ("--method bspm", args.method == "bspm")

@@ -6,7 +6,10 @@ One entry point shared by ``graphrec cf``, ``benchmarks/cf.py`` and the notebook
   official test set, validation carved from train;
 * ``"ml-100k"``: MovieLens-100K fold ``fold`` under ``root/movielens/ml-100k`` (or ``root``),
   ratings ``>= min_rating`` (default 4) as implicit feedback;
-* a path: an interaction log (any :func:`graphrec.io.read_interactions` format); with
+* a folder: a LightGCN-format split, ``train.txt`` and ``test.txt`` (``.gz`` too) with one
+  ``user item item ...`` line per user and integer ids shared by both files; validation carved
+  from train;
+* a file: an interaction log (any :func:`graphrec.io.read_interactions` format); with
   ``test`` another log whose ids are matched to the training log's (test users/items absent
   from training are dropped, they cannot be ranked), otherwise ``test_fraction`` of every
   user's interactions is held out.
@@ -19,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from graphrec.datasets._files import DATASET_FOLDERS, dataset_folder
+from graphrec.datasets._files import DATASET_FOLDERS, dataset_folder, locate
 from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph, build_bipartite, to_binary_csr
 from graphrec.io import Interactions
 
-__all__ = ["DATASETS", "load_cf_graph"]
+__all__ = ["DATASETS", "load_cf_graph", "load_lightgcn_folder"]
 
 DATASETS = {name: DATASET_FOLDERS[name] for name in ("gowalla", "ml-100k")}
 
@@ -58,6 +61,26 @@ def _match_ids(
     return sp.csr_array((ones, (users[known], items[known])), shape=shape)
 
 
+def load_lightgcn_folder(
+    folder: str | Path, *, valid_fraction: float = 0.1, seed: int = 0
+) -> BipartiteGraph:
+    """The graph of a LightGCN-format folder (``train.txt`` and ``test.txt``, ``.gz`` too).
+
+    Every line is ``user item item ...`` with integer ids ``>= 0``, the ids of both files
+    index one space (``num_users = max user id + 1``, likewise items); the validation set is
+    ``valid_fraction`` of every user's training items (seed ``seed + 1``).
+
+    Raises:
+        DatasetNotFoundError: ``train.txt`` or ``test.txt`` is missing (naming both).
+        InputFormatError: a malformed line (naming the file and the line).
+    """
+    from graphrec.io import read_interactions
+
+    files = locate("LightGCN-format folder", folder, ["train.txt", "test.txt"])
+    train, test = (read_interactions(files[n], format="lightgcn", keep_ids=True) for n in files)
+    return build_bipartite(train, test, valid_fraction=valid_fraction, seed=seed)
+
+
 def load_cf_graph(
     dataset: str | Path,
     *,
@@ -72,7 +95,8 @@ def load_cf_graph(
     """The :class:`~graphrec.graphs.BipartiteGraph` of ``dataset`` (see the module docstring).
 
     Args:
-        dataset: ``"gowalla"``, ``"ml-100k"`` or the path of an interaction log.
+        dataset: ``"gowalla"``, ``"ml-100k"``, a LightGCN-format folder or the path of an
+            interaction log.
         root: data folder of a named dataset (``shared/data`` or the dataset's own folder;
             default ``$GRAPHREC_DATA``, see :func:`graphrec.datasets.dataset_folder`).
         test: test log for a path dataset (None: carve ``test_fraction`` per user).
@@ -83,6 +107,7 @@ def load_cf_graph(
     Raises:
         DatasetNotFoundError: a named dataset's files are missing under ``root``.
         FileNotFoundError: a log path does not exist.
+        InputFormatError: a malformed line of a file (naming the file and the line).
         ValueError: ``test`` given for a named dataset.
         GraphrecError: a named dataset without a data root.
     """
@@ -105,9 +130,16 @@ def load_cf_graph(
     from graphrec.io import read_interactions
 
     path = Path(dataset)
+    if path.is_dir():
+        if test is not None or min_rating is not None:
+            raise ConfigError(
+                f"dataset {name!r} is a LightGCN-format folder (train.txt/test.txt, no ratings); "
+                "do not pass test or min_rating"
+            )
+        return load_lightgcn_folder(path, valid_fraction=valid_fraction, seed=seed)
     if not path.is_file():
         raise FileNotFoundError(
-            f"dataset {name!r} is neither {' nor '.join(DATASETS)} nor an existing file"
+            f"dataset {name!r} is neither {' nor '.join(DATASETS)} nor an existing file or folder"
         )
     log = read_interactions(path)
     if test is None:
