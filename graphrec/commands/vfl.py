@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graphrec.commands._args import bounded_float, positive_float, positive_int
+from graphrec.commands._args import add_data_root, bounded_float, positive_float, positive_int
 from graphrec.errors import ConfigError, GraphrecError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 #: Files written under ``--out``.
 CONFIG, RESULTS = "config.json", "results.json"
-DATASETS = ("breast-cancer", "synthetic")
+DATASETS = ("breast-cancer", "synthetic", "uci-heart")
 
 
 def _parties(text: str) -> int:
@@ -51,10 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(an MLP bottom per party, concatenated embeddings, an MLP top) with Adam; every "
         "message between parties is logged. DATASET is breast-cancer (scikit-learn's bundled "
         "copy, 569 rows, 30 features) or synthetic (2,000 rows, 4 features per party, the label "
-        "depends on products of features held by different parties). Rows are split 80/20 into "
-        "train/test with the seed; each party standardizes its own columns on the train rows.",
+        "depends on products of features held by different parties) or uci-heart (UCI Heart "
+        "Disease from --data-root, Cleveland + Switzerland + VA, 626 rows, 13 features, label "
+        "1 for any disease). Rows are split 80/20 into train/test with the seed; each party "
+        "fills its missing values with its train-row column means and standardizes its own "
+        "columns on the train rows.",
     )
     train.add_argument("--dataset", required=True, choices=DATASETS)
+    add_data_root(train, "uci-heart")
     train.add_argument("--parties", type=_parties, default=2, help="number of parties (>= 2)")
     train.add_argument(
         "--epochs",
@@ -106,9 +110,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     vfl.set_defaults(func=lambda _: (vfl.print_help(), 2)[1])
 
 
-def load_vfl_dataset(name: str, parties: int, seed: int) -> tuple[Tensor, Tensor, list[np.ndarray]]:
-    """Features ``[N, F]`` (float32), 0/1 labels ``[N]`` and the column blocks of ``parties``
-    parties (``F >= parties``)."""
+def load_vfl_dataset(
+    name: str, parties: int, seed: int, data_root: str | Path | None = None
+) -> tuple[Tensor, Tensor, list[np.ndarray]]:
+    """Features ``[N, F]`` (float32, ``nan`` = missing), 0/1 labels ``[N]`` and the column
+    blocks of ``parties`` parties (``F >= parties``); ``data_root`` locates uci-heart."""
     import numpy as np
     import torch
 
@@ -118,6 +124,12 @@ def load_vfl_dataset(name: str, parties: int, seed: int) -> tuple[Tensor, Tensor
         except ImportError as exc:
             raise MissingExtraError("the breast-cancer dataset (scikit-learn)", "vfl") from exc
         x, y = load_breast_cancer(return_X_y=True)
+    elif name == "uci-heart":
+        from graphrec.datasets._files import dataset_folder
+        from graphrec.federated.data import load_uci_heart_per_centre
+
+        heart = load_uci_heart_per_centre(dataset_folder(name, data_root))
+        x, y = heart.x, (heart.y > 0).astype(np.int64)
     else:
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((2000, 4 * parties))
@@ -148,6 +160,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     config = {
         "dataset": args.dataset,
+        "data_root": None if args.data_root is None else str(args.data_root),
         "parties": args.parties,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -164,7 +177,7 @@ def train_command(args: argparse.Namespace) -> int:
             raise GraphrecError(f"--out {args.out} holds a finished run ({RESULTS}); pass --force")
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out / CONFIG, json.dumps(config, indent=1))
-    x, y, blocks = load_vfl_dataset(args.dataset, args.parties, args.seed)
+    x, y, blocks = load_vfl_dataset(args.dataset, args.parties, args.seed, args.data_root)
     gen = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(y), generator=gen)
     cut = int(0.8 * len(y))
@@ -173,6 +186,7 @@ def train_command(args: argparse.Namespace) -> int:
     features = {}
     for name, cols in zip(names, blocks, strict=True):
         block = x[:, torch.as_tensor(cols)]
+        block = torch.where(block.isnan(), block[train_rows].nanmean(0), block)
         mean, std = block[train_rows].mean(0), block[train_rows].std(0).clamp_min(1e-8)
         features[name] = (block - mean) / std
     graph = PartyGraph({n: len(c) for n, c in zip(names, blocks, strict=True)}, 8, "p0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -49,3 +50,11 @@ def test_bad_options(argv, message, capsys):
     with pytest.raises(SystemExit):
         main([*BASE, *argv])
     assert message in capsys.readouterr().err
+
+
+def test_uci_heart_from_data_root(shared_data, capsys):
+    argv = ["vfl", "train", "--dataset", "uci-heart", "--data-root", str(shared_data)]
+    out = _json(capsys, [*argv, "--parties", "3", "--epochs", "3", "--json"])
+    assert out["data"] == {"train": 500, "test": 126, "features": {"p0": 5, "p1": 4, "p2": 4}}
+    assert out["config"]["data_root"] == str(shared_data)
+    assert all(math.isfinite(v) for v in out["loss_history"]) and 0.5 < out["test_auc"] <= 1
