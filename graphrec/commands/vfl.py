@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor
 
+    from graphrec.models.ctr.features import FeatureSpec
+
 #: Files written under ``--out``.
 CONFIG, RESULTS = "config.json", "results.json"
-DATASETS = ("breast-cancer", "synthetic", "uci-heart")
+DATASETS = ("breast-cancer", "synthetic", "uci-heart", "ml-100k")
 
 
 def _parties(text: str) -> int:
@@ -53,12 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "copy, 569 rows, 30 features) or synthetic (2,000 rows, 4 features per party, the label "
         "depends on products of features held by different parties) or uci-heart (UCI Heart "
         "Disease from --data-root, Cleveland + Switzerland + VA, 626 rows, 13 features, label "
-        "1 for any disease). Rows are split 80/20 into train/test with the seed; each party "
-        "fills its missing values with its train-row column means and standardizes its own "
-        "columns on the train rows.",
+        "1 for any disease) or ml-100k (MovieLens-100K from --data-root as CTR, 100,000 ratings, "
+        "label rating >= 4: party 'user' holds user id, gender, occupation and age, party "
+        "'item' holds item id, release year and 19 genres, the label owner 'platform' only "
+        "the labels; ids through the CTR feature embedding; needs --parties 2). Rows are "
+        "split 80/20 into train/test with the seed; each party fills its missing values with "
+        "its train-row column means and standardizes its own (dense) columns on the train rows.",
     )
     train.add_argument("--dataset", required=True, choices=DATASETS)
-    add_data_root(train, "uci-heart")
+    add_data_root(train, "uci-heart or ml-100k")
     train.add_argument("--parties", type=_parties, default=2, help="number of parties (>= 2)")
     train.add_argument(
         "--epochs",
@@ -141,12 +146,55 @@ def load_vfl_dataset(
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y).float(), blocks
 
 
+def load_ml100k_parties(
+    data_root: str | Path | None,
+) -> tuple[dict[str, Tensor], Tensor, dict[str, list[FeatureSpec]]]:
+    """MovieLens-100K as vertical CTR, one row per rating: the ``user`` and ``item`` parties'
+    float tables (id columns hold codes ``index + 1``; 0 is the out-of-vocabulary code), the
+    0/1 labels (rating >= 4) and each party's column specs. The one item without a release
+    year gets the median year."""
+    import numpy as np
+    import torch
+
+    from graphrec.datasets import load_movielens100k
+    from graphrec.datasets._files import dataset_folder
+    from graphrec.models.ctr.features import FeatureSpec
+
+    ml = load_movielens100k(dataset_folder("ml-100k", data_root))
+    u, i = ml.ratings.user, ml.ratings.item
+    year = ml.release_year.astype(np.float64)
+    year[year < 0] = np.median(year[year >= 0])
+    genres = [f"genre_{g}" for g in range(ml.item_genres.shape[1])]
+    tables = {
+        "user": np.column_stack(
+            [u + 1, ml.user_gender[u] + 1, ml.user_occupation[u] + 1, ml.user_age[u]]
+        ),
+        "item": np.column_stack([i + 1, year[i], ml.item_genres[i]]),
+    }
+    specs = {
+        "user": [
+            FeatureSpec("user_id", "sparse", "user_id", ml.num_users + 1),
+            FeatureSpec("gender", "sparse", "gender", 3),
+            FeatureSpec("occupation", "sparse", "occupation", len(ml.occupations) + 1),
+            FeatureSpec("age", "dense"),
+        ],
+        "item": [
+            FeatureSpec("item_id", "sparse", "item_id", ml.num_items + 1),
+            FeatureSpec("year", "dense"),
+            *(FeatureSpec(g, "dense") for g in genres),
+        ],
+    }
+    features = {p: torch.as_tensor(t, dtype=torch.float32) for p, t in tables.items()}
+    return features, torch.as_tensor(ml.ratings.rating >= 4).float(), specs
+
+
 def train_command(args: argparse.Namespace) -> int:
     """Run ``graphrec vfl train``."""
     import torch
 
     from graphrec.federated.vertical import (
         Compression,
+        EmbeddingBottom,
         GaussianDP,
         MessageLog,
         SplitLearner,
@@ -156,6 +204,7 @@ def train_command(args: argparse.Namespace) -> int:
     from graphrec.graphs import PartyGraph
     from graphrec.io.atomic import atomic_write_text
     from graphrec.metrics import auc
+    from graphrec.models.ctr.features import CTRFeatures
     from graphrec.training import run_epochs
 
     config = {
@@ -177,21 +226,37 @@ def train_command(args: argparse.Namespace) -> int:
             raise GraphrecError(f"--out {args.out} holds a finished run ({RESULTS}); pass --force")
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out / CONFIG, json.dumps(config, indent=1))
-    x, y, blocks = load_vfl_dataset(args.dataset, args.parties, args.seed, args.data_root)
+    if args.dataset == "ml-100k":
+        if args.parties != 2:
+            raise ConfigError(f"--parties must be 2 for ml-100k (user, item); got {args.parties}")
+        features, y, specs = load_ml100k_parties(args.data_root)
+        owner = "platform"
+    else:
+        x, y, blocks = load_vfl_dataset(args.dataset, args.parties, args.seed, args.data_root)
+        owner = "p0"
     gen = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(y), generator=gen)
     cut = int(0.8 * len(y))
     train_rows, test_rows = order[:cut].sort().values, order[cut:].sort().values
-    names = [f"p{i}" for i in range(args.parties)]
-    features = {}
-    for name, cols in zip(names, blocks, strict=True):
-        block = x[:, torch.as_tensor(cols)]
-        block = torch.where(block.isnan(), block[train_rows].nanmean(0), block)
-        mean, std = block[train_rows].mean(0), block[train_rows].std(0).clamp_min(1e-8)
-        features[name] = (block - mean) / std
-    graph = PartyGraph({n: len(c) for n, c in zip(names, blocks, strict=True)}, 8, "p0")
+    if args.dataset != "ml-100k":
+        features = {}
+        for i, cols in enumerate(blocks):
+            block = x[:, torch.as_tensor(cols)]
+            block = torch.where(block.isnan(), block[train_rows].nanmean(0), block)
+            mean, std = block[train_rows].mean(0), block[train_rows].std(0).clamp_min(1e-8)
+            features[f"p{i}"] = (block - mean) / std
+    names = list(features)
+    graph = PartyGraph({n: features[n].shape[1] for n in names}, 8, owner)
     torch.manual_seed(args.seed)
-    model = SplitNN(graph, hidden_channels=(16,), top_hidden_channels=(16,))
+    bottoms = {}
+    if args.dataset == "ml-100k":
+        for name in names:
+            dense = [c for c, spec in enumerate(specs[name]) if spec.kind == "dense"]
+            values = features[name][train_rows][:, dense]
+            std = values.std(0).clamp_min(1e-8)
+            stats = CTRFeatures(specs[name], values.mean(0).tolist(), std.tolist())
+            bottoms[name] = EmbeddingBottom(stats, 8, (16,), 8)
+    model = SplitNN(graph, bottoms, hidden_channels=(16,), top_hidden_channels=(16,))
     dp = None if args.dp_sigma is None else GaussianDP(args.dp_sigma, args.dp_clip)
     comp = None if args.compress is None else compressor(args.compress)
     compression = None if comp is None else Compression(comp, comp)
@@ -230,7 +295,7 @@ def train_command(args: argparse.Namespace) -> int:
         "data": {
             "train": len(train_rows),
             "test": len(test_rows),
-            "features": {n: len(c) for n, c in zip(names, blocks, strict=True)},
+            "features": {n: features[n].shape[1] for n in names},
         },
         "test_auc": auc(y[test_rows].numpy(), test_logits.numpy()),
         "train_auc": auc(y[train_rows].numpy(), learner.predict(train_rows).reshape(-1).numpy()),

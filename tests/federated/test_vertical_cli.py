@@ -58,3 +58,14 @@ def test_uci_heart_from_data_root(shared_data, capsys):
     assert out["data"] == {"train": 500, "test": 126, "features": {"p0": 5, "p1": 4, "p2": 4}}
     assert out["config"]["data_root"] == str(shared_data)
     assert all(math.isfinite(v) for v in out["loss_history"]) and 0.5 < out["test_auc"] <= 1
+
+
+def test_ml100k_user_and_item_parties_labels_at_platform(shared_data, capsys):
+    argv = ["vfl", "train", "--dataset", "ml-100k", "--data-root", str(shared_data)]
+    out = _json(capsys, [*argv, "--epochs", "1", "--batch-size", "4000", "--json"])
+    assert out["data"] == {"train": 80000, "test": 20000, "features": {"user": 4, "item": 21}}
+    # the platform holds no features: 20 steps x 2 parties x 4000 rows x 8 floats up
+    assert out["train_bytes_by_kind"]["embedding"] == 20 * 2 * 4000 * 8 * 4
+    assert 0.6 < out["test_auc"] <= 1
+    assert main([*argv, "--parties", "3"]) != 0
+    assert "--parties must be 2" in capsys.readouterr().err

@@ -11,10 +11,12 @@ residuals (``phe``, the ``vfl`` extra). :class:`Compression` quantizes or sparsi
 embeddings and gradients split learning sends, with error feedback; :func:`norm_scores` and
 :func:`direction_scores` attack the labels from the gradients a party receives.
 :class:`Stragglers` lets the label owner use cached embeddings of late parties up to a staleness
-bound, and ``SplitLearner(local_steps=Q)`` adds FedBCD local updates.
+bound, and ``SplitLearner(local_steps=Q)`` adds FedBCD local updates. :class:`EmbeddingBottom`
+is a party's bottom model over id and dense columns (the CTR feature embedding, then an MLP).
 """
 
 from graphrec.federated.vertical.attack import direction_scores, norm_scores, received_gradients
+from graphrec.federated.vertical.bottoms import EmbeddingBottom
 from graphrec.federated.vertical.compress import (
     Compression,
     Compressor,
@@ -34,6 +36,7 @@ __all__ = [
     "Alignment",
     "Compression",
     "Compressor",
+    "EmbeddingBottom",
     "EmbeddingCache",
     "ErrorFeedback",
     "GaussianDP",
