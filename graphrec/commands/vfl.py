@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -94,6 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_float("--dp-clip"),
         default=1.0,
         help="row norm bound of noised embeddings (default: %(default)s)",
+    )
+    train.add_argument(
+        "--centralized",
+        action="store_true",
+        help="also train the same model from the same initialisation on the joined features "
+        "(same batches, one Adam) and report its AUC",
     )
     train.add_argument(
         "--compress",
@@ -217,6 +224,7 @@ def train_command(args: argparse.Namespace) -> int:
         "dp_sigma": args.dp_sigma,
         "dp_clip": args.dp_clip if args.dp_sigma is not None else None,
         "compress": args.compress,
+        "centralized": args.centralized,
         "seed": args.seed,
     }
     if args.out is not None:
@@ -271,23 +279,38 @@ def train_command(args: argparse.Namespace) -> int:
         compression=compression,
         optimizer=lambda params: torch.optim.Adam(params, lr=args.lr),
     )
+    # the centralized baseline: a copy of the initial model on the joined features
+    central = copy.deepcopy(model) if args.centralized else None
+    central_opt = None if central is None else torch.optim.Adam(central.parameters(), lr=args.lr)
     # the learner addresses rows by aligned position; train on the train positions only
     steps = math.ceil(len(train_rows) / args.batch_size)
     history: list[float] = []
+    central_history: list[float] = []
+    split_s = [0.0]  # seconds in split-learning steps (the centralized baseline not counted)
+
+    def central_step(rows: Tensor) -> float:
+        central_opt.zero_grad()
+        logits = central({p: features[p][rows] for p in names}).reshape(-1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[rows])
+        loss.backward()
+        central_opt.step()
+        return loss.item()
 
     def epoch(e: int) -> tuple[bool, dict]:
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + e)
         perm = train_rows[torch.randperm(len(train_rows), generator=g)]
-        losses = [
-            learner.step(perm[i * args.batch_size : (i + 1) * args.batch_size])
-            for i in range(steps)
-        ]
+        batches = [perm[i * args.batch_size : (i + 1) * args.batch_size] for i in range(steps)]
+        t0 = time.perf_counter()
+        losses = [learner.step(rows) for rows in batches]
+        split_s[0] += time.perf_counter() - t0
         history.append(sum(losses) / len(losses))
+        if central is not None:
+            central_losses = [central_step(rows) for rows in batches]
+            central_history.append(sum(central_losses) / len(central_losses))
         return False, {"loss": f"{history[-1]:.4f}"}
 
-    t0 = time.perf_counter()
     run_epochs(epoch, epochs=args.epochs, progress=not (args.quiet or args.json), desc="vfl")
-    train_s = time.perf_counter() - t0
+    train_s = split_s[0]
     train_bytes = log.bytes_by("kind")
     test_logits = learner.predict(test_rows).reshape(-1)
     out = {
@@ -305,7 +328,19 @@ def train_command(args: argparse.Namespace) -> int:
         "delta": None if dp is None else dp.delta,
         "train_s": train_s,
         "loss_history": history,
+        "centralized": None,
     }
+    if central is not None:
+        with torch.no_grad():
+            scores = {
+                part: central({p: features[p][rows] for p in names}).reshape(-1).numpy()
+                for part, rows in (("test", test_rows), ("train", train_rows))
+            }
+        out["centralized"] = {
+            "test_auc": auc(y[test_rows].numpy(), scores["test"]),
+            "train_auc": auc(y[train_rows].numpy(), scores["train"]),
+            "loss_history": central_history,
+        }
     if args.out is not None:
         atomic_write_text(args.out / RESULTS, json.dumps(out, indent=1))
     if args.json:
@@ -317,6 +352,9 @@ def train_command(args: argparse.Namespace) -> int:
     )
     print(f"test AUC  {out['test_auc']:.4f} (train {out['train_auc']:.4f}), seed {args.seed}")
     print(f"sent      {out['train_bytes']:,} bytes in training ({train_s:.1f} s)")
+    if central is not None:
+        c = out["centralized"]
+        print(f"central   test AUC {c['test_auc']:.4f} (train {c['train_auc']:.4f}), same init")
     if dp is not None:
         print(f"privacy   epsilon {out['epsilon']:.3f} at delta {dp.delta:g}")
     if args.out is not None:

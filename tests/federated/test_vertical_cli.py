@@ -69,3 +69,18 @@ def test_ml100k_user_and_item_parties_labels_at_platform(shared_data, capsys):
     assert 0.6 < out["test_auc"] <= 1
     assert main([*argv, "--parties", "3"]) != 0
     assert "--parties must be 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "uci-heart"])
+def test_centralized_matches_split_without_dp_or_compression(dataset, shared_data, capsys):
+    argv = ["vfl", "train", "--dataset", dataset, "--data-root", str(shared_data)]
+    argv += ["--parties", "3", "--epochs", "2", "--batch-size", "64", "--centralized", "--json"]
+    out = _json(capsys, argv)
+    central = out["centralized"]
+    assert central["test_auc"] == pytest.approx(out["test_auc"], abs=1e-5)
+    assert central["train_auc"] == pytest.approx(out["train_auc"], abs=1e-5)
+    assert central["loss_history"] == pytest.approx(out["loss_history"], abs=1e-5)
+    noisy = _json(capsys, [*argv, "--dp-sigma", "1.0"])
+    assert noisy["centralized"] == central  # the baseline sees no noise
+    assert noisy["loss_history"] != pytest.approx(central["loss_history"], abs=1e-5)
+    assert _json(capsys, argv[:-2] + ["--json"])["centralized"] is None
