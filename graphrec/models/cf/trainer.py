@@ -49,9 +49,11 @@ from graphrec.models.cf.sampler import CFBatch, InteractionSampler
 from graphrec.registry import CF_BACKBONES, CF_LOSSES
 from graphrec.training import Trainer, run_epochs
 
-__all__ = ["CFConfig", "CFTrainer", "SAMPLINGS", "build_backbone", "top_k"]
+__all__ = ["CFConfig", "CFTrainer", "PROTOCOLS", "SAMPLINGS", "build_backbone", "top_k"]
 
 SAMPLINGS = ("interaction", "user")
+#: Evaluation protocols: validation only, or also test at every evaluation (LightGCN paper).
+PROTOCOLS = ("validation", "paper")
 _CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history", "best_model")
 
 
@@ -86,6 +88,10 @@ class CFConfig:
             premise of in-batch negatives) or over ``"user"`` (a user, then one of its items:
             LightGCN's official BPR sampler).
         eval_every: evaluate on validation every this many epochs (and after the last one).
+        protocol: ``"validation"``, or ``"paper"`` to also evaluate on test at every
+            evaluation (``history`` records ``test``; :meth:`CFTrainer.best_test` reports the
+            best one, the LightGCN paper's protocol, which selects on test). Training and
+            early stopping are the same.
         patience: stop after this many evaluations without improvement (0 = never stop).
         metric, ks: the early-stopping metric and the cut-offs evaluated.
         eval_batch_size: users per evaluation batch.
@@ -112,6 +118,7 @@ class CFConfig:
     neg_alpha: float = 0.0
     sampling: str = "interaction"
     eval_every: int = 1
+    protocol: str = "validation"
     patience: int = 10
     metric: str = "recall@20"
     ks: tuple[int, ...] = (20,)
@@ -128,6 +135,8 @@ class CFConfig:
             )
         if self.init not in INITS:
             raise ConfigError(f"init must be one of {INITS}; got {self.init!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {PROTOCOLS}; got {self.protocol!r}")
         if self.sampling not in SAMPLINGS:
             raise ConfigError(f"sampling must be one of {SAMPLINGS}; got {self.sampling!r}")
         self.ks = tuple(int(k) for k in self.ks)
@@ -207,7 +216,7 @@ class CFTrainer:
         objective: the loss (a :class:`~graphrec.models.cf.losses.CFObjective`).
         history: one dict per epoch: ``epoch``, ``loss``, ``train_seconds`` and
             ``cpu_seconds`` (cumulative, evaluation excluded) and, on evaluation epochs,
-            ``valid`` metrics.
+            ``valid`` metrics (and ``test`` metrics with ``protocol="paper"``).
         best_epoch, best_metric: of the early-stopping metric (None before any evaluation).
     """
 
@@ -323,7 +332,8 @@ class CFTrainer:
                 "cpu_seconds": self.cpu_seconds,
             }
             last = self.epoch == cfg.epochs or self._over_budget()
-            if has_valid and (self.epoch % cfg.eval_every == 0 or last):
+            evaluating = self.epoch % cfg.eval_every == 0 or last
+            if has_valid and evaluating:
                 metrics = self.evaluate("valid")
                 record["valid"] = metrics
                 value = metrics[cfg.metric]
@@ -332,6 +342,8 @@ class CFTrainer:
                     self._best_state = copy.deepcopy(self.model.state_dict())
                 else:
                     self.bad_evals += 1
+            if cfg.protocol == "paper" and evaluating:
+                record["test"] = self.evaluate("test")
             self.history.append(record)
             return stopped(), {"loss": f"{loss:.4f}"}
 
@@ -373,6 +385,16 @@ class CFTrainer:
             ks=self.config.ks,
             batch_size=self.config.eval_batch_size,
         )
+
+    def best_test(self) -> tuple[int, dict[str, float]] | None:
+        """``(epoch, test metrics)`` of the evaluation with the best test ``metric`` (the
+        LightGCN paper's protocol: selected on test, so optimistic); None without test
+        evaluations (``protocol="validation"``)."""
+        records = [r for r in self.history if "test" in r]
+        if not records:
+            return None
+        best = max(records, key=lambda r: r["test"][self.config.metric])  # first of ties
+        return best["epoch"], best["test"]
 
     def recommend(
         self, users: Sequence[int] | np.ndarray, k: int = 20, *, exclude_known: bool = True
