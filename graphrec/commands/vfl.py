@@ -10,7 +10,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graphrec.commands._args import add_data_root, bounded_float, positive_float, positive_int
+from graphrec.commands._args import (
+    add_data_root,
+    bounded_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from graphrec.errors import ConfigError, GraphrecError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -109,6 +115,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compress embeddings and gradients (with error feedback)",
     )
     train.add_argument(
+        "--staleness",
+        type=nonnegative_int("--staleness"),
+        metavar="K",
+        help="each step every party but the label owner is late with probability --late; "
+        "the label owner then uses that party's cached embeddings of the batch rows if at most "
+        "K steps old (a row recurs once per epoch, so K below the steps per epoch rarely "
+        "hits), otherwise waits for it",
+    )
+    train.add_argument(
+        "--late",
+        type=bounded_float("--late", minimum=0.0, below=1.0),
+        default=0.5,
+        help="probability in [0, 1) that a party is late at a step, with --staleness "
+        "(default: %(default)s)",
+    )
+    train.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -197,6 +219,7 @@ def load_ml100k_parties(
 
 def train_command(args: argparse.Namespace) -> int:
     """Run ``graphrec vfl train``."""
+    import numpy as np
     import torch
 
     from graphrec.federated.vertical import (
@@ -206,6 +229,7 @@ def train_command(args: argparse.Namespace) -> int:
         MessageLog,
         SplitLearner,
         SplitNN,
+        Stragglers,
         compressor,
     )
     from graphrec.graphs import PartyGraph
@@ -225,6 +249,8 @@ def train_command(args: argparse.Namespace) -> int:
         "dp_clip": args.dp_clip if args.dp_sigma is not None else None,
         "compress": args.compress,
         "centralized": args.centralized,
+        "staleness": args.staleness,
+        "late": args.late if args.staleness is not None else None,
         "seed": args.seed,
     }
     if args.out is not None:
@@ -269,6 +295,14 @@ def train_command(args: argparse.Namespace) -> int:
     comp = None if args.compress is None else compressor(args.compress)
     compression = None if comp is None else Compression(comp, comp)
     log = MessageLog()
+    steps = math.ceil(len(train_rows) / args.batch_size)
+    stragglers = late = None
+    if args.staleness is not None:
+        remote = [p for p in names if p != owner]
+        rng = np.random.default_rng([args.seed, 1])
+        late = rng.random((args.epochs * steps, len(remote))) < args.late
+        column = {p: j for j, p in enumerate(remote)}
+        stragglers = Stragglers(args.staleness, lambda step, party: not late[step, column[party]])
     learner = SplitLearner(
         model,
         features,
@@ -277,13 +311,13 @@ def train_command(args: argparse.Namespace) -> int:
         dp=dp,
         seed=args.seed,
         compression=compression,
+        stragglers=stragglers,
         optimizer=lambda params: torch.optim.Adam(params, lr=args.lr),
     )
     # the centralized baseline: a copy of the initial model on the joined features
     central = copy.deepcopy(model) if args.centralized else None
     central_opt = None if central is None else torch.optim.Adam(central.parameters(), lr=args.lr)
     # the learner addresses rows by aligned position; train on the train positions only
-    steps = math.ceil(len(train_rows) / args.batch_size)
     history: list[float] = []
     central_history: list[float] = []
     split_s = [0.0]  # seconds in split-learning steps (the centralized baseline not counted)
@@ -329,7 +363,14 @@ def train_command(args: argparse.Namespace) -> int:
         "train_s": train_s,
         "loss_history": history,
         "centralized": None,
+        "stragglers": None,
     }
+    if late is not None:
+        out["stragglers"] = {
+            "late": int(late.sum()),
+            "cached": int(late.sum()) - learner.cache.waits,
+            "waits": learner.cache.waits,
+        }
     if central is not None:
         with torch.no_grad():
             scores = {
@@ -355,6 +396,12 @@ def train_command(args: argparse.Namespace) -> int:
     if central is not None:
         c = out["centralized"]
         print(f"central   test AUC {c['test_auc']:.4f} (train {c['train_auc']:.4f}), same init")
+    if late is not None:
+        st = out["stragglers"]
+        print(
+            f"stale     {st['late']} late party-steps: {st['cached']} served from the cache "
+            f"(<= {args.staleness} steps old), {st['waits']} waited for"
+        )
     if dp is not None:
         print(f"privacy   epsilon {out['epsilon']:.3f} at delta {dp.delta:g}")
     if args.out is not None:

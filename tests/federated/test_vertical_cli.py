@@ -84,3 +84,22 @@ def test_centralized_matches_split_without_dp_or_compression(dataset, shared_dat
     assert noisy["centralized"] == central  # the baseline sees no noise
     assert noisy["loss_history"] != pytest.approx(central["loss_history"], abs=1e-5)
     assert _json(capsys, argv[:-2] + ["--json"])["centralized"] is None
+
+
+def test_staleness_serves_late_parties_from_the_cache(capsys):
+    plain = _json(capsys, [*BASE, "--json"])
+    assert plain["stragglers"] is None
+    sync = _json(capsys, [*BASE, "--staleness", "0", "--json"])
+    assert sync["loss_history"] == plain["loss_history"]  # bound 0: every late party waited for
+    assert sync["stragglers"]["cached"] == 0 < sync["stragglers"]["waits"]
+    # 16 steps of 100 rows in one epoch: no row recurs, so even a large bound cannot hit
+    assert _json(capsys, [*BASE, "--staleness", "100", "--json"])["stragglers"]["cached"] == 0
+    two = _json(capsys, [*BASE, "--epochs", "2", "--staleness", "100", "--json"])
+    st = two["stragglers"]
+    assert st["cached"] > 0 and st["cached"] + st["waits"] == st["late"]
+    # every step served from the cache saves one batch message and one embedding up
+    full = _json(capsys, [*BASE, "--epochs", "2", "--json"])
+    embedding = 100 * 8 * 4
+    assert two["train_bytes_by_kind"]["embedding"] == (
+        full["train_bytes_by_kind"]["embedding"] - st["cached"] * embedding
+    )
