@@ -19,20 +19,6 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.fixture
-def log_file(tmp_path):
-    """A rating log: 40 users 'u0'.. x 30 items 'i0'.., two taste groups."""
-    rng = np.random.default_rng(0)
-    lines = ["user,item,rating"]
-    for u in range(40):
-        group = u % 2
-        items = rng.choice(np.arange(group * 15, group * 15 + 15), size=8, replace=False)
-        lines += [f"u{u},i{i},5" for i in items]
-    path = tmp_path / "log.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_gf_cf_train_then_recommend(capsys, log_file, tmp_path):
     out = tmp_path / "gf.pt"
     argv = ("cf", "train", "--dataset", str(log_file), "--method", "gf-cf", "--k", "8",
