@@ -20,14 +20,24 @@ from graphrec.commands._args import (
 from graphrec.errors import ConfigError, GraphrecError, MissingExtraError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
+    import torch
     from torch import Tensor
 
+    from graphrec.federated.vertical import MessageLog
     from graphrec.models.ctr.features import FeatureSpec
 
 #: Files written under ``--out``.
 CONFIG, RESULTS = "config.json", "results.json"
 DATASETS = ("breast-cancer", "synthetic", "uci-heart", "ml-100k")
+#: ``--dp-target`` choices and the ``GaussianDP`` targets of each.
+DP_TARGETS = {
+    "embedding": ("embedding",),
+    "gradient": ("gradient",),
+    "both": ("embedding", "gradient"),
+}
 
 
 def _parties(text: str) -> int:
@@ -35,6 +45,19 @@ def _parties(text: str) -> int:
     if value < 2:
         raise argparse.ArgumentTypeError(f"--parties must be >= 2, got {value}")
     return value
+
+
+def _hidden(name: str) -> Callable[[str], tuple[int, ...]]:
+    """An argparse ``type``: comma-separated hidden sizes (each >= 1); ``""`` or ``none`` is no
+    hidden layer."""
+    size = positive_int(name)
+
+    def parse(text: str) -> tuple[int, ...]:
+        if text.strip().lower() in ("", "none"):
+            return ()
+        return tuple(size(part.strip()) for part in text.split(","))
+
+    return parse
 
 
 def _compression(text: str) -> str:
@@ -93,14 +116,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--dp-sigma",
         type=bounded_float("--dp-sigma", minimum=0.0),
-        help="Gaussian noise multiplier on the parties' embeddings (clipped to "
+        help="Gaussian noise multiplier on the tensors of --dp-target (rows clipped to "
         "--dp-clip); epsilon at delta 1e-5 is reported",
     )
     train.add_argument(
         "--dp-clip",
         type=positive_float("--dp-clip"),
         default=1.0,
-        help="row norm bound of noised embeddings (default: %(default)s)",
+        help="row norm bound of the noised rows; gradient rows are of the batch-mean loss, "
+        "about 1/--batch-size in scale (default: %(default)s)",
+    )
+    train.add_argument(
+        "--dp-target",
+        choices=list(DP_TARGETS),
+        default="embedding",
+        help="with --dp-sigma, noise the parties' embeddings (protects their features), the "
+        "gradients the label owner returns (protects the labels) or both "
+        "(default: %(default)s)",
+    )
+    train.add_argument(
+        "--bottom-hidden",
+        type=_hidden("--bottom-hidden"),
+        default=(16,),
+        metavar="H1,H2,...",
+        help="hidden sizes of every party's bottom MLP ('' for none; default: 16)",
+    )
+    train.add_argument(
+        "--top-hidden",
+        type=_hidden("--top-hidden"),
+        default=(16,),
+        metavar="H1,H2,...",
+        help="hidden sizes of the label owner's top MLP ('' for none; default: 16)",
+    )
+    train.add_argument(
+        "--attack",
+        action="store_true",
+        help="after training, the norm and direction label-inference attacks of every remote "
+        "party on the gradients it received; their AUC against the true labels is reported "
+        "(not with --compress)",
     )
     train.add_argument(
         "--centralized",
@@ -247,12 +300,18 @@ def train_command(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "dp_sigma": args.dp_sigma,
         "dp_clip": args.dp_clip if args.dp_sigma is not None else None,
+        "dp_target": args.dp_target if args.dp_sigma is not None else None,
+        "bottom_hidden": list(args.bottom_hidden),
+        "top_hidden": list(args.top_hidden),
+        "attack": args.attack,
         "compress": args.compress,
         "centralized": args.centralized,
         "staleness": args.staleness,
         "late": args.late if args.staleness is not None else None,
         "seed": args.seed,
     }
+    if args.attack and args.compress is not None:
+        raise ConfigError("--attack reads uncompressed gradients; drop --compress")
     if args.out is not None:
         if args.out.exists() and not args.out.is_dir():
             raise GraphrecError(f"--out {args.out} exists and is not a folder")
@@ -289,12 +348,16 @@ def train_command(args: argparse.Namespace) -> int:
             values = features[name][train_rows][:, dense]
             std = values.std(0).clamp_min(1e-8)
             stats = CTRFeatures(specs[name], values.mean(0).tolist(), std.tolist())
-            bottoms[name] = EmbeddingBottom(stats, 8, (16,), 8)
-    model = SplitNN(graph, bottoms, hidden_channels=(16,), top_hidden_channels=(16,))
-    dp = None if args.dp_sigma is None else GaussianDP(args.dp_sigma, args.dp_clip)
+            bottoms[name] = EmbeddingBottom(stats, 8, args.bottom_hidden, 8)
+    model = SplitNN(
+        graph, bottoms, hidden_channels=args.bottom_hidden, top_hidden_channels=args.top_hidden
+    )
+    dp = None
+    if args.dp_sigma is not None:
+        dp = GaussianDP(args.dp_sigma, args.dp_clip, DP_TARGETS[args.dp_target])
     comp = None if args.compress is None else compressor(args.compress)
     compression = None if comp is None else Compression(comp, comp)
-    log = MessageLog()
+    log = MessageLog(keep_payloads=args.attack)
     steps = math.ceil(len(train_rows) / args.batch_size)
     stragglers = late = None
     if args.staleness is not None:
@@ -364,7 +427,14 @@ def train_command(args: argparse.Namespace) -> int:
         "loss_history": history,
         "centralized": None,
         "stragglers": None,
+        "parameters": {
+            "bottoms": {n: _count(model.bottoms[n]) for n in names},
+            "top": _count(model.top),
+        },
+        "attack": None,
     }
+    if args.attack:
+        out["attack"] = {p: label_attack(log, p, y) for p in names if p != owner}
     if late is not None:
         out["stragglers"] = {
             "late": int(late.sum()),
@@ -404,6 +474,38 @@ def train_command(args: argparse.Namespace) -> int:
         )
     if dp is not None:
         print(f"privacy   epsilon {out['epsilon']:.3f} at delta {dp.delta:g}")
+    for party, a in (out["attack"] or {}).items():
+        print(
+            f"attack    {party}: label inference AUC {a['norm_auc']:.4f} (norm), "
+            f"{a['direction_auc']:.4f} (direction)"
+        )
     if args.out is not None:
         print(f"wrote     {args.out / RESULTS}")
     return 0
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def label_attack(log: MessageLog, party: str, labels: Tensor) -> dict[str, float]:
+    """AUC of the norm and direction label-inference attacks of ``party`` on the gradients it
+    received (a log with payloads; ``labels`` in the aligned order). The direction attack knows
+    one positive row per batch (batches without one are skipped) and scores the others."""
+    import torch
+
+    from graphrec.federated.vertical import direction_scores, norm_scores, received_gradients
+    from graphrec.metrics import auc
+
+    received = received_gradients(log, party)
+    positions = torch.cat([p for p, _ in received])
+    norm = auc(labels[positions].numpy(), norm_scores(torch.cat([g for _, g in received])).numpy())
+    scores, truth = [], []
+    for batch, grads in received:
+        if labels[batch].any():
+            known = int(labels[batch].nonzero()[0, 0])
+            others = torch.arange(len(batch)) != known
+            scores.append(direction_scores(grads, known)[others])
+            truth.append(labels[batch][others])
+    direction = auc(torch.cat(truth).numpy(), torch.cat(scores).numpy())
+    return {"norm_auc": norm, "direction_auc": direction}

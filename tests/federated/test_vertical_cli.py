@@ -103,3 +103,34 @@ def test_staleness_serves_late_parties_from_the_cache(capsys):
     assert two["train_bytes_by_kind"]["embedding"] == (
         full["train_bytes_by_kind"]["embedding"] - st["cached"] * embedding
     )
+
+
+def test_attack_strong_without_protection_and_weak_with_gradient_noise(capsys):
+    pytest.importorskip("sklearn")
+    argv = ["vfl", "train", "--dataset", "breast-cancer", "--epochs", "3", "--attack", "--json"]
+    plain = _json(capsys, argv)
+    assert plain["config"]["attack"] is True and list(plain["attack"]) == ["p1"]
+    assert plain["attack"]["p1"]["direction_auc"] > 0.9  # one known positive per batch suffices
+    protect = ["--dp-sigma", "4", "--dp-clip", "0.01"]
+    noisy = _json(capsys, [*argv, "--dp-target", "gradient", *protect])
+    assert noisy["config"]["dp_target"] == "gradient" and 0 < noisy["epsilon"] < 5
+    assert max(noisy["attack"]["p1"].values()) < 0.6
+    both = _json(capsys, [*argv, "--dp-target", "both", *protect])
+    assert both["epsilon"] > noisy["epsilon"]  # two releases per step
+    assert main([*argv, "--compress", "q8"]) != 0
+    assert "--attack reads uncompressed gradients" in capsys.readouterr().err
+
+
+def test_hidden_sizes_set_the_cut(capsys):
+    default = _json(capsys, [*BASE, "--json"])
+    assert default["config"]["bottom_hidden"] == [16] and default["config"]["top_hidden"] == [16]
+    # bottom 4 -> 16 -> 8, top 16 -> 16 -> 1
+    assert default["parameters"] == {"bottoms": {"p0": 216, "p1": 216}, "top": 289}
+    assert default["config"]["dp_target"] is None and default["attack"] is None
+    deep = _json(capsys, [*BASE, "--bottom-hidden", "8,8", "--top-hidden", "", "--json"])
+    # bottom 4 -> 8 -> 8 -> 8, top 16 -> 1 (linear)
+    assert deep["parameters"] == {"bottoms": {"p0": 184, "p1": 184}, "top": 17}
+    assert deep["config"]["bottom_hidden"] == [8, 8] and deep["config"]["top_hidden"] == []
+    with pytest.raises(SystemExit):
+        main([*BASE, "--top-hidden", "16,0"])
+    assert "--top-hidden must be >= 1" in capsys.readouterr().err
