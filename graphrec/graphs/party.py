@@ -6,7 +6,8 @@ labels and the top model. Nodes are the parties (feature owners) and the label o
 party other than the label owner three tensors travel per training batch of ``B`` rows:
 
 * ``label owner -> party``: the batch, ``B`` int64 positions in the aligned order
-  (kind ``"batch"``);
+  (kind ``"batch"``; in training the parties may instead derive the batches from a schedule
+  the label owner announces once, kind ``"schedule"``, and then no batch travels);
 * ``party -> label owner``: the party's embedding ``h_m = f_m(X^(m)_B)``, ``[B, d_m]``
   (kind ``"embedding"``);
 * ``label owner -> party``: the gradient ``dL/dh_m``, ``[B, d_m]`` (kind ``"gradient"``).

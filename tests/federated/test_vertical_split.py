@@ -96,17 +96,30 @@ def test_log_carries_no_raw_features_and_only_shared_ids():
     learner.predict(torch.arange(5))
     graph = model.graph
     links = {(x.sender, x.receiver, x.kind) for x in graph.links()}
-    assert {(m.sender, m.receiver, m.kind) for m in log} == links
-    # a training step sends exactly what the party graph says; predict sends batch + embeddings
-    assert log.total_bytes == 4 * graph.bytes_per_batch(8) + 2 * 5 * 8 + 5 * 4 * (3 + 2)
-    last_batch = {}
+    schedule = {("bank", p, "schedule") for p in ("shop", "app")}
+    assert {(m.sender, m.receiver, m.kind) for m in log} == links | schedule
+    # training: the schedule once (seed, batch size), then per step the party graph's links
+    # but the batch (the parties derive it); predict sends the batch and gets the embeddings
+    batch_bytes = sum(x.bytes_per_batch(8) for x in graph.links() if x.kind == "batch")
+    assert log.total_bytes == (
+        2 * 16 + 4 * (graph.bytes_per_batch(8) - batch_bytes) + 2 * 5 * 8 + 5 * 4 * (3 + 2)
+    )
+    gen = torch.Generator().manual_seed(0)  # the schedule fit announced: seed 0, batches of 8
+    derived = torch.randperm(40, generator=gen).split(8)[:4]
+    last_batch, sent, steps = {}, set(), {"shop": iter(derived), "app": iter(derived)}
     for m in log:
+        if m.kind == "schedule":
+            assert m.payload.tolist() == [0, 8]
+            continue
         if m.kind == "batch":  # positions of the aligned (shared) ids only
             assert m.payload.dtype == torch.long
             assert 0 <= m.payload.min() and m.payload.max() < len(alignment.ids)
             last_batch[m.receiver] = m.payload
+            sent.add(m.receiver)
             continue
         party = m.sender if m.kind == "embedding" else m.receiver
+        if m.kind == "embedding" and party not in sent:  # training: the schedule's next batch
+            last_batch[party] = next(steps[party])
         batch = last_batch[party]
         assert m.payload.shape == (len(batch), graph.embedding_dim[party])
         # no column of a payload is a column of any raw feature table on the batch's rows

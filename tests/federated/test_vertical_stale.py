@@ -57,7 +57,12 @@ def test_cached_embeddings_within_the_staleness_bound():
     learner.step(full)
     cached = [m.payload for m in log if m.sender == "shop"][0]
     shop = learner.model.bottoms["shop"].weight.detach().clone()
-    x, y, m = learner.features, learner.labels, learner.model
+    x, y, m = (
+        {p: node.features for p, node in learner.parties.items()},
+        learner.labels,
+        learner.model,
+    )
+    x["bank"] = learner.features
     with torch.no_grad():
         h = [m.bottoms["bank"](x["bank"]), cached, m.bottoms["app"](x["app"])]
         want = F.binary_cross_entropy_with_logits(m.top(m.combine(h)).reshape(-1), y).item()
@@ -69,7 +74,7 @@ def test_cached_embeddings_within_the_staleness_bound():
     learner.step(full)  # the cache is 2 steps old now: the label owner waits for the party
     assert learner.cache.waits == 1
     kinds = [msg.kind for msg in log.messages[before:] if "shop" in (msg.sender, msg.receiver)]
-    assert kinds == ["batch", "embedding", "gradient"]
+    assert kinds == ["batch", "embedding", "gradient"]  # step() sends the batch
     sync = _learner(stragglers=Stragglers(0, lambda step, party: party != "shop" or step == 0))
     sync.step(full), sync.step(full)
     assert sync.cache.waits == 1

@@ -16,8 +16,8 @@ the batch (:math:`\ell` the logit). A passive party can guess the labels from th
 The attack's success is the AUC of its scores against the true labels
 (:func:`graphrec.metrics.auc`, equal to :func:`sklearn.metrics.roc_auc_score`; 0.5 is
 chance). The gradients come from a :class:`~graphrec.federated.vertical.log.MessageLog` with
-``keep_payloads=True``: the ``batch`` message to the party gives the positions, the next
-``gradient`` message to it the rows.
+``keep_payloads=True``: every ``gradient`` message to the party with the aligned positions of
+its rows (which the party knows: it derived or received the batch).
 Clipping and Gaussian noise on the returned gradients
 (:class:`~graphrec.federated.vertical.dp.GaussianDP` with target ``"gradient"``) is the
 protection whose effect the AUC measures.
@@ -38,20 +38,15 @@ __all__ = ["direction_scores", "norm_scores", "received_gradients"]
 def received_gradients(log: MessageLog, party: str) -> list[tuple[Tensor, Tensor]]:
     """Per step, the aligned positions ``[B]`` and the gradient rows ``[B, d]`` that ``party``
     received, from a log that kept its payloads."""
-    out, positions = [], None
+    out = []
     for m in log:
-        if m.receiver != party or m.kind not in ("batch", "gradient"):
+        if m.receiver != party or m.kind != "gradient":
             continue
-        if m.payload is None:
+        if m.payload is None or m.rows is None:
             raise ConfigError("log must keep its payloads (MessageLog(keep_payloads=True))")
-        if m.kind == "batch":
-            positions = m.payload
-        elif not isinstance(m.payload, Tensor) or positions is None:
-            raise ConfigError(
-                f"log must hold uncompressed gradient tensors after a batch message to {party!r}"
-            )
-        else:
-            out.append((positions, m.payload))
+        if not isinstance(m.payload, Tensor):
+            raise ConfigError(f"log must hold uncompressed gradient tensors sent to {party!r}")
+        out.append((m.rows, m.payload))
     if not out:
         raise ConfigError(f"log holds no gradient sent to party {party!r}")
     return out

@@ -77,10 +77,15 @@ class GaussianDP:
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The release of ``x`` (``[B, d]``): rows clipped to ``clip_norm`` plus noise."""
-        clipped = clip_rows(x, self.clip_norm)
+        return self.add_noise(clip_rows(x, self.clip_norm), generator)
+
+    def add_noise(self, clipped: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``clipped`` (rows already clipped) plus the Gaussian noise of one release."""
         if self.noise_multiplier == 0:
             return clipped
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        noise = torch.randn(
+            clipped.shape, generator=generator, dtype=clipped.dtype, device=clipped.device
+        )
         return clipped + (self.noise_multiplier * self.clip_norm) * noise
 
 

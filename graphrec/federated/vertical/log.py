@@ -36,13 +36,16 @@ def payload_bytes(payload: Any) -> int:
 
 @dataclass(frozen=True)
 class Message:
-    """One logged message. ``payload`` is kept only by a log with ``keep_payloads=True``."""
+    """One logged message. ``payload`` and ``rows`` (the aligned positions the payload's rows
+    belong to, known to both ends and not sent) are kept only by a log with
+    ``keep_payloads=True``."""
 
     sender: str
     receiver: str
     kind: str
     nbytes: int
     payload: Any = None
+    rows: Tensor | None = None
 
 
 class MessageLog:
@@ -59,14 +62,19 @@ class MessageLog:
         self.keep_payloads = keep_payloads
         self.messages: list[Message] = []
 
-    def send(self, sender: str, receiver: str, kind: str, payload: Any) -> Any:
-        """Log ``payload`` going from ``sender`` to ``receiver`` and return the received copy."""
+    def send(
+        self, sender: str, receiver: str, kind: str, payload: Any, rows: Tensor | None = None
+    ) -> Any:
+        """Log ``payload`` going from ``sender`` to ``receiver`` and return the received copy;
+        ``rows``: the aligned positions of the payload's rows, if both ends know them."""
         if sender == receiver:
             raise ConfigError(f"sender and receiver must differ; both are {sender!r}")
         if isinstance(payload, Tensor):
             payload = payload.detach()
-        kept = payload if self.keep_payloads else None
-        self.messages.append(Message(sender, receiver, kind, payload_bytes(payload), kept))
+        message = Message(sender, receiver, kind, payload_bytes(payload))
+        if self.keep_payloads:
+            message = Message(sender, receiver, kind, message.nbytes, payload, rows)
+        self.messages.append(message)
         return payload
 
     def __len__(self) -> int:

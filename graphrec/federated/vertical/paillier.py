@@ -44,8 +44,9 @@ from torch import Tensor
 
 from graphrec.errors import ConfigError, MissingExtraError
 from graphrec.federated.vertical.log import MessageLog
+from graphrec.federated.vertical.nodes import check_finite
 from graphrec.federated.vertical.psi import Alignment
-from graphrec.federated.vertical.split import _check_finite, _rows
+from graphrec.federated.vertical.split import _rows
 from graphrec.training import minibatches
 
 __all__ = ["DEFAULT_KEY_BITS", "PaillierLogisticRegression"]
@@ -135,10 +136,10 @@ class PaillierLogisticRegression:
             x = torch.as_tensor(x, dtype=torch.float64)
             if x.ndim != 2:
                 raise ConfigError(f"features[{party!r}] must be [N, F]; got {list(x.shape)}")
-            _check_finite(f"features[{party!r}]", x)
+            check_finite(f"features[{party!r}]", x)
             self.features[party] = x.numpy()
         labels = torch.as_tensor(labels, dtype=torch.float64).reshape(-1)
-        _check_finite("labels", labels)
+        check_finite("labels", labels)
         if not bool(((labels == 0) | (labels == 1)).all()):
             raise ConfigError("labels must be 0 or 1")
         self.labels = labels.numpy()

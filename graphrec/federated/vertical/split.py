@@ -39,16 +39,18 @@ Challenges, Methodologies and Experiments", arXiv 2202.04309.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from graphrec.errors import ConfigError, InputFormatError
+from graphrec.errors import ConfigError
 from graphrec.federated.vertical.compress import Compression, ErrorFeedback
 from graphrec.federated.vertical.dp import GaussianDP, PrivacyAccountant
 from graphrec.federated.vertical.log import MessageLog
+from graphrec.federated.vertical.nodes import PartyNode, check_finite, node_generator
 from graphrec.federated.vertical.psi import Alignment
 from graphrec.federated.vertical.stale import EmbeddingCache, Stragglers
 from graphrec.graphs.party import PartyGraph
@@ -123,15 +125,20 @@ class SplitNN(torch.nn.Module):
 
 
 class SplitLearner:
-    """Runs split learning between the parties in one process, every message through a log.
+    """Runs split learning as the label owner, every message to and from the parties through a log.
 
-    Each party keeps its features (in its own row order), its bottom model and its optimizer;
-    the label owner keeps the labels, the top model and its optimizer. Rows are addressed by
-    their position in the aligned order of ``alignment``.
+    The label owner keeps the labels, the top model (and its own bottom model, if it holds
+    features) and their optimizer; every other party is a
+    :class:`~graphrec.federated.vertical.nodes.PartyNode` that keeps its features (in its own
+    row order), its bottom model and its optimizer. Rows are addressed by their position in the
+    aligned order of ``alignment``. In training the parties derive each step's batch from a
+    schedule the label owner announces (:meth:`announce`: a seed and a counter, 16 bytes per
+    party), so batch positions travel only with ``send_batch=True`` and in :meth:`predict`.
 
     Args:
         model: the split model (its bottoms sit at the parties, its top at the label owner).
-        features: party -> float ``[N_m, F_m]``, rows in the party's local order.
+        features: party -> float ``[N_m, F_m]``, rows in the party's local order (every party
+            but those in ``parties``).
         labels: the label owner's labels, ``[N_owner]`` or ``[N_owner, out]``, its local order.
         alignment: from :func:`~graphrec.federated.vertical.psi.align_ids`; None when every
             table already lists the same ids in the same order.
@@ -140,17 +147,23 @@ class SplitLearner:
             the label owner's covers the top model and its own bottom model).
         log: the message log (a fresh one when None).
         dp: clipping and Gaussian noise on the embeddings and/or gradients sent (None: none).
-        seed: seeds the DP noise.
+        seed: seeds the DP noise (each node draws from its own generator).
         compression: compressors of the embeddings and/or gradients sent (None: none).
         local_steps: updates per exchange (``>= 1``; more are FedBCD local updates).
         stragglers: which parties answer when, and the staleness bound of cached embeddings
             (None: every party answers every step).
+        parties: party -> a node running elsewhere with the interface of
+            :class:`~graphrec.federated.vertical.nodes.PartyNode` (``embed``, ``backward``,
+            ``update``, ``local_update``); these parties need no entry in ``features``.
 
     Attributes:
+        parties: remote party -> its node.
         accountant: the :class:`~graphrec.federated.vertical.dp.PrivacyAccountant` of the run
             (None without ``dp``).
         cache: the label owner's :class:`~graphrec.federated.vertical.stale.EmbeddingCache`
             (None without ``stragglers``).
+        feedback: remote party -> the error feedback of the gradients returned to it (with
+            gradient compression and error feedback).
         step_count: training steps (exchanges) so far.
 
     Raises:
@@ -176,6 +189,7 @@ class SplitLearner:
         compression: Compression | None = None,
         local_steps: int = 1,
         stragglers: Stragglers | None = None,
+        parties: Mapping[str, PartyNode] | None = None,
     ) -> None:
         graph = model.graph
         self.model, self.graph, self.owner = model, graph, graph.label_owner
@@ -183,51 +197,71 @@ class SplitLearner:
         self.log = MessageLog() if log is None else log
         self.dp = dp
         self.accountant = None if dp is None else PrivacyAccountant()
-        self.compression = compression
-        self._feedback: dict[tuple[str, str, str], ErrorFeedback] = {}
+        self.compression = compression or Compression(error_feedback=False)
         if not isinstance(local_steps, int) or local_steps < 1:
             raise ConfigError(f"local_steps must be an integer >= 1; got {local_steps!r}")
         self.local_steps, self.stragglers = local_steps, stragglers
         self.step_count = 0
-        self._stale_embeddings: dict[str, Tensor] = {}
-        self._stale_gradients: dict[str, Tensor] = {}
-        self._noise = torch.Generator().manual_seed(seed)
-        if sorted(features) != sorted(graph.parties):
+        remote = dict(parties or {})
+        unknown = sorted((set(remote) - set(graph.parties)) | ({self.owner} & set(remote)))
+        if unknown:
+            raise ConfigError(f"parties names no remote party of the graph: {unknown}")
+        local = [p for p in graph.parties if p not in remote]
+        if sorted(features) != sorted(local):
             raise ConfigError(
-                f"features must hold one table per party {graph.parties}; got {sorted(features)}"
+                f"features must hold one table per party {local}; got {sorted(features)}"
             )
-        for party in graph.parties:
+        for party in local:
             x = features[party]
             if x.ndim != 2 or x.shape[1] != graph.num_features[party] or not x.is_floating_point():
                 raise ConfigError(
                     f"features[{party!r}] must be a float [N, {graph.num_features[party]}] tensor;"
                     f" got {x.dtype} {list(x.shape)}"
                 )
-            _check_finite(f"features[{party!r}]", x)
-        _check_finite("labels", labels)
-        sizes = {p: features[p].shape[0] for p in graph.parties}
+            check_finite(f"features[{party!r}]", x)
+        check_finite("labels", labels)
+        sizes = {p: features[p].shape[0] for p in local}
         sizes.setdefault(self.owner, labels.shape[0])
         if sizes[self.owner] != labels.shape[0]:
             raise ConfigError(
                 f"labels has {labels.shape[0]} rows; the label owner {self.owner!r} has "
                 f"{sizes[self.owner]}"
             )
-        self.rows = _rows(sizes, alignment)
+        rows = _rows(sizes, alignment)
+        self.rows = torch.from_numpy(rows[self.owner])
         self.cache = None if stragglers is None else EmbeddingCache(self.num_rows)
-        self.features = dict(features)
+        self.features = features.get(self.owner)
         self.labels = labels
-        self.optimizers = {
-            p: optimizer(model.bottoms[p].parameters()) for p in graph.parties if p != self.owner
-        }
+        index = {p: i for i, p in enumerate(graph.parties)}
+        self.parties: dict[str, PartyNode] = {}
+        for party in graph.parties:
+            if party == self.owner:
+                continue
+            self.parties[party] = remote.get(party) or PartyNode(
+                party,
+                model.bottoms[party],
+                features[party],
+                rows[party],
+                optimizer,
+                dp=dp,
+                generator=node_generator(seed, index[party]),
+                compressor=self.compression.embedding,
+                error_feedback=self.compression.error_feedback,
+                gradient_compressor=self.compression.gradient,
+            )
+        self._noise = node_generator(seed, index.get(self.owner, len(graph.parties)))
+        self.feedback: dict[str, ErrorFeedback] = {}
         owner_params = list(model.top.parameters())
         if self.owner in graph.parties:
             owner_params += list(model.bottoms[self.owner].parameters())
-        self.optimizers[self.owner] = optimizer(owner_params)
+        self.optimizer = optimizer(owner_params)
+        self._received: dict[str, Tensor] = {}
+        self._answered: list[str] = []
 
     @property
     def num_rows(self) -> int:
         """Number of aligned rows."""
-        return len(self.rows[self.owner])
+        return len(self.rows)
 
     def _check_batch(self, batch: Tensor) -> Tensor:
         batch = torch.as_tensor(batch, dtype=torch.long).reshape(-1)
@@ -237,31 +271,44 @@ class SplitLearner:
             )
         return batch
 
-    def _forward(self, batch: Tensor) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor]]]:
-        """Logits at the label owner and, per remote party, (sent, received) embeddings."""
-        sent: dict[str, tuple[Tensor, Tensor]] = {}
+    def announce(self, *values: int) -> None:
+        """Send every remote party the integers (a seed, a counter) from which it derives the
+        batches of the steps that follow (taken with ``send_batch=False``)."""
+        for party in self.parties:
+            self.log.send(self.owner, party, "schedule", torch.tensor(values, dtype=torch.long))
+
+    def _forward(self, batch: Tensor, send_batch: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits at the label owner and, per party that answered, its received embeddings."""
+        fresh: dict[str, Tensor] = {}
         embeddings = []
         training = torch.is_grad_enabled()
-        self._stale_embeddings = {}
+        self._received = {}
         for party in self.graph.parties:
             if party == self.owner:
-                embeddings.append(self._bottom(party, batch))
+                embeddings.append(self._own_embedding(batch))
                 continue
             cached = self._cached(party, batch) if training else None
             if cached is not None:
-                embeddings.append(self._stale_embeddings.setdefault(party, cached))
+                embeddings.append(self._received.setdefault(party, cached))
                 continue
-            positions = self.log.send(self.owner, party, "batch", batch)
-            h = self._protect("embedding", self._bottom(party, positions))
-            received = self._send(party, self.owner, "embedding", h, positions)
+            positions = self.log.send(self.owner, party, "batch", batch) if send_batch else batch
+            payload = self.parties[party].embed(positions, train=training)
+            received = self.log.send(party, self.owner, "embedding", payload, batch)
+            comp = self.compression.embedding
+            if comp is not None:
+                shape = torch.Size([len(batch), self.graph.embedding_dim[party]])
+                received = comp.decode(received, shape)
             if training and self.cache is not None:
                 self.cache.store(party, batch, received, self.step_count)
-            self._stale_embeddings[party] = received
+            self._received[party] = received
             received.requires_grad_(training)
-            sent[party] = (h, received)
+            fresh[party] = received
             embeddings.append(received)
-        self._account("embedding", batch, bool(sent))
-        return self.model.top(self.model.combine(embeddings)), sent
+        self._account("embedding", batch, bool(fresh))
+        return self.model.top(self.model.combine(embeddings)), fresh
+
+    def _own_embedding(self, batch: Tensor) -> Tensor:
+        return self.model.bottoms[self.owner](self.features[self.rows[batch]])
 
     def _cached(self, party: str, batch: Tensor) -> Tensor | None:
         """The cached embeddings the label owner uses for a party that does not answer at this
@@ -273,61 +320,47 @@ class SplitLearner:
             self.cache.waits += 1
         return cached
 
-    def _protect(self, target: str, x: Tensor) -> Tensor:
-        """``x`` as released under the DP option for ``target`` (unchanged without it)."""
-        if self.dp is None or target not in self.dp.targets:
-            return x
-        return self.dp(x, self._noise)
-
-    def _send(self, sender: str, receiver: str, kind: str, x: Tensor, positions: Tensor) -> Tensor:
-        """Send ``x`` (rows at aligned ``positions``) compressed as configured for ``kind``;
-        returns what the receiver decodes."""
-        comp = None if self.compression is None else getattr(self.compression, kind)
+    def _gradient_payload(self, party: str, grad: Tensor, batch: Tensor) -> Any:
+        """The gradient returned to ``party``: clipped and noised under DP, then compressed."""
+        if self.dp is not None and "gradient" in self.dp.targets:
+            grad = self.dp(grad, self._noise)
+        comp = self.compression.gradient
         if comp is None:
-            return self.log.send(sender, receiver, kind, x)
-        if self.compression.error_feedback and torch.is_grad_enabled():
-            key = (sender, receiver, kind)
-            feedback = self._feedback.get(key)
-            if feedback is None:
-                feedback = self._feedback[key] = ErrorFeedback(comp, self.num_rows)
-            payload = feedback.encode(x, positions)
-        else:
-            payload = comp.encode(x)
-        received = self.log.send(sender, receiver, kind, payload)
-        return comp.decode(received, x.shape).to(x.dtype)
+            return grad
+        if not self.compression.error_feedback:
+            return comp.encode(grad)
+        if party not in self.feedback:
+            self.feedback[party] = ErrorFeedback(comp, self.num_rows)
+        return self.feedback[party].encode(grad, batch)
 
     def _account(self, target: str, batch: Tensor, released: bool) -> None:
         if released and self.dp is not None and target in self.dp.targets:
             self.accountant.record(self.dp.noise_multiplier, len(batch) / self.num_rows)
 
-    def _bottom(self, party: str, positions: Tensor) -> Tensor:
-        rows = torch.from_numpy(self.rows[party])[positions]
-        return self.model.bottoms[party](self.features[party][rows])
-
-    def forward_backward(self, batch: Tensor) -> float:
-        """Forward and backward of one batch (every party's gradients set, nothing updated);
-        returns the loss."""
-        for opt in self.optimizers.values():
-            opt.zero_grad()
+    def forward_backward(self, batch: Tensor, *, send_batch: bool = True) -> float:
+        """Forward and backward of one batch (the gradients of the label owner and of every
+        party that answered set, nothing updated); returns the loss. ``send_batch=False``: the
+        parties know the batch from the announced schedule."""
+        self.optimizer.zero_grad()
         batch = self._check_batch(batch)
-        logits, sent = self._forward(batch)
-        rows = torch.from_numpy(self.rows[self.owner])[batch]
-        loss = self.loss_fn(logits, self.labels[rows])
+        logits, fresh = self._forward(batch, send_batch)
+        loss = self.loss_fn(logits, self.labels[self.rows[batch]])
         loss.backward()
-        self._stale_gradients = {}
-        for party, (h, received) in sent.items():
-            grad = self._protect("gradient", received.grad)
-            self._stale_gradients[party] = self._send(self.owner, party, "gradient", grad, batch)
-            h.backward(self._stale_gradients[party])
-        self._account("gradient", batch, bool(sent))
+        for party, received in fresh.items():
+            payload = self._gradient_payload(party, received.grad, batch)
+            received_payload = self.log.send(self.owner, party, "gradient", payload, batch)
+            self.parties[party].backward(received_payload, batch)
+        self._account("gradient", batch, bool(fresh))
+        self._answered = list(fresh)
         return loss.item()
 
-    def step(self, batch: Tensor) -> float:
+    def step(self, batch: Tensor, *, send_batch: bool = True) -> float:
         """One split-learning update on ``batch`` (positions in the aligned order)."""
-        loss = self.forward_backward(batch)
-        for opt in self.optimizers.values():
-            opt.step()
         batch = self._check_batch(batch)
+        loss = self.forward_backward(batch, send_batch=send_batch)
+        self.optimizer.step()
+        for party in self._answered:
+            self.parties[party].update()
         for _ in range(self.local_steps - 1):
             self._local_update(batch)
         self.step_count += 1
@@ -335,44 +368,35 @@ class SplitLearner:
 
     def _local_update(self, batch: Tensor) -> None:
         """One FedBCD local update on the last exchange's embeddings and gradients."""
-        for opt in self.optimizers.values():
-            opt.zero_grad()
+        self.optimizer.zero_grad()
         embeddings = [
-            self._bottom(p, batch) if p == self.owner else self._stale_embeddings[p].detach()
+            self._own_embedding(batch) if p == self.owner else self._received[p].detach()
             for p in self.graph.parties
         ]
-        rows = torch.from_numpy(self.rows[self.owner])[batch]
-        self.loss_fn(self.model.top(self.model.combine(embeddings)), self.labels[rows]).backward()
-        self.optimizers[self.owner].step()
-        for party, grad in self._stale_gradients.items():
-            self._bottom(party, batch).backward(grad)
-            self.optimizers[party].step()
+        logits = self.model.top(self.model.combine(embeddings))
+        self.loss_fn(logits, self.labels[self.rows[batch]]).backward()
+        self.optimizer.step()
+        for party in self._answered:
+            self.parties[party].local_update(batch)
 
     def fit(self, steps: int, batch_size: int, *, seed: int = 0) -> list[float]:
-        """``steps`` updates on shuffled mini-batches; returns the loss of each."""
+        """``steps`` updates on shuffled mini-batches; returns the loss of each. The parties
+        derive the batches from the announced ``(seed, batch_size)``."""
+        self.announce(seed, batch_size)
         gen = torch.Generator().manual_seed(seed)
         batches = minibatches(
             self.num_rows, batch_size, lambda n: torch.randperm(n, generator=gen), steps=steps
         )
-        return [self.step(batch) for batch in batches]
+        return [self.step(batch, send_batch=False) for batch in batches]
 
     def epsilon(self) -> float:
-        """:math:`\varepsilon` at ``dp.delta`` of the releases so far (infinite without DP)."""
+        r""":math:`\varepsilon` at ``dp.delta`` of the releases so far (infinite without DP)."""
         return float("inf") if self.accountant is None else self.accountant.epsilon(self.dp.delta)
 
     @torch.no_grad()
     def predict(self, batch: Tensor) -> Tensor:
-        """Logits ``[B, out]`` of aligned positions ``batch`` (embeddings up, nothing down)."""
-        return self._forward(self._check_batch(batch))[0]
-
-
-def _check_finite(name: str, x: Tensor) -> None:
-    if x.is_floating_point() and not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
-        where = f"row {bad[0]}" + (f", column {bad[1]}" if len(bad) > 1 else "")
-        raise InputFormatError(
-            f"{name}, {where}: {x[tuple(bad)].item()}", expected="finite values (no NaN or inf)"
-        )
+        """Logits ``[B, out]`` of aligned positions ``batch`` (batch down, embeddings up)."""
+        return self._forward(self._check_batch(batch), True)[0]
 
 
 def _rows(sizes: dict[str, int], alignment: Alignment | None) -> dict[str, np.ndarray]:
@@ -384,12 +408,13 @@ def _rows(sizes: dict[str, int], alignment: Alignment | None) -> dict[str, np.nd
             )
         n = next(iter(sizes.values()))
         return {p: np.arange(n, dtype=np.int64) for p in sizes}
-    if sorted(alignment.rows) != sorted(sizes):
+    if not set(sizes) <= set(alignment.rows):
         raise ConfigError(
             f"alignment must map the rows of the parties {sorted(sizes)}; "
             f"got {sorted(alignment.rows)}"
         )
-    for party, rows in alignment.rows.items():
+    for party in sizes:
+        rows = alignment.rows[party]
         if len(rows) != len(alignment) or (
             len(rows) and (rows.min() < 0 or rows.max() >= sizes[party])
         ):
