@@ -17,21 +17,19 @@ from graphrec.commands._args import (
     positive_float,
     positive_int,
 )
-from graphrec.errors import ConfigError, GraphrecError, MissingExtraError
+from graphrec.errors import ConfigError, GraphrecError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import numpy as np
     import torch
     from torch import Tensor
 
     from graphrec.federated.vertical import MessageLog
-    from graphrec.models.ctr.features import FeatureSpec
 
 #: Files written under ``--out``.
 CONFIG, RESULTS = "config.json", "results.json"
-DATASETS = ("breast-cancer", "synthetic", "uci-heart", "ml-100k")
+DATASETS = ("breast-cancer", "synthetic", "uci-heart", "ml-100k")  # = vertical.VFL_DATASETS
 #: ``--dp-target`` choices and the ``GaussianDP`` targets of each.
 DP_TARGETS = {
     "embedding": ("embedding",),
@@ -197,79 +195,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     vfl.set_defaults(func=lambda _: (vfl.print_help(), 2)[1])
 
 
-def load_vfl_dataset(
-    name: str, parties: int, seed: int, data_root: str | Path | None = None
-) -> tuple[Tensor, Tensor, list[np.ndarray]]:
-    """Features ``[N, F]`` (float32, ``nan`` = missing), 0/1 labels ``[N]`` and the column
-    blocks of ``parties`` parties (``F >= parties``); ``data_root`` locates uci-heart."""
-    import numpy as np
-    import torch
-
-    if name == "breast-cancer":
-        try:
-            from sklearn.datasets import load_breast_cancer
-        except ImportError as exc:
-            raise MissingExtraError("the breast-cancer dataset (scikit-learn)", "vfl") from exc
-        x, y = load_breast_cancer(return_X_y=True)
-    elif name == "uci-heart":
-        from graphrec.datasets._files import dataset_folder
-        from graphrec.federated.data import load_uci_heart_per_centre
-
-        heart = load_uci_heart_per_centre(dataset_folder(name, data_root))
-        x, y = heart.x, (heart.y > 0).astype(np.int64)
-    else:
-        rng = np.random.default_rng(seed)
-        x = rng.standard_normal((2000, 4 * parties))
-        z = sum(x[:, 4 * p] * x[:, 4 * ((p + 1) % parties) + 1] for p in range(parties))
-        y = (z + 0.1 * rng.standard_normal(2000) > 0).astype(np.int64)
-    if x.shape[1] < parties:
-        raise ConfigError(f"--parties must be at most {x.shape[1]} for {name}; got {parties}")
-    blocks = np.array_split(np.arange(x.shape[1]), parties)
-    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y).float(), blocks
-
-
-def load_ml100k_parties(
-    data_root: str | Path | None,
-) -> tuple[dict[str, Tensor], Tensor, dict[str, list[FeatureSpec]]]:
-    """MovieLens-100K as vertical CTR, one row per rating: the ``user`` and ``item`` parties'
-    float tables (id columns hold codes ``index + 1``; 0 is the out-of-vocabulary code), the
-    0/1 labels (rating >= 4) and each party's column specs. The one item without a release
-    year gets the median year."""
-    import numpy as np
-    import torch
-
-    from graphrec.datasets import load_movielens100k
-    from graphrec.datasets._files import dataset_folder
-    from graphrec.models.ctr.features import FeatureSpec
-
-    ml = load_movielens100k(dataset_folder("ml-100k", data_root))
-    u, i = ml.ratings.user, ml.ratings.item
-    year = ml.release_year.astype(np.float64)
-    year[year < 0] = np.median(year[year >= 0])
-    genres = [f"genre_{g}" for g in range(ml.item_genres.shape[1])]
-    tables = {
-        "user": np.column_stack(
-            [u + 1, ml.user_gender[u] + 1, ml.user_occupation[u] + 1, ml.user_age[u]]
-        ),
-        "item": np.column_stack([i + 1, year[i], ml.item_genres[i]]),
-    }
-    specs = {
-        "user": [
-            FeatureSpec("user_id", "sparse", "user_id", ml.num_users + 1),
-            FeatureSpec("gender", "sparse", "gender", 3),
-            FeatureSpec("occupation", "sparse", "occupation", len(ml.occupations) + 1),
-            FeatureSpec("age", "dense"),
-        ],
-        "item": [
-            FeatureSpec("item_id", "sparse", "item_id", ml.num_items + 1),
-            FeatureSpec("year", "dense"),
-            *(FeatureSpec(g, "dense") for g in genres),
-        ],
-    }
-    features = {p: torch.as_tensor(t, dtype=torch.float32) for p, t in tables.items()}
-    return features, torch.as_tensor(ml.ratings.rating >= 4).float(), specs
-
-
 def train_command(args: argparse.Namespace) -> int:
     """Run ``graphrec vfl train``."""
     import numpy as np
@@ -277,18 +202,15 @@ def train_command(args: argparse.Namespace) -> int:
 
     from graphrec.federated.vertical import (
         Compression,
-        EmbeddingBottom,
         GaussianDP,
         MessageLog,
         SplitLearner,
-        SplitNN,
         Stragglers,
         compressor,
     )
-    from graphrec.graphs import PartyGraph
+    from graphrec.federated.vertical.data import build_split_model, load_vertical
     from graphrec.io.atomic import atomic_write_text
     from graphrec.metrics import auc
-    from graphrec.models.ctr.features import CTRFeatures
     from graphrec.training import run_epochs
 
     config = {
@@ -319,38 +241,12 @@ def train_command(args: argparse.Namespace) -> int:
             raise GraphrecError(f"--out {args.out} holds a finished run ({RESULTS}); pass --force")
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out / CONFIG, json.dumps(config, indent=1))
-    if args.dataset == "ml-100k":
-        if args.parties != 2:
-            raise ConfigError(f"--parties must be 2 for ml-100k (user, item); got {args.parties}")
-        features, y, specs = load_ml100k_parties(args.data_root)
-        owner = "platform"
-    else:
-        x, y, blocks = load_vfl_dataset(args.dataset, args.parties, args.seed, args.data_root)
-        owner = "p0"
-    gen = torch.Generator().manual_seed(args.seed)
-    order = torch.randperm(len(y), generator=gen)
-    cut = int(0.8 * len(y))
-    train_rows, test_rows = order[:cut].sort().values, order[cut:].sort().values
-    if args.dataset != "ml-100k":
-        features = {}
-        for i, cols in enumerate(blocks):
-            block = x[:, torch.as_tensor(cols)]
-            block = torch.where(block.isnan(), block[train_rows].nanmean(0), block)
-            mean, std = block[train_rows].mean(0), block[train_rows].std(0).clamp_min(1e-8)
-            features[f"p{i}"] = (block - mean) / std
+    data = load_vertical(args.dataset, args.parties, args.seed, args.data_root)
+    features, y, owner = data.features, data.labels, data.label_owner
+    train_rows, test_rows = data.train_rows, data.test_rows
     names = list(features)
-    graph = PartyGraph({n: features[n].shape[1] for n in names}, 8, owner)
-    torch.manual_seed(args.seed)
-    bottoms = {}
-    if args.dataset == "ml-100k":
-        for name in names:
-            dense = [c for c, spec in enumerate(specs[name]) if spec.kind == "dense"]
-            values = features[name][train_rows][:, dense]
-            std = values.std(0).clamp_min(1e-8)
-            stats = CTRFeatures(specs[name], values.mean(0).tolist(), std.tolist())
-            bottoms[name] = EmbeddingBottom(stats, 8, args.bottom_hidden, 8)
-    model = SplitNN(
-        graph, bottoms, hidden_channels=args.bottom_hidden, top_hidden_channels=args.top_hidden
+    model = build_split_model(
+        data, args.seed, bottom_hidden=args.bottom_hidden, top_hidden=args.top_hidden
     )
     dp = None
     if args.dp_sigma is not None:
@@ -398,7 +294,8 @@ def train_command(args: argparse.Namespace) -> int:
         perm = train_rows[torch.randperm(len(train_rows), generator=g)]
         batches = [perm[i * args.batch_size : (i + 1) * args.batch_size] for i in range(steps)]
         t0 = time.perf_counter()
-        losses = [learner.step(rows) for rows in batches]
+        learner.announce(args.seed, e)  # the parties derive the epoch's batches themselves
+        losses = [learner.step(rows, send_batch=False) for rows in batches]
         split_s[0] += time.perf_counter() - t0
         history.append(sum(losses) / len(losses))
         if central is not None:
