@@ -17,6 +17,7 @@ it, imported on the first lookup.
 :data:`CF_LOSSES`          CF losses (``bpr``, ``infonce``, ``hdccf``)
 :data:`FL_STRATEGIES`      federated aggregation strategies (``fedavg`` ... ``fedsubavg-paper``)
 :data:`SOLVERS`            k-dDSP solvers of :func:`combinatorial.solve` (``fastcover`` ...)
+:data:`COMPRESSORS`        vertical-FL message compressors (``q8``, ``q4``, ``topk``)
 =========================  ====================================================================
 
 Example:
@@ -50,6 +51,7 @@ from graphrec.errors import ConfigError
 __all__ = [
     "CF_BACKBONES",
     "CF_LOSSES",
+    "COMPRESSORS",
     "CTR_MODELS",
     "FL_STRATEGIES",
     "HIEN_AGGREGATORS",
@@ -183,3 +185,6 @@ CF_LOSSES: Registry[Callable] = Registry("CF loss", ("graphrec.models.cf",))
 FL_STRATEGIES: Registry[type] = Registry("strategy", ("graphrec.federated.strategies",))
 #: k-dDSP solvers: ``solver(adj, k, d, **options)`` returns a :class:`combinatorial.Solution`.
 SOLVERS: Registry[Callable] = Registry("method", ("combinatorial",))
+#: Vertical-FL compressors: ``obj(**options)`` is a
+#: :class:`graphrec.federated.vertical.compress.Compressor`.
+COMPRESSORS: Registry[Callable] = Registry("compressor", ("graphrec.federated.vertical.compress",))

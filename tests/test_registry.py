@@ -21,6 +21,7 @@ from graphrec.errors import ConfigError, GraphrecError
 from graphrec.registry import (
     CF_BACKBONES,
     CF_LOSSES,
+    COMPRESSORS,
     CTR_MODELS,
     FL_STRATEGIES,
     HIEN_AGGREGATORS,
@@ -244,3 +245,30 @@ def test_docs_solver_example_runs_from_the_cli(example, capsys, tmp_path):
 
     sol = solve(path, 1, 2, method="first", options={"offset": 1})
     assert sol.seed_ids == ["b"] and sol.covered == 2
+
+
+def test_user_compressor_from_python_and_the_cli(capsys):
+    from graphrec.federated.vertical import Quantize, compressor
+
+    @dataclasses.dataclass(frozen=True)
+    class CoarseConfig:
+        bits: int = 4
+
+    @COMPRESSORS.register("coarse", config=CoarseConfig)
+    def coarse(*, bits: int) -> Quantize:
+        return Quantize(bits, entropy_coding=False)
+
+    try:
+        assert COMPRESSORS.names() == ["q8", "q4", "topk", "coarse"]
+        assert compressor("coarse") == Quantize(4, entropy_coding=False)
+        assert compressor("coarse:8") == compressor("coarse:bits=8") == Quantize(8, False)
+        res = _run_cli(capsys, "vfl", "train", "--dataset", "breast-cancer", "--epochs", "1",
+                       "--compress", "coarse", "--seed", "0")  # fmt: skip
+        q4 = _run_cli(capsys, "vfl", "train", "--dataset", "breast-cancer", "--epochs", "1",
+                      "--compress", "q4:entropy_coding=false", "--seed", "0")  # fmt: skip
+        assert res["config"]["compress"] == "coarse" and res["test_auc"] == q4["test_auc"]
+        assert res["train_bytes_by_kind"] == q4["train_bytes_by_kind"]
+    finally:
+        COMPRESSORS.unregister("coarse")
+    with pytest.raises(ConfigError, match="unknown compressor 'coarse'; choose one of: q8, q4,"):
+        compressor("coarse")

@@ -159,11 +159,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also train the same model from the same initialisation on the joined features "
         "(same batches, one Adam) and report its AUC",
     )
+    from graphrec.registry import COMPRESSORS
+
     train.add_argument(
         "--compress",
         type=_compression,
-        metavar="q8|q4|topk:R",
-        help="compress embeddings and gradients (with error feedback)",
+        metavar="NAME[:OPTIONS]",
+        help="compress embeddings and gradients (with error feedback) with a registered "
+        f"compressor: {', '.join(COMPRESSORS.names())}; OPTIONS are field=value pairs of its "
+        "config, or first its first field's value (topk:0.05 keeps 5%% of the entries, "
+        "q8:entropy_coding=false sends the codes without deflate)",
     )
     train.add_argument(
         "--staleness",

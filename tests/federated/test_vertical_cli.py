@@ -25,8 +25,12 @@ def test_train_writes_results_and_compression_cuts_bytes(tmp_path, capsys):
     assert 0.5 < plain["test_auc"] <= 1 and plain["epsilon"] is None
     # 16 steps x 2 remote parties x 100 rows x 8 floats, each way
     assert plain["train_bytes_by_kind"]["embedding"] == 16 * 2 * 100 * 8 * 4
-    q8 = _json(capsys, [*BASE, "--parties", "3", "--compress", "q8", "--json"])
+    plain_q8 = [*BASE, "--parties", "3", "--compress", "q8:entropy_coding=false", "--json"]
+    q8 = _json(capsys, plain_q8)
     assert q8["train_bytes_by_kind"]["embedding"] == 16 * 2 * (100 * 8 + 8)
+    coded = _json(capsys, [*BASE, "--parties", "3", "--compress", "q8", "--json"])
+    assert coded["loss_history"] == q8["loss_history"]  # deflating the codes is lossless
+    assert coded["train_bytes_by_kind"]["embedding"] < q8["train_bytes_by_kind"]["embedding"]
     again = _json(capsys, [*BASE, "--parties", "3", "--json"])
     assert again["loss_history"] == plain["loss_history"]  # seeded
     dp = _json(capsys, [*BASE, "--dp-sigma", "1.0", "--json"])
