@@ -109,41 +109,11 @@ def _config(args: argparse.Namespace) -> dict:
     }
 
 
-def _prepare_out(out: Path, config: dict, force: bool) -> bool:
-    """Create ``out``; True when an interrupted run of the same configuration and data is to be
-    resumed (another one is refused with the list of differences)."""
-    from graphrec.commands._training import resume_error
-    from graphrec.io.checkpoint import CheckpointError, check_same_run
-
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / name for name in (CHECKPOINT, MODEL, CONFIG, RESULTS)]
-    if force:
-        for path in files:
-            path.unlink(missing_ok=True)
-        return False
-    if (out / RESULTS).exists():
-        raise GraphrecError(f"--out {out} holds a finished run ({RESULTS}); pass --force")
-    if (out / CHECKPOINT).exists():
-        try:
-            saved = json.loads((out / CONFIG).read_text())
-        except (OSError, ValueError) as exc:
-            raise GraphrecError(
-                f"--out {out} holds a checkpoint but {CONFIG} is missing or unreadable ({exc}); "
-                "pass --force to start over"
-            ) from None
-        try:
-            check_same_run(out / CHECKPOINT, saved, config)
-        except CheckpointError as exc:
-            raise resume_error(exc) from None
-        return True
-    return False
-
-
 def train_command(args: argparse.Namespace) -> int:
     """Run ``graphrec ctr train``."""
     import torch
 
-    from graphrec.commands._training import resume_error
+    from graphrec.commands._training import prepare_run_folder, resume_error
     from graphrec.io.atomic import atomic_open, atomic_write_text
     from graphrec.io.checkpoint import CheckpointError, fingerprint
     from graphrec.models.ctr import evaluate_ctr, train_ctr
@@ -162,7 +132,13 @@ def train_command(args: argparse.Namespace) -> int:
     config["data_fingerprint"] = fingerprint(split.train, split.valid, split.test)
     resume = False
     if args.out is not None:
-        resume = _prepare_out(args.out, config, args.force)
+        resume = prepare_run_folder(
+            args.out,
+            config,
+            force=args.force,
+            checkpoint=CHECKPOINT,
+            files=(MODEL, CONFIG, RESULTS),
+        )
         atomic_write_text(args.out / CONFIG, json.dumps(config, indent=1))
     model = build_ctr_model(args.model, data, hien=args.hien,
                             embedding_dim=config["embedding_dim"], aggregator=args.aggregator,

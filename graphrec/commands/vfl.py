@@ -17,7 +17,7 @@ from graphrec.commands._args import (
     positive_float,
     positive_int,
 )
-from graphrec.errors import ConfigError, GraphrecError
+from graphrec.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from graphrec.federated.vertical import MessageLog
 
 #: Files written under ``--out``.
-CONFIG, RESULTS = "config.json", "results.json"
+CHECKPOINT, CONFIG, RESULTS = "checkpoint.pt", "config.json", "results.json"
 DATASETS = ("breast-cancer", "synthetic", "uci-heart", "ml-100k")  # = vertical.VFL_DATASETS
 #: ``--dp-target`` choices and the ``GaussianDP`` targets of each.
 DP_TARGETS = {
@@ -65,7 +65,7 @@ def _compression(text: str) -> str:
     try:
         compressor(text)
     except ConfigError as exc:
-        raise argparse.ArgumentTypeError(f"--compress: {exc}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -192,7 +192,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="seed of split, weights, order, noise (default: %(default)s)",
     )
-    train.add_argument("--out", type=Path, help=f"folder for {CONFIG} and {RESULTS}")
+    train.add_argument(
+        "--out",
+        type=Path,
+        help=f"folder for {CONFIG}, {CHECKPOINT} (the training state after every epoch: "
+        f"rerunning the same command resumes from it) and {RESULTS}",
+    )
     train.add_argument("--force", action="store_true", help="overwrite results in --out")
     train.add_argument("--json", action="store_true", help="print the results as one JSON object")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -205,6 +210,7 @@ def train_command(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from graphrec.commands._training import prepare_run_folder, resume_error
     from graphrec.federated.vertical import (
         Compression,
         GaussianDP,
@@ -213,8 +219,14 @@ def train_command(args: argparse.Namespace) -> int:
         Stragglers,
         compressor,
     )
-    from graphrec.federated.vertical.data import build_split_model, load_vertical
+    from graphrec.federated.vertical.data import build_split_model, epoch_batches, load_vertical
     from graphrec.io.atomic import atomic_write_text
+    from graphrec.io.checkpoint import (
+        CheckpointError,
+        fingerprint,
+        load_checkpoint,
+        save_checkpoint,
+    )
     from graphrec.metrics import auc
     from graphrec.training import run_epochs
 
@@ -239,14 +251,14 @@ def train_command(args: argparse.Namespace) -> int:
     }
     if args.attack and args.compress is not None:
         raise ConfigError("--attack reads uncompressed gradients; drop --compress")
-    if args.out is not None:
-        if args.out.exists() and not args.out.is_dir():
-            raise GraphrecError(f"--out {args.out} exists and is not a folder")
-        if (args.out / RESULTS).exists() and not args.force:
-            raise GraphrecError(f"--out {args.out} holds a finished run ({RESULTS}); pass --force")
-        args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out / CONFIG, json.dumps(config, indent=1))
     data = load_vertical(args.dataset, args.parties, args.seed, args.data_root)
+    config["data_fingerprint"] = fingerprint(*data.features.values(), data.labels)
+    resume = False
+    if args.out is not None:
+        resume = prepare_run_folder(
+            args.out, config, force=args.force, checkpoint=CHECKPOINT, files=(CONFIG, RESULTS)
+        )
+        atomic_write_text(args.out / CONFIG, json.dumps(config, indent=1))
     features, y, owner = data.features, data.labels, data.label_owner
     train_rows, test_rows = data.train_rows, data.test_rows
     names = list(features)
@@ -295,9 +307,7 @@ def train_command(args: argparse.Namespace) -> int:
         return loss.item()
 
     def epoch(e: int) -> tuple[bool, dict]:
-        g = torch.Generator().manual_seed(args.seed * 1_000_003 + e)
-        perm = train_rows[torch.randperm(len(train_rows), generator=g)]
-        batches = [perm[i * args.batch_size : (i + 1) * args.batch_size] for i in range(steps)]
+        batches = epoch_batches(train_rows, args.batch_size, args.seed, e)
         t0 = time.perf_counter()
         learner.announce(args.seed, e)  # the parties derive the epoch's batches themselves
         losses = [learner.step(rows, send_batch=False) for rows in batches]
@@ -308,7 +318,49 @@ def train_command(args: argparse.Namespace) -> int:
             central_history.append(sum(central_losses) / len(central_losses))
         return False, {"loss": f"{history[-1]:.4f}"}
 
-    run_epochs(epoch, epochs=args.epochs, progress=not (args.quiet or args.json), desc="vfl")
+    def save(e: int, _: bool) -> None:
+        state = {
+            "epoch": e,
+            "learner": learner.state_dict(),
+            "history": history,
+            "split_s": split_s[0],
+            "central": None,
+        }
+        if central is not None:
+            state["central"] = {
+                "model": central.state_dict(),
+                "optimizer": central_opt.state_dict(),
+                "history": central_history,
+            }
+        save_checkpoint(state, args.out / CHECKPOINT)
+
+    start = 0
+    if resume:
+        try:
+            state = load_checkpoint(
+                args.out / CHECKPOINT,
+                keys=("epoch", "learner", "history", "split_s", "central"),
+                what="vfl training checkpoint",
+                records=("learner",),
+            )
+            learner.load_state_dict(state["learner"])
+            if central is not None:
+                central.load_state_dict(state["central"]["model"])
+                central_opt.load_state_dict(state["central"]["optimizer"])
+                central_history[:] = state["central"]["history"]
+        except (CheckpointError, KeyError, TypeError, RuntimeError) as exc:
+            raise resume_error(CheckpointError(f"{args.out / CHECKPOINT}: {exc}")) from None
+        history[:], split_s[0], start = state["history"], state["split_s"], state["epoch"] + 1
+        if not args.json:
+            print(f"resuming from {args.out / CHECKPOINT} after epoch {start}")
+    run_epochs(
+        epoch,
+        epochs=args.epochs,
+        start=start,
+        checkpoint=None if args.out is None else save,
+        progress=not (args.quiet or args.json),
+        desc="vfl",
+    )
     train_s = split_s[0]
     train_bytes = log.bytes_by("kind")
     test_logits = learner.predict(test_rows).reshape(-1)

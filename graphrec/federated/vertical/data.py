@@ -28,6 +28,7 @@ __all__ = [
     "VFL_DATASETS",
     "VerticalDataset",
     "build_split_model",
+    "epoch_batches",
     "load_ml100k_parties",
     "load_vertical",
     "load_vfl_dataset",
@@ -177,3 +178,12 @@ def build_split_model(
         stats = CTRFeatures(specs, values.mean(0).tolist(), std.tolist())
         bottoms[name] = EmbeddingBottom(stats, embedding_dim, bottom_hidden, embedding_dim)
     return SplitNN(graph, bottoms, hidden_channels=bottom_hidden, top_hidden_channels=top_hidden)
+
+
+def epoch_batches(train_rows: Tensor, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
+    """The batches of epoch ``epoch``: the train rows shuffled with ``(seed, epoch)``, in
+    slices of ``batch_size`` (the last one shorter). Every party derives them from the announced
+    ``(seed, epoch)``, so batch positions never travel in training."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = train_rows[torch.randperm(len(train_rows), generator=gen)]
+    return list(perm.split(batch_size))

@@ -117,6 +117,19 @@ class PrivacyAccountant:
         self.releases += 1
         self._noiseless |= noise_multiplier == 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """The releases recorded (Opacus's ``(sigma, q, steps)`` history)."""
+        return {
+            "history": [list(h) for h in self._rdp.history],
+            "releases": self.releases,
+            "noiseless": self._noiseless,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self._rdp.history = [tuple(h) for h in state["history"]]
+        self.releases, self._noiseless = state["releases"], state["noiseless"]
+
     def epsilon(self, delta: float) -> float:
         """:math:`\\varepsilon` of everything recorded, at ``delta`` (0 before any release;
         infinite once a release had no noise)."""

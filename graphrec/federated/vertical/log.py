@@ -103,5 +103,25 @@ class MessageLog:
             out[keys[key](m)] += m.nbytes
         return dict(out)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The messages as plain records (payloads and rows only where kept as tensors)."""
+        return {
+            "messages": [
+                {
+                    "sender": m.sender,
+                    "receiver": m.receiver,
+                    "kind": m.kind,
+                    "nbytes": m.nbytes,
+                    "payload": m.payload if isinstance(m.payload, Tensor) else None,
+                    "rows": m.rows,
+                }
+                for m in self.messages
+            ]
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.messages = [Message(**m) for m in state["messages"]]
+
     def clear(self) -> None:
         self.messages.clear()

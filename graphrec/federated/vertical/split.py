@@ -154,7 +154,9 @@ class SplitLearner:
             (None: every party answers every step).
         parties: party -> a node running elsewhere with the interface of
             :class:`~graphrec.federated.vertical.nodes.PartyNode` (``embed``, ``backward``,
-            ``update``, ``local_update``); these parties need no entry in ``features``.
+            ``update``, ``local_update``); these parties need no entry in ``features``. Such a
+            node may also have ``schedule(values)`` (gets what :meth:`announce` sends) and
+            ``prefetch(batch, train=)`` (told before a step which parties will be asked).
 
     Attributes:
         parties: remote party -> its node.
@@ -274,8 +276,24 @@ class SplitLearner:
     def announce(self, *values: int) -> None:
         """Send every remote party the integers (a seed, a counter) from which it derives the
         batches of the steps that follow (taken with ``send_batch=False``)."""
-        for party in self.parties:
-            self.log.send(self.owner, party, "schedule", torch.tensor(values, dtype=torch.long))
+        for party, node in self.parties.items():
+            schedule = torch.tensor(values, dtype=torch.long)
+            schedule = self.log.send(self.owner, party, "schedule", schedule)
+            if hasattr(node, "schedule"):  # a node in another process (it is sent there)
+                node.schedule(schedule)
+
+    def _prefetch(self, batch: Tensor, training: bool) -> None:
+        """Tell every remote node with a ``prefetch`` method (a node in another process) that
+        it will be asked for the embeddings of ``batch`` at this step, before any party is, so
+        that one round trip asks them all. Only parties that answer are told (in training,
+        those ``stragglers.available`` lists)."""
+        for party, node in self.parties.items():
+            if hasattr(node, "prefetch") and (
+                not training
+                or self.stragglers is None
+                or self.stragglers.available(self.step_count, party)
+            ):
+                node.prefetch(batch, train=training)
 
     def _forward(self, batch: Tensor, send_batch: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """Logits at the label owner and, per party that answered, its received embeddings."""
@@ -283,6 +301,7 @@ class SplitLearner:
         embeddings = []
         training = torch.is_grad_enabled()
         self._received = {}
+        self._prefetch(batch, training)
         for party in self.graph.parties:
             if party == self.owner:
                 embeddings.append(self._own_embedding(batch))
@@ -397,6 +416,52 @@ class SplitLearner:
     def predict(self, batch: Tensor) -> Tensor:
         """Logits ``[B, out]`` of aligned positions ``batch`` (batch down, embeddings up)."""
         return self._forward(self._check_batch(batch), True)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training state of the label owner and of the parties in this process (weights,
+        optimizers, noise generators, error feedback, embedding cache, privacy accountant, the
+        message log and the step count): :meth:`load_state_dict` on a learner built the same
+        way continues the run with the same numbers."""
+        owner = [self.model.top] + (
+            [self.model.bottoms[self.owner]] if self.owner in self.graph.parties else []
+        )
+        return {
+            "owner": [module.state_dict() for module in owner],
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self._noise.get_state(),
+            "feedback": {p: fb.residual for p, fb in self.feedback.items()},
+            "parties": {
+                p: node.state_dict()
+                for p, node in self.parties.items()
+                if hasattr(node, "state_dict")
+            },
+            "cache": None if self.cache is None else self.cache.state_dict(),
+            "accountant": None if self.accountant is None else self.accountant.state_dict(),
+            "log": self.log.state_dict(),
+            "step_count": self.step_count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        owner = [self.model.top] + (
+            [self.model.bottoms[self.owner]] if self.owner in self.graph.parties else []
+        )
+        for module, saved in zip(owner, state["owner"], strict=True):
+            module.load_state_dict(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._noise.set_state(state["generator"])
+        self.feedback = {}
+        for party, residual in state["feedback"].items():
+            self.feedback[party] = ErrorFeedback(self.compression.gradient, self.num_rows)
+            self.feedback[party].residual = residual
+        for party, saved in state["parties"].items():
+            self.parties[party].load_state_dict(saved)
+        if self.cache is not None:
+            self.cache.load_state_dict(state["cache"])
+        if self.accountant is not None:
+            self.accountant.load_state_dict(state["accountant"])
+        self.log.load_state_dict(state["log"])
+        self.step_count = state["step_count"]
 
 
 def _rows(sizes: dict[str, int], alignment: Alignment | None) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,3 +75,12 @@ class EmbeddingCache:
         if (sent < 0).any() or (step - sent > staleness).any():
             return None
         return self._values[party][rows]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The cached embeddings, their steps and the wait count."""
+        return {"values": dict(self._values), "steps": dict(self._steps), "waits": self.waits}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self._values, self._steps = dict(state["values"]), dict(state["steps"])
+        self.waits = state["waits"]
