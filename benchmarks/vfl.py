@@ -292,7 +292,7 @@ def flower_throughput(run: Runner) -> dict[str, Any] | None:
 def report(out: dict[str, Any]) -> str:
     s = out["settings"]
     lines = [
-        "## Vertical federated learning",
+        "## Vertical federated learning (`benchmarks/vfl.py`)",
         "",
         f"Command: `{COMMAND}`; {out['machine']}; commit {out['commit']}; seeds "
         f"{s['seeds']}, mean ± std over seeds. Defaults of `graphrec vfl train` unless stated: "
