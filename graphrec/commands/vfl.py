@@ -8,7 +8,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graphrec.commands._args import (
     add_data_root,
@@ -20,7 +20,7 @@ from graphrec.commands._args import (
 from graphrec.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     import torch
     from torch import Tensor
@@ -201,12 +201,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--force", action="store_true", help="overwrite results in --out")
     train.add_argument("--json", action="store_true", help="print the results as one JSON object")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--flower",
+        action="store_true",
+        help="run the parties as Flower ClientApps and the label owner as the ServerApp on "
+        "Flower's simulation engine (extra fl; same results; not with --centralized)",
+    )
     train.set_defaults(func=train_command)
     vfl.set_defaults(func=lambda _: (vfl.print_help(), 2)[1])
 
 
-def train_command(args: argparse.Namespace) -> int:
-    """Run ``graphrec vfl train``."""
+def train_command(args: argparse.Namespace, parties: Mapping[str, Any] | None = None) -> int:
+    """Run ``graphrec vfl train``; ``parties``: the remote parties' nodes (``--flower``)."""
+    if getattr(args, "flower", False) and parties is None:
+        return _train_on_flower(args)
     import numpy as np
     import torch
 
@@ -281,7 +289,7 @@ def train_command(args: argparse.Namespace) -> int:
         stragglers = Stragglers(args.staleness, lambda step, party: not late[step, column[party]])
     learner = SplitLearner(
         model,
-        features,
+        features if parties is None else {p: x for p, x in features.items() if p not in parties},
         y,
         log=log,
         dp=dp,
@@ -289,6 +297,7 @@ def train_command(args: argparse.Namespace) -> int:
         compression=compression,
         stragglers=stragglers,
         optimizer=lambda params: torch.optim.Adam(params, lr=args.lr),
+        parties=parties,
     )
     # the centralized baseline: a copy of the initial model on the joined features
     central = copy.deepcopy(model) if args.centralized else None
@@ -387,6 +396,8 @@ def train_command(args: argparse.Namespace) -> int:
         },
         "attack": None,
     }
+    if hasattr(parties, "stats"):  # Flower's round trips and serialized bytes
+        out["flower"] = dict(parties.stats)
     if args.attack:
         out["attack"] = {p: label_attack(log, p, y) for p in names if p != owner}
     if late is not None:
@@ -436,6 +447,29 @@ def train_command(args: argparse.Namespace) -> int:
     if args.out is not None:
         print(f"wrote     {args.out / RESULTS}")
     return 0
+
+
+def _train_on_flower(args: argparse.Namespace) -> int:
+    """``train_command`` as the ServerApp of a Flower simulation, one ClientApp per party."""
+    from graphrec.federated.vertical.flower import VFLConfig, simulate
+
+    if args.centralized:
+        raise ConfigError("--centralized needs every party's features in one place; drop --flower")
+    config = VFLConfig(
+        args.dataset,
+        args.parties,
+        args.seed,
+        data_root="" if args.data_root is None else str(args.data_root),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        bottom_hidden=tuple(args.bottom_hidden),
+        top_hidden=tuple(args.top_hidden),
+        dp_sigma=args.dp_sigma,
+        dp_clip=args.dp_clip,
+        dp_targets=DP_TARGETS[args.dp_target],
+        compress=args.compress or "",
+    )
+    return simulate(config, lambda parties: train_command(args, parties))
 
 
 def _count(module: torch.nn.Module) -> int:
