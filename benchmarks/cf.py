@@ -154,13 +154,16 @@ NOTES: dict[str, list[str]] = {
 #: chosen on Gowalla's carved validation set, see ``graphrec.models.cf.graph_filter``).
 #: ml-100k: best validation Recall@20 of ``tune_graph_filter`` over k 16/32/64/128, alpha
 #: 0/0.05/0.1/0.2/0.3, sharpening time 0/0.25/0.5/1 (BSPM, one step): GF-CF 0.3470 (k 64,
-#: alpha 0.1: 0.3469), BSPM 0.3544 (sharpening time 0.5: 0.3541). Gowalla: the defaults of
+#: alpha 0.1: 0.3469), BSPM 0.3544 (sharpening time 0.5: 0.3541; Euler, early merge, as
+#: tuned then). Gowalla: the defaults of
 #: ``GraphFilterConfig`` (``graph_filter.METHOD_DEFAULTS``, chosen on Gowalla's validation set).
 FILTERS: dict[str, dict] = {"gf-cf": {"method": "gf-cf"}, "bspm": {"method": "bspm"}}
 FILTER_SETTINGS: dict[str, dict[str, dict]] = {
     "ml-100k": {
         "gf-cf": {"k": 16, "alpha": 0.3},
-        "bspm": {"k": 32, "alpha": 0.2, "sharpen_time": 0.25},
+        "bspm": {
+            "k": 32, "alpha": 0.2, "sharpen_time": 0.25, "solver": "euler", "merge": "early",
+        },  # fmt: skip
     },
     "gowalla": {},
 }
@@ -290,7 +293,10 @@ def _filter_lines(dataset: str, results: list[dict]) -> list[str]:
         cfg = r["config"]
         settings = f"k {cfg['k']}, alpha {cfg['alpha']:g}"
         if r["method"] == "bspm":
-            settings += f", sharpening time {cfg['sharpen_time']:g} ({cfg['sharpen_steps']} step)"
+            settings += (
+                f", sharpening time {cfg['sharpen_time']:g} ({cfg['sharpen_steps']} "
+                f"{cfg.get('solver', 'euler')} step, {cfg.get('merge', 'early')} merge)"
+            )
         rows.append([
             r["method"], f"{r['test_recall@20']:.4f}", f"{r['test_ndcg@20']:.4f}",
             f"{r['fit_wall_seconds']:.0f} / {r['fit_cpu_seconds']:.0f}",

@@ -23,6 +23,7 @@ from graphrec.errors import GraphrecError
 from graphrec.models.cf import FILTER_METHODS, CFConfig, GraphFilterConfig
 from graphrec.models.cf.graph_filter import METHOD_DEFAULTS
 from graphrec.models.cf.trainer import PROTOCOLS, SAMPLINGS
+from graphrec.nn.bspm import MERGES, SOLVERS
 from graphrec.registry import CF_BACKBONES, CF_LOSSES, Registry
 
 #: Keys of the ``data`` record stored in a model file (how to rebuild the graph).
@@ -121,13 +122,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--sharpen-steps",
         type=positive_int("--sharpen-steps"),
-        help=f"BSPM Euler steps (default {GraphFilterConfig.sharpen_steps})",
+        help=f"BSPM sharpening solver steps (default {GraphFilterConfig.sharpen_steps})",
+    )
+    train.add_argument(
+        "--solver",
+        choices=SOLVERS,
+        help=f"BSPM sharpening ODE solver (default {METHOD_DEFAULTS['bspm']['solver']})",
+    )
+    train.add_argument(
+        "--merge",
+        choices=MERGES,
+        help="BSPM: add the low-pass part before the sharpening (early) or after it (late; "
+        f"default {METHOD_DEFAULTS['bspm']['merge']})",
     )
     train.add_argument(
         "--tune",
         action="store_true",
-        help="--method: choose --k, --alpha (and BSPM's --sharpen-time) on the validation set "
-        "first (grid of graphrec.models.cf.graph_filter.GRID; up to 5000 validation users)",
+        help="--method: choose --k, --alpha (and BSPM's --sharpen-time and --merge, one step of "
+        "--solver) on the validation set first (grid of graphrec.models.cf.graph_filter.GRID; "
+        "up to 5000 validation users)",
     )
     train.add_argument(
         "--backbone",
@@ -311,6 +324,8 @@ def _check_options(args: argparse.Namespace) -> None:
                 },
                 "--sharpen-time": bspm,
                 "--sharpen-steps": bspm,
+                "--solver": bspm,
+                "--merge": bspm,
                 **data_options,
             },
         )
@@ -322,7 +337,7 @@ def _check_options(args: argparse.Namespace) -> None:
         args,
         {
             _option(name): (filters, False)
-            for name in ("k", "alpha", "sharpen_time", "sharpen_steps")
+            for name in ("k", "alpha", "sharpen_time", "sharpen_steps", "solver", "merge")
         },
     )
     if args.tune:
@@ -481,14 +496,18 @@ def _train_filter(args: argparse.Namespace, data: dict) -> int:
         "alpha": args.alpha,
         "sharpen_time": args.sharpen_time,
         "sharpen_steps": args.sharpen_steps,
+        "solver": args.solver,
+        "merge": args.merge,
     }
     config = GraphFilterConfig(
         method=args.method, seed=args.seed, **{k: v for k, v in given.items() if v is not None}
     )
     start = time.perf_counter()
     valid = None
-    if args.tune:  # a given option fixes its value in the grid
-        grid = {key: (value,) for key, value in given.items() if value is not None}
+    if args.tune:  # a given option fixes its value in the grid (the solver is not tuned)
+        grid = {
+            key: (value,) for key, value in given.items() if value is not None and key != "solver"
+        }
         config, table = tune_graph_filter(
             graph, args.method, grid=grid, config=config, progress=progress
         )
@@ -503,7 +522,12 @@ def _train_filter(args: argparse.Namespace, data: dict) -> int:
         )
     settings = {"k": model.k, "alpha": config.alpha}
     if config.method == "bspm":
-        settings.update(sharpen_time=config.sharpen_time, sharpen_steps=config.sharpen_steps)
+        settings.update(
+            sharpen_time=config.sharpen_time,
+            sharpen_steps=config.sharpen_steps,
+            solver=config.solver,
+            merge=config.merge,
+        )
     result = {
         "out": str(args.out),
         "method": config.method,
@@ -515,7 +539,9 @@ def _train_filter(args: argparse.Namespace, data: dict) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        shown = ", ".join(f"{k} {v:g}" for k, v in settings.items())
+        shown = ", ".join(
+            f"{k} {v}" if isinstance(v, str) else f"{k} {v:g}" for k, v in settings.items()
+        )
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("prec"))
         print(f"{config.method} ({shown}): {seconds:.1f}s; test {metrics}; wrote {args.out}")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -47,6 +49,19 @@ def normalize_interactions(
     return sp.csr_array(normed, dtype=np.float32), item_scale
 
 
+def torch_csr(matrix: sp.csr_array) -> Tensor:
+    """``matrix`` as a float32 torch CSR tensor (sharing no memory with it)."""
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(matrix.indptr.astype(np.int64)),
+            torch.from_numpy(matrix.indices.astype(np.int64)),
+            torch.from_numpy(matrix.data.astype(np.float32)),
+            size=matrix.shape,
+            check_invariants=False,
+        )
+
+
 def as_signal(x: Signal, num_items: int) -> np.ndarray | sp.csr_array:
     """A ``[B, I]`` float32 numpy array or CSR array of ``x`` (checked against ``num_items``)."""
     if sp.issparse(x):
@@ -72,8 +87,9 @@ class LinearItemFilter(torch.nn.Module):
     :math:`\mathbf{D}_I` its user and item degrees. :math:`\tilde{\mathbf{R}}^{\top}
     \tilde{\mathbf{R}}` is the item-item block of the squared normalised adjacency (two
     LightGCN propagation steps); it is applied as
-    :math:`(\mathbf{X} \tilde{\mathbf{R}}^{\top}) \tilde{\mathbf{R}}`, two sparse products,
-    so the items x items matrix is never formed (memory O(nnz + B (U + I))).
+    :math:`(\mathbf{X} \tilde{\mathbf{R}}^{\top}) \tilde{\mathbf{R}}`, two sparse-dense
+    products (torch CSR), so the items x items matrix is never formed (memory
+    O(nnz + B (U + I))).
 
     Args:
         interactions: ``[U, I]`` scipy sparse user-item matrix :math:`\mathbf{R}`.
@@ -87,7 +103,8 @@ class LinearItemFilter(torch.nn.Module):
     def __init__(self, interactions: sp.sparray | sp.spmatrix) -> None:
         super().__init__()
         self.matrix, self.item_scale = normalize_interactions(interactions)
-        self.matrix_t = sp.csr_array(self.matrix.T)
+        self._csr = torch_csr(self.matrix)
+        self._csr_t = torch_csr(sp.csr_array(self.matrix.T))
 
     @property
     def num_items(self) -> int:
@@ -98,10 +115,14 @@ class LinearItemFilter(torch.nn.Module):
 
     def propagate(self, x: np.ndarray | sp.csr_array) -> np.ndarray:
         """``x R~^T R~`` of a checked float32 signal (numpy in, numpy out)."""
-        inner = self.matrix @ x.T  # [U, B]
-        if sp.issparse(inner):
-            inner = inner.toarray()
-        return np.ascontiguousarray((self.matrix_t @ inner).T, dtype=np.float32)
+        signal_t = x.T.toarray() if sp.issparse(x) else np.ascontiguousarray(x.T)  # [I, B]
+        out_t = self.propagate_t(torch.from_numpy(signal_t.astype(np.float32, copy=False)))
+        return np.ascontiguousarray(out_t.numpy().T)
+
+    def propagate_t(self, signal_t: Tensor) -> Tensor:
+        """The filter in item-major layout: ``R~^T (R~ y)`` of a float32 ``[I, B]`` tensor
+        ``y = x^T`` (no transposes; the layout of repeated filtering)."""
+        return self._csr_t @ (self._csr @ signal_t)
 
     def forward(self, x: Signal) -> Tensor:
         """Filter ``x`` (``[B, I]``)."""

@@ -52,6 +52,21 @@ def test_gf_cf_train_then_recommend(capsys, log_file, tmp_path):
     assert code == 2 and "training-free" in err and err.count("\n") == 1
 
 
+def test_bspm_solver_and_merge_options(capsys, log_file, tmp_path):
+    out = tmp_path / "bspm.pt"
+    code, stdout, _ = run(
+        capsys, "cf", "train", "--dataset", str(log_file), "--method", "bspm", "--k", "6",
+        "--solver", "euler", "--merge", "late", "--sharpen-time", "0.5", "--out", str(out),
+        "--json", "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(stdout)
+    assert (result["solver"], result["merge"]) == ("euler", "late")
+    config = GraphFilterConfig("bspm", k=6, sharpen_time=0.5, solver="euler", merge="late")
+    model = GraphFilterCF(config).fit(load_cf_graph(str(log_file)), include_valid=True)
+    assert result["test"] == model.evaluate("test")
+
+
 def test_bspm_tune(capsys, log_file, tmp_path):
     out = tmp_path / "bspm.pt"
     code, stdout, _ = run(
@@ -61,6 +76,7 @@ def test_bspm_tune(capsys, log_file, tmp_path):
     assert code == 0
     result = json.loads(stdout)
     assert result["k"] == 6 and result["sharpen_steps"] == 1
+    assert result["solver"] == GraphFilterConfig("bspm").solver
     assert "valid_recall@20" in result and 0.0 <= result["valid_recall@20"] <= 1.0
     code, stdout, _ = run(capsys, "cf", "recommend", str(out), "--users", "u1", "-k", "3")
     assert code == 0 and stdout.startswith("u1\t")
@@ -73,6 +89,9 @@ def test_bspm_tune(capsys, log_file, tmp_path):
         (("--method", "gf-cf", "--backbone", "mf"), "--backbone applies to trained models"),
         (("--method", "bspm", "--lr", "0.1"), "--lr applies to trained models"),
         (("--method", "gf-cf", "--sharpen-time", "1"), "--sharpen-time applies to --method bspm"),
+        (("--method", "gf-cf", "--solver", "rk4"), "--solver applies to --method bspm"),
+        (("--method", "gf-cf", "--merge", "late"), "--merge applies to --method bspm"),
+        (("--merge", "late"), "--merge applies to --method gf-cf or bspm"),
         (("--method", "bspm", "--tune", "--sharpen-steps", "2"), "one sharpening step"),
         (("--k", "8"), "--k applies to --method gf-cf or bspm"),
         (("--tune",), "--tune applies to --method"),

@@ -44,10 +44,14 @@ def test_scores_are_the_filter_of_the_fitted_rows(graph):
     known = graph.train + graph.valid
     expected = GFCFFilter(known, k=8, alpha=0.5)(known[[3, 4]])
     torch.testing.assert_close(model.scores([3, 4], exclude_known=False), expected)
-    config = GraphFilterConfig(method="bspm", k=8, alpha=0.2, sharpen_time=0.5, sharpen_steps=2)
-    bspm = GraphFilterCF(config).fit(graph)
-    expected = BSPMFilter(graph.train, 8, 0.2, 0.5, 2)(graph.train[[3]])
-    torch.testing.assert_close(bspm.scores([3], exclude_known=False), expected)
+    for solver, merge in (("euler", "early"), ("rk4", "late")):
+        config = GraphFilterConfig(
+            method="bspm", k=8, alpha=0.2, sharpen_time=0.5, sharpen_steps=2, solver=solver,
+            merge=merge,
+        )  # fmt: skip
+        bspm = GraphFilterCF(config).fit(graph)
+        expected = BSPMFilter(graph.train, 8, 0.2, 0.5, 2, solver, merge)(graph.train[[3]])
+        torch.testing.assert_close(bspm.scores([3], exclude_known=False), expected)
 
 
 def test_known_items_never_recommended(graph):
@@ -97,6 +101,19 @@ def test_tuning_uses_validation_only(graph):
     # the test split plays no part
     no_test = dataclasses.replace(graph, test=sp.csr_array(graph.test.shape, dtype=np.float32))
     assert tune_graph_filter(no_test, "bspm", grid=grid) == (best, table)
+    # RK4 and both merges: each row equals a fit of its configuration
+    grid = {**grid, "merge": ("early", "late")}
+    for solver in ("rk4", "euler"):
+        config = GraphFilterConfig("bspm", solver=solver)
+        _, table = tune_graph_filter(graph, "bspm", grid=grid, config=config)
+        assert len(table) == 16
+        for row in table[1::3]:
+            config = GraphFilterConfig("bspm", k=row["k"], alpha=row["alpha"],
+                                       sharpen_time=row["sharpen_time"], solver=solver,
+                                       merge=row["merge"])  # fmt: skip
+            direct = GraphFilterCF(config).fit(graph).evaluate("valid")
+            assert row["recall@20"] == pytest.approx(direct["recall@20"], abs=1e-6)
+            assert row["ndcg@20"] == pytest.approx(direct["ndcg@20"], abs=1e-6)
     gf_best, gf_table = tune_graph_filter(graph, "gf-cf", grid=grid)
     assert len(gf_table) == 4 and {r["sharpen_time"] for r in gf_table} == {0.0}
     assert gf_best.method == "gf-cf"
@@ -114,6 +131,15 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="unknown"):
         GraphFilterConfig.from_dict({"epochs": 3})
     defaults = GraphFilterConfig(), GraphFilterConfig("bspm")  # per-method validated defaults
-    assert [(c.k, c.alpha, c.sharpen_time) for c in defaults] == [(256, 0.2, 0.0), (448, 0.3, 0.75)]
+    assert [(c.k, c.alpha, c.sharpen_time) for c in defaults] == [(256, 0.2, 0.0), (448, 0.2, 2.5)]
+    assert (defaults[1].solver, defaults[1].merge) == ("rk4", "early")
+    with pytest.raises(ConfigError, match="solver"):
+        GraphFilterConfig("bspm", solver="dopri5")
+    with pytest.raises(ConfigError, match="merge"):
+        GraphFilterConfig("bspm", merge="middle")
     config = GraphFilterConfig(method="bspm", k=64)
     assert GraphFilterConfig.from_dict(config.to_dict()) == config
+    # a model file written before solver/merge existed: Euler, early merge
+    legacy = {k: v for k, v in config.to_dict().items() if k not in ("solver", "merge")}
+    old = GraphFilterConfig.from_dict(legacy)
+    assert (old.solver, old.merge) == ("euler", "early")

@@ -15,6 +15,7 @@ from graphrec.nn import (
     LinearItemFilter,
     normalize_interactions,
 )
+from graphrec.nn.bspm import sharpening_polynomial
 
 
 @pytest.fixture
@@ -102,6 +103,50 @@ def test_bspm_equals_euler_steps(dense):
     np.testing.assert_allclose(out.numpy(), s, atol=1e-5)
 
 
+def _rk4_dense(s: np.ndarray, p: np.ndarray, time: float, steps: int) -> np.ndarray:
+    """Classical RK4 on dS/dt = -S P in float64 (textbook stages)."""
+    h = time / steps
+    for _ in range(steps):
+        k1 = -s @ p
+        k2 = -(s + h / 2 * k1) @ p
+        k3 = -(s + h / 2 * k2) @ p
+        k4 = -(s + h * k3) @ p
+        s = s + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return s
+
+
+def test_bspm_rk4_early_and_late_merge_equal_dense(dense):
+    r = sp.csr_array(dense)
+    x = dense[:6]
+    rt, v = _normalized(dense), _top_right_vectors(dense, 5)
+    p = rt.T @ rt
+    di = dense.sum(0)
+    inv = np.where(di > 0, 1 / np.sqrt(np.maximum(di, 1)), 0.0)
+    low = 0.2 * ((x * inv) @ v @ v.T) * np.sqrt(di)
+    early = _rk4_dense(x @ p + low, p, 2.5, 2)
+    late = _rk4_dense(x @ p, p, 2.5, 2) + low
+    for merge, expected in (("early", early), ("late", late)):
+        layer = BSPMFilter(r, 5, 0.2, 2.5, 2, "rk4", merge)
+        np.testing.assert_allclose(layer(x).numpy(), expected, atol=1e-5)
+    euler_late = BSPMFilter(r, 5, 0.2, 1.0, 1, "euler", "late")(x).numpy()
+    np.testing.assert_allclose(euler_late, x @ p - x @ p @ p + low, atol=1e-5)
+
+
+def test_sharpening_polynomial_equals_the_solver(dense):
+    rt = _normalized(dense)
+    p = rt.T @ rt
+    s0 = dense[:4] @ p
+    for solver, time, steps in (("rk4", 2.5, 1), ("rk4", 1.2, 3), ("euler", 1.5, 3)):
+        c = sharpening_polynomial(time, steps, solver)
+        assert len(c) == (4 if solver == "rk4" else 1) * steps + 1
+        poly = sum(c[j] * s0 @ np.linalg.matrix_power(p, j) for j in range(len(c)))
+        layer = BSPMFilter(sp.csr_array(dense), 3, 0.0, time, steps, solver)
+        np.testing.assert_allclose(layer.sharpen(s0.astype(np.float32)), poly, atol=1e-5)
+    np.testing.assert_allclose(sharpening_polynomial(1.5, 3, "euler"), [1, -1.5, 0.75, -0.125])
+    # RK4 is the degree-4 Taylor polynomial of exp(-h x) per step
+    np.testing.assert_allclose(sharpening_polynomial(2.0, 1, "rk4"), [1, -2, 2, -4 / 3, 2 / 3])
+
+
 def test_invalid_arguments(dense):
     r = sp.csr_array(dense)
     with pytest.raises(ConfigError, match="k must be in"):
@@ -114,6 +159,12 @@ def test_invalid_arguments(dense):
         BSPMFilter(r, k=3, sharpen_steps=0)
     with pytest.raises(ConfigError, match="sharpen_time"):
         BSPMFilter(r, k=3, sharpen_time=-0.5)
+    with pytest.raises(ConfigError, match="solver must be one of"):
+        BSPMFilter(r, k=3, solver="dopri5")
+    with pytest.raises(ConfigError, match="merge must be one of"):
+        BSPMFilter(r, k=3, merge="middle")
+    with pytest.raises(ConfigError, match="solver must be one of"):
+        sharpening_polynomial(1.0, 1, "rk2")
     with pytest.raises(ConfigError, match=r"x must be \[B, 20\]"):
         LinearItemFilter(r)(dense[:, :5])
     with pytest.raises(ConfigError, match="scipy sparse"):

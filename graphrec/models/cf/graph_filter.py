@@ -30,7 +30,7 @@ from tqdm import tqdm
 from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph
 from graphrec.metrics import ranking_metrics
-from graphrec.nn.bspm import BSPMFilter
+from graphrec.nn.bspm import MERGES, SOLVERS, BSPMFilter, sharpening_polynomial
 from graphrec.nn.gf_cf import GFCFFilter
 
 __all__ = [
@@ -46,19 +46,23 @@ FILTER_METHODS = ("gf-cf", "bspm")
 
 #: Defaults per method: the best validation Recall@20 on the set carved from Gowalla's
 #: training split (5000 users; filter fitted on the rest of train). GF-CF over :data:`GRID`:
-#: 0.2043 at k 256, alpha 0.2 (0.2010 at the paper's alpha 0.3). BSPM over :data:`GRID`:
-#: 0.2068 at k 256, alpha 0.3, sharpening time 1.0; then over k 256/448, alpha 0.2/0.3/0.4,
-#: time 0.75/1/1.25: 0.2085 at k 448, alpha 0.3, time 0.75.
-METHOD_DEFAULTS: dict[str, dict[str, float]] = {
-    "gf-cf": {"k": 256, "alpha": 0.2, "sharpen_time": 0.0},
-    "bspm": {"k": 448, "alpha": 0.3, "sharpen_time": 0.75},
+#: 0.2043 at k 256, alpha 0.2 (0.2010 at the paper's alpha 0.3). BSPM with one RK4
+#: sharpening step over k 256/448, alpha 0.1/0.2/0.3/0.4, sharpening time
+#: 0/1/1.5/2/2.5/3, early/late merge: 0.2139 at k 448, alpha 0.2, time 2.5, early merge (the
+#: BSPM paper's Gowalla setting; next 0.2136 at alpha 0.1; late merge 0.2134); the best
+#: Euler step over a similar grid: 0.2085 (k 448, alpha 0.3, time 0.75).
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gf-cf": {"k": 256, "alpha": 0.2, "sharpen_time": 0.0, "solver": "euler", "merge": "early"},
+    "bspm": {"k": 448, "alpha": 0.2, "sharpen_time": 2.5, "solver": "rk4", "merge": "early"},
 }
 
-#: Default validation grids of :func:`tune_graph_filter` (``sharpen_time`` for BSPM only).
+#: Default validation grids of :func:`tune_graph_filter` (``sharpen_time`` and ``merge`` for
+#: BSPM only).
 GRID: dict[str, tuple] = {
     "k": (128, 256),
     "alpha": (0.1, 0.2, 0.3, 0.5, 1.0),
-    "sharpen_time": (0.0, 0.5, 1.0, 1.5),
+    "sharpen_time": (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+    "merge": ("early",),
 }
 
 
@@ -71,14 +75,15 @@ class GraphFilterConfig:
         k: singular vectors of the ideal low-pass part (capped at ``min(U, I) - 1`` by
             :meth:`GraphFilterCF.fit`).
         alpha: weight of the low-pass part (GF-CF's ``alpha``, BSPM's ``beta``).
-        sharpen_time, sharpen_steps: BSPM's sharpening time and Euler steps (GF-CF ignores
-            them).
-
-    ``k``, ``alpha`` and ``sharpen_time`` left None take the method's
-    :data:`METHOD_DEFAULTS`.
+        sharpen_time, sharpen_steps: BSPM's sharpening time and solver steps.
+        solver, merge: BSPM's sharpening solver (``"euler"`` or ``"rk4"``) and where the
+            low-pass part joins (``"early"``: before the sharpening, ``"late"``: after);
+            GF-CF ignores the BSPM settings.
         seed: seed of the SVD's start vector.
         batch_size: users scored per batch.
         metric, ks: the selection metric of :func:`tune_graph_filter` and the cut-offs.
+
+    Settings left None take the method's :data:`METHOD_DEFAULTS`.
     """
 
     method: str = "gf-cf"
@@ -86,6 +91,8 @@ class GraphFilterConfig:
     alpha: float | None = None
     sharpen_time: float | None = None
     sharpen_steps: int = 1
+    solver: str | None = None
+    merge: str | None = None
     seed: int = 0
     batch_size: int = 1024
     metric: str = "recall@20"
@@ -104,6 +111,10 @@ class GraphFilterConfig:
         for name in ("alpha", "sharpen_time"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0; got {getattr(self, name)!r}")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
+        if self.merge not in MERGES:
+            raise ConfigError(f"merge must be one of {MERGES}; got {self.merge!r}")
         self.ks = tuple(int(k) for k in self.ks)
         name, _, k = self.metric.partition("@")
         if name not in ("recall", "ndcg", "precision") or not k.isdigit():
@@ -116,7 +127,9 @@ class GraphFilterConfig:
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown GraphFilterConfig fields: {sorted(unknown)}")
-        return cls(**{**values, "ks": tuple(values.get("ks", (20,)))})
+        # model files written before solver/merge existed used Euler and early merge
+        legacy = {"solver": "euler", "merge": "early"} if "solver" not in values else {}
+        return cls(**{**legacy, **values, "ks": tuple(values.get("ks", (20,)))})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,7 +143,7 @@ def _build_filter(
         return GFCFFilter(interactions, k, config.alpha, seed=config.seed, progress=progress)
     return BSPMFilter(
         interactions, k, config.alpha, config.sharpen_time, config.sharpen_steps,
-        seed=config.seed, progress=progress,
+        config.solver, config.merge, seed=config.seed, progress=progress,
     )  # fmt: skip
 
 
@@ -246,29 +259,37 @@ def tune_graph_filter(
     graph: BipartiteGraph,
     method: str = "gf-cf",
     *,
-    grid: dict[str, Sequence[float]] | None = None,
+    grid: dict[str, Sequence[Any]] | None = None,
     max_users: int | None = 5000,
     config: GraphFilterConfig | None = None,
     progress: bool = False,
 ) -> tuple[GraphFilterConfig, list[dict[str, Any]]]:
-    """Choose ``k``, ``alpha`` (and BSPM's ``sharpen_time``, one Euler step) on validation.
+    """Choose ``k``, ``alpha`` (and BSPM's ``sharpen_time`` and ``merge``, one solver step of
+    ``config.solver``) on validation.
 
     The filter is fitted on ``graph.train`` once with the largest ``k``; every grid point is
     scored on the same validation users (at most ``max_users``, drawn with ``config.seed``)
-    from shared parts, using that the scores are linear in them: GF-CF
-    ``L + a P_k`` and BSPM ``(L + b P_k) - T (L + b P_k) P~`` with ``L = x P~`` and
-    ``P_k`` the low-pass part.
+    from shared parts, using that the scores are linear in them: with ``L = x P~``, ``P_k``
+    the low-pass part and ``c_j`` the coefficients of :func:`~graphrec.nn.bspm.
+    sharpening_polynomial`, GF-CF is ``L + a P_k`` and BSPM ``sum_j c_j (L + b P_k) P~^j``
+    (early merge) or ``sum_j c_j L P~^j + b P_k`` (late merge).
 
     Returns:
         The best configuration (by ``config.metric``) and one record per grid point
-        (``k``, ``alpha``, ``sharpen_time`` and the validation metrics).
+        (``k``, ``alpha``, ``sharpen_time``, ``merge`` and the validation metrics).
     """
     base = replace(config or GraphFilterConfig(method), method=method, sharpen_steps=1)
     grid = {**GRID, **(grid or {})}
     limit = min(graph.num_users, graph.num_items) - 1
     ks = sorted({min(int(k), limit) for k in grid["k"]})
-    times = tuple(grid["sharpen_time"]) if method == "bspm" else (0.0,)
-    points = list(product(ks, grid["alpha"], times))
+    bspm = method == "bspm"
+    times = tuple(grid["sharpen_time"]) if bspm else (0.0,)
+    merges = tuple(grid["merge"]) if bspm else ("early",)
+    if not set(merges) <= set(MERGES):
+        raise ConfigError(f"grid merge values must be in {MERGES}; got {merges}")
+    points = list(product(ks, grid["alpha"], times, merges))
+    coefficients = {t: sharpening_polynomial(t, 1, base.solver) for t in times}
+    degree = max(len(c) for c in coefficients.values()) - 1
     valid = sp.csr_array(graph.valid)
     users = np.flatnonzero(np.diff(valid.indptr))
     if not users.size:
@@ -278,28 +299,45 @@ def tune_graph_filter(
         users = np.sort(rng.choice(users, max_users, replace=False))
     model = GraphFilterCF(replace(base, k=ks[-1], alpha=1.0), progress=progress).fit(graph)
     gfcf = model.gf_cf
+
+    def powers(signal: np.ndarray) -> list[np.ndarray]:
+        out = [signal]  # signal P~^j, j = 0..degree
+        for _ in range(degree):
+            out.append(gfcf.linear.propagate(out[-1]))
+        return out
+
+    def combine(parts: list[np.ndarray], c: np.ndarray) -> np.ndarray:
+        return sum((c[j] * parts[j] for j in range(1, len(c))), c[0] * parts[0])
+
     sums = [dict.fromkeys((f"{m}@{k}" for k in base.ks for m in ("recall", "ndcg")), 0.0)
             for _ in points]  # fmt: skip
     size = base.batch_size
     for start in tqdm(range(0, users.size, size), desc="tuning", disable=not progress):
         batch = users[start : start + size]
         x = model.known[batch]
-        linear = gfcf.linear.propagate(x)
-        low = {k: gfcf.low_pass_part(x, k) for k in ks}
-        if method == "bspm":
-            linear_p = gfcf.linear.propagate(linear)
-            low_p = {k: gfcf.linear.propagate(low[k]) for k in ks}
-        for n, (k, alpha, time) in enumerate(points):
-            s = linear + alpha * low[k]
-            if time:
-                s = s - time * (linear_p + alpha * low_p[k])
-            metrics = ranking_metrics(s, valid[batch], graph.train[batch], ks=base.ks)
-            for key in sums[n]:
-                sums[n][key] += metrics[key] * batch.size
+        linear = powers(gfcf.linear.propagate(x))
+        for k in ks:  # one k's low-pass powers in memory at a time
+            low = gfcf.low_pass_part(x, k)
+            low_parts = powers(low) if "early" in merges else [low]
+            for n, (k_n, alpha, time, merge) in enumerate(points):
+                if k_n != k:
+                    continue
+                c = coefficients[time]
+                prior = combine(low_parts, c) if merge == "early" else low
+                s = combine(linear, c) + alpha * prior
+                metrics = ranking_metrics(s, valid[batch], graph.train[batch], ks=base.ks)
+                for key in sums[n]:
+                    sums[n][key] += metrics[key] * batch.size
     table = [
-        {"k": k, "alpha": alpha, "sharpen_time": time, **{m: v / users.size for m, v in s.items()}}
-        for (k, alpha, time), s in zip(points, sums)
-    ]
+        {
+            "k": k, "alpha": alpha, "sharpen_time": time, "merge": merge,
+            **{m: v / users.size for m, v in total.items()},
+        }
+        for (k, alpha, time, merge), total in zip(points, sums)
+    ]  # fmt: skip
     best = max(table, key=lambda row: row[base.metric])
-    chosen = replace(base, k=best["k"], alpha=best["alpha"], sharpen_time=best["sharpen_time"])
+    chosen = replace(
+        base, k=best["k"], alpha=best["alpha"], sharpen_time=best["sharpen_time"],
+        merge=best["merge"],
+    )  # fmt: skip
     return chosen, table
