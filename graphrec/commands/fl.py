@@ -24,12 +24,34 @@ from graphrec.commands._training import (
     resume_error,
 )
 from graphrec.errors import GraphrecError
-from graphrec.federated.experiment import DATASETS, MODELS
-from graphrec.federated.stream import SELECTORS
+from graphrec.federated.experiment import DATASETS, MODELS, ODE_PRESETS
+from graphrec.federated.stream import SELECTORS, StreamTask
 from graphrec.registry import FL_STRATEGIES
 
 #: Strategy option -> the command-line option that sets it.
 STRATEGY_OPTIONS = {"mu": "--prox-mu", "clip": "--coef-clip"}
+
+#: ``graphrec fl ode`` defaults without a preset (``velocity``: arrivals per round).
+ODE_DEFAULTS: dict[str, Any] = {
+    "dataset": "synthetic",
+    "devices": 200,
+    "clients_per_round": None,
+    "buffer": 10,
+    "velocity": 8,
+    "lr": 0.01,
+    "epochs": 5,
+    "rounds": 300,
+    "eval_every": 10,
+    **{name: values[0] for name, values in StreamTask.OPTIONS.items()},
+}
+
+#: StreamTask official-behaviour option -> help text of its ``graphrec fl ode`` option.
+ODE_OPTION_HELP = {
+    "loss_norm": "ODE's gamma-weighted loss: mean(gamma l) or sum(gamma l) / sum(gamma)",
+    "estimate_timing": "ODE-Est gets g_hat with the model (before) or after aggregation",
+    "exact_revalue": "ODE-Exact re-values its store on participation or every round",
+    "rs_counter": "reservoir sampling's seen-count: cumulative or restarted per participation",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -125,30 +147,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fd (unlimited storage), ode (ODE-Est), ode-exact (ODE with the exact global gradient, "
         "in-process only). Several selectors run one after the other; with rs among them, the "
         "time-to-accuracy speedup vs rs is reported (paper Table 2). DATASET: synthetic "
-        "(Synthetic(1, 1), 1,000 samples per device) or uci-heart (the UCI Heart Disease "
-        "processed.*.data files under --data-root).",
+        "(Synthetic(1, 1), 1,000 samples per device), leaf-synthetic (LEAF-style: one shared "
+        "labelling model, lognormal device sizes) or uci-heart (the UCI Heart Disease "
+        "processed.*.data files under --data-root). --preset paper-synthetic sets the ODE "
+        "authors' synthetic setting (leaf-synthetic, 200 devices, 10 per round, |B| 10, "
+        "stream size / 400 arrivals per round, lr 1e-4, 5 epochs, 1000 rounds, evaluation "
+        "every 20, the official behaviour options); options given on the command line "
+        "override the preset.",
     )
+    ode_p.add_argument("--preset", choices=sorted(ODE_PRESETS), default=None)
     ode_p.add_argument("--selector", nargs="+", choices=list(SELECTORS), default=["rs", "ode"])
-    ode_p.add_argument("--dataset", choices=["synthetic", "uci-heart"], default="synthetic")
+    ode_p.add_argument(
+        "--dataset",
+        choices=["synthetic", "leaf-synthetic", "uci-heart"],
+        default=None,
+        help="default: synthetic",
+    )
     add_data_root(ode_p, "uci-heart")
     ode_p.add_argument(
-        "--devices", type=positive_int("--devices"), default=200, help="synthetic devices"
+        "--devices", type=positive_int("--devices"), default=None, help="synthetic devices (200)"
     )
-    ode_p.add_argument("--rounds", type=positive_int("--rounds"), default=300)
+    ode_p.add_argument("--rounds", type=positive_int("--rounds"), default=None, help="300")
     ode_p.add_argument(
         "--clients-per-round",
         type=positive_int("--clients-per-round"),
         default=None,
         help="default: 5%% of the devices (at least 1)",
     )
-    ode_p.add_argument("--buffer", type=positive_int("--buffer"), default=10)
-    ode_p.add_argument("--velocity", type=positive_int("--velocity"), default=8)
-    ode_p.add_argument("--lr", type=positive_float("--lr"), default=0.01)
+    ode_p.add_argument("--buffer", type=positive_int("--buffer"), default=None, help="10")
+    ode_p.add_argument(
+        "--velocity",
+        type=positive_int("--velocity"),
+        default=None,
+        help="arrivals per round (8; preset: each device's stream size / 400)",
+    )
+    ode_p.add_argument("--lr", type=positive_float("--lr"), default=None, help="0.01")
     ode_p.add_argument(
         "--epochs",
         type=positive_int("--epochs"),
-        default=5,
-        help="local SGD steps per round (local_steps), each on the whole store: one epoch each",
+        default=None,
+        help="local SGD steps per round (local_steps), each on the whole store: one epoch each (5)",
     )
     ode_p.add_argument(
         "--layers",
@@ -157,7 +195,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Simplified ODE: value with the last N layers only",
     )
     ode_p.add_argument("--estimator", choices=["replacement", "incremental"], default="replacement")
-    ode_p.add_argument("--eval-every", type=positive_int("--eval-every"), default=10)
+    for name, helptext in ODE_OPTION_HELP.items():
+        ode_p.add_argument(
+            "--" + name.replace("_", "-"),
+            choices=StreamTask.OPTIONS[name],
+            default=None,
+            help=f"{helptext} (default {StreamTask.OPTIONS[name][0]}; the preset: official)",
+        )
+    ode_p.add_argument("--eval-every", type=positive_int("--eval-every"), default=None, help="10")
     ode_p.add_argument(
         "--tail",
         type=positive_int("--tail"),
@@ -334,11 +379,16 @@ def ode(args: argparse.Namespace) -> int:
     import torch
 
     from graphrec.federated import LocalConfig, final_value, speedup, stream_simulator
-    from graphrec.federated.experiment import stream_data, stream_task
+    from graphrec.federated.experiment import paper_velocity, stream_data, stream_task
 
     _check_out(args.out, args.force)
+    preset = ODE_PRESETS[args.preset] if args.preset else {}
+    for name, default in ODE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, preset.get(name, default))
     torch.set_num_threads(1)
     data = stream_data(args.dataset, root=args.data_root, devices=args.devices, seed=args.seed)
+    velocity = paper_velocity(data.parts) if args.velocity is None else args.velocity
     n = len(data.parts)
     per_round = args.clients_per_round or max(1, n // 20)
     if per_round > n:
@@ -353,9 +403,10 @@ def ode(args: argparse.Namespace) -> int:
             data,
             selector,
             buffer_size=args.buffer,
-            velocity=args.velocity,
+            velocity=velocity,
             seed=args.seed,
             layers=args.layers,
+            **{name: getattr(args, name) for name in StreamTask.OPTIONS},
         )
         sim = stream_simulator(
             task,
@@ -394,7 +445,8 @@ def ode(args: argparse.Namespace) -> int:
         print(json.dumps(payload))
         return 0
     print(f"data      {data.about}; {per_round} devices per round")
-    print(f"setting   |B| = {args.buffer}, {args.velocity} arrivals/round, {args.rounds} rounds")
+    speed = "stream / 400" if args.velocity is None else args.velocity
+    print(f"setting   |B| = {args.buffer}, {speed} arrivals/round, {args.rounds} rounds")
     print(f"{'selector':<10} {'final acc':>9} {'speedup':>8} {'ms/sample':>10} {'B/sample':>9}")
     for selector, res in results.items():
         sp = res.get("speedup_vs_rs")

@@ -6,8 +6,12 @@
   device per user, ``tiny``), ``synthetic`` (Synthetic(1, 1), softmax regression).
 * :func:`build_strategy` - a strategy of :data:`graphrec.registry.FL_STRATEGIES` by name.
 * :func:`stream_data` - per-device streams and held-out data for ODE: ``synthetic``
-  (Synthetic(1, 1), 1,000 samples per device: 800 stream, 200 test) and ``uci-heart`` (UCI
-  Heart Disease, one device per centre, disease yes/no).
+  (Synthetic(1, 1), 1,000 samples per device: 800 stream, 200 test), ``leaf-synthetic``
+  (LEAF-style, one shared labelling model, lognormal device sizes averaging about 5,000 as in
+  the ODE paper's synthetic task) and ``uci-heart`` (UCI Heart Disease, one device per centre,
+  disease yes/no).
+* :data:`ODE_PRESETS` - named ODE settings (``paper-synthetic``: the ODE authors' synthetic
+  task) and :func:`paper_velocity` (their per-device stream speed).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 from graphrec.datasets._files import dataset_folder
 from graphrec.errors import ConfigError
 from graphrec.federated.data import load_uci_heart_per_centre
-from graphrec.federated.partition import natural_partition, synthetic_leaf
+from graphrec.federated.partition import natural_partition, synthetic_leaf, synthetic_shared
 from graphrec.federated.simulator import FederatedTask
 from graphrec.federated.strategies import Strategy
 from graphrec.federated.stream import StreamTask
@@ -39,6 +43,8 @@ __all__ = [
     "StreamData",
     "stream_data",
     "stream_task",
+    "ODE_PRESETS",
+    "paper_velocity",
 ]
 
 #: dataset -> models available for it
@@ -141,15 +147,60 @@ class StreamData:
         return int(self.y.max()) + 1
 
 
+#: ``graphrec fl ode --preset NAME``: option -> value. ``paper-synthetic`` is the ODE authors'
+#: synthetic setting (paper Table 1 and their code): LEAF-style data on 200 devices, 10 per
+#: round, ``|B| = 10``, stream speed :func:`paper_velocity`, SGD lr 1e-4, 5 local epochs of one
+#: full-store step, 1,000 rounds, evaluation every 20, and the official behaviour of the
+#: :class:`~graphrec.federated.stream.StreamTask` options.
+ODE_PRESETS: dict[str, dict[str, Any]] = {
+    "paper-synthetic": {
+        "dataset": "leaf-synthetic",
+        "devices": 200,
+        "clients_per_round": 10,
+        "buffer": 10,
+        "velocity": None,
+        "lr": 1e-4,
+        "epochs": 5,
+        "rounds": 1000,
+        "eval_every": 20,
+        "loss_norm": "gamma",
+        "estimate_timing": "after",
+        "exact_revalue": "every-round",
+        "rs_counter": "restart",
+    }
+}
+
+
+def paper_velocity(parts: list[np.ndarray], divisor: int = 400) -> np.ndarray:
+    """Arrivals per round of each device: its stream size / ``divisor`` rounded, at least 1
+    (the ODE code's synthetic speed, ``num_train_samples / 400``, in whole samples)."""
+    if divisor < 1:
+        raise ConfigError(f"divisor must be positive, got {divisor}")
+    sizes = np.array([p.size for p in parts], dtype=np.float64)
+    return np.maximum(1, np.rint(sizes / divisor)).astype(np.int64)
+
+
 def stream_data(
     dataset: str, *, root: str | Path | None = None, devices: int = 200, seed: int = 0
 ) -> StreamData:
-    """``synthetic`` or ``uci-heart`` (see the module docstring); 20% of each device held out."""
+    """``synthetic``, ``leaf-synthetic`` or ``uci-heart`` (see the module docstring); 20% of
+    each device held out."""
     if dataset == "synthetic":
         syn = synthetic_leaf(1.0, 1.0, devices, samples_per_device=1000, seed=seed)
         train, test = holdout(syn.parts, 0.2, seed)
         about = (
             f"Synthetic(1, 1), {devices} devices x 1,000 samples (800 stream, 200 test), "
+            "dim 60, 10 labels"
+        )
+        return StreamData(syn.x, syn.y, train, test, about)
+    if dataset == "leaf-synthetic":
+        syn = synthetic_shared(
+            devices, size_mu=8.4, size_sigma=0.5, min_samples=50, max_samples=50_000, seed=seed
+        )
+        train, test = holdout(syn.parts, 0.2, seed)
+        about = (
+            f"LEAF-style synthetic (shared labelling model, noise 0.1), {devices} devices, "
+            f"{syn.y.size:,} samples (sizes 50 + lognormal(8.4, 0.5); 80% stream, 20% test), "
             "dim 60, 10 labels"
         )
         return StreamData(syn.x, syn.y, train, test, about)
@@ -163,7 +214,9 @@ def stream_data(
             "UCI Heart Disease, 3 centres (one device each; 80% stream, 20% test), disease yes/no"
         )
         return StreamData(x, (heart.y > 0).astype(np.int64), train, test, about)
-    raise ConfigError(f"unknown stream dataset {dataset!r}; expected synthetic or uci-heart")
+    raise ConfigError(
+        f"unknown stream dataset {dataset!r}; expected synthetic, leaf-synthetic or uci-heart"
+    )
 
 
 def stream_task(
@@ -171,11 +224,13 @@ def stream_task(
     selector: str,
     *,
     buffer_size: int,
-    velocity: int,
+    velocity: int | np.ndarray,
     seed: int = 0,
     layers: int | None = None,
+    **options: str,
 ) -> StreamTask:
-    """A :class:`StreamTask` with a softmax-regression model on ``data``."""
+    """A :class:`StreamTask` with a softmax-regression model on ``data``; ``options``: the
+    official-behaviour options of :class:`StreamTask` (``loss_norm``, ...)."""
     model = torch.nn.Linear(data.num_features, data.num_classes)
     return StreamTask(
         model,
@@ -188,4 +243,5 @@ def stream_task(
         velocity=velocity,
         layers=layers,
         seed=seed,
+        **options,
     )

@@ -9,7 +9,10 @@ Every partitioner returns ``list[np.ndarray]``: client ``c`` owns the sample ind
   (Hsu et al., arXiv 1909.06335).
 * :func:`label_shards` - sort by label, cut into equal shards, deal ``shards_per_client`` to each
   client (McMahan et al., AISTATS 2017).
-* :func:`synthetic_leaf` - Synthetic(alpha, beta) of FedProx / LEAF (Li et al., MLSys 2020).
+* :func:`synthetic_leaf` - Synthetic(alpha, beta) of FedProx (Li et al., MLSys 2020): a
+  different labelling model per device.
+* :func:`synthetic_shared` - LEAF-style (Caldas et al., arXiv 1812.01097): one labelling model
+  shared by all devices up to small per-device noise, lognormal device sizes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ __all__ = [
     "label_shards",
     "SyntheticFederated",
     "synthetic_leaf",
+    "lognormal_sizes",
+    "synthetic_shared",
 ]
 
 
@@ -180,7 +185,7 @@ def synthetic_leaf(
         raise ConfigError(f"num_devices must be positive, got {num_devices}")
     rng = np.random.default_rng(seed)
     if samples_per_device is None:
-        counts = np.minimum(rng.lognormal(4, 2, num_devices).astype(np.int64) + 50, max_samples)
+        counts = lognormal_sizes(rng, num_devices, 4, 2, min_samples=50, max_samples=max_samples)
     else:
         counts = np.full(num_devices, int(samples_per_device), dtype=np.int64)
     mean_w = rng.normal(0, alpha, num_devices)
@@ -202,3 +207,76 @@ def synthetic_leaf(
         parts.append(np.arange(start, start + counts[k], dtype=np.int64))
         start += int(counts[k])
     return SyntheticFederated(np.concatenate(xs), np.concatenate(ys), parts, alpha, beta)
+
+
+def lognormal_sizes(
+    rng: np.random.Generator,
+    num_devices: int,
+    mu: float,
+    sigma: float,
+    *,
+    min_samples: int,
+    max_samples: int,
+) -> np.ndarray:
+    """LEAF's device sizes: ``min(int(lognormal(mu, sigma)) + min_samples, max_samples)``."""
+    if min_samples < 1 or max_samples < min_samples:
+        raise ConfigError(
+            f"need 1 <= min_samples <= max_samples, got {min_samples} and {max_samples}"
+        )
+    if sigma < 0:
+        raise ConfigError(f"sigma must be non-negative, got {sigma}")
+    drawn = rng.lognormal(mu, sigma, num_devices).astype(np.int64) + min_samples
+    return np.minimum(drawn, max_samples)
+
+
+def synthetic_shared(
+    num_devices: int,
+    *,
+    dim: int = 60,
+    num_classes: int = 10,
+    model_noise: float = 0.1,
+    feature_shift: float = 1.0,
+    size_mu: float = 3.0,
+    size_sigma: float = 2.0,
+    min_samples: int = 5,
+    max_samples: int = 1000,
+    seed: int = 0,
+) -> SyntheticFederated:
+    """LEAF-style synthetic data: one labelling model shared by all devices.
+
+    A global softmax model ``W ~ N(0, 1)`` (``[dim, C]``), ``b ~ N(0, 1)`` (``[C]``); device ``k``
+    labels with ``W_k = W + model_noise * N(0, 1)``, ``b_k = b + model_noise * N(0, 1)``, draws
+    features ``x ~ N(m_k, diag(j^-1.2))`` around its own mean ``m_k ~ N(0, feature_shift^2)``
+    per coordinate, and labels ``y = argmax(x W_k + b_k)``. With small ``model_noise`` one global
+    linear model labels almost every device's data right (unlike :func:`synthetic_leaf`, whose
+    devices disagree). Device sizes: :func:`lognormal_sizes` with ``size_mu``, ``size_sigma``,
+    ``min_samples``, ``max_samples`` (LEAF's defaults: 3, 2, 5, 1000).
+    ``alpha`` and ``beta`` of the result hold ``model_noise`` and ``feature_shift``.
+    """
+    if num_devices < 1:
+        raise ConfigError(f"num_devices must be positive, got {num_devices}")
+    if model_noise < 0 or feature_shift < 0:
+        raise ConfigError(
+            f"model_noise and feature_shift must be non-negative, got {model_noise}, "
+            f"{feature_shift}"
+        )
+    rng = np.random.default_rng(seed)
+    counts = lognormal_sizes(
+        rng, num_devices, size_mu, size_sigma, min_samples=min_samples, max_samples=max_samples
+    )
+    std = np.power(np.arange(1, dim + 1, dtype=np.float64), -1.2) ** 0.5
+    w_global = rng.normal(0, 1, (dim, num_classes))
+    b_global = rng.normal(0, 1, num_classes)
+    xs, ys, parts, start = [], [], [], 0
+    for k in range(num_devices):
+        w = w_global + model_noise * rng.standard_normal((dim, num_classes))
+        b = b_global + model_noise * rng.standard_normal(num_classes)
+        mean_x = feature_shift * rng.standard_normal(dim)
+        x = mean_x + rng.standard_normal((counts[k], dim)) * std
+        xs.append(x.astype(np.float32))
+        ys.append(np.argmax(x @ w + b, axis=1).astype(np.int64))
+        parts.append(np.arange(start, start + counts[k], dtype=np.int64))
+        start += int(counts[k])
+    return SyntheticFederated(
+        np.concatenate(xs), np.concatenate(ys), parts, model_noise, feature_shift
+    )

@@ -110,6 +110,8 @@ class _Reservoir:
         self.seen += 1
         if len(self.items) < self.capacity:
             self.items.append(sample)
+        elif self.seen <= self.capacity:  # refilling after restart()
+            self.items[self.seen - 1] = sample
         else:
             j = int(self.rng.integers(self.seen))
             if j < self.capacity:
@@ -117,6 +119,12 @@ class _Reservoir:
 
     def samples(self) -> list[int]:
         return list(self.items)
+
+    def restart(self) -> None:
+        """Restart the count of samples seen (the official RS at each participation): the
+        store then holds a uniform sample of the arrivals since the restart (the first
+        ``capacity`` of them overwrite the stored samples in order)."""
+        self.seen = 0
 
 
 class _FIFO:
@@ -255,6 +263,8 @@ class StreamDevice:
             :func:`~graphrec.federated.ode.last_layers`).
         estimate: keep a local gradient estimate (ODE-Est).
         oracle: value with ``oracle(round)`` instead of the stale pair.
+        revalue_each_round: with an oracle, re-value the store under ``oracle(round)`` before
+            each round's arrivals (the official ODE-Exact), not only on participation.
     """
 
     def __init__(
@@ -270,12 +280,14 @@ class StreamDevice:
         params: Sequence[str] | None = None,
         estimate: bool = False,
         oracle: Oracle | None = None,
+        revalue_each_round: bool = False,
     ) -> None:
         if velocity < 1 or len(y) == 0:
             raise ConfigError("need a non-empty stream and velocity >= 1")
         self.x, self.y, self.velocity = x, y, int(velocity)
         self.store, self.needs = store, frozenset(needs)
         self.model, self.loss_fn, self.params, self.oracle = model, loss_fn, params, oracle
+        self.revalue_each_round = bool(revalue_each_round)
         names = list(params) if params is not None else [n for n, _ in model.named_parameters()]
         sizes = dict(model.named_parameters())
         dim = sum(sizes[n].numel() for n in names)
@@ -347,6 +359,8 @@ class StreamDevice:
         pending = list(range(self.cursor + 1, round + 1))
         if self.oracle is not None:
             for t in pending:
+                if self.revalue_each_round:
+                    self._revalue(*self.oracle(t))
                 self._run([t])
         elif pending:
             self._run(pending)
@@ -386,13 +400,16 @@ class StreamDevice:
     def revalue(self) -> None:
         """Recompute stored values under the model (and estimate) last received; with an
         oracle, under ``oracle(cursor)``."""
-        if not hasattr(self.store, "revalue") or self.model_state is None:
+        if self.model_state is None:
             return
         if self.oracle is not None:
-            state, global_grad = self.oracle(self.cursor)
+            self._revalue(*self.oracle(self.cursor))
         else:
-            state, global_grad = self.model_state, self.global_grad
-        self.store.revalue(lambda positions: self.stats(positions, state, global_grad)[0])
+            self._revalue(self.model_state, self.global_grad)
+
+    def _revalue(self, state: Mapping[str, Tensor], global_grad: Tensor | None) -> None:
+        if hasattr(self.store, "revalue"):
+            self.store.revalue(lambda positions: self.stats(positions, state, global_grad)[0])
 
 
 # --------------------------------------------------------------------------- the task
@@ -423,7 +440,28 @@ class StreamTask:
         layers: Simplified ODE: value with the last ``layers`` parameter-owning modules only.
         loss_fn: batch-mean loss (default cross-entropy).
         seed: orders each device's stream and seeds the stores' randomness.
+        loss_norm: ODE's gamma-weighted batch loss: ``"mean"`` ``mean_i(gamma_i l_i)`` or
+            ``"gamma"`` ``sum_i(gamma_i l_i) / sum_i gamma_i`` (the official code).
+        estimate_timing: when an ODE-Est device gets ``g_hat``: ``"before"`` with the model at
+            the start of its round (``g_hat^{t-1}``, re-valuing the store under the new pair
+            before training), or ``"after"`` (the official code): after the round's
+            aggregation, ``g_hat^t``, which includes the device's own upload; the store is
+            re-valued under (last model, ``g_hat^t``) before the next round's arrivals, and
+            training uses the store as it is. In-process only (the task keeps every round's
+            estimate).
+        exact_revalue: ODE-Exact re-values a store on ``"participation"`` or
+            ``"every-round"`` (the official code: before every round's arrivals).
+        rs_counter: reservoir sampling's count of seen samples is ``"cumulative"`` or
+            ``"restart"``-ed at each participation (the official code).
     """
+
+    #: accepted values of the official-behaviour options (the first is the default)
+    OPTIONS = {
+        "loss_norm": ("mean", "gamma"),
+        "estimate_timing": ("before", "after"),
+        "exact_revalue": ("participation", "every-round"),
+        "rs_counter": ("cumulative", "restart"),
+    }
 
     def __init__(
         self,
@@ -441,9 +479,24 @@ class StreamTask:
         layers: int | None = None,
         loss_fn: LossFn = F.cross_entropy,
         seed: int = 0,
+        loss_norm: str = "mean",
+        estimate_timing: str = "before",
+        exact_revalue: str = "participation",
+        rs_counter: str = "cumulative",
     ) -> None:
         if selector not in SELECTORS:
             raise ConfigError(f"unknown selector {selector!r}; expected one of {sorted(SELECTORS)}")
+        chosen = {
+            "loss_norm": loss_norm,
+            "estimate_timing": estimate_timing,
+            "exact_revalue": exact_revalue,
+            "rs_counter": rs_counter,
+        }
+        for name, value in chosen.items():
+            if value not in self.OPTIONS[name]:
+                raise ConfigError(f"{name} must be one of {self.OPTIONS[name]}, got {value!r}")
+        self.loss_norm, self.estimate_timing = loss_norm, estimate_timing
+        self.exact_revalue, self.rs_counter = exact_revalue, rs_counter
         self.model, self.loss_fn, self.selector, self.seed = model, loss_fn, selector, seed
         self.x = torch.as_tensor(np.asarray(x, np.float32))
         self.y = torch.as_tensor(np.asarray(y, np.int64))
@@ -476,6 +529,7 @@ class StreamTask:
         self.initial_grad: Tensor | None = None
         self._models: dict[int, dict[str, Tensor]] = {}  # ODE-Exact oracle: round -> w^{t-1}
         self._exact: dict[int, Tensor] = {}
+        self._estimates: dict[int, Tensor] = {}  # estimate_timing "after": round -> g_hat^t
         train = np.concatenate(self.streams) if self.streams else np.zeros(0, np.int64)
         self._train = torch.from_numpy(np.sort(train))
 
@@ -560,6 +614,7 @@ class StreamTask:
             params=self.params,
             estimate=self.selector == "ode",
             oracle=self._oracle if self.selector == "ode-exact" else None,
+            revalue_each_round=self.exact_revalue == "every-round",
         )
         dev.receive(self.initial_state, self.initial_grad)
         return dev
@@ -574,6 +629,9 @@ class StreamTask:
     ) -> tuple[dict[str, Tensor], dict[str, Any]]:
         t = int(config["round"]) + 1
         self._models.setdefault(t - 1, {k: v.detach().clone() for k, v in state.items()})
+        after = self.estimate_timing == "after" and self.selector == "ode"
+        if after:
+            self._estimates.setdefault(t - 1, config["global_grad"].detach().clone())
         dev = client_state.get("device")
         if dev is None:
             dev = client_state["device"] = self.device(client)
@@ -581,10 +639,21 @@ class StreamTask:
             fresh = self.device(client)
             for k in StreamDevice._DETACHED:
                 setattr(dev, k, getattr(fresh, k))
+        last = client_state.get("last_round")
+        if after and last is not None:  # g_hat^last, sent after that round's aggregation
+            dev.global_grad = self._estimates[last].clone()
+            dev.revalue()
         dev.catch_up(t)
+        if after:
+            client_state["last_round"] = t
+        if self.rs_counter == "restart" and hasattr(dev.store, "restart"):
+            dev.store.restart()
         ghat, count = dev.upload()
-        dev.receive(state, config.get("global_grad"))
-        dev.revalue()
+        if after:
+            dev.receive(state, dev.global_grad)
+        else:
+            dev.receive(state, config.get("global_grad"))
+            dev.revalue()
         positions = dev.store.samples()
         metrics: dict[str, Any] = {}
         if ghat is not None:
@@ -607,6 +676,8 @@ class StreamTask:
             if weights is None:
                 return self.loss_fn(out, y[b])
             per = vmap(lambda o, t: self.loss_fn(o[None], t[None]))(out, y[b])
+            if self.loss_norm == "gamma":
+                return (weights[b] * per).sum() / weights[b].sum()
             return (weights[b] * per).mean()
 
         local, train_metrics = local_sgd(state, len(positions), config, generator, loss_fn)
