@@ -472,6 +472,60 @@ def _train_on_flower(args: argparse.Namespace) -> int:
     return simulate(config, lambda parties: train_command(args, parties))
 
 
+def flower_server_app() -> Any:
+    """The label owner's ``ServerApp`` of the shipped vertical FL Flower app
+    (``graphrec/federated/vfl_flower_app``, for ``flwr run``): ``graphrec vfl train --json``
+    with the options of the run configuration (the keys of ``VFLConfig.run_config``, and
+    ``epochs``, ``staleness`` (-1: none), ``late``, ``attack``, ``out``), the parties on the
+    SuperNodes (``partition-id`` K: the K-th party after the label owner). The results JSON
+    goes to the ServerApp's log and, when set, to ``results-file`` (on the SuperLink's
+    machine)."""
+    from graphrec.cli import _build_parser
+    from graphrec.federated.flower import _flwr
+    from graphrec.federated.vertical.flower import VFLConfig, connect_parties
+
+    app = _flwr().serverapp.ServerApp()
+    target = {targets: name for name, targets in DP_TARGETS.items()}
+
+    @app.main()
+    def main(grid: Any, context: Any) -> None:
+        import contextlib
+        import io
+
+        from graphrec.io.atomic import atomic_write_text
+
+        run = dict(context.run_config)
+        config = VFLConfig.from_run_config(run)
+        argv = ["vfl", "train", "--dataset", config.dataset, "--parties", str(config.parties)]
+        argv += ["--seed", str(config.seed), "--epochs", str(run.get("epochs", 20))]
+        argv += ["--batch-size", str(config.batch_size), "--lr", repr(config.lr)]
+        argv += ["--bottom-hidden", ",".join(map(str, config.bottom_hidden))]
+        argv += ["--top-hidden", ",".join(map(str, config.top_hidden))]
+        if config.data_root:
+            argv += ["--data-root", config.data_root]
+        if config.dp_sigma is not None:
+            argv += ["--dp-sigma", repr(config.dp_sigma), "--dp-clip", repr(config.dp_clip)]
+            argv += ["--dp-target", target[config.dp_targets]]
+        if config.compress:
+            argv += ["--compress", config.compress]
+        if int(run.get("staleness", -1)) >= 0:
+            argv += ["--staleness", str(run["staleness"]), "--late", repr(float(run["late"]))]
+        if run.get("attack"):
+            argv.append("--attack")
+        if run.get("out"):
+            argv += ["--out", str(run["out"])]
+        args = _build_parser().parse_args([*argv, "--json"])
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            train_command(args, connect_parties(grid, config))
+        print(printed.getvalue(), end="")  # the results JSON, into the ServerApp's log
+        if run.get("results-file"):
+            results = printed.getvalue().strip().splitlines()[-1]
+            atomic_write_text(Path(str(run["results-file"])), results)
+
+    return app
+
+
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

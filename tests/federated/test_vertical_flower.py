@@ -22,6 +22,11 @@ except ImportError:
         raise
     pytest.skip("flwr is not installed (pip install 'graphrec[fl]')", allow_module_level=True)
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10: flwr's dependency
+    import tomli as tomllib
+
 from flwr.app import Context, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -30,6 +35,7 @@ from graphrec.errors import ConfigError, GraphrecError
 from graphrec.federated.vertical import MessageLog, SplitLearner, Stragglers, compressor
 from graphrec.federated.vertical.data import build_split_model, epoch_batches, load_vertical
 from graphrec.federated.vertical.flower import (
+    APP_DIR,
     VFLConfig,
     connect_parties,
     decode_payload,
@@ -61,7 +67,7 @@ class DirectGrid:
     """A Flower ``Grid`` stand-in: messages go straight to the ClientApp; node ``100 + K`` has
     ``partition-id`` K and keeps its ``Context`` (its ``context.state``)."""
 
-    def __init__(self, app, num_nodes: int) -> None:
+    def __init__(self, app, num_nodes: int, run_config: dict | None = None) -> None:
         self.app, self.calls = app, 0
         self.contexts = {
             100 + k: Context(
@@ -69,7 +75,7 @@ class DirectGrid:
                 node_id=100 + k,
                 node_config={"partition-id": k, "num-partitions": num_nodes},
                 state=RecordDict(),
-                run_config={},
+                run_config=run_config or {},
             )
             for k in range(num_nodes)
         }
@@ -107,10 +113,7 @@ def train(config: VFLConfig, epochs: int, parties=None, **options) -> dict:
         batches = epoch_batches(data.train_rows, config.batch_size, config.seed, e)
         losses += [learner.step(rows, send_batch=False) for rows in batches]
     logits = learner.predict(data.test_rows)
-    bottoms = {
-        p: node.state_dict()["node"]["bottom"] if parties else node.bottom.state_dict()
-        for p, node in learner.parties.items()
-    }
+    bottoms = {p: node.state_dict()["bottom"] for p, node in learner.parties.items()}
     return {
         "losses": losses,
         "logits": logits,
@@ -254,11 +257,88 @@ def test_flower_parties_equal_the_in_process_parties(case, task_identity):
     assert parties.stats["bytes_down"] > 0 and parties.stats["bytes_up"] > 0
 
 
+def test_checkpoints_move_between_in_process_and_flower(task_identity):
+    """``SplitLearner.state_dict`` of an in-process run resumes on Flower parties, and a
+    Flower run's resumes in process: the same numbers as an uninterrupted run."""
+    config = VFLConfig("breast-cancer", 3, compress="q8", dp_sigma=0.5)
+    data = load_vertical(config.dataset, config.parties, config.seed)
+
+    def learner(parties=None) -> SplitLearner:
+        model = build_split_model(data, config.seed)
+        features = {p: x for p, x in data.features.items() if parties is None or p not in parties}
+        return SplitLearner(
+            model,
+            features,
+            data.labels,
+            dp=config.dp(),
+            seed=config.seed,
+            compression=config.compression(),
+            optimizer=lambda params: torch.optim.Adam(params, lr=config.lr),
+            parties=parties,
+        )
+
+    def epoch(run: SplitLearner, e: int) -> list[float]:
+        run.announce(config.seed, e)
+        batches = epoch_batches(data.train_rows, config.batch_size, config.seed, e)
+        return [run.step(rows, send_batch=False) for rows in batches]
+
+    reference = learner()
+    expected = [epoch(reference, e) for e in range(3)]
+    remote = learner(connect_parties(DirectGrid(party_app(config), 2), config))
+    local = learner()
+    assert epoch(local, 0) == expected[0]
+    remote.load_state_dict(local.state_dict())  # in process -> Flower
+    assert epoch(remote, 1) == expected[1]
+    local.load_state_dict(remote.state_dict())  # Flower -> in process
+    assert epoch(local, 2) == expected[2]
+    assert torch.equal(local.predict(data.test_rows), reference.predict(data.test_rows))
+
+
 def test_a_party_outside_the_graph_is_refused(task_identity):
     config = VFLConfig("breast-cancer", 2)
     grid = DirectGrid(party_app(config), 2)  # two nodes for one remote party
     with pytest.raises(GraphrecError, match="partition-id"):
         connect_parties(grid, config)
+
+
+def test_shipped_vfl_app_gives_the_cli_results(tmp_path, capsys, task_identity):
+    """The app for ``flwr run`` (graphrec/federated/vfl_flower_app): its ServerApp runs
+    ``graphrec vfl train`` with the run configuration's options, its ClientApp reads the same
+    run configuration; the results file equals the CLI's JSON in process."""
+    from flwr.cli.config_utils import load_and_validate
+
+    from graphrec.commands.vfl import flower_server_app
+
+    assert load_and_validate(APP_DIR / "pyproject.toml")[1] == []  # flwr accepts the app
+    app_config = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]
+    app_config = app_config["app"]["config"]
+    assert set(VFLConfig("synthetic").run_config()) <= set(app_config)
+    overrides = {
+        "dataset": "synthetic",
+        "epochs": 2,
+        "batch-size": 400,
+        "dp-sigma": 0.5,
+        "dp-targets": "embedding,gradient",
+        "compress": "q4",
+        "staleness": 3,
+        "results-file": str(tmp_path / "results.json"),
+    }
+    run_config = {**app_config, **overrides}
+    grid = DirectGrid(party_app(), 2, run_config)
+    server_context = Context(
+        run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config
+    )
+    flower_server_app()(grid, server_context)
+    got = json.loads((tmp_path / "results.json").read_text())
+    argv = ["vfl", "train", "--dataset", "synthetic", "--parties", "3", "--epochs", "2"]
+    argv += ["--batch-size", "400", "--dp-sigma", "0.5", "--dp-target", "both"]
+    argv += ["--compress", "q4", "--staleness", "3", "--json"]
+    assert main(argv) == 0
+    expected = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got.pop("flower")["round_trips"] > 0
+    for result in (expected, got):
+        result.pop("train_s")
+    assert got == expected
 
 
 def test_flower_refuses_centralized(capsys):

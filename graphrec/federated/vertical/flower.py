@@ -39,6 +39,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -53,6 +54,7 @@ from graphrec.federated.vertical.dp import GaussianDP
 from graphrec.federated.vertical.nodes import PartyNode, node_generator
 
 __all__ = [
+    "APP_DIR",
     "FlowerParties",
     "FlowerParty",
     "VFLConfig",
@@ -64,6 +66,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: the vertical FL Flower app shipped with graphrec (for ``flwr run``): the label owner's
+#: ServerApp (``graphrec vfl train``) and :func:`party_app`, configured by its run configuration
+APP_DIR = Path(__file__).parents[1] / "vfl_flower_app"
 
 # --------------------------------------------------------------------------- encoding
 
@@ -274,7 +280,7 @@ def _handle(config: VFLConfig, msg: Any, context: Any) -> Any:
         kept = {"node": copy.deepcopy(party.initial), "batch": None, "schedule": None}
     request = decode_payload(msg.content)
     if request.get("load") is not None:
-        kept = request["load"]
+        kept = {"node": request["load"], "batch": None, "schedule": None}
     node.load_state_dict(kept["node"])
     with torch.enable_grad():  # also when the app is called inside the label owner's no_grad
         for op in request.get("ops", []):
@@ -299,7 +305,7 @@ def _handle(config: VFLConfig, msg: Any, context: Any) -> Any:
             kept["batch"] = batch
     kept["node"] = node.state_dict()
     if request.get("state"):
-        reply["state"] = kept
+        reply["state"] = kept["node"]
     for key, record in encode_payload(kept, "vfl").items():
         context.state[key] = record
     return app.Message(encode_payload(reply), reply_to=msg)
@@ -458,13 +464,13 @@ class FlowerParty:
         self.group.pending[self.name]["ops"].append(("local",))
 
     def state_dict(self) -> dict[str, Any]:
-        """The party's state after its queued operations (``node``: its
-        :meth:`PartyNode.state_dict`; ``batch``, ``schedule``), fetched in one round trip."""
+        """The party's :meth:`PartyNode.state_dict` after its queued operations, fetched in one
+        round trip (so a checkpoint of a run on Flower resumes in process and back)."""
         return self.group.exchange({self.name: {"state": True}})[self.name]["state"]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace the party's state by ``state`` (from :meth:`state_dict`; queued operations
-        are dropped)."""
+        """Replace the party's node state by ``state`` (a :meth:`PartyNode.state_dict`; queued
+        operations are dropped; the next schedule comes with :meth:`schedule`)."""
         self.group.pending[self.name] = {"ops": []}
         self.group.exchange({self.name: {"load": state}})
 
