@@ -80,7 +80,9 @@ class GraphFilterConfig:
             low-pass part joins (``"early"``: before the sharpening, ``"late"``: after);
             GF-CF ignores the BSPM settings.
         seed: seed of the SVD's start vector.
-        batch_size: users scored per batch.
+        batch_size: users scored per batch (small batches keep the dense ``[I, B]`` signals
+            of the filter's sparse products in the CPU cache, which makes them faster than
+            large ones; the scores do not depend on it).
         metric, ks: the selection metric of :func:`tune_graph_filter` and the cut-offs.
 
     Settings left None take the method's :data:`METHOD_DEFAULTS`.
@@ -94,7 +96,7 @@ class GraphFilterConfig:
     solver: str | None = None
     merge: str | None = None
     seed: int = 0
-    batch_size: int = 1024
+    batch_size: int = 64
     metric: str = "recall@20"
     ks: tuple[int, ...] = (20,)
 
