@@ -8,6 +8,7 @@ Subcommands (one module each in :mod:`graphrec.commands`)::
     graphrec cf train|recommend ...  MF / LightGCN with BPR, InfoNCE or HDCCF; top-k items
     graphrec ctr train ...           five base CTR models, optionally with HIEN
     graphrec fl run|ode ...          federated strategies (FedSubAvg ...), ODE data selection
+    graphrec ondevice finetune ...   per-user fine-tuning of a CTR model, label correction
     graphrec export CHECKPOINT ...   ONNX / MNN export with a torch parity check
 
 Every failure the user can fix (bad file, bad argument, missing file, memory budget) prints one

@@ -31,7 +31,14 @@ from graphrec.models.ctr.base import CTRModel
 from graphrec.models.ctr.features import _key
 from graphrec.ondevice.correction import CORRECTIONS, correct_labels
 
-__all__ = ["LAYERS", "UserScores", "drift_buckets", "finetune_users", "per_user_auc", "user_metrics"]
+__all__ = [
+    "LAYERS",
+    "UserScores",
+    "drift_buckets",
+    "finetune_users",
+    "per_user_auc",
+    "user_metrics",
+]
 
 #: Which parameters a device tunes: the dense part only (what MNN trains) or everything.
 LAYERS = ("dense", "all")
@@ -74,7 +81,7 @@ def finetune_users(
     batch_size: int | None = None,
     user: str = "user",
     seed: int = 0,
-    chunk_size: int = 256,
+    chunk_rows: int = 4096,
 ) -> UserScores:
     """Fine-tune one copy of ``model`` per user on ``local`` and score ``test``.
 
@@ -91,7 +98,8 @@ def finetune_users(
         correction: label correction rule, one of :data:`CORRECTIONS`.
         layers: ``"dense"`` (parameters outside ``model.embedding``) or ``"all"``.
         seed: seed of the minibatch order and of the ``random`` rule.
-        chunk_size: users updated together.
+        chunk_rows: padded local rows updated together (users of similar sizes; a user
+            larger than this is a chunk of its own).
 
     Raises:
         ConfigError: an invalid argument.
@@ -106,8 +114,8 @@ def finetune_users(
         raise ConfigError(f"lr must be > 0; got {lr}")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1 or None; got {batch_size}")
-    if chunk_size < 1:
-        raise ConfigError(f"chunk_size must be >= 1; got {chunk_size}")
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be >= 1; got {chunk_rows}")
     if not 0.0 < global_share < 1.0:
         raise ConfigError(f"global_share must be in (0, 1); got {global_share}")
     for name, table in (("local", local), ("test", test)):
@@ -124,14 +132,21 @@ def finetune_users(
     model.eval()
     parts = []
     try:
-        for start in range(0, len(users), chunk_size):
-            chunk = users[start : start + chunk_size]
+        for chunk in _chunks(users, [len(local_rows[u]) for u in users], chunk_rows):
             parts.append(
                 _finetune_chunk(
-                    model, local, test, [local_rows[u] for u in chunk],
-                    [test_rows[u] for u in chunk], global_share=global_share,
-                    correction=correction, layers=layers, epochs=epochs, lr=lr,
-                    batch_size=batch_size, generator=generator,
+                    model,
+                    local,
+                    test,
+                    [local_rows[u] for u in chunk],
+                    [test_rows[u] for u in chunk],
+                    global_share=global_share,
+                    correction=correction,
+                    layers=layers,
+                    epochs=epochs,
+                    lr=lr,
+                    batch_size=batch_size,
+                    generator=generator,
                 )  # fmt: skip
             )
     finally:
@@ -149,6 +164,17 @@ def finetune_users(
         labels=np.concatenate([test.labels[test_rows[u]] for u in users[order]]),
         scores=np.concatenate([scores[i] for i in order]).astype(np.float32),
     )
+
+
+def _chunks(users: np.ndarray, sizes: list[int], max_rows: int) -> list[np.ndarray]:
+    """Consecutive runs of ``users`` (sorted by ``sizes``) with ``len(run) * max(size)`` at
+    most ``max_rows`` (at least one user per run)."""
+    out, start = [], 0
+    for end in range(1, len(users) + 1):
+        if end == len(users) or (end + 1 - start) * sizes[end] > max_rows:
+            out.append(users[start:end])
+            start = end
+    return out
 
 
 def _rows_by_user(table: CTRTable, user: str) -> dict[int, np.ndarray]:
@@ -180,8 +206,9 @@ def _local_tables(model: CTRModel, batches: list[dict[str, Tensor]]):
     for table in model.features.tables:
         columns = [s.name for s in model.features.specs if s.kind != "dense" and s.table == table]
         per_user = [
-            np.unique(np.concatenate([[0]] + [b[c][u].numpy().ravel() for b in batches
-                                              for c in columns]))  # fmt: skip
+            np.unique(
+                np.concatenate([[0]] + [b[c][u].numpy().ravel() for b in batches for c in columns])
+            )  # fmt: skip
             for u in range(len(next(iter(batches[0].values()))))
         ]
         width = max(len(c) for c in per_user)
@@ -275,6 +302,8 @@ def _finetune_chunk(
                 params[n] = params[n] - lr * grads[n]
     with torch.no_grad():
         scores = vmap(forward)(params, test_batch)
+    if not bool(torch.isfinite(scores).all()):
+        raise ConfigError(f"fine-tuning diverged (non-finite scores) at lr={lr}: lower lr")
     return [scores[u, : len(r)].numpy() for u, r in enumerate(test_rows)]
 
 

@@ -52,8 +52,13 @@ def loop_reference(model, local, test, g, correction, layers, epochs, lr, users)
 
 @pytest.mark.parametrize(
     "name, layers, correction",
-    [("din", "all", "soft"), ("din", "dense", "flip"), ("widedeep", "all", "none"),
-     ("dcn", "all", "offset"), ("deepfm", "dense", "soft")],  # fmt: skip
+    [
+        ("din", "all", "soft"),
+        ("din", "dense", "flip"),
+        ("widedeep", "all", "none"),
+        ("dcn", "all", "offset"),
+        ("deepfm", "dense", "soft"),
+    ],  # fmt: skip
 )
 def test_vectorised_equals_per_user_loop(data, name, layers, correction):
     torch.manual_seed(0)
@@ -61,7 +66,7 @@ def test_vectorised_equals_per_user_loop(data, name, layers, correction):
     local, test = data.split.train, data.split.test
     g = float(local.labels.mean())
     got = finetune_users(model, local, test, global_share=g, correction=correction,
-                         layers=layers, epochs=3, lr=0.5, chunk_size=7)  # fmt: skip
+                         layers=layers, epochs=3, lr=0.5, chunk_rows=100)  # fmt: skip
     users = got.users[:12]
     ref = loop_reference(model, local, test, g, correction, layers, 3, 0.5, users)
     for u in users:
@@ -108,9 +113,15 @@ def test_metrics_and_buckets(data):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(correction="x"), "correction"), (dict(layers="top"), "layers"),
-     (dict(epochs=-1), "epochs"), (dict(lr=0.0), "lr"), (dict(batch_size=0), "batch_size"),
-     (dict(global_share=0.0), "global_share"), (dict(user="nobody"), "nobody")],  # fmt: skip
+    [
+        (dict(correction="x"), "correction"),
+        (dict(layers="top"), "layers"),
+        (dict(epochs=-1), "epochs"),
+        (dict(lr=0.0), "lr"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(global_share=0.0), "global_share"),
+        (dict(user="nobody"), "nobody"),
+    ],  # fmt: skip
 )
 def test_invalid_arguments(data, kwargs, match):
     model = build_ctr_model("lr", data, seed=0)
