@@ -88,21 +88,21 @@ def test_evaluate_matches_ranking_metrics(graph):
 def test_tuning_uses_validation_only(graph):
     grid = {"k": (4, 8), "alpha": (0.0, 0.5), "sharpen_time": (0.0, 0.5)}
     best, table = tune_graph_filter(graph, "bspm", grid=grid)
-    assert len(table) == 8 and best.method == "bspm"
+    assert len(table) == 16 and best.method == "bspm"  # GRID's early and late merge
     top = max(table, key=lambda row: row["recall@20"])
-    assert (best.k, best.alpha, best.sharpen_time) == (top["k"], top["alpha"], top["sharpen_time"])
+    chosen = (best.k, best.alpha, best.sharpen_time, best.merge)
+    assert chosen == (top["k"], top["alpha"], top["sharpen_time"], top["merge"])
     # each grid point's validation metrics equal a fit of that configuration
     row = table[7]
     config = GraphFilterConfig("bspm", k=row["k"], alpha=row["alpha"],
-                               sharpen_time=row["sharpen_time"])  # fmt: skip
+                               sharpen_time=row["sharpen_time"], merge=row["merge"])  # fmt: skip
     direct = GraphFilterCF(config).fit(graph).evaluate("valid")
     assert row["recall@20"] == pytest.approx(direct["recall@20"], abs=1e-6)
     assert row["ndcg@20"] == pytest.approx(direct["ndcg@20"], abs=1e-6)
     # the test split plays no part
     no_test = dataclasses.replace(graph, test=sp.csr_array(graph.test.shape, dtype=np.float32))
     assert tune_graph_filter(no_test, "bspm", grid=grid) == (best, table)
-    # RK4 and both merges: each row equals a fit of its configuration
-    grid = {**grid, "merge": ("early", "late")}
+    # RK4 and Euler: each row equals a fit of its configuration
     for solver in ("rk4", "euler"):
         config = GraphFilterConfig("bspm", solver=solver)
         _, table = tune_graph_filter(graph, "bspm", grid=grid, config=config)

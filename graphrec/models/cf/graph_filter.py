@@ -62,7 +62,7 @@ GRID: dict[str, tuple] = {
     "k": (128, 256),
     "alpha": (0.1, 0.2, 0.3, 0.5, 1.0),
     "sharpen_time": (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
-    "merge": ("early",),
+    "merge": ("early", "late"),
 }
 
 
