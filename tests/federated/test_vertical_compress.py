@@ -184,3 +184,16 @@ def test_compressor_specs_go_through_the_registry():
     assert Quantize().entropy_coding == QuantizeConfig.entropy_coding
     assert COMPRESSORS.defaults("q8") == COMPRESSORS.defaults("q4") == {"entropy_coding": True}
     assert COMPRESSORS.defaults("topk") == {"ratio": TopK().ratio, "entropy_coding": True}
+
+
+def test_laplace_ans_codes_a_small_smooth_batch_below_its_width():
+    """A batch's 32 x 8 normal embeddings: deflate cannot shorten 256 8-bit codes, the
+    two-parameter Laplace model can (tag 2), and the receiver decodes the same tensor."""
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(2))
+    blob, grid = Quantize(8).encode(x)
+    assert blob[0] == 2 and 5 < len(blob) < 256  # deflate: 257 (stored behind its tag)
+    plain = Quantize(8, entropy_coding=False)
+    assert torch.equal(Quantize(8).decode((blob, grid), x.shape), plain(x))
+    q4 = Quantize(4).encode(x)[0]
+    assert q4[0] == 2 and len(q4) < 128
+    assert torch.equal(Quantize(4).decode(Quantize(4).encode(x), x.shape), Quantize(4, False)(x))

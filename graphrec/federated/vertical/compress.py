@@ -14,12 +14,15 @@ down) into the payload that is sent, and the receiver decodes it into :math:`\ha
   (``8 k`` bytes in all) or, entropy-coded, a bitmap of the ``B d`` entries.
 
 With ``entropy_coding`` the integer part of the payload (the codes, the position bitmap) is sent
-as a byte string: one tag byte, then the bytes raw-deflated (:func:`zlib.compress`, RFC 1951)
-where that is shorter, else as they are. It is lossless: the receiver decodes exactly the tensor
-it would decode without it, and the message log counts the byte string's length. Deflate's
-Huffman tables pay off on skewed codes (heavy-tailed gradients) and on larger tensors; on a few
-hundred 8-bit codes of a smooth distribution (a small batch's embeddings) they rarely do, and
-the tag byte is all the coding adds.
+as a byte string: one tag byte, then the shortest of the bytes as they are, raw-deflated
+(:func:`zlib.compress`, RFC 1951), or (codes only) coded by asymmetric numeral systems under a
+discretized Laplace model of the codes whose location and scale travel as two float16 numbers
+(Duda, "Asymmetric numeral systems", arXiv 1311.2540; the ``constriction`` library, Bamler,
+NeurIPS 2022). It is lossless: the receiver decodes exactly the tensor it would decode without
+it, and the message log counts the byte string's length. Deflate's Huffman tables pay off on
+skewed codes (heavy-tailed gradients) and on larger tensors; on a few hundred codes of a smooth
+distribution (a small batch's embeddings) they cost about what they save, while the two-number
+Laplace model still codes them below their bit width.
 
 :class:`ErrorFeedback` keeps, at the sender, what compression dropped from each aligned row and
 adds it to the row's next message (Seide et al., "1-bit stochastic gradient descent and its
@@ -49,7 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from graphrec.errors import ConfigError
+from graphrec.errors import ConfigError, MissingExtraError
 from graphrec.registry import COMPRESSORS
 
 __all__ = [
@@ -65,7 +68,7 @@ __all__ = [
 
 Payload = tuple[Tensor | bytes, ...]
 
-_STORED, _DEFLATED = 0, 1
+_STORED, _DEFLATED, _LAPLACE = 0, 1, 2
 
 
 def _deflate(data: bytes, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
@@ -82,6 +85,49 @@ def _inflate(blob: bytes) -> np.ndarray:
     """The bytes :func:`_deflate` encoded in ``blob``, as uint8."""
     data = zlib.decompress(blob[1:], wbits=-15) if blob[0] == _DEFLATED else blob[1:]
     return np.frombuffer(data, dtype=np.uint8)
+
+
+def _laplace(bits: int) -> tuple[object, object]:
+    """constriction's ANS coder class and the discretized Laplace family on ``0..2^bits - 1``."""
+    try:
+        import constriction
+    except ImportError as exc:
+        raise MissingExtraError("entropy coding of quantized codes (constriction)", "vfl") from exc
+    family = constriction.stream.model.QuantizedLaplace(0, 2**bits - 1)
+    return constriction.stream.stack.AnsCoder, family
+
+
+def _code(values: np.ndarray, packed: bytes, bits: int, strategy: int) -> bytes:
+    """The shortest tagged byte string of the codes ``values`` (uint8, one per entry; ``packed``
+    their bytes as sent without coding): stored, deflated or Laplace-ANS coded."""
+    best = _deflate(packed, strategy)
+    if values.size:
+        coder, family = _laplace(bits)
+        c = values.astype(np.int32)
+        loc = np.float16(c.mean())
+        scale = np.float16(max(float(np.abs(c - float(loc)).mean()), 0.25))
+        params = np.array([loc, scale], dtype=np.float16)
+        ans = coder()
+        n = c.size
+        ans.encode_reverse(c, family, np.full(n, float(params[0])), np.full(n, float(params[1])))
+        words = ans.get_compressed().astype("<u4").tobytes()
+        if 5 + len(words) < len(best):
+            best = bytes([_LAPLACE]) + params.tobytes() + words
+    return best
+
+
+def _decode_codes(blob: bytes, count: int, bits: int) -> np.ndarray:
+    """The ``count`` codes (uint8, one per entry) :func:`_code` encoded in ``blob``."""
+    if blob[0] != _LAPLACE:
+        data = _inflate(blob)
+        if bits == 4:
+            data = np.stack([data & 15, data >> 4], axis=1).reshape(-1)
+        return data[:count]
+    coder, family = _laplace(bits)
+    loc, scale = np.frombuffer(blob[1:5], dtype=np.float16).astype(np.float64)
+    ans = coder(np.frombuffer(blob[5:], dtype="<u4").astype(np.uint32))
+    values = ans.decode(family, np.full(count, loc), np.full(count, scale))
+    return values.astype(np.uint8)
 
 
 class Compressor(ABC):
@@ -127,7 +173,8 @@ class Quantize(Compressor):
         lo, hi = x.min(), x.max()
         scale = (hi - lo) / (2**self.bits - 1)
         codes = torch.round((x - lo) / scale) if scale > 0 else torch.zeros_like(x)
-        codes = codes.to(torch.uint8).reshape(-1)
+        values = codes.to(torch.uint8).reshape(-1)
+        codes = values
         if self.bits == 4:
             codes = torch.cat([codes, codes.new_zeros(codes.numel() % 2)])
             codes = codes[0::2] | (codes[1::2] << 4)
@@ -136,16 +183,19 @@ class Quantize(Compressor):
             # 8-bit codes seldom repeat in longer strings: run-length matches only, as small as
             # full deflate on split learning's gradients and much faster
             strategy = zlib.Z_RLE if self.bits == 8 else zlib.Z_DEFAULT_STRATEGY
-            return _deflate(codes.cpu().numpy().tobytes(), strategy), grid
+            packed = codes.cpu().numpy().tobytes()
+            return _code(values.cpu().numpy(), packed, self.bits, strategy), grid
         return codes, grid
 
     def decode(self, payload: Payload, shape: torch.Size) -> Tensor:
         codes, (lo, scale) = payload
+        count = math.prod(shape)
         if self.entropy_coding:
-            codes = torch.from_numpy(_inflate(codes).copy()).to(lo.device)
+            values = torch.from_numpy(_decode_codes(codes, count, self.bits).copy())
+            return lo + scale * values.to(lo.device).float().reshape(shape)
         if self.bits == 4:
             codes = torch.stack([codes & 15, codes >> 4], dim=1).reshape(-1)
-        return lo + scale * codes[: math.prod(shape)].float().reshape(shape)
+        return lo + scale * codes[:count].float().reshape(shape)
 
 
 COMPRESSORS.register("q8", partial(Quantize, 8), config=QuantizeConfig)
