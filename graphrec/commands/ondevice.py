@@ -8,8 +8,8 @@ import time
 
 from graphrec.commands._args import add_data_root, nonnegative_int, positive_float, positive_int
 from graphrec.ondevice.correction import CORRECTIONS
-from graphrec.ondevice.experiment import FINETUNE_DEFAULTS, ONDEVICE_DATASETS
-from graphrec.ondevice.protocol import LAYERS
+from graphrec.ondevice.experiment import ONDEVICE_DATASETS
+from graphrec.ondevice.protocol import FINETUNE_DEFAULTS, LAYERS, FineTuneConfig
 from graphrec.registry import CTR_MODELS
 
 
@@ -62,12 +62,7 @@ def finetune_command(args: argparse.Namespace) -> int:
     """Run ``graphrec ondevice finetune``."""
     import torch
 
-    from graphrec.ondevice.experiment import (
-        FineTuneConfig,
-        load_ondevice_data,
-        run_finetune,
-        train_cloud,
-    )
+    from graphrec.ondevice.experiment import load_ondevice_data, run_finetune, train_cloud
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -4,11 +4,24 @@
   that make a device's mean label equal the global share.
 * :mod:`graphrec.ondevice.protocol` - per-user fine-tuning vectorised across users, GAUC and
   the other per-user metrics, gains bucketed by drift.
+* :mod:`graphrec.ondevice.experiment` - the named data sets (amazon-users, ml-100k,
+  synthetic), the cloud model, one run with its baselines.
+* :mod:`graphrec.ondevice.synthetic` - a generator in which CTR drift harms naive
+  fine-tuning, by design.
 """
 
 from graphrec.ondevice.correction import CORRECTIONS, CorrectedLabels, correct_labels
+from graphrec.ondevice.experiment import (
+    ONDEVICE_DATASETS,
+    OnDeviceData,
+    load_ondevice_data,
+    run_finetune,
+    train_cloud,
+)
 from graphrec.ondevice.protocol import (
+    FINETUNE_DEFAULTS,
     LAYERS,
+    FineTuneConfig,
     UserScores,
     drift_buckets,
     finetune_users,
@@ -19,11 +32,18 @@ from graphrec.ondevice.protocol import (
 __all__ = [
     "CORRECTIONS",
     "CorrectedLabels",
+    "FINETUNE_DEFAULTS",
+    "FineTuneConfig",
     "LAYERS",
+    "ONDEVICE_DATASETS",
+    "OnDeviceData",
     "UserScores",
     "correct_labels",
     "drift_buckets",
     "finetune_users",
+    "load_ondevice_data",
     "per_user_auc",
+    "run_finetune",
+    "train_cloud",
     "user_metrics",
 ]

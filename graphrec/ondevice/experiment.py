@@ -25,11 +25,15 @@ from graphrec.models.ctr.base import CTRModel
 from graphrec.models.ctr.defaults import TrainRecipe, train_recipe
 from graphrec.models.ctr.experiment import CTRDataset, build_ctr_model, load_ctr_dataset
 from graphrec.models.ctr.train import train_ctr
-from graphrec.ondevice.protocol import drift_buckets, finetune_users, user_metrics
+from graphrec.ondevice.protocol import (
+    FINETUNE_DEFAULTS,
+    FineTuneConfig,
+    drift_buckets,
+    finetune_users,
+    user_metrics,
+)
 
 __all__ = [
-    "FINETUNE_DEFAULTS",
-    "FineTuneConfig",
     "ONDEVICE_DATASETS",
     "OnDeviceData",
     "load_ondevice_data",
@@ -39,20 +43,6 @@ __all__ = [
 
 #: Data set names of :func:`load_ondevice_data`.
 ONDEVICE_DATASETS = ("amazon-users", "ml-100k", "synthetic")
-
-
-@dataclass(frozen=True)
-class FineTuneConfig:
-    """Per-user fine-tuning settings (:func:`graphrec.ondevice.finetune_users`)."""
-
-    layers: str = "all"
-    epochs: int = 5
-    lr: float = 0.1
-    batch_size: int | None = None
-
-
-#: Default fine-tuning settings.
-FINETUNE_DEFAULTS = FineTuneConfig()
 
 
 @dataclass(repr=False)

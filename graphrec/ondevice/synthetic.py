@@ -32,6 +32,7 @@ from graphrec.models.ctr.data import CTRSplit
 from graphrec.models.ctr.defaults import TrainRecipe
 from graphrec.models.ctr.experiment import CTRDataset
 from graphrec.models.ctr.features import CTRFeatures
+from graphrec.ondevice.experiment import OnDeviceData
 
 __all__ = ["DRIFT_CTR_SCHEMA", "DRIFT_RECIPE", "drift_ctr"]
 
@@ -60,8 +61,8 @@ def drift_ctr(
     revisit: float = 0.5,
     max_history: int = 20,
     seed: int = 0,
-):
-    """The drift data set (module docstring) as :class:`graphrec.ondevice.OnDeviceData`.
+) -> OnDeviceData:
+    """The drift data set (module docstring) as :class:`~graphrec.ondevice.OnDeviceData`.
 
     The cloud trains on the first 90% of each user's cloud-period impressions and stops early
     on the rest; every device fine-tunes on its ``local_per_user`` impressions and is tested on
@@ -76,8 +77,6 @@ def drift_ctr(
     Raises:
         ConfigError: a count below its minimum or ``revisit`` outside ``[0, 1]``.
     """
-    from graphrec.ondevice.experiment import OnDeviceData
-
     if min(num_users, num_items, max_history) < 1 or num_cates < 2:
         raise ConfigError("num_users, num_items and max_history must be >= 1, num_cates >= 2")
     if cloud_per_user < 2 or min(local_per_user, test_per_user) < 1:
