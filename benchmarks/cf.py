@@ -165,9 +165,7 @@ FILTERS: dict[str, dict] = {"gf-cf": {"method": "gf-cf"}, "bspm": {"method": "bs
 FILTER_SETTINGS: dict[str, dict[str, dict]] = {
     "ml-100k": {
         "gf-cf": {"k": 16, "alpha": 0.3},
-        "bspm": {
-            "k": 32, "alpha": 0.2, "sharpen_time": 0.25, "solver": "euler", "merge": "early",
-        },  # fmt: skip
+        "bspm": {"k": 32, "alpha": 0.2, "sharpen_time": 0.25, "solver": "euler", "merge": "early"},
     },
     "gowalla": {},
 }

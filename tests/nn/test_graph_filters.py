@@ -60,6 +60,9 @@ def test_linear_filter_equals_dense(dense):
         assert out.dtype == torch.float32 and out.shape == (7, 20)
         np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
     assert torch.all(layer(dense)[:, 19] == 0)  # an item nobody interacted with
+    # item-major layout: the same products on x^T, bit for bit
+    x_t = torch.from_numpy(np.ascontiguousarray(x.T, dtype=np.float32))
+    assert torch.equal(layer.propagate_t(x_t).T, layer(x))
 
 
 def test_ideal_low_pass_equals_exact_svd(dense):
