@@ -1,6 +1,7 @@
 """Federated learning benchmarks (issue 6): FedSubAvg, ODE, simulator throughput.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part fedsubavg|ode|throughput``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part PART``, PART one of
+``fedsubavg``, ``ode``, ``ode-paper``, ``throughput``
 (each part separately; all torch work on one thread).
 
 (a) ``fedsubavg``: FedSubAvg (code form, the official training loop's estimator) vs FedAvg vs
@@ -15,6 +16,10 @@ Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part fedsubavg|ode|
     FedBalancer-style, SLD-style and full data, on Synthetic(1, 1) (200 devices, softmax
     regression) and on a real task; speedup = rounds RS needs to reach its final accuracy /
     rounds the method needs (paper Table 2). Writes ``fl_ode.json``.
+(b') ``ode-paper``: ODE-Est vs RS in the ODE authors' own synthetic setting (``graphrec fl ode
+    --preset paper-synthetic``: LEAF-style data, lr 1e-4, official-behaviour options) over
+    ``--seeds``, ``--jobs`` runs at a time; final accuracy and time-to-RS's-final-accuracy
+    speedup, mean +- std. Writes ``fl_ode_paper.json``.
 (c) ``throughput``: client updates per second of the in-process simulator vs Flower's
     simulation (Ray backend, 1 CPU per ClientApp) on the same workload: 10,000 devices, 100
     per round, a small softmax-regression model. Writes ``fl_throughput.json``.
@@ -62,7 +67,13 @@ from graphrec.federated import (  # noqa: E402
     synthetic_leaf,
 )
 from graphrec.federated.data import load_uci_heart_per_centre  # noqa: E402
-from graphrec.federated.experiment import holdout  # noqa: E402
+from graphrec.federated.experiment import (  # noqa: E402
+    ODE_PRESETS,
+    holdout,
+    paper_velocity,
+    stream_data,
+    stream_task,
+)
 from graphrec.models.ctr import DIN, CTRFeatures, amazon_ctr  # noqa: E402
 
 COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part {part}"
@@ -351,6 +362,134 @@ def _md_ode(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- (b') ODE, paper preset
+
+
+def _ode_paper_run(job: tuple[int, str, int]) -> dict[str, Any]:
+    """One seed x selector of ``graphrec fl ode --preset paper-synthetic`` (same numbers)."""
+    seed, selector, rounds = job
+    torch.set_num_threads(1)
+    p = ODE_PRESETS["paper-synthetic"]
+    data = stream_data(p["dataset"], devices=p["devices"], seed=seed)
+    task = stream_task(
+        data,
+        selector,
+        buffer_size=p["buffer"],
+        velocity=paper_velocity(data.parts),
+        seed=seed,
+        **{name: p[name] for name in StreamTask.OPTIONS},
+    )
+    local = LocalConfig(
+        lr=p["lr"], lr_decay=1.0, local_steps=p["epochs"], batch_size=10**9, clip_norm=None
+    )
+    sim = stream_simulator(
+        task,
+        clients_per_round=p["clients_per_round"],
+        local=local,
+        seed=seed,
+        eval_every=p["eval_every"],
+    )
+    t0 = time.perf_counter()
+    history = sim.run(rounds)
+    evaluated = [r for r in history if "accuracy" in r]
+    print(f"[ode-paper] seed {seed} {selector}: {evaluated[-1]['accuracy']:.4f}", flush=True)
+    return {
+        "seed": seed,
+        "selector": selector,
+        "seconds": time.perf_counter() - t0,
+        "rounds": [r["round"] for r in evaluated],
+        "accuracy": [r["accuracy"] for r in evaluated],
+        "about": data.about,
+    }
+
+
+def part_ode_paper(args: argparse.Namespace) -> None:
+    import multiprocessing
+
+    rounds = args.ode_paper_rounds or ODE_PRESETS["paper-synthetic"]["rounds"]
+    jobs = [(seed, sel, rounds) for seed in args.seeds for sel in ("rs", "ode")]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        done = pool.map(_ode_paper_run, jobs, chunksize=1)
+    seeds: dict[int, dict[str, Any]] = {}
+    for run in done:
+        seeds.setdefault(run["seed"], {})[run.pop("selector")] = run
+    for runs in seeds.values():
+        hist = {s: _acc_history(r) for s, r in runs.items()}
+        for s, r in runs.items():
+            r["final_accuracy"] = final_value(hist[s], tail=args.tail)
+            r["speedup_vs_rs"] = speedup(hist["rs"], hist[s], tail=args.tail)
+    out = {
+        "machine": bench.machine(),
+        "preset": {**ODE_PRESETS["paper-synthetic"], "rounds": rounds},
+        "tail": args.tail,
+        "jobs": args.jobs,
+        "about": done[0]["about"],
+        "seeds": {str(k): v for k, v in seeds.items()},
+    }
+    bench.write_results("fl_ode_paper", out)
+    _write_md("ode-paper", _md_ode_paper(out, args))
+
+
+def _md_ode_paper(out: dict[str, Any], args: argparse.Namespace) -> str:
+    seeds = out["seeds"]
+    p = out["preset"]
+
+    def stat(values: list[float], fmt: str = "{:.2f}") -> str:
+        return f"{fmt.format(np.mean(values))} ± {np.std(values):.2f}"
+
+    rs = [100 * d["rs"]["final_accuracy"] for d in seeds.values()]
+    ode = [100 * d["ode"]["final_accuracy"] for d in seeds.values()]
+    sp = [d["ode"]["speedup_vs_rs"] for d in seeds.values()]
+    reached = [x for x in sp if x is not None]
+    rows = [
+        [f"seed {k}", f"{100 * d['rs']['final_accuracy']:.2f}",
+         f"{100 * d['ode']['final_accuracy']:.2f}",
+         f"{100 * (d['ode']['final_accuracy'] - d['rs']['final_accuracy']):+.2f}",
+         "-" if d["ode"]["speedup_vs_rs"] is None else f"{d['ode']['speedup_vs_rs']:.2f}x",
+         f"{d['rs']['seconds']:.0f} / {d['ode']['seconds']:.0f}"]
+        for k, d in seeds.items()
+    ]  # fmt: skip
+    rows.append(
+        ["mean ± std", stat(rs), stat(ode), stat(list(np.subtract(ode, rs)), "{:+.2f}"),
+         (stat(reached, "{:.2f}") + "x" if reached else "-")
+         + ("" if len(reached) == len(sp) else f" ({len(reached)} of {len(sp)} reached)"),
+         ""]
+    )  # fmt: skip
+    first = next(iter(seeds.values()))["rs"]["rounds"]
+    marks = [i for i, r in enumerate(first) if r % 100 == 0 or r == first[-1]]
+    curve = [
+        [str(first[i])]
+        + [stat([100 * d[s]["accuracy"][i] for d in seeds.values()]) for s in ("rs", "ode")]
+        for i in marks
+    ]
+    seed_text = " ".join(str(s) for s in args.seeds)
+    header = ["", "RS final (%)", "ODE-Est final (%)", "difference", "speedup"]
+    header.append(f"seconds RS / ODE-Est ({out['jobs']} runs at a time)")
+    return "\n".join(
+        [
+            "**(b') ODE in its own setting** (`graphrec fl ode --preset paper-synthetic`: "
+            f"{out['about']}; {p['clients_per_round']} of {p['devices']} devices per round, "
+            f"|B| = {p['buffer']}, each device's stream size / 400 arrivals per round, SGD lr "
+            f"{p['lr']}, {p['epochs']} local epochs of one full-store step, {p['rounds']} rounds, "
+            f"evaluation every {p['eval_every']}; official behaviour: gamma loss / sum(gamma), "
+            "g_hat sent after aggregation, RS counter restarted per participation). Target = "
+            f"RS's final accuracy (mean of its last {out['tail']} evaluations), speedup = rounds "
+            "RS needs to reach it / rounds ODE-Est needs ('-' = never). Paper (ST): 5.88x, "
+            "82.80% vs RS 79.56%.",
+            f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part ode-paper "
+            f"--seeds {seed_text} --jobs {out['jobs']}"
+            + ("" if args.ode_paper_rounds is None else f" --ode-paper-rounds {p['rounds']}")
+            + f"`; {out['machine']}.",
+            "",
+            bench.md_table(header, rows),
+            "",
+            "Test accuracy (%) along the run, mean ± std over the seeds:",
+            "",
+            bench.md_table(["round", "RS", "ODE-Est"], curve),
+        ]
+    )
+
+
 # --------------------------------------------------------------------------- (c) throughput
 
 
@@ -464,7 +603,7 @@ def _write_md(part: str, text: str) -> None:
         f"{text}\n\nLoad average (1 min) when this part finished: {bench.load_average():.1f}."
     )
     bench.write_json(store, blocks)
-    order = [p for p in ("fedsubavg", "ode", "throughput") if p in blocks]
+    order = [p for p in ("fedsubavg", "ode", "ode-paper", "throughput") if p in blocks]
     bench.update_benchmarks_md(
         "fl", "## Federated learning\n\n" + "\n\n".join(blocks[p] for p in order)
     )
@@ -472,7 +611,9 @@ def _write_md(part: str, text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["fedsubavg", "ode", "throughput"], required=True)
+    parser.add_argument(
+        "--part", choices=["fedsubavg", "ode", "ode-paper", "throughput"], required=True
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--per-round", type=int, default=50)
@@ -483,6 +624,11 @@ def main() -> None:
     parser.add_argument("--ode-rounds", type=int, default=300)
     parser.add_argument("--ode-eval-every", type=int, default=10)
     parser.add_argument("--ode-lr", type=float, default=0.01)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--jobs", type=int, default=2, help="ode-paper runs at a time")
+    parser.add_argument(
+        "--ode-paper-rounds", type=int, default=None, help="default: the preset's 1000"
+    )
     parser.add_argument("--tp-devices", type=int, default=10_000)
     parser.add_argument("--tp-per-round", type=int, default=100)
     parser.add_argument("--tp-rounds", type=int, default=20)
@@ -496,7 +642,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"fedsubavg": part_fedsubavg, "ode": part_ode, "throughput": part_throughput}[args.part](args)
+    parts = {
+        "fedsubavg": part_fedsubavg,
+        "ode": part_ode,
+        "ode-paper": part_ode_paper,
+        "throughput": part_throughput,
+    }
+    parts[args.part](args)
 
 
 if __name__ == "__main__":

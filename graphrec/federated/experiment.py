@@ -199,9 +199,9 @@ def stream_data(
         )
         train, test = holdout(syn.parts, 0.2, seed)
         about = (
-            f"LEAF-style synthetic (shared labelling model, noise 0.1), {devices} devices, "
-            f"{syn.y.size:,} samples (sizes 50 + lognormal(8.4, 0.5); 80% stream, 20% test), "
-            "dim 60, 10 labels"
+            "LEAF-style synthetic (shared labelling model, model and logit noise 0.1), "
+            f"{devices} devices, {syn.y.size:,} samples (sizes 50 + lognormal(8.4, 0.5); "
+            "80% stream, 20% test), dim 60, 10 labels"
         )
         return StreamData(syn.x, syn.y, train, test, about)
     if dataset == "uci-heart":

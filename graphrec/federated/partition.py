@@ -236,6 +236,7 @@ def synthetic_shared(
     num_classes: int = 10,
     model_noise: float = 0.1,
     feature_shift: float = 1.0,
+    logit_noise: float = 0.1,
     size_mu: float = 3.0,
     size_sigma: float = 2.0,
     min_samples: int = 5,
@@ -246,19 +247,21 @@ def synthetic_shared(
 
     A global softmax model ``W ~ N(0, 1)`` (``[dim, C]``), ``b ~ N(0, 1)`` (``[C]``); device ``k``
     labels with ``W_k = W + model_noise * N(0, 1)``, ``b_k = b + model_noise * N(0, 1)``, draws
-    features ``x ~ N(m_k, diag(j^-1.2))`` around its own mean ``m_k ~ N(0, feature_shift^2)``
-    per coordinate, and labels ``y = argmax(x W_k + b_k)``. With small ``model_noise`` one global
-    linear model labels almost every device's data right (unlike :func:`synthetic_leaf`, whose
-    devices disagree). Device sizes: :func:`lognormal_sizes` with ``size_mu``, ``size_sigma``,
-    ``min_samples``, ``max_samples`` (LEAF's defaults: 3, 2, 5, 1000).
+    features ``x ~ N(m_k, diag(j^-1.2))`` around its own mean ``m_k ~ N(B_k, 1)`` per
+    coordinate with ``B_k ~ N(0, feature_shift^2)`` (as LEAF), and labels
+    ``y = argmax(x W_k + b_k + logit_noise * N(0, 1))`` (LEAF's noise 0.1 on the logits). With
+    small ``model_noise`` one global linear model labels almost every device's data right
+    (unlike :func:`synthetic_leaf`, whose devices disagree). Device sizes:
+    :func:`lognormal_sizes` with ``size_mu``, ``size_sigma``, ``min_samples``, ``max_samples``
+    (LEAF's defaults: 3, 2, 5, 1000).
     ``alpha`` and ``beta`` of the result hold ``model_noise`` and ``feature_shift``.
     """
     if num_devices < 1:
         raise ConfigError(f"num_devices must be positive, got {num_devices}")
-    if model_noise < 0 or feature_shift < 0:
+    if min(model_noise, feature_shift, logit_noise) < 0:
         raise ConfigError(
-            f"model_noise and feature_shift must be non-negative, got {model_noise}, "
-            f"{feature_shift}"
+            "model_noise, feature_shift and logit_noise must be non-negative, got "
+            f"{model_noise}, {feature_shift}, {logit_noise}"
         )
     rng = np.random.default_rng(seed)
     counts = lognormal_sizes(
@@ -271,10 +274,11 @@ def synthetic_shared(
     for k in range(num_devices):
         w = w_global + model_noise * rng.standard_normal((dim, num_classes))
         b = b_global + model_noise * rng.standard_normal(num_classes)
-        mean_x = feature_shift * rng.standard_normal(dim)
+        mean_x = rng.normal(feature_shift * rng.standard_normal(), 1, dim)
         x = mean_x + rng.standard_normal((counts[k], dim)) * std
+        logits = x @ w + b + logit_noise * rng.standard_normal((counts[k], num_classes))
         xs.append(x.astype(np.float32))
-        ys.append(np.argmax(x @ w + b, axis=1).astype(np.int64))
+        ys.append(np.argmax(logits, axis=1).astype(np.int64))
         parts.append(np.arange(start, start + counts[k], dtype=np.int64))
         start += int(counts[k])
     return SyntheticFederated(
