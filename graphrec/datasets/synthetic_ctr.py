@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,13 @@ import numpy as np
 from graphrec.errors import ConfigError
 from graphrec.io import CTRSchema, CTRTable
 
-__all__ = ["SYNTHETIC_CTR_SCHEMA", "SYNTHETIC_TREES", "SyntheticCTR", "synthetic_ctr"]
+__all__ = [
+    "SYNTHETIC_CTR_SCHEMA",
+    "SYNTHETIC_TREES",
+    "SyntheticCTR",
+    "impression_tables",
+    "synthetic_ctr",
+]
 
 #: Column roles of :func:`synthetic_ctr` tables; ``history`` shares the ``item`` vocabulary.
 SYNTHETIC_CTR_SCHEMA = CTRSchema(
@@ -132,17 +139,35 @@ def synthetic_ctr(
             rows["part"].append(0 if t < n_train else 1 if t < n_train + n_valid else 2)
             if y:
                 clicks.append(int(v))
-    user = np.array(rows["user"])
     item = np.array(rows["item"])
+    codes = {"user": np.array(rows["user"]) + 1, "item": item + 1}
+    codes.update({k: attrs[k][item] + 1 for k in _TYPES})
+    count = {"user": num_users, "item": num_items, **sizes}
+    table = impression_tables(
+        rows, codes, count, max_history, SYNTHETIC_CTR_SCHEMA,
+        f"synthetic (planted={planted}, seed={seed})",
+    )  # fmt: skip
+    return SyntheticCTR(table(0), table(1), table(2), planted, prefs, attrs)
+
+
+def impression_tables(
+    rows: dict[str, list],
+    codes: dict[str, np.ndarray],
+    count: dict[str, int],
+    max_history: int,
+    schema: CTRSchema,
+    path: str,
+) -> Callable[[int], CTRTable]:
+    """``table(k)``: the impressions of part ``k`` of a generator's ``rows`` (lists ``label``,
+    ``history`` (clicked item indices), ``part``) as a :class:`CTRTable` with the categorical
+    ``codes`` (index + 1 per row) over vocabularies of ``count`` values, the histories padded
+    to ``max_history``."""
     label = np.array(rows["label"], dtype=np.float32)
     part = np.array(rows["part"])
     lengths = np.array([len(h) for h in rows["history"]], dtype=np.int64)
-    history = np.zeros((len(user), max_history), dtype=np.int64)
+    history = np.zeros((len(label), max_history), dtype=np.int64)
     for r, h in enumerate(rows["history"]):
         history[r, : len(h)] = np.asarray(h, dtype=np.int64) + 1
-    codes = {"user": user + 1, "item": item + 1}
-    codes.update({k: attrs[k][item] + 1 for k in _TYPES})
-    count = {"user": num_users, "item": num_items, **sizes}
     vocab = {c: {str(i): i + 1 for i in range(n)} for c, n in count.items()}
 
     def table(k: int) -> CTRTable:
@@ -154,8 +179,8 @@ def synthetic_ctr(
             sequence={"history": history[sel]},
             sequence_lengths={"history": lengths[sel]},
             vocab=vocab,
-            schema=SYNTHETIC_CTR_SCHEMA,
-            path=f"synthetic (planted={planted}, seed={seed})",
+            schema=schema,
+            path=path,
         )
 
-    return SyntheticCTR(table(0), table(1), table(2), planted, prefs, attrs)
+    return table

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphrec.datasets.synthetic_ctr import impression_tables
 from graphrec.errors import ConfigError
-from graphrec.io import CTRSchema, CTRTable
+from graphrec.io import CTRSchema
 from graphrec.models.ctr.data import CTRSplit
 from graphrec.models.ctr.defaults import TrainRecipe
 from graphrec.models.ctr.experiment import CTRDataset
@@ -113,30 +114,12 @@ def drift_ctr(
                     clicks.append(v)
                 if part == 2:
                     local_items.append(v)
-    user, item = np.array(rows["user"]), np.array(rows["item"])
-    label = np.array(rows["label"], dtype=np.float32)
-    part = np.array(rows["part"])
-    lengths = np.array([len(h) for h in rows["history"]], dtype=np.int64)
-    history = np.zeros((len(user), max_history), dtype=np.int64)
-    for r, h in enumerate(rows["history"]):
-        history[r, : len(h)] = np.asarray(h, dtype=np.int64) + 1
-    codes = {"user": user + 1, "item": item + 1, "cate": cate[item] + 1}
+    item = np.array(rows["item"])
+    codes = {"user": np.array(rows["user"]) + 1, "item": item + 1, "cate": cate[item] + 1}
     count = {"user": num_users, "item": num_items, "cate": num_cates}
-    vocab = {c: {str(i): i + 1 for i in range(n)} for c, n in count.items()}
-
-    def table(k: int) -> CTRTable:
-        sel = part == k
-        return CTRTable(
-            labels=label[sel],
-            categorical={c: v[sel].astype(np.int64) for c, v in codes.items()},
-            numeric={},
-            sequence={"history": history[sel]},
-            sequence_lengths={"history": lengths[sel]},
-            vocab=vocab,
-            schema=DRIFT_CTR_SCHEMA,
-            path=f"synthetic drift (seed={seed})",
-        )
-
+    table = impression_tables(
+        rows, codes, count, max_history, DRIFT_CTR_SCHEMA, f"synthetic drift (seed={seed})"
+    )
     split = CTRSplit(table(0), table(1), table(3))
     ctr = CTRDataset("synthetic", split, CTRFeatures.from_table(split.train), None,
                      "item", "user", "history")  # fmt: skip
