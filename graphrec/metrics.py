@@ -14,11 +14,12 @@ Top-K recommendation over full item rankings:
 * :func:`ranking_metrics` - Recall@K, NDCG@K and Precision@K for several K at once, training
   items masked, scores computed in user batches.
 * :func:`recall_at_k`, :func:`ndcg_at_k` - single-metric shortcuts.
+* :func:`metric_ks` - the cut-offs a run evaluates: its list plus its selection metric's K.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "auc",
     "gauc",
     "multi_auc",
+    "metric_ks",
     "ranking_metrics",
     "recall_at_k",
     "ndcg_at_k",
@@ -262,6 +264,17 @@ def _row_scorer(
             f"score matrix has shape {tuple(matrix.shape)}; test is {n_users} x {n_items}"
         )
     return lambda u: matrix[torch.as_tensor(u, device=matrix.device)]
+
+
+def metric_ks(metric: str, ks: Sequence[int]) -> tuple[int, ...]:
+    """The cut-offs to evaluate: ``ks`` plus the K of the selection metric ``metric``
+    (``"recall@20"``, ``"ndcg@K"`` or ``"precision@K"``), which must name one of
+    :func:`ranking_metrics`'s metrics."""
+    ks = tuple(int(k) for k in ks)
+    name, _, k = metric.partition("@")
+    if name not in ("recall", "ndcg", "precision") or not k.isdigit():
+        raise ConfigError(f"metric must look like 'recall@20'; got {metric!r}")
+    return ks if int(k) in ks else tuple(sorted({*ks, int(k)}))
 
 
 def ranking_metrics(

@@ -266,3 +266,15 @@ def test_ranking_metrics_errors():
         ranking_metrics(scores, test, ks=(0,))
     with pytest.raises(ValueError, match="NaN"):
         ranking_metrics(np.full((4, 5), np.nan), test)
+
+
+def test_metric_ks_adds_the_selection_cutoff_and_refuses_bad_names():
+    from graphrec.errors import ConfigError
+    from graphrec.metrics import metric_ks
+
+    assert metric_ks("recall@20", (10, 20)) == (10, 20)
+    assert metric_ks("ndcg@5", [20, 10]) == (5, 10, 20)
+    assert metric_ks("precision@3", ()) == (3,)
+    for bad in ("auc@20", "recall", "recall@k"):
+        with pytest.raises(ConfigError, match="metric must look like 'recall@20'"):
+            metric_ks(bad, (20,))

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph
-from graphrec.metrics import ranking_metrics
+from graphrec.metrics import metric_ks, ranking_metrics
 from graphrec.nn.bspm import MERGES, SOLVERS, BSPMFilter, sharpening_polynomial
 from graphrec.nn.gf_cf import GFCFFilter
 
@@ -117,12 +117,7 @@ class GraphFilterConfig:
             raise ConfigError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
         if self.merge not in MERGES:
             raise ConfigError(f"merge must be one of {MERGES}; got {self.merge!r}")
-        self.ks = tuple(int(k) for k in self.ks)
-        name, _, k = self.metric.partition("@")
-        if name not in ("recall", "ndcg", "precision") or not k.isdigit():
-            raise ConfigError(f"metric must look like 'recall@20'; got {self.metric!r}")
-        if int(k) not in self.ks:
-            self.ks = tuple(sorted({*self.ks, int(k)}))
+        self.ks = metric_ks(self.metric, self.ks)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GraphFilterConfig:

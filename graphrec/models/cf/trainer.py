@@ -42,7 +42,7 @@ from graphrec.io.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from graphrec.metrics import ranking_metrics
+from graphrec.metrics import metric_ks, ranking_metrics
 from graphrec.models.cf.backbones import INITS, CFBackbone
 from graphrec.models.cf.losses import CFLossInput, l2_regularization
 from graphrec.models.cf.sampler import CFBatch, InteractionSampler
@@ -139,12 +139,7 @@ class CFConfig:
             raise ConfigError(f"protocol must be one of {PROTOCOLS}; got {self.protocol!r}")
         if self.sampling not in SAMPLINGS:
             raise ConfigError(f"sampling must be one of {SAMPLINGS}; got {self.sampling!r}")
-        self.ks = tuple(int(k) for k in self.ks)
-        name, _, k = self.metric.partition("@")
-        if name not in ("recall", "ndcg", "precision") or not k.isdigit():
-            raise ConfigError(f"metric must look like 'recall@20'; got {self.metric!r}")
-        if int(k) not in self.ks:
-            self.ks = tuple(sorted({*self.ks, int(k)}))
+        self.ks = metric_ks(self.metric, self.ks)
         if self.epochs < 0 or self.eval_every < 1 or self.patience < 0:
             raise ConfigError("epochs and patience must be >= 0, eval_every >= 1")
 
