@@ -10,7 +10,19 @@ import argparse
 import importlib
 
 #: Subcommand modules, in the order ``graphrec --help`` lists them.
-MODULES = ["data", "fastcover", "fastcover_train", "cf", "ctr", "fl", "vfl", "ondevice", "export"]
+MODULES = [
+    "data",
+    "fastcover",
+    "fastcover_train",
+    "cf",
+    "ctr",
+    "mtl",
+    "fl",
+    "vfl",
+    "ondevice",
+    "walle",
+    "export",
+]
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:
