@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from graphrec.models.ctr.train import train_ctr
 from graphrec.ondevice.protocol import (
     FINETUNE_DEFAULTS,
     FineTuneConfig,
+    UserScores,
     drift_buckets,
     finetune_users,
     user_metrics,
@@ -142,12 +144,18 @@ def run_finetune(
     cloud: CTRModel,
     data: OnDeviceData,
     *,
-    correction: str = "none",
+    correction: str | Sequence[str] = "none",
     config: FineTuneConfig = FINETUNE_DEFAULTS,
     seed: int = 0,
     edges: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 1.0),
+    cache: MutableMapping[str, tuple[UserScores, float]] | None = None,
 ) -> dict:
-    """Cloud only, naive fine-tuning and ``correction`` on every user of ``data``.
+    """Cloud only, naive fine-tuning and ``correction`` (one rule or several) on every user
+    of ``data``.
+
+    ``cache`` (method name -> scores and seconds) holds finished methods: a method found there
+    is not run again, a method run is stored there (e.g. a run folder that a rerun resumes).
+    Every method fine-tunes with the same ``seed``, so it does not depend on the others.
 
     Returns a JSON-ready dict: ``global_share``, ``config``, ``methods`` (name -> the
     metrics of :func:`~graphrec.ondevice.user_metrics` plus ``seconds``), ``buckets``
@@ -155,15 +163,20 @@ def run_finetune(
     """
     g = data.global_share
     runs = {"cloud": dict(epochs=0), "naive": dict(correction="none")}
-    if correction != "none":
-        runs[correction] = dict(correction=correction)
+    for rule in [correction] if isinstance(correction, str) else correction:
+        if rule != "none":
+            runs[rule] = dict(correction=rule)
     settings = asdict(config)
+    cache = {} if cache is None else cache
     scores, methods = {}, {}
     for name, options in runs.items():
-        start = time.perf_counter()
-        scores[name] = finetune_users(cloud, data.local, data.test, global_share=g,
-                                      seed=seed, **(settings | options))  # fmt: skip
-        methods[name] = user_metrics(scores[name]) | {"seconds": time.perf_counter() - start}
+        if name not in cache:
+            start = time.perf_counter()
+            tuned = finetune_users(cloud, data.local, data.test, global_share=g,
+                                   seed=seed, **(settings | options))  # fmt: skip
+            cache[name] = (tuned, time.perf_counter() - start)
+        scores[name], seconds = cache[name]
+        methods[name] = user_metrics(scores[name]) | {"seconds": seconds}
     buckets = {n: drift_buckets(scores["cloud"], s, g, edges) for n, s in scores.items()
                if n != "cloud"}  # fmt: skip
     return {
