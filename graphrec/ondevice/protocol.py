@@ -3,9 +3,11 @@
 Protocol: a cloud model (any model of :data:`graphrec.registry.CTR_MODELS`) is trained on all
 users' earlier data; every user gets a copy, fine-tunes it with SGD on the user's local samples
 (labels optionally corrected, :mod:`graphrec.ondevice.correction`) and scores the user's later
-test samples. Metrics (:func:`user_metrics`): GAUC (impression-weighted per-user AUC over users
-with both labels), the mean per-user AUC, the pooled AUC and the logloss. The cloud-only
-baseline is fine-tuning for 0 epochs; naive fine-tuning is correction ``"none"``.
+test samples, optionally with extra weighted rows per device (the augmented samples of
+:mod:`graphrec.ondevice.coda`). Metrics (:func:`user_metrics`): GAUC (impression-weighted
+per-user AUC over users with both labels), the mean per-user AUC, the pooled AUC and the
+logloss. The cloud-only baseline is fine-tuning for 0 epochs; naive fine-tuning is correction
+``"none"``.
 
 Users are fine-tuned in chunks of similar sample counts, one batched update per step for the
 whole chunk (``torch.func.vmap`` of ``grad`` over a ``functional_call``; rows padded and
@@ -16,6 +18,7 @@ updates as fine-tuning the whole table, since SGD leaves the other rows unchange
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
+from tqdm import tqdm
 
 from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
@@ -73,6 +77,8 @@ class UserScores:
         user: ``int64 [R]`` user code per test row.
         labels: ``float32 [R]`` test labels.
         scores: ``float32 [R]`` logits of the user's (fine-tuned) model.
+        seconds: ``float64 [U]`` fine-tuning and scoring wall time per user, amortised: the
+            time of the user's chunk divided by the chunk's users.
     """
 
     users: np.ndarray
@@ -81,6 +87,7 @@ class UserScores:
     user: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
+    seconds: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return f"UserScores(users={len(self.users)}, rows={len(self.labels)})"
@@ -100,13 +107,21 @@ def finetune_users(
     user: str = "user",
     seed: int = 0,
     chunk_rows: int = 4096,
+    extra: CTRTable | None = None,
+    extra_weights: np.ndarray | None = None,
+    progress: bool = False,
 ) -> UserScores:
-    """Fine-tune one copy of ``model`` per user on ``local`` and score ``test``.
+    r"""Fine-tune one copy of ``model`` per user on ``local`` and score ``test``.
 
     Each user's copy runs ``epochs`` epochs of plain SGD (learning rate ``lr``) on the mean log
     loss of its local samples, in shuffled minibatches of ``batch_size`` (None: all of them,
     one step per epoch); dropout is off. ``model`` is not modified. ``epochs=0`` scores the
     cloud model itself.
+
+    With ``extra``, a user also trains on the rows of ``extra`` whose ``user`` column is the
+    user's code, each with its weight in the loss :math:`\sum_i w_i \ell_i / \sum_i w_i`
+    (local rows weigh 1; label corrections change the local labels only). Rows of weight 0
+    are dropped; without ``extra`` the updates are exactly those of local-only fine-tuning.
 
     Args:
         model: the cloud model (plain CTR model; evaluated in ``eval()`` mode).
@@ -118,6 +133,10 @@ def finetune_users(
         seed: seed of the minibatch order and of the ``random`` rule.
         chunk_rows: padded local rows updated together (users of similar sizes; a user
             larger than this is a chunk of its own).
+        extra: extra training rows, one vocabulary with ``local``; the ``user`` column names
+            the device that holds the row.
+        extra_weights: ``[extra.num_rows]`` weights >= 0 of the extra rows (default: 1).
+        progress: show a tqdm bar over the users (on stderr).
 
     Raises:
         ConfigError: an invalid argument.
@@ -143,14 +162,18 @@ def finetune_users(
     users = np.array(sorted(set(local_rows) & set(test_rows)), dtype=np.int64)
     if len(users) == 0:
         raise ConfigError(f"no {user!r} has both local and test rows")
-    sizes = np.array([len(local_rows[u]) for u in users])
-    users = users[np.argsort(sizes, kind="stable")]  # chunks of similar local sizes
+    extra_rows, weights = _extra_rows(extra, extra_weights, user)
+    sizes = np.array([len(local_rows[u]) + len(extra_rows.get(u, ())) for u in users])
+    by_size = np.argsort(sizes, kind="stable")
+    users, sizes = users[by_size], sizes[by_size]  # chunks of similar sizes
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
-    parts = []
+    parts, seconds = [], []
+    bar = tqdm(total=len(users), desc="fine-tuning", unit="user", disable=not progress)
     try:
-        for chunk in _chunks(users, [len(local_rows[u]) for u in users], chunk_rows):
+        for chunk in _chunks(users, sizes.tolist(), chunk_rows):
+            start = time.perf_counter()
             parts.append(
                 _finetune_chunk(
                     model,
@@ -165,9 +188,15 @@ def finetune_users(
                     lr=lr,
                     batch_size=batch_size,
                     generator=generator,
+                    extra=extra,
+                    extra_rows=[extra_rows.get(u, np.zeros(0, np.int64)) for u in chunk],
+                    extra_weights=weights,
                 )  # fmt: skip
             )
+            seconds += [(time.perf_counter() - start) / len(chunk)] * len(chunk)
+            bar.update(len(chunk))
     finally:
+        bar.close()
         model.train(was_training)
     order = np.argsort(users, kind="stable")
     n_local = np.array([len(local_rows[u]) for u in users])
@@ -181,7 +210,27 @@ def finetune_users(
         user=np.concatenate(test_users),
         labels=np.concatenate([test.labels[test_rows[u]] for u in users[order]]),
         scores=np.concatenate([scores[i] for i in order]).astype(np.float32),
+        seconds=np.array(seconds)[order],
     )
+
+
+def _extra_rows(
+    extra: CTRTable | None, weights: np.ndarray | None, user: str
+) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
+    """Rows of ``extra`` of non-zero weight by user, and the checked float32 weights."""
+    if extra is None:
+        if weights is not None:
+            raise ConfigError("extra_weights needs extra rows (extra=None)")
+        return {}, None
+    if user not in extra.categorical:
+        raise ConfigError(f"extra table has no categorical column {user!r}")
+    w = np.ones(extra.num_rows, np.float32) if weights is None else np.asarray(weights, np.float32)
+    if w.shape != (extra.num_rows,) or not (np.isfinite(w) & (w >= 0)).all():
+        raise ConfigError(
+            f"extra_weights must be {extra.num_rows} finite weights >= 0; got shape {w.shape}"
+        )
+    rows = {u: r[w[r] > 0] for u, r in _rows_by_user(extra, user).items()}
+    return {u: r for u, r in rows.items() if len(r)}, w
 
 
 def _chunks(users: np.ndarray, sizes: list[int], max_rows: int) -> list[np.ndarray]:
@@ -203,10 +252,10 @@ def _rows_by_user(table: CTRTable, user: str) -> dict[int, np.ndarray]:
 
 
 def _padded(model: CTRModel, table: CTRTable, rows: list[np.ndarray]):
-    """Batch ``[U, N, ...]`` of each user's rows (padding repeats a row), mask ``[U, N]``,
-    labels ``[U, N]``."""
+    """Batch ``[U, N, ...]`` of each user's rows (padding repeats a row, row 0 for a user
+    without rows), mask ``[U, N]``, labels ``[U, N]``."""
     n = max(len(r) for r in rows)
-    index = np.stack([np.r_[r, np.full(n - len(r), r[0])] for r in rows])
+    index = np.stack([np.r_[r, np.full(n - len(r), r[0] if len(r) else 0)] for r in rows])
     mask = torch.as_tensor(np.arange(n)[None, :] < np.array([len(r) for r in rows])[:, None])
     flat = model.features.batch(table, index.ravel())
     batch = {k: v.view(len(rows), n, *v.shape[1:]) for k, v in flat.items()}
@@ -260,9 +309,22 @@ def _finetune_chunk(
     lr: float,
     batch_size: int | None,
     generator: torch.Generator,
+    extra: CTRTable | None,
+    extra_rows: list[np.ndarray],
+    extra_weights: np.ndarray | None,
 ) -> list[np.ndarray]:
     n_users = len(local_rows)
     local_batch, mask, labels = _padded(model, local, local_rows)
+    row_weights = mask.to(torch.float32)
+    if extra is not None and any(len(r) for r in extra_rows):
+        extra_batch, extra_mask, extra_labels = _padded(model, extra, extra_rows)
+        local_batch = _cat_rows(local_batch, extra_batch)
+        width = extra_mask.shape[1]
+        w = np.stack([np.r_[extra_weights[r], np.zeros(width - len(r), np.float32)]
+                      for r in extra_rows])  # fmt: skip
+        mask = torch.cat([mask, extra_mask], dim=1)
+        labels = torch.cat([labels, extra_labels], dim=1)
+        row_weights = torch.cat([row_weights, torch.as_tensor(w)], dim=1)
     test_batch, test_mask, _ = _padded(model, test, test_rows)
     tables, (local_batch, test_batch) = _local_tables(model, [local_batch, test_batch])
     params = {
@@ -283,7 +345,7 @@ def _finetune_chunk(
 
     with torch.no_grad():
         initial = vmap(forward)(params, local_batch) if correction == "flip" else None
-    targets, weights, offsets = labels.clone(), mask.to(torch.float32), torch.zeros(n_users)
+    targets, weights, offsets = labels.clone(), row_weights, torch.zeros(n_users)
     if correction != "none":
         for u, rows in enumerate(local_rows):
             n = len(rows)
@@ -323,6 +385,19 @@ def _finetune_chunk(
     if not bool(torch.isfinite(scores).all()):
         raise ConfigError(f"fine-tuning diverged (non-finite scores) at lr={lr}: lower lr")
     return [scores[u, : len(r)].numpy() for u, r in enumerate(test_rows)]
+
+
+def _cat_rows(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Batches ``[U, N_a, ...]`` and ``[U, N_b, ...]`` joined along the rows (sequences
+    0-padded on the right to the wider)."""
+    out = {}
+    for k, x in a.items():
+        y = b[k]
+        if x.dim() == 3 and x.shape[2] != y.shape[2]:
+            width = max(x.shape[2], y.shape[2])
+            x, y = (F.pad(t, (0, width - t.shape[2])) for t in (x, y))
+        out[k] = torch.cat([x, y], dim=1)
+    return out
 
 
 def _take(values: Tensor, idx: Tensor) -> Tensor:
