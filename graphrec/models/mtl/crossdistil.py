@@ -99,8 +99,11 @@ def quadruplet_loss(
     which ``pairs="all"`` keeps. A batch without any valid pair returns a zero that still has a
     ``grad_fn``.
 
-    The ``[B, B]`` score differences are reduced per pair by one ``scatter_add`` over pair ids
-    (no data-dependent branching, so no host synchronisation on a GPU).
+    With the one-hot group indicators :math:`\mathbf{O} \in \{0, 1\}^{B \times 4}` and
+    :math:`\mathbf{T}_{ij} = -\log \sigma(r_i - r_j - m)` over the ``[B, B]`` score differences,
+    :math:`\mathbf{O}^\top \mathbf{T} \mathbf{O}` holds every group pair's sum (one such
+    product per distinct margin); no data-dependent branching, so no host synchronisation on a
+    GPU.
 
     Args:
         scores: teacher ranking scores :math:`r` ``[B]``.
@@ -122,31 +125,23 @@ def quadruplet_loss(
         )
     group_pairs = _PAIRS[pairs]
     k = len(group_pairs)
-    margin = _per_pair("margins", margins, k, 0.0, scores)
-    weight = _per_pair("weights", weights, k, 1.0, scores)
-    # pair id of every ordered (group_i, group_j); k (a dummy bucket) for all other combinations
-    lookup = torch.full((4, 4), k, dtype=torch.long, device=scores.device)
-    for idx, (hi, lo) in enumerate(group_pairs):
-        lookup[hi, lo] = idx
-    rank = group_rank(y_a, y_b, task)
-    pair_id = lookup[rank.unsqueeze(1), rank.unsqueeze(0)].flatten()
+    margin = [0.0] * k if margins is None else _per_pair("margins", margins, k)
+    weight = scores.new_tensor([1.0] * k if weights is None else _per_pair("weights", weights, k))
+    onehot = F.one_hot(group_rank(y_a, y_b, task), 4).to(scores.dtype)  # [B, 4]
     diff = scores.unsqueeze(1) - scores.unsqueeze(0)
-    margin = torch.cat([margin, margin.new_zeros(1)])
-    terms = -F.logsigmoid(diff.flatten() - margin[pair_id])
-    sums = terms.new_zeros(k + 1).scatter_add(0, pair_id, terms)[:k]
-    counts = torch.bincount(pair_id, minlength=k + 1)[:k]
+    # [4, 4] sums of the terms over every (group, group) block, one per distinct margin
+    blocks = {m: onehot.T @ -F.logsigmoid(diff - m) @ onehot for m in set(margin)}
+    sums = torch.stack([blocks[m][hi, lo] for m, (hi, lo) in zip(margin, group_pairs, strict=True)])
+    size = onehot.sum(0)
+    counts = torch.stack([size[hi] * size[lo] for hi, lo in group_pairs])
     return (weight * sums / counts.clamp(min=1)).sum()
 
 
-def _per_pair(
-    name: str, values: Sequence[float] | None, k: int, default: float, like: Tensor
-) -> Tensor:
-    if values is None:
-        return torch.full((k,), default, dtype=like.dtype, device=like.device)
+def _per_pair(name: str, values: Sequence[float], k: int) -> list[float]:
     values = [float(v) for v in values]
     if len(values) != k or any(v < 0 for v in values):
         raise ConfigError(f"{name} needs {k} values >= 0 (one per group pair); got {values}")
-    return torch.tensor(values, dtype=like.dtype, device=like.device)
+    return values
 
 
 class PlattCalibration(torch.nn.Module):
