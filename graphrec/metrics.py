@@ -5,8 +5,10 @@ Classification (scores of single impressions):
 * :func:`auc` - pooled ROC AUC.
 * :func:`gauc` - impression-weighted per-user ("group") AUC.
 * :func:`multi_auc` - AUC for graded labels (e.g. ratings 1..5), averaged over grade pairs.
+* :func:`graded_ndcg` - per-group NDCG of scored rows with graded relevance (e.g. the
+  multi-task grade ``2 y_A + y_B``).
 
-All three are rank based (Mann-Whitney U statistic), O(n log n), and count a tie between a
+The AUCs are rank based (Mann-Whitney U statistic), O(n log n), and count a tie between a
 positive and a negative score as 1/2, like :func:`sklearn.metrics.roc_auc_score`.
 
 Top-K recommendation over full item rankings:
@@ -32,6 +34,7 @@ __all__ = [
     "auc",
     "gauc",
     "multi_auc",
+    "graded_ndcg",
     "metric_ks",
     "ranking_metrics",
     "recall_at_k",
@@ -210,6 +213,58 @@ def multi_auc(labels: Any, scores: Any, *, weighted: bool = False) -> float:
             total += w * float(value[0])
             weight_sum += w
     return total / weight_sum
+
+
+def graded_ndcg(relevance: Any, scores: Any, groups: Any = None, *, k: int | None = None) -> float:
+    """Mean per-group NDCG of rows ranked by score, with graded relevance as the gain.
+
+    Within a group (usually a user's rows), rows are ranked by decreasing score;
+    ``DCG = sum_i rel_i / log2(i + 1)`` over ranks ``i = 1..k`` and NDCG = DCG / the DCG of
+    the rows ranked by relevance. Tied scores share the mean gain of their run (as
+    :func:`sklearn.metrics.ndcg_score` with ``ignore_ties=False``; the gain is the relevance
+    itself, as there). Groups with fewer than two rows or no positive relevance are skipped;
+    the result is the unweighted mean over the other groups. Vectorised: two sorts, no loop
+    over groups.
+
+    Args:
+        relevance: non-negative relevance per row (e.g. ``2 * y_a + y_b``).
+        scores: real scores, same shape.
+        groups: group key per row; None = one group.
+        k: cut-off (None = every row of the group).
+
+    Raises:
+        ValueError: shapes differ, NaN scores, negative relevance, ``k < 1``, or no group
+            qualifies.
+    """
+    rel, s = _check_scores(relevance, scores)
+    rel = rel.astype(np.float64)
+    if np.isnan(rel).any() or (rel < 0).any():
+        raise ConfigError("relevance must be non-negative numbers")
+    if k is not None and k < 1:
+        raise ConfigError(f"k must be >= 1 or None; got {k}")
+    g = np.zeros(rel.size, np.int64) if groups is None else _to_numpy(groups, "groups").ravel()
+    if g.size != rel.size:
+        raise ConfigError(f"groups has {g.size} entries, relevance and scores have {rel.size}")
+    n = rel.size
+    by_score = np.lexsort((-s, g))
+    g_sorted, s_sorted = g[by_score], s[by_score]
+    new_group = np.r_[True, g_sorted[1:] != g_sorted[:-1]]
+    group_id = np.cumsum(new_group) - 1
+    group_start = np.flatnonzero(new_group)
+    rank = np.arange(n) - group_start[group_id]  # 0-based, the same in both orders
+    discount = 1.0 / np.log2(rank + 2.0)
+    if k is not None:
+        discount[rank >= k] = 0.0
+    run_id = np.cumsum(new_group | np.r_[True, s_sorted[1:] != s_sorted[:-1]]) - 1
+    run_gain = np.bincount(run_id, weights=rel[by_score]) / np.bincount(run_id)
+    n_groups = group_start.size
+    dcg = np.bincount(group_id, weights=run_gain[run_id] * discount, minlength=n_groups)
+    ideal = np.bincount(group_id, weights=rel[np.lexsort((-rel, g))] * discount,
+                        minlength=n_groups)  # fmt: skip
+    used = (np.diff(np.r_[group_start, n]) >= 2) & (ideal > 0)
+    if not used.any():
+        raise ConfigError("no group has two or more rows and a positive relevance")
+    return float(np.mean(dcg[used] / ideal[used]))
 
 
 # --------------------------------------------------------------------------- top-K ranking

@@ -12,6 +12,7 @@ it, imported on the first lookup.
 
 =========================  ====================================================================
 :data:`CTR_MODELS`         CTR models of :mod:`graphrec.models.ctr` (``lr`` ... ``din``)
+:data:`MTL_MODELS`         multi-task backbones of :mod:`graphrec.models.mtl` (``shared`` ...)
 :data:`HIEN_AGGREGATORS`   HIEN tree aggregators (modes of ``TreeAggregation``)
 :data:`CF_BACKBONES`       CF backbones (``mf``, ``lightgcn``)
 :data:`CF_LOSSES`          CF losses (``bpr``, ``infonce``, ``hdccf``)
@@ -55,6 +56,7 @@ __all__ = [
     "CTR_MODELS",
     "FL_STRATEGIES",
     "HIEN_AGGREGATORS",
+    "MTL_MODELS",
     "SOLVERS",
     "Registry",
 ]
@@ -173,6 +175,9 @@ class Registry(Generic[T]):
 
 #: CTR models: ``cls(features, **options)`` is a :class:`graphrec.models.ctr.CTRModel`.
 CTR_MODELS: Registry[type] = Registry("CTR model", ("graphrec.models.ctr",))
+#: Multi-task backbones: ``cls(features, num_tasks, **options)`` is a
+#: :class:`graphrec.models.mtl.MTLModel`.
+MTL_MODELS: Registry[type] = Registry("backbone", ("graphrec.models.mtl",))
 #: HIEN tree aggregators: ``agg(channels)`` is a
 #: :class:`graphrec.nn.tree_aggregation.TreeAggregation` in that mode.
 HIEN_AGGREGATORS: Registry[Callable] = Registry("aggregator", ("graphrec.nn.tree_aggregation",))

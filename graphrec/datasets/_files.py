@@ -46,6 +46,7 @@ DATASET_FOLDERS: dict[str, tuple[str, ...]] = {
     "ml-100k": ("movielens", "ml-100k"),
     "gowalla": ("lightgcn", "gowalla"),
     "amazon-users": ("amazon_electronics_users",),
+    "taobao": ("ctr", "taobao_userbehavior_sample"),
     "uci-heart": ("fl", "uci_heart_disease"),
     "uci-har": ("fl", "uci_har_labels"),
 }
