@@ -1,5 +1,7 @@
-"""On-device personalization: per-user fine-tuning of a cloud CTR model, label correction.
+"""On-device personalization: per-user fine-tuning of a cloud CTR model, label correction, CoDA.
 
+* :mod:`graphrec.ondevice.coda` - CoDA: cloud matching of similar samples, an on-device
+  sample classifier, fine-tuning on local plus selected samples.
 * :mod:`graphrec.ondevice.correction` - label correction rules (soft, flip, random, offset)
   that make a device's mean label equal the global share.
 * :mod:`graphrec.ondevice.protocol` - per-user fine-tuning vectorised across users, GAUC and
@@ -10,6 +12,7 @@
   fine-tuning, by design.
 """
 
+from graphrec.ondevice.coda import CODA_DEFAULTS, CodaConfig, run_coda
 from graphrec.ondevice.correction import CORRECTIONS, CorrectedLabels, correct_labels
 from graphrec.ondevice.experiment import (
     ONDEVICE_DATASETS,
@@ -30,7 +33,9 @@ from graphrec.ondevice.protocol import (
 )
 
 __all__ = [
+    "CODA_DEFAULTS",
     "CORRECTIONS",
+    "CodaConfig",
     "CorrectedLabels",
     "FINETUNE_DEFAULTS",
     "FineTuneConfig",
@@ -43,6 +48,7 @@ __all__ = [
     "finetune_users",
     "load_ondevice_data",
     "per_user_auc",
+    "run_coda",
     "run_finetune",
     "train_cloud",
     "user_metrics",
