@@ -53,6 +53,7 @@ __all__ = [
     "EXAMPLE_BATCH",
     "ExportPlan",
     "load_checkpoint",
+    "load_ctr_checkpoint",
     "plan_cf",
     "plan_ctr",
     "plan_fastcover",
@@ -222,9 +223,15 @@ def _data_folder(
     return dataset_folder(name, data_root)
 
 
-def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
+def load_ctr_checkpoint(
+    folder: str | os.PathLike, data_root: str | os.PathLike | None = None
+) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """``(model, dataset, config)`` of a ``graphrec ctr train --out`` folder: the dataset
+    (a :class:`~graphrec.models.ctr.experiment.CTRDataset`) reloaded as recorded in
+    ``config.json`` (or from ``data_root``), the model rebuilt and its ``model.pt`` loaded."""
     from graphrec.models.ctr.experiment import CTR_DATASETS, build_ctr_model, load_ctr_dataset
 
+    folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     missing = {"dataset", "model", "hien", "embedding_dim", "seed"} - config.keys()
     if missing:
@@ -242,6 +249,11 @@ def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
         seed=config["seed"],
     )
     model.load_state_dict(_torch_load(folder / "model.pt"))
+    return model, data, config
+
+
+def _load_ctr(folder: Path, data_root: str | os.PathLike | None) -> ExportPlan:
+    model, data, config = load_ctr_checkpoint(folder, data_root)
     name = f"hien_{config['model']}" if config["hien"] else config["model"]
     return plan_ctr(model, data.split.test, name)
 
