@@ -2,11 +2,13 @@
 
 import heapq
 import itertools
+import json
 import math
 
 import numpy as np
 import pytest
 
+from graphrec.cli import main
 from graphrec.errors import ConfigError
 from graphrec.ondevice.walle.rollout import (
     TIERS,
@@ -211,3 +213,27 @@ def test_server_load_accounts_for_every_request_and_byte():
 def test_invalid_arguments_raise_config_error(make):
     with pytest.raises(ConfigError):
         make()
+
+
+def test_cli_rollout_sim(capsys):
+    argv = ["walle", "rollout-sim", "--devices", "3000", "--mode", "poll", "--poll-seconds", "60",
+            "--tier", "mid", "--tier", "high", "--percent", "50", "--rollback-at", "3000",
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mode"] == "poll" and out["poll_s"] == 60.0 and out["devices"] == 3000
+    assert 0.3 < out["targeted"] / 3000 < 0.4  # (mid 50% + high 20%) x 50%
+    assert 60 <= out["t99_online_s"] <= 120 and out["rolled_back"] > 0
+    assert out["requests"] == out["polls"] + out["pulls"] and out["notices"] == 0
+    assert main(["walle", "rollout-sim", "--devices", "500", "--stage", "0:5",
+                 "--stage", "600:100"]) == 0  # fmt: skip
+    assert "time to 99% of online targeted devices" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra", [["--percent", "0"], ["--stage", "10"], ["--mode", "pull"], ["--tier", "flagship"]]
+)
+def test_cli_rollout_sim_bad_options(extra, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["walle", "rollout-sim", *extra])
+    assert exc.value.code == 2 and extra[0] in capsys.readouterr().err
