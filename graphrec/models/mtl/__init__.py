@@ -43,9 +43,17 @@ from graphrec.models.mtl.defaults import MTL_RECIPES, MTLRecipe, mtl_recipe
 from graphrec.models.mtl.mmoe import MMoE
 from graphrec.models.mtl.ple import PLE
 from graphrec.models.mtl.shared_bottom import SharedBottom
-from graphrec.models.mtl.train import MTLTrainResult, evaluate_mtl, predict_mtl, train_mtl
+from graphrec.models.mtl.train import (
+    DISTILL_MODES,
+    MTLTrainResult,
+    build_mtl,
+    evaluate_mtl,
+    predict_mtl,
+    train_mtl,
+)
 
 __all__ = [
+    "DISTILL_MODES",
     "CrossDistil",
     "CrossDistilConfig",
     "MMoE",
@@ -59,6 +67,7 @@ __all__ = [
     "MTL_RECIPES",
     "PLE",
     "SharedBottom",
+    "build_mtl",
     "evaluate_mtl",
     "gated_mixture",
     "load_mtl_dataset",

@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,16 +18,65 @@ from torch import Tensor
 from graphrec.errors import ConfigError
 from graphrec.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphrec.metrics import auc, gauc, graded_ndcg, multi_auc
+from graphrec.models.ctr.features import CTRFeatures
 from graphrec.models.ctr.train import adam
 from graphrec.models.mtl.base import MTLModel
+from graphrec.models.mtl.crossdistil import CrossDistil, CrossDistilConfig
 from graphrec.models.mtl.data import MTLTable
 from graphrec.models.mtl.defaults import MTL_TRAIN_DEFAULTS
+from graphrec.registry import MTL_MODELS
 from graphrec.training import Trainer, minibatches, run_epochs
 
-__all__ = ["MTLTrainResult", "SELECT_METRICS", "evaluate_mtl", "predict_mtl", "train_mtl"]
+__all__ = [
+    "DISTILL_MODES",
+    "MTLTrainResult",
+    "SELECT_METRICS",
+    "build_mtl",
+    "evaluate_mtl",
+    "predict_mtl",
+    "train_mtl",
+]
 
 #: Validation metrics :func:`train_mtl` can select the best epoch by.
 SELECT_METRICS = ("mean_auc", "multi_auc")
+#: Distillation settings of :func:`build_mtl`: none, plain KD, CrossDistil.
+DISTILL_MODES = ("none", "kd", "crossdistil")
+
+
+def build_mtl(
+    backbone: str,
+    features: CTRFeatures,
+    *,
+    num_tasks: int = 2,
+    distill: str = "none",
+    distill_options: dict[str, Any] | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> tuple[MTLModel, CrossDistil | None]:
+    """A backbone of :data:`graphrec.registry.MTL_MODELS` and its distillation module.
+
+    The backbone gets its registered defaults updated by ``options``; ``distill`` is
+    ``"none"`` (no module), ``"kd"`` or ``"crossdistil"`` (a
+    :class:`~graphrec.models.mtl.crossdistil.CrossDistil` on the backbone's tower inputs with
+    :class:`~graphrec.models.mtl.crossdistil.CrossDistilConfig` defaults updated by
+    ``distill_options`` and that mode). Weights are initialised after
+    ``torch.manual_seed(seed)``: backbone first, then the teachers, so the backbone starts
+    from the same weights with and without distillation.
+
+    Raises:
+        ConfigError: an unknown backbone, option or distillation mode.
+    """
+    if distill not in DISTILL_MODES:
+        raise ConfigError(f"distill must be one of {DISTILL_MODES}; got {distill!r}")
+    if distill == "none" and distill_options:
+        raise ConfigError("distill_options apply to distill 'kd' or 'crossdistil' only")
+    config = None
+    if distill != "none":
+        config = CrossDistilConfig(**{**(distill_options or {}), "mode": distill})
+    kwargs = MTL_MODELS.options(backbone, **options)
+    torch.manual_seed(seed)
+    model = MTL_MODELS.get(backbone)(features, num_tasks, **kwargs)
+    return model, None if config is None else CrossDistil(model.tower_in_channels, config)
 
 
 @dataclass
