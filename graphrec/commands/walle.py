@@ -27,8 +27,143 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     group_sub = group.add_subparsers(dest="walle_command", metavar="ACTION")
     group.set_defaults(func=lambda _: (group.print_help(), 2)[1])
+    _register_run_events(group_sub)
     _register_rollout_sim(group_sub)
     del group_sub  # the actions register here
+
+
+def _register_run_events(group_sub: argparse._SubParsersAction) -> None:
+    p = group_sub.add_parser(
+        "run-events",
+        help="match task triggers on an app-event stream and extract CTR samples",
+        description="Read an event stream (JSON lines, .gz allowed, or columnar .npz; see "
+        "graphrec.ondevice.walle.events) or generate a synthetic one, drop malformed, unknown, "
+        "oversized and out-of-order events (counted by reason), match every task's triggers "
+        "in one pass of an Aho-Corasick automaton and run each task's extractor on the "
+        "matched page visit. Prints matches per trigger, drops by reason and throughput; "
+        "--out writes one CSV of CTR rows per task (graphrec.ondevice.walle.triggers).",
+    )
+    p.add_argument("events", nargs="?", metavar="EVENTS",
+                   help="event file (.jsonl, .jsonl.gz or .npz)")  # fmt: skip
+    p.add_argument("--synthetic", type=positive_int("--synthetic"), metavar="N", default=None,
+                   help="generate N synthetic events instead of reading EVENTS")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of --synthetic (default: %(default)s)")  # fmt: skip
+    p.add_argument("--save-events", metavar="PATH", default=None,
+                   help="also write the --synthetic stream here (.jsonl[.gz] or .npz)")  # fmt: skip
+    p.add_argument("--triggers", metavar="FILE", default=None,
+                   help="JSON task file (events, tasks with triggers and extract); default: "
+                   "ctr_samples at page_exit, ctr_score at page_enter/scroll > exposure, "
+                   "quick_click at exposure > click")  # fmt: skip
+    p.add_argument("--user", default=None,
+                   help="user of the rows (default: the file's, or 'synthetic')")  # fmt: skip
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first bad event instead of dropping it")  # fmt: skip
+    p.add_argument("--max-payload-bytes", type=positive_int("--max-payload-bytes"),
+                   default=4096, help="longest payload kept (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-window", type=positive_int("--max-window"), default=1024,
+                   help="most events handed to an extractor (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-history", type=positive_int("--max-history"), default=50,
+                   help="longest click history in a row (default: %(default)s)")  # fmt: skip
+    p.add_argument("--chunk-events", type=positive_int("--chunk-events"), default=65536,
+                   help="events read per batch (default: %(default)s)")  # fmt: skip
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="write TASK.csv (CTR rows, graphrec.io.read_ctr_table with "
+                   "WALLE_CTR_SCHEMA) per extracting task into this folder")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite files in --out")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.set_defaults(func=run_events_command)
+
+
+def run_events_command(args: argparse.Namespace) -> int:
+    """Run ``graphrec walle run-events``."""
+    from pathlib import Path
+
+    from graphrec.errors import ConfigError
+    from graphrec.io.atomic import check_output
+    from graphrec.ondevice.walle.events import (
+        EventCatalog,
+        EventValidator,
+        read_events,
+        synthetic_events,
+        write_events,
+    )
+    from graphrec.ondevice.walle.triggers import DEFAULT_TASKS, Pipeline, load_tasks, write_samples
+
+    if (args.events is None) == (args.synthetic is None):
+        raise ConfigError("give either EVENTS or --synthetic N")
+    if args.save_events is not None and args.synthetic is None:
+        raise ConfigError("--save-events needs --synthetic")
+    catalog, tasks = (EventCatalog(), list(DEFAULT_TASKS))
+    if args.triggers is not None:
+        catalog, tasks = load_tasks(args.triggers)
+    outputs = {}
+    if args.out is not None:
+        folder = Path(args.out)
+        if not folder.is_dir():
+            raise ConfigError(f"--out {folder} is not a folder; create it first")
+        outputs = {t.name: check_output(folder / f"{t.name}.csv", force=args.force)
+                   for t in tasks if t.extract != "none"}  # fmt: skip
+    validator = EventValidator(
+        catalog,
+        max_payload_bytes=args.max_payload_bytes,
+        strict=args.strict,
+        source=args.events or "<synthetic>",
+    )
+    if args.synthetic is not None:
+        stream = [synthetic_events(args.synthetic, seed=args.seed)]
+        user = "synthetic" if args.user is None else args.user
+        if args.save_events is not None:
+            write_events(check_output(args.save_events, force=args.force, option="--save-events"),
+                         stream[0], user=user)  # fmt: skip
+    else:
+        stream = read_events(args.events, validator, chunk_events=args.chunk_events)
+        user = stream.user if args.user is None else args.user
+    pipeline = Pipeline(tasks, validator, user=user, max_window=args.max_window,
+                        max_history=args.max_history)  # fmt: skip
+    start = time.perf_counter()
+    pipeline.run(stream)
+    seconds = time.perf_counter() - start
+    report = pipeline.report()
+    report |= {
+        "source": args.events or f"synthetic ({args.synthetic} events, seed {args.seed})",
+        "user": user,
+        "seconds": seconds,
+        "events_per_s": report["events"] / seconds if seconds else None,
+        "match_seconds": pipeline.match_seconds,
+        "match_events_per_s": (
+            report["accepted"] / pipeline.match_seconds if pipeline.match_seconds else None
+        ),
+        "written": {},
+    }
+    for name, path in outputs.items():
+        write_samples(path, pipeline.rows[name])
+        report["written"][name] = str(path)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    rate = f"{report['events_per_s']:,.0f}" if report["events_per_s"] else "-"
+    print(f"{report['source']}: {report['events']:,} events, {report['accepted']:,} accepted, "
+          f"{report['dropped']:,} dropped; {seconds:.2f} s ({rate} events/s read, checked, "
+          f"matched and extracted)")  # fmt: skip
+    if report["match_events_per_s"]:
+        print(f"trigger automaton: {pipeline.trie.num_states} states, "
+              f"{report['match_events_per_s']:,.0f} events/s")  # fmt: skip
+    drops = [f"{r} {n:,}" for r, n in report["drops"].items() if n]
+    print("drops: " + (", ".join(drops) if drops else "none"))
+    for reason, first in report["first_drop"].items():
+        print(f"  first {reason}: line {first['line']}: {first['problem']}")
+    print(f"{'task':<16} {'trigger':<28} {'matches':>9} {'rows':>9}")
+    shown = set()
+    for t in report["triggers"]:
+        count = report["rows"].get(t["task"])
+        rows = "" if t["task"] in shown else "-" if count is None else f"{count:,}"
+        name = "" if t["task"] in shown else t["task"]
+        shown.add(t["task"])
+        print(f"{name:<16} {' > '.join(t['trigger']):<28} {t['matches']:>9,} {rows:>9}")
+    for name, path in report["written"].items():
+        print(f"wrote {path} ({report['rows'][name]:,} rows)")
+    return 0
 
 
 def _stage(text: str) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from graphrec.io.convert import (
     to_networkx,
     to_scipy,
 )
-from graphrec.io.ctr import CTRSchema, CTRTable, read_ctr_table
+from graphrec.io.ctr import CTRSchema, CTRTable, encode_ctr_table, read_ctr_table
 from graphrec.io.edgelist import EdgeList, read_edgelist
 from graphrec.io.interactions import Interactions, bipartite_data, read_interactions
 
@@ -31,6 +31,7 @@ __all__ = [
     "EdgeList",
     "Interactions",
     "as_edgelist",
+    "encode_ctr_table",
     "from_dgl",
     "from_networkx",
     "from_scipy",

@@ -232,12 +232,41 @@ def read_ctr_table(
     labels = _labels(values[schema.label], reader)
     numeric = {c: _numeric(values[c], reader, c) for c in schema.numeric}
     split = {c: _split(values[c], schema.sequence[c], reader, c) for c in schema.sequence}
-    vocab = _build_vocab(values, split, schema, min_count) if vocab is None else vocab
+    return encode_ctr_table(
+        labels, values, numeric, split, schema, vocab=vocab, min_count=min_count, path=str(path)
+    )
+
+
+def encode_ctr_table(
+    labels: np.ndarray,
+    values: dict[str, list[str]],
+    numeric: dict[str, np.ndarray],
+    sequences: dict[str, list[list[str]]],
+    schema: CTRSchema,
+    *,
+    vocab: Vocab | None = None,
+    min_count: int = 1,
+    path: str | None = None,
+) -> CTRTable:
+    """A :class:`CTRTable` from raw values, encoded as :func:`read_ctr_table` encodes a file.
+
+    Args:
+        labels: float32 0/1 per row.
+        values: categorical column -> its raw values (strings) per row.
+        numeric: numeric column -> float32 per row.
+        sequences: sequence column -> its raw elements per row.
+        schema: the roles of the columns.
+        vocab: vocabularies to reuse (unseen values -> 0); default: built from these values
+            in order of first appearance.
+        min_count: minimum count of a value to get its own code (when building).
+        path: where the values came from (for messages).
+    """
+    vocab = _build_vocab(values, sequences, schema, min_count) if vocab is None else vocab
     categorical = {c: _codes(values[c], vocab[schema.vocab_owner(c)]) for c in schema.categorical}
     sequence, lengths = {}, {}
-    for column, elements in split.items():
+    for column, elements in sequences.items():
         sequence[column], lengths[column] = _pad(elements, vocab[schema.vocab_owner(column)])
-    return CTRTable(labels, categorical, numeric, sequence, lengths, vocab, schema, str(path))
+    return CTRTable(labels, categorical, numeric, sequence, lengths, vocab, schema, path)
 
 
 class _Rows:

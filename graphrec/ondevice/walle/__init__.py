@@ -1,6 +1,7 @@
 """Walle: the device-cloud system on-device models run in.
 
-* :mod:`graphrec.ondevice.walle.events` - event streams and trie-matched triggers.
+* :mod:`graphrec.ondevice.walle.events` - app-event streams: columnar events, files, validation.
+* :mod:`graphrec.ondevice.walle.triggers` - triggers matched in one pass by a trie, CTR extraction.
 * :mod:`graphrec.ondevice.walle.package` - versioned, checksummed task packages and their runner.
 * :mod:`graphrec.ondevice.walle.rollout` - push-then-pull release simulated over many devices.
 """
