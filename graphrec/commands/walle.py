@@ -7,6 +7,7 @@ import json
 import time
 
 from graphrec.commands._args import bounded_float, positive_float, positive_int
+from graphrec.commands.walle_package import register as register_package
 from graphrec.ondevice.walle.rollout import (
     MODES,
     TIERS,
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.set_defaults(func=lambda _: (group.print_help(), 2)[1])
     _register_run_events(group_sub)
     _register_rollout_sim(group_sub)
+    register_package(group_sub)
     del group_sub  # the actions register here
 
 

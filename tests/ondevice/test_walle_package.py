@@ -39,7 +39,7 @@ from graphrec.ondevice.walle.package import (  # noqa: E402
 torch.set_num_threads(1)
 
 POST = {"activation": "sigmoid", "threshold": 0.5, "top_k": 3}
-TRIGGERS = [{"name": "detail_click", "events": [3, 5], "window": 30.0}]
+TRIGGERS = [{"name": "detail_click", "events": [3, 5], "window": 64}]
 
 
 def _scaled(model: torch.nn.Module) -> torch.nn.Module:

@@ -13,7 +13,9 @@ file               content
 ``vocab.json``     the vocabularies: ``{owner column: {raw value: code >= 1}}``
 ``task.json``      the output the task reads, its post-processing (``activation``:
                    ``sigmoid`` or ``identity``; optional ``threshold`` and ``top_k``) and the
-                   trigger definitions: ``[{"name", "events": [event ids], "window"}]``
+                   trigger definitions: ``[{"name", "events": [event ids], "window": n}]``,
+                   each an event-id sequence and the most events of the matched page visit
+                   handed to the task (see :mod:`graphrec.ondevice.walle.triggers`)
 ``manifest.json``  format, name, version (``MAJOR.MINOR.PATCH``), the graphrec version that
                    built it, the parity record and the sha256 and size of every other file
 =================  =========================================================================
@@ -170,7 +172,7 @@ def _check_postprocess(post: Any) -> dict[str, Any]:
 
 
 def _check_triggers(triggers: Any) -> list[dict[str, Any]]:
-    """``[{"name", "events": [event ids], "window"}]`` as plain data, names unique."""
+    """``[{"name", "events": [event ids], "window": events}]`` as plain data, names unique."""
     _check(isinstance(triggers, list), f"triggers must be a list; got {type(triggers).__name__}")
     names = set()
     for i, trig in enumerate(triggers):
@@ -186,8 +188,10 @@ def _check_triggers(triggers: Any) -> list[dict[str, Any]]:
             f"trigger {name!r}: events must be a non-empty list of event ids (ints in "
             f"[0, 2**31)); got {events!r}",
         )
-        _check(_is_number(window) and window > 0,
-               f"trigger {name!r}: window must be a positive number; got {window!r}")  # fmt: skip
+        _check(
+            _is_int(window) and window >= 1,
+            f"trigger {name!r}: window must be a positive number of events; got {window!r}",
+        )
     return [{"name": t["name"], "events": list(t["events"]), "window": t["window"]}
             for t in triggers]  # fmt: skip
 
@@ -332,7 +336,7 @@ class TaskPackage:
 
     @property
     def triggers(self) -> list[dict[str, Any]]:
-        """The trigger definitions: ``[{"name", "events": [event ids], "window"}]``."""
+        """The trigger definitions: ``[{"name", "events": [event ids], "window": n}]``."""
         return self.task["triggers"]
 
     def __repr__(self) -> str:
@@ -543,7 +547,8 @@ def build_package(
         name, version: the package name and its ``MAJOR.MINOR.PATCH`` version.
         postprocess: ``{"activation": "sigmoid" | "identity", "threshold": t, "top_k": k}``
             (default: sigmoid only).
-        triggers: ``[{"name", "events": [event ids], "window"}]``.
+        triggers: ``[{"name", "events": [event ids], "window": n}]``: event-id sequences
+            and the most events of the matched page visit each hands to the task.
         atol: the parity tolerance on max |diff| (torch vs onnxruntime and vs MNN).
         overwrite: replace an existing ``path``.
         threads: CPU threads of onnxruntime and MNN in the gate.
