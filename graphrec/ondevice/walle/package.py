@@ -113,7 +113,7 @@ class PackageParityError(PackageError, ParityError):
 
     def __init__(self, message: str, report: Any) -> None:
         self.report = report
-        super().__init__(message, "model.mnn")
+        super().__init__(message)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -232,6 +232,8 @@ def _check_manifest(manifest: Any) -> None:
 
 def _check_features(features: Any, vocab: Any, inputs: list[str]) -> list[dict[str, Any]]:
     _check_keys(features, "features.json", ["inputs", "label"])
+    _check(features["label"] is None or isinstance(features["label"], str),
+           "label must be a column name or null")  # fmt: skip
     specs = features["inputs"]
     _check(isinstance(specs, list), "inputs must be a list")
     names = [s.get("name") if isinstance(s, dict) else None for s in specs]
@@ -320,6 +322,10 @@ class TaskPackage:
                 raise PackageError(f"{self.source}: {name}: {exc}", name) from None
 
         checked(MANIFEST, _check_manifest, self.manifest)
+        if sorted(self.files) != sorted(PACKAGE_FILES):
+            raise PackageError(
+                f"{self.source}: files must be {PACKAGE_FILES}; got {sorted(self.files)}"
+            )
         model = self.manifest["model"]
         self.vocab = parse("vocab.json")
         self.features = checked("features.json", _check_features, parse("features.json"),
@@ -751,8 +757,8 @@ class Task:
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The task's model output, flattened to one value per row ``[B]``."""
-        out = np.asarray(self._model(dict(inputs))[self._output])
-        return out.reshape(out.shape[0], -1)[:, 0] if out.ndim else out.reshape(1)
+        rows = len(next(iter(inputs.values())))
+        return np.asarray(self._model(dict(inputs))[self._output]).reshape(rows)
 
     def postprocess(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """``{"score"}`` (after the activation), plus ``"label"`` (score >= threshold) and
