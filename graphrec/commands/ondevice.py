@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 
 from graphrec.commands._args import add_data_root, nonnegative_int, positive_float, positive_int
 from graphrec.ondevice.correction import CORRECTIONS
 from graphrec.ondevice.experiment import ONDEVICE_DATASETS
 from graphrec.ondevice.protocol import FINETUNE_DEFAULTS, LAYERS, FineTuneConfig
 from graphrec.registry import CTR_MODELS
+
+#: Files written under ``--out``: the cloud model (the checkpoint), one per finished method.
+CLOUD, CONFIG, RESULTS = "cloud.pt", "config.json", "results.json"
+METHOD_FILE = "method-{}.pt"
+#: Every method a run can hold (cloud only, naive, the rules).
+METHODS = ("cloud", "naive", *(c for c in CORRECTIONS if c != "none"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="torch CPU threads (default: torch's choice)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.add_argument("--out", type=Path,
+                   help=f"folder for the cloud model ({CLOUD}), each finished method's "
+                   f"scores, {CONFIG} and {RESULTS}; a rerun of the same command continues "
+                   "from them")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="start over in an existing --out")
     p.set_defaults(func=finetune_command)
     _register_coda(group_sub)
     group.set_defaults(func=lambda _: (group.print_help(), 2)[1])
@@ -164,11 +177,28 @@ def finetune_command(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     data = load_ondevice_data(args.dataset, args.data_root, seed=args.seed)
-    cloud = train_cloud(args.model, data, seed=args.seed)
-    cloud_s = time.perf_counter() - start
     config = FineTuneConfig(args.layers, args.epochs, args.lr, args.batch_size)
-    report = run_finetune(cloud, data, correction=args.correction, config=config, seed=args.seed)
+    cloud, cloud_s, cache = None, None, None
+    if args.out is not None:
+        cloud, cloud_s, cache = _run_folder(args, data, config)
+    if cloud is None:
+        cloud = train_cloud(args.model, data, seed=args.seed)
+        cloud_s = time.perf_counter() - start
+        if args.out is not None:
+            from graphrec.io.checkpoint import save_checkpoint
+
+            save_checkpoint({"model": cloud.state_dict(), "cloud_train_s": cloud_s},
+                            args.out / CLOUD)  # fmt: skip
+    elif not args.json:
+        print(f"resuming from {args.out} (cloud model saved; finished methods: "
+              f"{', '.join(m for m in METHODS if m in cache) or 'none'})")  # fmt: skip
+    report = run_finetune(cloud, data, correction=args.correction, config=config, seed=args.seed,
+                          cache=cache)  # fmt: skip
     report = {"model": args.model, "seed": args.seed, "cloud_train_s": cloud_s} | report
+    if args.out is not None:
+        from graphrec.io.atomic import atomic_write_text
+
+        atomic_write_text(args.out / RESULTS, json.dumps(report, indent=1))
     if args.json:
         print(json.dumps(report))
         return 0
@@ -187,3 +217,97 @@ def finetune_command(args: argparse.Namespace) -> int:
                  f"{r.get('gain', float('nan')):+.4f}" for r in rows]  # fmt: skip
         print(f"  {name:<7} " + "; ".join(cells))
     return 0
+
+
+def _run_folder(args: argparse.Namespace, data, config: FineTuneConfig):
+    """Prepare ``--out``; the saved cloud model, its training seconds and the finished methods
+    when the same configuration is resumed (else None, None and an emptied method store)."""
+    from dataclasses import asdict
+
+    from graphrec.commands._training import prepare_run_folder, resume_error
+    from graphrec.io.atomic import atomic_write_text
+    from graphrec.io.checkpoint import CheckpointError, fingerprint, load_checkpoint
+    from graphrec.models.ctr.experiment import build_ctr_model
+
+    split = data.ctr.split
+    run = {
+        "dataset": args.dataset,
+        "root": None if args.data_root is None else str(args.data_root),
+        "model": args.model,
+        "correction": args.correction,
+        **asdict(config),
+        "seed": args.seed,
+        "data_fingerprint": fingerprint(split.train, split.valid, split.test, data.local),
+    }
+    files = [METHOD_FILE.format(m) for m in METHODS]
+    resume = prepare_run_folder(args.out, run, force=args.force, checkpoint=CLOUD,
+                                files=(*files, CONFIG, RESULTS))  # fmt: skip
+    atomic_write_text(args.out / CONFIG, json.dumps(run, indent=1))
+    methods = _MethodFiles(args.out)
+    if not resume:  # results of an earlier, unfinished run without its cloud model
+        for name in files:
+            (args.out / name).unlink(missing_ok=True)
+        return None, None, methods
+    try:
+        state = load_checkpoint(args.out / CLOUD, keys=("cloud_train_s",), records=("model",),
+                                what="graphrec ondevice cloud model")  # fmt: skip
+    except CheckpointError as exc:
+        raise resume_error(exc) from None
+    cloud = build_ctr_model(args.model, data.ctr, seed=args.seed)
+    cloud.load_state_dict(state["model"])
+    return cloud, state["cloud_train_s"], methods
+
+
+class _MethodFiles(MutableMapping):
+    """A run folder's finished methods (name -> scores and seconds), one checkpoint file each,
+    written atomically when set."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, name: str) -> Path:
+        return self.folder / METHOD_FILE.format(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in METHODS and self._path(str(name)).exists()
+
+    def __getitem__(self, name: str):
+        from graphrec.commands._training import resume_error
+        from graphrec.io.checkpoint import CheckpointError, load_checkpoint
+        from graphrec.ondevice.protocol import UserScores
+
+        if name not in self:
+            raise KeyError(name)
+        what = "graphrec ondevice method result"
+        try:
+            state = load_checkpoint(self._path(name), keys=("seconds",), records=("scores",),
+                                    what=what)  # fmt: skip
+            scores = UserScores(**{k: v.numpy() for k, v in state["scores"].items()})
+        except CheckpointError as exc:
+            raise resume_error(exc) from None
+        except (TypeError, AttributeError):  # other fields, or no tensors
+            raise resume_error(CheckpointError(f"{self._path(name)} is not a {what}")) from None
+        return scores, state["seconds"]
+
+    def __setitem__(self, name: str, value) -> None:
+        from dataclasses import fields
+
+        import torch
+
+        from graphrec.io.checkpoint import save_checkpoint
+
+        scores, seconds = value
+        arrays = {f.name: getattr(scores, f.name) for f in fields(scores)}
+        state = {k: torch.from_numpy(v) for k, v in arrays.items() if v is not None}
+        save_checkpoint({"scores": state, "seconds": seconds}, self._path(name))
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._path(name).unlink()
+
+    def __iter__(self) -> Iterator[str]:
+        return (m for m in METHODS if m in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
