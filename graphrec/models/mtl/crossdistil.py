@@ -25,6 +25,20 @@ ablation baseline), everything else equal.
 Isotonic calibration (``sklearn.isotonic``) is deliberately not offered: it is fitted offline,
 not by gradient steps inside the joint training, and its piecewise-constant map ties teacher
 scores, so it would blur exactly the fine-grained ranking the teacher is there to transfer.
+
+Example:
+    >>> import torch
+    >>> from graphrec.models.mtl import MMoE, load_mtl_dataset
+    >>> data = load_mtl_dataset("synthetic", seed=0)
+    >>> model = MMoE(data.features, num_tasks=2)
+    >>> distill = CrossDistil(model.tower_in_channels, CrossDistilConfig(warmup_steps=100))
+    >>> train = data.split.train
+    >>> batch = data.features.batch(train.table, rows=range(512))
+    >>> tower_inputs, logits = model.forward_towers(batch)
+    >>> loss, parts = distill(tower_inputs, logits, torch.as_tensor(train.labels[:512]), step=0)
+    >>> loss.backward()  # trains backbone, student towers, teachers and calibrators together
+    >>> sorted(parts)
+    ['alpha', 'bce_a', 'bce_b', 'cal_a', 'cal_b', 'kd_a', 'kd_b', 'teacher_a', 'teacher_b']
 """
 
 from __future__ import annotations
@@ -237,7 +251,8 @@ def alpha_at(step: int, alpha: float, warmup_steps: int = 0) -> float:
 @dataclass(frozen=True)
 class CrossDistilConfig:
     """:class:`CrossDistil` settings. The defaults are starting points, not yet chosen on
-    validation.
+    validation; ``pair_weights`` (which scale the ranking loss against the BCE terms on the
+    shared backbone), ``alpha``, ``warmup_steps`` and ``correction`` are the ones to tune.
 
     Attributes:
         mode: ``"crossdistil"`` (teachers trained with the quadruplet loss) or ``"kd"`` (the
