@@ -258,8 +258,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0 if ok else 1
-    print(f"{args.input}: {len(rows):,} rows, {len(requests)} task(s) run concurrently, "
-          f"{args.repeat} time(s)")  # fmt: skip
+    print(f"{args.input}: {len(rows):,} rows, {len(requests)} task(s) at once (a thread "
+          f"each), {args.repeat} time(s)")  # fmt: skip
     for name, t in report["tasks"].items():
         if not t["ok"]:
             print(f"{name}: FAILED ({t['runtime']}): {t['error']}")
