@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -204,8 +205,9 @@ def header(out: dict[str, Any], title: str) -> list[str]:
         f"## {title} (`benchmarks/ondevice.py --part {out['part']}`)",
         "",
         f"Command: `{out['command']}`; {out['machine']}; torch threads {s['threads']}; commit "
-        f"{out['commit']}; seeds {s['seeds']}, mean ± std over seeds (sample std). Total "
-        f"{out['seconds'] / 60:.1f} min for {len(out['runs'])} runs.",
+        f"{out['commit']}; seeds {s['seeds']}, mean ± std over seeds (sample std). "
+        f"{len(out['runs'])} runs, {out['jobs']} at a time, {out['seconds'] / 60:.1f} min of run "
+        "time in all (sum over runs).",
         "",
     ]
 
@@ -343,6 +345,18 @@ def report_coda(out: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- main
 
+
+def _job(job: tuple) -> tuple[str, dict[str, Any]]:
+    """One run in a worker process: its key and its results with the wall time."""
+    import torch
+
+    part, dataset, model, seed, root, threads = job
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    out = PARTS[part][0](dataset, model, seed, root)
+    return f"{dataset}/{model}/{seed}", out | {"wall_s": time.perf_counter() - t0}
+
+
 PARTS = {
     "finetune": (finetune_run, aggregate_finetune, report_finetune),
     "coda": (coda_run, aggregate_coda, report_coda),
@@ -356,6 +370,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=["din"], help="CTR models (default: din)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at a time, one process each (default: 1)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="seed 0 on synthetic only; BENCHMARKS.md untouched"
     )
@@ -395,24 +412,23 @@ def main() -> None:
         check=False,
     ).stdout.strip()
     load = bench.LoadLog()
-    for dataset in datasets:
-        for model in args.models:
-            for seed in seeds:
-                key = f"{dataset}/{model}/{seed}"
-                if key in store.runs:
-                    continue
-                t1 = time.perf_counter()
-                store.runs[key] = run(dataset, model, seed, root)
-                store.runs[key]["wall_s"] = time.perf_counter() - t1
-                store.runs[key]["commit"] = commit
-                load.sample()
-                m = store.runs[key]["methods"]
-                print(
-                    f"{key}: {store.runs[key]['wall_s']:.0f} s; GAUC "
-                    + ", ".join(f"{n} {v['gauc']:.4f}" for n, v in m.items()),
-                    flush=True,
-                )
-                store.save()
+    todo = [
+        (args.part, dataset, model, seed, root, args.threads)
+        for dataset in datasets
+        for model in args.models
+        for seed in seeds
+        if f"{dataset}/{model}/{seed}" not in store.runs
+    ]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for key, result in pool.imap_unordered(_job, todo):
+            store.runs[key] = result | {"commit": commit}
+            load.sample()
+            print(
+                f"{key}: {result['wall_s']:.0f} s; GAUC "
+                + ", ".join(f"{n} {v['gauc']:.4f}" for n, v in result["methods"].items()),
+                flush=True,
+            )
+            store.save()
     runs = store.runs
     out: dict[str, Any] = {
         "part": args.part,
@@ -420,6 +436,7 @@ def main() -> None:
         "machine": bench.machine(),
         "commit": ", ".join(sorted({r["commit"] for r in runs.values()})),
         "settings": settings,
+        "jobs": args.jobs,
         "seconds": sum(r["wall_s"] for r in runs.values()),
         "load": load.note(args.threads),
         "results": {
