@@ -304,3 +304,17 @@ def test_invalid_configuration_is_a_config_error(built, taobao, tmp_path):
         Task(package, "tflite")
     with pytest.raises(ConfigError, match="two packages are named 'din'"):
         TaskRunner([package, package.replace(version="2.0.0")])
+
+
+def test_auto_runtime_falls_back_to_onnxruntime_without_mnn(built, taobao, monkeypatch):
+    import sys
+
+    model, package, _ = built
+    monkeypatch.setitem(sys.modules, "MNN", None)  # as if MNN were not installed
+    task = Task(package)
+    try:
+        outcome = task.run(taobao[2])
+    finally:
+        task.close()
+    assert outcome.ok and outcome.runtime == "onnxruntime"
+    assert np.abs(outcome.output["score"] - _torch_scores(model, taobao, package)).max() <= 1e-5
