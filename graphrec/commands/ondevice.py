@@ -9,9 +9,11 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
 from graphrec.commands._args import add_data_root, nonnegative_int, positive_float, positive_int
+from graphrec.errors import ConfigError
 from graphrec.ondevice.correction import CORRECTIONS
 from graphrec.ondevice.experiment import ONDEVICE_DATASETS
 from graphrec.ondevice.protocol import FINETUNE_DEFAULTS, LAYERS, FineTuneConfig
+from graphrec.ondevice.runtime import RUNTIMES
 from graphrec.registry import CTR_MODELS
 
 #: Files written under ``--out``: the cloud model (the checkpoint), one per finished method.
@@ -43,9 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="label correction of the devices: none (naive), soft (A), flip (B, by "
                    "the cloud score), random (C), offset (D, logit offset) (default: "
                    "%(default)s)")  # fmt: skip
-    p.add_argument("--layers", choices=LAYERS, default=FINETUNE_DEFAULTS.layers,
+    p.add_argument("--layers", choices=LAYERS, default=None,
                    help="parameters tuned on the device: dense (outside the embeddings) or all "
-                   "(default: %(default)s)")  # fmt: skip
+                   f"(default: {FINETUNE_DEFAULTS.layers}; dense with --runtime mnn)")  # fmt: skip
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="where the devices fine-tune: torch (all users at once) or mnn (MNN's "
+                   "training path, one user after the other, dense layers; needs the 'export' "
+                   "extra) (default: %(default)s)")  # fmt: skip
     p.add_argument("--epochs", type=nonnegative_int("--epochs"), default=FINETUNE_DEFAULTS.epochs,
                    help="fine-tuning epochs per user (default: %(default)s)")  # fmt: skip
     p.add_argument("--lr", type=positive_float("--lr"), default=FINETUNE_DEFAULTS.lr,
@@ -173,11 +179,18 @@ def finetune_command(args: argparse.Namespace) -> int:
 
     from graphrec.ondevice.experiment import load_ondevice_data, run_finetune, train_cloud
 
+    if args.runtime == "mnn":
+        from graphrec.export.onnx import require_extra
+
+        require_extra("'graphrec ondevice finetune --runtime mnn'")
+        if args.layers == "all":
+            raise ConfigError("--runtime mnn tunes the dense layers: --layers must be dense")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     data = load_ondevice_data(args.dataset, args.data_root, seed=args.seed)
-    config = FineTuneConfig(args.layers, args.epochs, args.lr, args.batch_size)
+    layers = args.layers or ("dense" if args.runtime == "mnn" else FINETUNE_DEFAULTS.layers)
+    config = FineTuneConfig(layers, args.epochs, args.lr, args.batch_size)
     cloud, cloud_s, cache = None, None, None
     if args.out is not None:
         cloud, cloud_s, cache = _run_folder(args, data, config)
@@ -193,7 +206,7 @@ def finetune_command(args: argparse.Namespace) -> int:
         print(f"resuming from {args.out} (cloud model saved; finished methods: "
               f"{', '.join(m for m in METHODS if m in cache) or 'none'})")  # fmt: skip
     report = run_finetune(cloud, data, correction=args.correction, config=config, seed=args.seed,
-                          cache=cache)  # fmt: skip
+                          cache=cache, runtime=args.runtime, progress=not args.json)  # fmt: skip
     report = {"model": args.model, "seed": args.seed, "cloud_train_s": cloud_s} | report
     if args.out is not None:
         from graphrec.io.atomic import atomic_write_text
@@ -205,8 +218,8 @@ def finetune_command(args: argparse.Namespace) -> int:
     print(f"{args.dataset}, {args.model}: {report['users']} users, global share "
           f"{report['global_share']:.3f}, cloud model trained in {cloud_s:.1f} s")  # fmt: skip
     c = report["config"]
-    print(f"fine-tuning: layers {c['layers']}, {c['epochs']} epochs, SGD lr {c['lr']:g}, "
-          f"batch {c['batch_size'] or 'all'}")  # fmt: skip
+    print(f"fine-tuning in {report['runtime']}: layers {c['layers']}, {c['epochs']} epochs, "
+          f"SGD lr {c['lr']:g}, batch {c['batch_size'] or 'all'}")  # fmt: skip
     print(f"{'method':<8} {'GAUC':>7} {'userAUC':>7} {'AUC':>7} {'logloss':>7} {'seconds':>8}")
     for name, m in report["methods"].items():
         print(f"{name:<8} {m['gauc']:7.4f} {m['mean_user_auc']:7.4f} {m['auc']:7.4f} "
@@ -235,6 +248,7 @@ def _run_folder(args: argparse.Namespace, data, config: FineTuneConfig):
         "root": None if args.data_root is None else str(args.data_root),
         "model": args.model,
         "correction": args.correction,
+        "runtime": args.runtime,
         **asdict(config),
         "seed": args.seed,
         "data_fingerprint": fingerprint(split.train, split.valid, split.test, data.local),

@@ -8,11 +8,17 @@ MNN facts this relies on (MNN 3.6.1, checked by the tests):
 
 * Only Convolution/MatMul weights and their biases of a converted model become trainable --
   in a CTR model, the MLP (``Linear``) layers; embedding tables (Gather on constants) and free
-  scalar parameters (a wide part's bias) stay frozen. :func:`match_torch_parameters` names the
-  torch parameters MNN trains, for a torch run on the same parameters.
+  parameters (a wide part's bias) stay frozen unless named in ``trainable`` (a constant of the
+  graph marked with ``fix_as_trainable()`` before the module is built). Parameters the
+  converter folds into an operator (PReLU slopes) cannot be trained.
+  :func:`match_torch_parameters` names the torch parameters MNN trains, for a torch run on the
+  same parameters.
 * Gradients need ``MNN.expr.lazy_eval(True)``; in eager mode ``step()`` returns False and
   changes nothing. :class:`MNNFineTuner` switches lazy evaluation on (a process-wide MNN
   setting) and always asserts ``step()`` is True.
+* MNN prints a line per step for every Gather off the trainable path that it cannot
+  differentiate (``axis != 0``); :meth:`MNNFineTuner.step` sends MNN's standard output to
+  ``os.devnull`` while it steps.
 * ``MNN.expr.sigmoid`` has no gradient (``step()`` is False) and losses built from
   ``reduce_mean``/``log`` give none either; the binary log loss is therefore
   ``MNN.nn.loss.cross_entropy(softmax([0, z]), one_hot(y))``, equal to
@@ -21,8 +27,10 @@ MNN facts this relies on (MNN 3.6.1, checked by the tests):
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +63,8 @@ class MNNFineTuner:
             recorded by :func:`graphrec.export.export_onnx` in ``onnx_path``.
         onnx_path: the ONNX file the model was converted from (for the names).
         lr: SGD learning rate (no momentum, no weight decay, as plain ``torch.optim.SGD``).
+        trainable: names of constants of the graph to train as well (e.g. a scalar bias,
+            ``"model.bias"`` in a :func:`graphrec.export.export_onnx` file).
     """
 
     def __init__(
@@ -65,6 +75,7 @@ class MNNFineTuner:
         *,
         onnx_path: str | os.PathLike | None = None,
         lr: float = 0.01,
+        trainable: Sequence[str] = (),
     ) -> None:
         import MNN  # runtime only
 
@@ -83,9 +94,11 @@ class MNNFineTuner:
         self.input_names = list(input_names)
         self.output_name = output_name
         graph = self._F.load_as_dict(str(path))
-        missing = [n for n in [*self.input_names, output_name] if n not in graph]
+        missing = [n for n in [*self.input_names, output_name, *trainable] if n not in graph]
         if missing:
             raise KeyError(f"{path} has no variables {missing}")
+        for name in trainable:
+            graph[name].fix_as_trainable()
         self.module = self._nn.load_module(
             [graph[n] for n in self.input_names], [graph[output_name]], True
         )
@@ -106,8 +119,16 @@ class MNNFineTuner:
         out = out[0] if isinstance(out, (list, tuple)) else out
         return self._F.reshape(out, [-1, 1])
 
-    def step(self, inputs: Mapping[str, Any], labels: Any) -> float:
+    def predict(self, inputs: Mapping[str, Any]) -> np.ndarray:
+        """``float32 [B]`` logits of the current parameters (eval mode)."""
+        self.module.train(False)
+        return np.array(self._logits(inputs).read(), dtype=np.float32, copy=True).reshape(-1)
+
+    def step(self, inputs: Mapping[str, Any], labels: Any, *, offset: float = 0.0) -> float:
         """One SGD step on a batch; returns the loss before the step.
+
+        ``labels`` may be soft (in ``[0, 1]``); ``offset`` is added to every logit in the loss
+        (a prior shift, e.g. label correction's logit offset).
 
         Raises:
             MNNTrainingError: MNN's ``step()`` returned False (no gradient reached a parameter).
@@ -117,12 +138,16 @@ class MNNFineTuner:
         y = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
         y = y.astype(np.float32).reshape(-1)
         logits = self._logits(inputs)
+        if offset:
+            logits = logits + F.const(np.full((y.size, 1), offset, np.float32), [y.size, 1], F.NCHW)
         zeros = F.const(np.zeros((y.size, 1), np.float32), [y.size, 1], F.NCHW)
         probs = F.softmax(F.concat([zeros, logits], 1), 1)
         target = F.const(np.stack([1.0 - y, y], 1).astype(np.float32), [y.size, 2], F.NCHW)
         loss = self._nn.loss.cross_entropy(probs, target)
         value = float(np.asarray(loss.read()).reshape(-1)[0])
-        if not self.optimizer.step(loss):
+        with _quiet_stdout():  # MNN prints a line per Gather it cannot differentiate
+            updated = self.optimizer.step(loss)
+        if not updated:
             raise MNNTrainingError(
                 f"MNN's SGD step {self.steps + 1} returned False: no gradient reached the "
                 "trainable parameters"
@@ -151,6 +176,20 @@ class MNNFineTuner:
         path.parent.mkdir(parents=True, exist_ok=True)
         F.save([out], str(path))
         return path
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Send what native code writes to file descriptor 1 to ``os.devnull``."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def match_torch_parameters(

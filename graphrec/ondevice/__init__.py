@@ -8,6 +8,8 @@
   the other per-user metrics, gains bucketed by drift.
 * :mod:`graphrec.ondevice.experiment` - the named data sets (amazon-users, ml-100k,
   synthetic), the cloud model, one run with its baselines.
+* :mod:`graphrec.ondevice.runtime` - the same per-user fine-tuning in MNN (the dense layers,
+  one user after the other), with the cloud model exported once.
 * :mod:`graphrec.ondevice.synthetic` - a generator in which CTR drift harms naive
   fine-tuning, by design.
 """
@@ -31,6 +33,7 @@ from graphrec.ondevice.protocol import (
     per_user_auc,
     user_metrics,
 )
+from graphrec.ondevice.runtime import RUNTIMES, MNNRuntime
 
 __all__ = [
     "CODA_DEFAULTS",
@@ -40,8 +43,10 @@ __all__ = [
     "FINETUNE_DEFAULTS",
     "FineTuneConfig",
     "LAYERS",
+    "MNNRuntime",
     "ONDEVICE_DATASETS",
     "OnDeviceData",
+    "RUNTIMES",
     "UserScores",
     "correct_labels",
     "drift_buckets",

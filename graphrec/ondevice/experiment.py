@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from graphrec.ondevice.protocol import (
     finetune_users,
     user_metrics,
 )
+from graphrec.ondevice.runtime import RUNTIMES, MNNRuntime
 
 __all__ = [
     "ONDEVICE_DATASETS",
@@ -149,6 +151,8 @@ def run_finetune(
     seed: int = 0,
     edges: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 1.0),
     cache: MutableMapping[str, tuple[UserScores, float]] | None = None,
+    runtime: str = "torch",
+    progress: bool = False,
 ) -> dict:
     """Cloud only, naive fine-tuning and ``correction`` (one rule or several) on every user
     of ``data``.
@@ -156,6 +160,8 @@ def run_finetune(
     ``cache`` (method name -> scores and seconds) holds finished methods: a method found there
     is not run again, a method run is stored there (e.g. a run folder that a rerun resumes).
     Every method fine-tunes with the same ``seed``, so it does not depend on the others.
+    ``runtime`` ``"mnn"`` fine-tunes in MNN (:class:`~graphrec.ondevice.runtime.MNNRuntime`,
+    ``config.layers`` must be ``"dense"``); ``progress`` shows a tqdm bar over the users.
 
     Returns a JSON-ready dict: ``global_share``, ``config``, ``methods`` (name -> the
     metrics of :func:`~graphrec.ondevice.user_metrics` plus ``seconds``), ``buckets``
@@ -168,12 +174,21 @@ def run_finetune(
             runs[rule] = dict(correction=rule)
     settings = asdict(config)
     cache = {} if cache is None else cache
+    tune = partial(finetune_users, cloud)
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if runtime == "mnn":
+        if config.layers != "dense":
+            raise ConfigError(f"runtime 'mnn' tunes the dense layers: layers must be 'dense'; "
+                              f"got {config.layers!r}")  # fmt: skip
+        if any(name not in cache for name in runs):
+            tune = MNNRuntime(cloud, data.local).finetune_users
     scores, methods = {}, {}
     for name, options in runs.items():
         if name not in cache:
             start = time.perf_counter()
-            tuned = finetune_users(cloud, data.local, data.test, global_share=g,
-                                   seed=seed, **(settings | options))  # fmt: skip
+            tuned = tune(data.local, data.test, global_share=g, seed=seed, progress=progress,
+                         **(settings | options))  # fmt: skip
             cache[name] = (tuned, time.perf_counter() - start)
         scores[name], seconds = cache[name]
         methods[name] = user_metrics(scores[name]) | {"seconds": seconds}
@@ -183,6 +198,7 @@ def run_finetune(
         "dataset": data.name,
         "global_share": g,
         "users": len(scores["cloud"].users),
+        "runtime": runtime,
         "config": settings,
         "methods": methods,
         "buckets": buckets,

@@ -32,7 +32,7 @@ def test_finetune_text(capsys):
 
 @pytest.mark.parametrize(
     "extra",
-    [["--correction", "bogus"], ["--layers", "top"], ["--lr", "0"], ["--runtime", "mnn"]],
+    [["--correction", "bogus"], ["--layers", "top"], ["--lr", "0"], ["--runtime", "tflite"]],
 )
 def test_bad_options(extra, capsys):
     argv = ["ondevice", "finetune", "--dataset", "synthetic", "--model", "lr", *extra]
