@@ -162,9 +162,11 @@ def run_events_command(args: argparse.Namespace) -> int:
         rows = "" if t["task"] in shown else "-" if count is None else f"{count:,}"
         name = "" if t["task"] in shown else t["task"]
         shown.add(t["task"])
-        print(f"{name:<16} {' > '.join(t['trigger']):<28} {t['matches']:>9,} {rows:>9}")
+        print(f"{name:<16} {' > '.join(t['trigger']):<28} {t['matches']:>9,} {rows:>9}".rstrip())
     for name, path in report["written"].items():
         print(f"wrote {path} ({report['rows'][name]:,} rows)")
+    if args.save_events is not None:
+        print(f"wrote {args.save_events} ({args.synthetic:,} events)")
     return 0
 
 
