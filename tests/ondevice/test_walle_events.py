@@ -221,6 +221,25 @@ def test_malformed_events_are_counted_and_the_stream_goes_on(tmp_path):
         Pipeline([Task("t", ((1,),), "none")], strict).run(read_events(path, strict))
 
 
+def test_hostile_lines_are_dropped_not_raised(tmp_path):
+    path = tmp_path / "hostile.jsonl"
+    lines = [
+        b'{"id": 1, "t": 1}',
+        b"[" * 2400 + b"]" * 2400,  # nested deeper than Python's recursion limit
+        b'{"id": 3, "t": 2, "p": {"a": ' + b"[" * 1500 + b"]" * 1500 + b"}}",
+        b"\xff\xfe\x00binary",
+        b'{"id": 3, "t": 1e3}',
+        b'{"id": 3, "t": NaN}',
+        b'{"id": 99999999999, "t": 3}',
+        b'{"id": 3, "t": 4, "p": {"item": [1, 2]}}',
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    validator = EventValidator()
+    pipe = Pipeline([Task("t", ((EXPOSURE,),), "samples")], validator)
+    pipe.run(read_events(path, validator))
+    assert validator.drops.counts["malformed"] == 6 and pipe.accepted == 2
+
+
 def test_validator_on_batches():
     catalog = EventCatalog({"buy": 7})
     v = EventValidator(catalog, max_payload_bytes=12)

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from graphrec.errors import ConfigError, InputFormatError
-from graphrec.io._text import PathLike, iter_blocks
+from graphrec.io._text import PathLike, check_input_file, iter_blocks
 from graphrec.io.atomic import atomic_open
 
 __all__ = [
@@ -429,7 +429,7 @@ class EventStream:
                 return str(np.lib.format.read_array(f, allow_pickle=False))
 
     def _zip(self) -> zipfile.ZipFile:
-        next(iter_blocks(self.path, size=1), None)  # the file checks of graphrec.io
+        check_input_file(self.path)
         try:
             return zipfile.ZipFile(self.path)
         except zipfile.BadZipFile:
@@ -482,7 +482,7 @@ class EventStream:
                 continue  # the validator counts it
             try:
                 ok[i] &= isinstance(json.loads(blob), dict)
-            except ValueError:
+            except (ValueError, RecursionError):
                 ok[i] = False
         lines = np.arange(done + 1, done + len(ids) + 1)
         batch = EventBatch(ids.astype(np.int32), times,
@@ -523,7 +523,7 @@ class EventStream:
 def _header(line: bytes) -> dict | None:
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) and "walle_events" in obj else None
 
@@ -537,7 +537,7 @@ def _parse_line(line: bytes, catalog: EventCatalog) -> tuple[int, int, bytes]:
     """``(id, t, payload bytes)`` of an event line; raises :class:`_Bad`."""
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         raise _Bad("malformed", "not valid JSON") from None
     if not isinstance(obj, dict):
         raise _Bad("malformed", "not a JSON object")
