@@ -15,7 +15,12 @@ from graphrec.commands._args import (
     positive_float,
     positive_int,
 )
-from graphrec.models.mtl.defaults import MTL_RECIPES, MTL_TRAIN_DEFAULTS, mtl_recipe
+from graphrec.models.mtl.defaults import (
+    MTL_RECIPES,
+    MTL_TRAIN_DEFAULTS,
+    distill_recipe,
+    mtl_recipe,
+)
 from graphrec.registry import MTL_MODELS
 
 #: Files written under ``--out`` (``teacher.pt`` only with distillation).
@@ -62,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="teacher distillation (default: %(default)s)")  # fmt: skip
     d = CrossDistilConfig()
     train.add_argument("--alpha", type=bounded_float("--alpha", minimum=0.0),
-                       help=f"distillation weight (default: {d.alpha:g})")  # fmt: skip
+                       help=f"distillation weight (default: {d.alpha:g}, or the dataset's "
+                       "validated value)")  # fmt: skip
     train.add_argument("--warmup-steps", type=nonnegative_int("--warmup-steps"),
                        help="steps over which the distillation weight ramps up from 0 "
                        f"(default: {d.warmup_steps})")  # fmt: skip
@@ -106,7 +112,8 @@ def _config(args: argparse.Namespace) -> dict:
                          for o in DISTILL_OPTIONS})  # fmt: skip
     recipe = mtl_recipe(args.dataset)
     dim = args.embedding_dim or MTL_MODELS.defaults(args.backbone)["embedding_dim"]
-    distill = {o: getattr(args, o) for o in DISTILL_OPTIONS if getattr(args, o) is not None}
+    distill = {} if args.distill == "none" else distill_recipe(args.dataset, args.distill)
+    distill.update({o: getattr(args, o) for o in DISTILL_OPTIONS if getattr(args, o) is not None})
     given = {k: getattr(args, k) for k in RECIPE_OPTIONS}
     return {
         "dataset": args.dataset,

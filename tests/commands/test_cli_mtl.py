@@ -31,7 +31,7 @@ def test_json_reload_and_resume(tmp_path, capsys, monkeypatch):
     assert res == json.loads((out / "results.json").read_text())
     assert res["tasks"] == ["a", "b"] and res["epochs_run"] == 2
     assert res["config"]["distill_options"] == {"alpha": 0.3}
-    assert res["config"]["batch_size"] == 512  # the synthetic recipe
+    assert res["config"]["batch_size"] == 1024  # the synthetic recipe
     assert res["data"]["train"]["rows"] == 16000 and min(res["data"]["test"]["groups"].values())
     assert res["teacher_parameters"] > 0 and res["train_s_per_epoch"] > 0
     for key in ("auc_a", "auc_b", "gauc_a", "multi_auc", "ndcg"):

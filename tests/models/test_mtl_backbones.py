@@ -17,6 +17,8 @@ from graphrec.models.mtl import (
     CrossDistilConfig,
     MMoE,
     SharedBottom,
+    build_mtl,
+    distill_recipe,
     gated_mixture,
     load_mtl_dataset,
     predict_mtl,
@@ -99,6 +101,17 @@ def test_every_backbone_overfits_a_tiny_batch(syn, name):
     assert loss.item() < 0.02
     logits = model(batch).detach()
     assert auc(y[:, 0], logits[:, 0]) == 1.0 and auc(y[:, 1], logits[:, 1]) == 1.0
+
+
+def test_validated_distillation_defaults():
+    assert distill_recipe("synthetic", "crossdistil") == {"alpha": 0.1}
+    assert distill_recipe("synthetic", "kd") == {} == distill_recipe("PATH", "crossdistil")
+    model, module = build_mtl("mmoe", load_mtl_dataset("synthetic").features, distill="kd",
+                              distill_options=distill_recipe("ml-100k", "kd"))  # fmt: skip
+    assert module.config.mode == "kd" and module.config.detach_backbone
+    assert module.teachers[0][0].in_features == model.tower_in_channels
+    with pytest.raises(ConfigError, match="distill"):
+        build_mtl("mmoe", model.features, distill="dml")
 
 
 def test_invalid_arguments(syn):

@@ -39,7 +39,13 @@ from graphrec.models.mtl.data import (
     synthetic_mtl,
     taobao_behavior_mtl,
 )
-from graphrec.models.mtl.defaults import MTL_RECIPES, MTLRecipe, mtl_recipe
+from graphrec.models.mtl.defaults import (
+    DISTILL_RECIPES,
+    MTL_RECIPES,
+    MTLRecipe,
+    distill_recipe,
+    mtl_recipe,
+)
 from graphrec.models.mtl.mmoe import MMoE
 from graphrec.models.mtl.ple import PLE
 from graphrec.models.mtl.shared_bottom import SharedBottom
@@ -53,6 +59,7 @@ from graphrec.models.mtl.train import (
 )
 
 __all__ = [
+    "DISTILL_RECIPES",
     "DISTILL_MODES",
     "CrossDistil",
     "CrossDistilConfig",
@@ -68,6 +75,7 @@ __all__ = [
     "PLE",
     "SharedBottom",
     "build_mtl",
+    "distill_recipe",
     "evaluate_mtl",
     "gated_mixture",
     "load_mtl_dataset",

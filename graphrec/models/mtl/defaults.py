@@ -8,8 +8,8 @@ backbone registers its config class with :data:`graphrec.registry.MTL_MODELS`.
 Example:
     >>> MMOE_DEFAULTS.num_experts, MMOE_DEFAULTS.expert_channels
     (4, (64,))
-    >>> mtl_recipe("synthetic").batch_size
-    512
+    >>> mtl_recipe("synthetic").lr
+    0.01
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ __all__ = [
     "PLE_DEFAULTS",
     "SHARED_BOTTOM_DEFAULTS",
     "SharedBottomConfig",
+    "DISTILL_RECIPES",
+    "distill_recipe",
     "mtl_recipe",
 ]
 
@@ -86,12 +88,28 @@ MTL_TRAIN_DEFAULTS = MTLRecipe()
 
 #: Training recipe per named dataset (anything else gets :data:`MTL_TRAIN_DEFAULTS`).
 MTL_RECIPES = {
-    "ml-100k": MTLRecipe(epochs=10, batch_size=1024, lr=2e-3, patience=2),
-    "synthetic": MTLRecipe(epochs=15, batch_size=512, lr=5e-3, patience=3),
+    "ml-100k": MTLRecipe(epochs=10, batch_size=1024, lr=5e-3, patience=2),
+    "synthetic": MTLRecipe(epochs=15, batch_size=1024, lr=1e-2, patience=3),
     "taobao": MTLRecipe(epochs=5, batch_size=256, lr=5e-3, patience=2),
+}
+
+
+#: Distillation settings per (dataset, mode) that differ from the
+#: :class:`~graphrec.models.mtl.crossdistil.CrossDistilConfig` defaults, chosen on validation
+#: Multi-AUC (seed 0, MMoE, ``benchmarks/mtl.py --part tune``; the same grid for both modes).
+DISTILL_RECIPES: dict[tuple[str, str], dict] = {
+    ("ml-100k", "kd"): {"detach_backbone": True},
+    ("ml-100k", "crossdistil"): {"detach_backbone": True},
+    ("synthetic", "crossdistil"): {"alpha": 0.1},
 }
 
 
 def mtl_recipe(dataset: str) -> MTLRecipe:
     """The training recipe of ``dataset`` (a name; anything else gets the defaults)."""
     return MTL_RECIPES.get(str(dataset), MTL_TRAIN_DEFAULTS)
+
+
+def distill_recipe(dataset: str, mode: str) -> dict:
+    """The validated distillation options of ``dataset`` and ``mode`` (``"kd"`` or
+    ``"crossdistil"``); empty where the config defaults apply."""
+    return dict(DISTILL_RECIPES.get((str(dataset), mode), {}))
