@@ -141,6 +141,17 @@ def test_extraction_by_hand():
         assert again.rows == pipe.rows
     short = Pipeline(HAND_TASKS, user="u1", max_history=1).run([hand_stream()])
     assert short.rows["train"][3]["history"] == ["10"]
+    # a task's own window: the last 4 events of the first visit (scroll, exposure, click, exit)
+    tasks = [Task("cut", ((PAGE_EXIT,),), "samples", window=4), *HAND_TASKS]
+    for cut in (0, 5, 8):
+        cut_pipe = Pipeline(tasks, user="u1").run([stream.slice(0, cut), stream.slice(cut, 11)])
+        assert [[r[c] for c in cols] for r in cut_pipe.rows["cut"]] == [
+            [0.0, "12", "", 0.0, 1.0, 1.0, ["11"]],  # no page: the window has no page_enter
+            [0.0, "11", "p2", 0.0, 0.0, 1.0, ["11", "10"]],
+        ]
+        assert cut_pipe.rows["train"] == pipe.rows["train"]
+    with pytest.raises(ConfigError, match="window"):
+        Task("bad", ((1,),), window=0)
 
 
 def test_samples_table_feeds_a_ctr_model(tmp_path):

@@ -11,7 +11,8 @@ event whatever the number of triggers.
 
 **Window.** On a match at event ``i`` the task's extractor gets the current page visit up to
 ``i``: the events from the last ``page_enter`` at or before ``i`` (or the start of the stream)
-through ``i``; of a visit longer than ``max_window`` events, the last ``max_window``.
+through ``i``; of a visit longer than the task's ``window`` (default: the pipeline's
+``max_window``) events, the last ``window``.
 
 **Extractors** (:data:`EXTRACTORS`; rows in the :data:`WALLE_CTR_SCHEMA` columns):
 
@@ -33,7 +34,7 @@ stream (the last ``max_history``, oldest first), sharing the ``item`` vocabulary
 
 **Task files** (:func:`load_tasks`): JSON ``{"events": {"add_to_cart": 100}, "tasks": [{"name":
 "ctr_samples", "triggers": [["page_exit"]], "extract": "samples"}]}``; ``events`` (optional)
-declares user-defined ids, triggers list event names or ids.
+declares user-defined ids, triggers list event names or ids, a task's ``window`` is optional.
 """
 
 from __future__ import annotations
@@ -250,11 +251,13 @@ EXTRACTORS: dict[str, Callable[[Window], list[dict]] | None] = {
 
 @dataclass(frozen=True)
 class Task:
-    """A task's triggers (event-id sequences) and what runs on a match (:data:`EXTRACTORS`)."""
+    """A task's triggers (event-id sequences), what runs on a match (:data:`EXTRACTORS`) and
+    the most events its extractor gets (``window``; None: the pipeline's ``max_window``)."""
 
     name: str
     triggers: tuple[tuple[int, ...], ...]
     extract: str = "samples"
+    window: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -264,6 +267,11 @@ class Task:
                 f"task {self.name!r}: extract must be one of {', '.join(EXTRACTORS)}; "
                 f"got {self.extract!r}"
             )
+        if self.window is not None and (
+            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
+        ):
+            raise ConfigError(f"task {self.name!r}: window must be an integer >= 1 or None; "
+                              f"got {self.window!r}")  # fmt: skip
         triggers = tuple(tuple(t) for t in self.triggers)
         if not triggers or any(not t for t in triggers):
             raise ConfigError(f"task {self.name!r}: triggers must be non-empty id sequences")
@@ -286,7 +294,7 @@ class Pipeline:
         tasks: the tasks (unique names).
         validator: checks the events (default: built-in events, 4096-byte payloads, drop).
         user: the user written into the rows.
-        max_window: most events handed to an extractor.
+        max_window: most events handed to an extractor, for tasks without a ``window``.
         max_history: longest click history in a row.
 
     Example:
@@ -319,6 +327,7 @@ class Pipeline:
                     self.validator.catalog.resolve(e)
         self.user = "" if user is None else str(user)
         self.max_window, self.max_history = max_window, max_history
+        self.windows = [t.window or max_window for t in self.tasks]
         self.trie = TriggerTrie([t for task in self.tasks for t in task.triggers])
         self.owner = np.repeat(np.arange(len(self.tasks)), [len(t.triggers) for t in self.tasks])
         self.extractors = [EXTRACTORS[t.extract] for t in self.tasks]
@@ -327,7 +336,7 @@ class Pipeline:
         self.accepted = 0
         self.match_seconds = 0.0  # time spent in the automaton
         self._state = 0
-        self._visit = EventBatch.empty()  # the current visit before the next batch (< max_window)
+        self._visit = EventBatch.empty()  # the current visit before the next batch (< windows)
         self._visit_items: list[str | None] = []
         self._click_pos: list[int] = []  # stream positions of the recent clicks
         self._click_items: list[str] = []
@@ -363,7 +372,7 @@ class Pipeline:
             if extractor is None:
                 continue
             k = np.searchsorted(enters, end, side="right") - 1
-            start = max(int(enters[k]) if k >= 0 else 0, end - self.max_window + 1)
+            start = max(int(enters[k]) if k >= 0 else 0, end - self.windows[task] + 1)
             window = Window(
                 events.slice(start, end + 1),
                 items[start : end + 1],
@@ -371,7 +380,8 @@ class Pipeline:
                 lambda j, at=first + start: self._history(at + j),
             )
             self.rows[self.tasks[task].name].extend(extractor(window))
-        keep = max(int(enters[-1]) if len(enters) else 0, len(events) - self.max_window + 1)
+        longest = max(self.windows)
+        keep = max(int(enters[-1]) if len(enters) else 0, len(events) - longest + 1)
         self._visit, self._visit_items = events.slice(keep, len(events)), items[keep:]
         self._trim_clicks(first + keep)
 
@@ -468,9 +478,9 @@ def load_tasks(path: PathLike) -> tuple[EventCatalog, list[Task]]:
     catalog = EventCatalog(spec.get("events") or {})
     tasks = []
     for i, task in enumerate(spec["tasks"]):
-        if not isinstance(task, dict) or set(task) - {"name", "triggers", "extract"}:
+        if not isinstance(task, dict) or set(task) - {"name", "triggers", "extract", "window"}:
             raise InputFormatError(f"task {i} is not an object with keys name, triggers, "
-                                   "extract", path=path, expected=expected)  # fmt: skip
+                                   "extract, window", path=path, expected=expected)  # fmt: skip
         triggers = task.get("triggers")
         if not isinstance(triggers, list) or not all(isinstance(t, list) for t in triggers):
             raise InputFormatError(f"task {i}: triggers must be a list of lists of events",
@@ -479,6 +489,7 @@ def load_tasks(path: PathLike) -> tuple[EventCatalog, list[Task]]:
             task.get("name"),
             tuple(tuple(catalog.resolve(e) for e in t) for t in triggers),
             task.get("extract", "samples"),
+            task.get("window"),
         ))  # fmt: skip
     return catalog, tasks
 
