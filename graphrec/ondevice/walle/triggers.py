@@ -58,6 +58,7 @@ from graphrec.ondevice.walle.events import (
     CLICK,
     EXPOSURE,
     PAGE_ENTER,
+    PAGE_EXIT,
     SCROLL,
     EventBatch,
     EventCatalog,
@@ -281,9 +282,9 @@ class Task:
 #: The tasks used without a task file: labelled samples at every page exit, features when an
 #: exposure follows a page enter or a scroll, and a count of exposures clicked at once.
 DEFAULT_TASKS = (
-    Task("ctr_samples", ((2,),), "samples"),
-    Task("ctr_score", ((1, 3), (5, 3)), "features"),
-    Task("quick_click", ((3, 4),), "none"),
+    Task("ctr_samples", ((PAGE_EXIT,),), "samples"),
+    Task("ctr_score", ((PAGE_ENTER, EXPOSURE), (SCROLL, EXPOSURE)), "features"),
+    Task("quick_click", ((EXPOSURE, CLICK),), "none"),
 )
 
 
