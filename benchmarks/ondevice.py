@@ -86,6 +86,11 @@ def verdict(stat: dict[str, Any]) -> str:
     return f"{'better' if stat['mean'] > 0 else 'worse'} (p = {_p(stat['p'])})"
 
 
+def _num(key: str, value: float) -> str:
+    """An overhead cell: seconds with 4 decimals, anything else (bytes) as an integer."""
+    return f"{value:.4f}" if key.endswith("_s") else f"{value:,.0f}"
+
+
 def _p(p: float | None) -> str:
     return "-" if p is None else f"{p:.3f}"
 
@@ -336,8 +341,21 @@ def report_coda(out: dict[str, Any]) -> str:
                 ],
             ),
             "",
-            "Overhead per device (seed 0, as `run_coda` reports it): "
-            f"`{json.dumps(agg['overhead'][0])}`",
+            "Overhead per device (`run_coda`'s `overhead`: per seed the mean and the max over "
+            "devices; here the mean of those means and the max of those maxima over seeds):",
+            "",
+            bench.md_table(
+                ["overhead", "mean per device", "max"],
+                [
+                    [
+                        k,
+                        _num(k, statistics.fmean(o[k]["mean"] for o in agg["overhead"])),
+                        _num(k, max(o[k]["max"] for o in agg["overhead"])),
+                    ]
+                    for k, v in agg["overhead"][0].items()
+                    if isinstance(v, dict) and {"mean", "max"} <= set(v)
+                ],
+            ),
             "",
         ]
     return "\n".join(lines).rstrip()
