@@ -43,6 +43,8 @@ DATASETS = ("synthetic", "amazon-users", "ml-100k")
 RULES = ("soft", "flip", "random", "offset")
 METRICS = ("gauc", "mean_user_auc", "auc", "logloss")
 EDGES = (0.0, 0.1, 0.2, 0.3, 1.0)
+#: Settings that change a run's results (``--resume`` reuses runs only when they are equal).
+RUN_SETTINGS = ("threads", "finetune")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -99,18 +101,23 @@ def _p(p: float | None) -> str:
 
 
 class Store:
-    """Finished runs by key, saved to the result file after each one (``--resume``)."""
+    """Finished runs by key (``dataset/model/seed``), saved to the result file after each one.
+
+    With ``resume``, the runs of a result file whose run settings (:data:`RUN_SETTINGS`) are
+    the same are kept, whichever data sets, models and seeds it covered.
+    """
 
     def __init__(self, path: Path, settings: dict[str, Any], resume: bool) -> None:
         self.path, self.settings = path, settings
         self.runs: dict[str, Any] = {}
         if resume and path.exists():
             saved = json.loads(path.read_text())
-            if saved.get("settings") == settings:
+            same = all(saved["settings"].get(k) == settings[k] for k in RUN_SETTINGS)
+            if same:
                 self.runs = saved.get("runs", {})
                 print(f"resuming: {len(self.runs)} runs from {path}", flush=True)
             else:
-                print(f"not resuming: {path} has other settings", flush=True)
+                print(f"not resuming: {path} has other run settings", flush=True)
 
     def save(self, extra: dict[str, Any] | None = None) -> None:
         bench.write_json(self.path, {"settings": self.settings, "runs": self.runs} | (extra or {}))
