@@ -111,8 +111,10 @@ def _register_coda(group_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau", type=bounded_float("--tau", minimum=0.0, below=1.0), default=d.tau,
                    help="keep candidates the classifier scores >= tau; 0 keeps all "
                    "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--top-factor", type=positive_float("--top-factor"), default=d.top_factor,
-                   help="alpha: keep the top ceil(alpha |local|), not --tau")  # fmt: skip
+    p.add_argument("--top-factor", type=bounded_float("--top-factor", minimum=0.0),
+                   default=d.top_factor,
+                   help="alpha: keep the top ceil(alpha |local|); 0: use --tau instead "
+                   "(default: %(default)s)")  # fmt: skip
     p.add_argument("--weight", type=bounded_float("--weight", minimum=0.0), default=d.weight,
                    help="lambda: weight of a kept candidate (default: %(default)s)")  # fmt: skip
     p.add_argument("--weighting", choices=WEIGHTINGS, default=d.weighting,
@@ -147,7 +149,9 @@ def coda_command(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = ("key", "k_factor", "budget_bytes", "classifier", "tau", "top_factor", "weight",
                "weighting")  # fmt: skip
-    config = replace(CODA_DEFAULTS, **{k: getattr(args, k) for k in options})
+    chosen = {k: getattr(args, k) for k in options}
+    chosen["top_factor"] = chosen["top_factor"] or None  # 0: select by --tau
+    config = replace(CODA_DEFAULTS, **chosen)
     finetune = FineTuneConfig(args.layers, args.epochs, args.lr, FINETUNE_DEFAULTS.batch_size)
     start = time.perf_counter()
     data = load_ondevice_data(args.dataset, args.data_root, seed=args.seed)

@@ -83,8 +83,9 @@ class CodaConfig:
         classifier: one of :data:`CLASSIFIERS`.
         hidden: hidden units of the ``"mlp"`` classifier.
         steps, lr, l2: full-batch Adam steps, step size and L2 penalty of the classifier.
-        tau: keep candidates with ``h_u >= tau`` (0 keeps all).
-        top_factor: ``alpha``: keep the top ``ceil(alpha |D_u|)`` by ``h_u`` instead of ``tau``.
+        tau: keep candidates with ``h_u >= tau`` (0 keeps all); used when ``top_factor`` is
+            None.
+        top_factor: ``alpha``: keep the top ``ceil(alpha |D_u|)`` by ``h_u`` instead.
         weight: ``lambda``, the loss weight of a kept candidate (local samples weigh 1).
         weighting: one of :data:`WEIGHTINGS`.
         chunk_users: devices matched and classified together.
@@ -104,8 +105,8 @@ class CodaConfig:
     lr: float = 0.05
     l2: float = 1e-3
     tau: float = 0.5
-    top_factor: float | None = None
-    weight: float = 0.5
+    top_factor: float | None = 2.0
+    weight: float = 1.0
     weighting: str = "constant"
     chunk_users: int = 256
 

@@ -25,7 +25,7 @@ from graphrec.ondevice.coda import (
 )
 from graphrec.ondevice.synthetic import drift_ctr
 
-SMALL = replace(CODA_DEFAULTS, k_factor=2.0, steps=30)
+SMALL = replace(CODA_DEFAULTS, k_factor=2.0, steps=30, top_factor=None)
 
 
 @pytest.fixture(scope="module")
@@ -195,10 +195,11 @@ def test_config_errors(kwargs, match):
 
 def test_cli_json(capsys):
     argv = ["ondevice", "coda", "--dataset", "synthetic", "--model", "lr", "--key", "fields",
-            "--epochs", "1", "--k-factor", "1", "--tau", "0.3", "--json",
+            "--epochs", "1", "--k-factor", "1", "--top-factor", "0", "--tau", "0.3", "--json",
             "--threads", "1"]  # fmt: skip
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["methods"]) == {"cloud", "local", "unfiltered", "coda"}
-    assert out["config"]["tau"] == 0.3 and out["config"]["key"] == "fields"
+    assert out["config"]["tau"] == 0.3 and out["config"]["top_factor"] is None
+    assert out["config"]["key"] == "fields"
     assert out["finetune"]["epochs"] == 1 and out["users"] == 400
