@@ -27,10 +27,8 @@ MNN facts this relies on (MNN 3.6.1, checked by the tests):
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ import torch
 
 from graphrec.errors import ConfigError
 from graphrec.export.mnn import to_mnn_var
-from graphrec.export.onnx import ExportError, read_metadata
+from graphrec.export.onnx import ExportError, quiet_stdout, read_metadata
 
 __all__ = ["MNNFineTuner", "MNNTrainingError", "match_torch_parameters", "torch_bce_loss"]
 
@@ -145,7 +143,7 @@ class MNNFineTuner:
         target = F.const(np.stack([1.0 - y, y], 1).astype(np.float32), [y.size, 2], F.NCHW)
         loss = self._nn.loss.cross_entropy(probs, target)
         value = float(np.asarray(loss.read()).reshape(-1)[0])
-        with _quiet_stdout():  # MNN prints a line per Gather it cannot differentiate
+        with quiet_stdout():  # MNN prints a line per Gather it cannot differentiate
             updated = self.optimizer.step(loss)
         if not updated:
             raise MNNTrainingError(
@@ -176,20 +174,6 @@ class MNNFineTuner:
         path.parent.mkdir(parents=True, exist_ok=True)
         F.save([out], str(path))
         return path
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Send what native code writes to file descriptor 1 to ``os.devnull``."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def match_torch_parameters(

@@ -14,11 +14,13 @@ takes a dict, the example shapes), which :func:`graphrec.export.check_parity` re
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ __all__ = [
     "FlatInputs",
     "export_onnx",
     "flatten_inputs",
+    "quiet_stdout",
     "read_metadata",
     "require_extra",
 ]
@@ -51,12 +54,31 @@ class ExportError(GraphrecError, RuntimeError):
     """An export step failed (the message says which and why)."""
 
 
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Send what is written to file descriptor 1 (native code included) to ``os.devnull``."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def require_extra(feature: str, modules: Sequence[str] = EXTRA_MODULES) -> None:
     """Import ``modules`` of the ``export`` extra, or raise one-line
-    :class:`~graphrec.errors.MissingExtraError` saying that ``feature`` needs the extra."""
+    :class:`~graphrec.errors.MissingExtraError` saying that ``feature`` needs the extra.
+
+    Native output to the standard output is dropped meanwhile: ``import MNN`` prints the
+    CPU's features there, which would corrupt a command's ``--json`` output."""
     for name in modules:
         try:
-            importlib.import_module(name)
+            with quiet_stdout():
+                importlib.import_module(name)
         except ImportError as exc:
             raise MissingExtraError(feature, "export") from exc
 

@@ -8,6 +8,7 @@ import copy
 import importlib
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -197,6 +198,14 @@ def test_cli_runtime_mnn(extra, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["runtime"] == "mnn" and out["config"]["layers"] == "dense"
     assert set(out["methods"]) == {"cloud", "naive"} and out["users"] == 400
+
+
+def test_importing_the_extra_prints_nothing(extra):
+    """``import MNN`` prints the CPU's features on stdout; require_extra keeps --json clean."""
+    code = "from graphrec.export.onnx import require_extra; require_extra('x')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert proc.stdout == ""
 
 
 def test_cli_runtime_mnn_refuses_all_layers(capsys):
