@@ -63,7 +63,9 @@ def register(group_sub: argparse._SubParsersAction) -> None:
     build.add_argument("--top-k", type=positive_int("--top-k"),
                        help="post-processing: the K highest-scored rows of a request")  # fmt: skip
     build.add_argument("--triggers", type=Path, metavar="FILE",
-                       help='JSON [{"name", "events": [event ids], "window": n}]')  # fmt: skip
+                       help="JSON task file, as for 'graphrec walle run-events --triggers': "
+                       '{"events": {name: id}, "tasks": [{"name", "triggers", "extract", '
+                       '"window"}]}')  # fmt: skip
     build.add_argument("--atol", type=positive_float("--atol"), default=ATOL,
                        help="parity tolerance on max |diff| (default: %(default)g)")  # fmt: skip
     build.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -153,7 +155,8 @@ def _print_summary(info: dict[str, Any]) -> None:
     print(f"parity max |diff| vs torch: {diffs} (atol {info['parity']['atol']:g}, "
           f"batches {info['parity']['batches']})")  # fmt: skip
     post = {k: v for k, v in info["postprocess"].items() if v is not None}
-    print(f"post-processing {post}; {len(info['triggers'])} trigger(s)")
+    tasks = [t["name"] for t in info["triggers"]["tasks"]]
+    print(f"post-processing {post}; trigger tasks: {', '.join(tasks) or 'none'}")
     for name, entry in info["files"].items():
         print(f"  {name:<14} {entry['size']:>9,} bytes  sha256 {entry['sha256'][:16]}...")
 
@@ -173,7 +176,7 @@ def build_command(args: argparse.Namespace) -> int:
         raise GraphrecError(f"--out {args.out} exists; pass --force to replace it")
     post = {"activation": "identity" if args.identity else "sigmoid",
             "threshold": args.threshold, "top_k": args.top_k}  # fmt: skip
-    triggers = []
+    triggers = None
     if args.triggers is not None:
         try:
             triggers = json.loads(args.triggers.read_text())

@@ -38,7 +38,7 @@ def package(taobao, tmp_path_factory):
     """An LR package trained for one epoch on the Taobao sample, as an archive."""
     folder = tmp_path_factory.mktemp("walle_cli")
     (folder / "triggers.json").write_text(
-        json.dumps([{"name": "exposure_click", "events": [3, 4], "window": 64}])
+        json.dumps({"tasks": [{"name": "exposure_click", "triggers": [[3, 4]], "window": 64}]})
     )
     out = folder / "lr.tar"
     argv = ["walle", "package", "build", "--model", "lr", "--dataset", str(taobao),
@@ -53,9 +53,9 @@ def test_build_writes_a_verified_package(package, capsys):
     assert main(["walle", "package", "verify", str(package), "--json"]) == 0
     info = _json_out(capsys.readouterr().out)
     assert (info["name"], info["version"], info["model"]) == ("lr-ctr", "2.1.0", "LR")
-    assert info["ok"] and info["triggers"] == [
-        {"name": "exposure_click", "events": [3, 4], "window": 64}
-    ]
+    assert info["ok"] and info["triggers"] == {
+        "tasks": [{"name": "exposure_click", "triggers": [[3, 4]], "window": 64}]
+    }
     assert info["postprocess"] == {"activation": "sigmoid", "threshold": 0.5, "top_k": 4}
     assert max(info["parity"]["max_abs_diff"].values()) <= 1e-5
     assert main(["walle", "package", "build", "--model", "lr", "--dataset", "x",

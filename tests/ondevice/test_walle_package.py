@@ -39,7 +39,9 @@ from graphrec.ondevice.walle.package import (  # noqa: E402
 torch.set_num_threads(1)
 
 POST = {"activation": "sigmoid", "threshold": 0.5, "top_k": 3}
-TRIGGERS = [{"name": "detail_click", "events": [3, 5], "window": 64}]
+TRIGGERS = {"events": {"add_to_cart": 100},
+            "tasks": [{"name": "detail_click", "triggers": [[3, 5], ["click", "add_to_cart"]],
+                       "extract": "features", "window": 64}]}  # fmt: skip
 
 
 def _scaled(model: torch.nn.Module) -> torch.nn.Module:
@@ -103,6 +105,10 @@ def test_round_trip_gives_the_torch_predictions(built, taobao, runtime, form, tm
     loaded = load_package(path)
     assert loaded.manifest == package.manifest and loaded.files == package.files
     assert loaded.triggers == TRIGGERS and loaded.version == "1.0.0"
+    catalog, (task,) = loaded.trigger_tasks()  # the trigger automaton's input, as loaded
+    assert catalog.custom() == {"add_to_cart": 100}
+    assert (task.name, task.triggers, task.extract, task.window) == (
+        "detail_click", ((3, 5), (4, 100)), "features", 64)
     parity = loaded.manifest["parity"]
     assert parity["batches"] == [3, 17, 80]
     assert all(0 < d <= 1e-5 for d in parity["max_abs_diff"].values())  # measured, recorded
@@ -288,8 +294,10 @@ def test_invalid_configuration_is_a_config_error(built, taobao, tmp_path):
     for kwargs, match in [
         ({"version": "1.0"}, "version must be MAJOR.MINOR.PATCH"),
         ({"name": "../x"}, "name must be"),
-        ({"triggers": [{"name": "t", "events": [], "window": 1}]}, "events must be a non-empty"),
-        ({"triggers": [{"name": "t", "events": [1], "window": 0}]}, "window must be a positive"),
+        ({"triggers": {"tasks": [{"name": "t", "triggers": [[]]}]}}, "non-empty id sequences"),
+        ({"triggers": {"tasks": [{"name": "t", "triggers": [[1]], "window": 0}]}},
+         "window must be an integer >= 1"),
+        ({"triggers": [{"name": "t", "events": [1], "window": 1}]}, "needs a list 'tasks'"),
         ({"postprocess": {"activation": "sigmoid", "threshold": 2}}, r"threshold must be in \(0"),
         ({"postprocess": {"activation": "softmax"}}, "activation must be one of"),
     ]:

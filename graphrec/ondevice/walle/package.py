@@ -13,9 +13,9 @@ file               content
 ``vocab.json``     the vocabularies: ``{owner column: {raw value: code >= 1}}``
 ``task.json``      the output the task reads, its post-processing (``activation``:
                    ``sigmoid`` or ``identity``; optional ``threshold`` and ``top_k``) and the
-                   trigger definitions: ``[{"name", "events": [event ids], "window": n}]``,
-                   each an event-id sequence and the most events of the matched page visit
-                   handed to the task (see :mod:`graphrec.ondevice.walle.triggers`)
+                   triggers: a task file's object ``{"events": {name: id}, "tasks": [{"name",
+                   "triggers", "extract", "window"}]}``, the format of
+                   :func:`graphrec.ondevice.walle.triggers.load_tasks`
 ``manifest.json``  format, name, version (``MAJOR.MINOR.PATCH``), the graphrec version that
                    built it, the parity record and the sha256 and size of every other file
 =================  =========================================================================
@@ -171,29 +171,12 @@ def _check_postprocess(post: Any) -> dict[str, Any]:
     return {"activation": activation, "threshold": threshold, "top_k": top_k}
 
 
-def _check_triggers(triggers: Any) -> list[dict[str, Any]]:
-    """``[{"name", "events": [event ids], "window": events}]`` as plain data, names unique."""
-    _check(isinstance(triggers, list), f"triggers must be a list; got {type(triggers).__name__}")
-    names = set()
-    for i, trig in enumerate(triggers):
-        _check_keys(trig, f"trigger {i}", ["name", "events", "window"])
-        name, events, window = trig["name"], trig["events"], trig["window"]
-        _check(isinstance(name, str) and bool(name), f"trigger {i}: name must be a string")
-        _check(name not in names, f"trigger name {name!r} appears twice")
-        names.add(name)
-        _check(
-            isinstance(events, list)
-            and bool(events)
-            and all(_is_int(e) and 0 <= e < 2**31 for e in events),
-            f"trigger {name!r}: events must be a non-empty list of event ids (ints in "
-            f"[0, 2**31)); got {events!r}",
-        )
-        _check(
-            _is_int(window) and window >= 1,
-            f"trigger {name!r}: window must be a positive number of events; got {window!r}",
-        )
-    return [{"name": t["name"], "events": list(t["events"]), "window": t["window"]}
-            for t in triggers]  # fmt: skip
+def _check_triggers(triggers: Any) -> dict[str, Any]:
+    """A task file's object (:func:`graphrec.ondevice.walle.triggers.parse_tasks`), checked."""
+    from graphrec.ondevice.walle.triggers import parse_tasks
+
+    parse_tasks(triggers)
+    return json.loads(json.dumps(triggers))  # plain data, a copy
 
 
 def _check_manifest(manifest: Any) -> None:
@@ -341,9 +324,16 @@ class TaskPackage:
         return self.manifest["version"]
 
     @property
-    def triggers(self) -> list[dict[str, Any]]:
-        """The trigger definitions: ``[{"name", "events": [event ids], "window": n}]``."""
+    def triggers(self) -> dict[str, Any]:
+        """The trigger definitions: a task file's object (``{"events", "tasks"}``)."""
         return self.task["triggers"]
+
+    def trigger_tasks(self) -> tuple[Any, list[Any]]:
+        """``(EventCatalog, [triggers.Task])`` of :attr:`triggers`, ready for
+        :class:`graphrec.ondevice.walle.triggers.Pipeline`."""
+        from graphrec.ondevice.walle.triggers import parse_tasks
+
+        return parse_tasks(self.triggers)
 
     def __repr__(self) -> str:
         return f"TaskPackage({self.name!r}, {self.version!r}, {self.manifest['model']['class']})"
@@ -354,7 +344,7 @@ class TaskPackage:
         name: str | None = None,
         version: str | None = None,
         postprocess: Mapping[str, Any] | None = None,
-        triggers: Sequence[Mapping[str, Any]] | None = None,
+        triggers: Mapping[str, Any] | None = None,
     ) -> TaskPackage:
         """A new package with the same verified model and features and the given name,
         version, post-processing or triggers (e.g. a release that only changes a threshold);
@@ -363,7 +353,7 @@ class TaskPackage:
         if postprocess is not None:
             task["postprocess"] = _check_postprocess(dict(postprocess))
         if triggers is not None:
-            task["triggers"] = _check_triggers([dict(t) for t in triggers])
+            task["triggers"] = _check_triggers(triggers)
         manifest = {
             **self.manifest,
             "name": self.name if name is None else _check_name(name),
@@ -536,7 +526,7 @@ def build_package(
     name: str,
     version: str,
     postprocess: Mapping[str, Any] | None = None,
-    triggers: Sequence[Mapping[str, Any]] = (),
+    triggers: Mapping[str, Any] | None = None,
     atol: float = PARITY_ATOL,
     overwrite: bool = False,
     threads: int = 1,
@@ -553,8 +543,9 @@ def build_package(
         name, version: the package name and its ``MAJOR.MINOR.PATCH`` version.
         postprocess: ``{"activation": "sigmoid" | "identity", "threshold": t, "top_k": k}``
             (default: sigmoid only).
-        triggers: ``[{"name", "events": [event ids], "window": n}]``: event-id sequences
-            and the most events of the matched page visit each hands to the task.
+        triggers: a task file's object ``{"events": {name: id}, "tasks": [{"name",
+            "triggers", "extract", "window"}]}`` (see
+            :func:`graphrec.ondevice.walle.triggers.parse_tasks`; default: no tasks).
         atol: the parity tolerance on max |diff| (torch vs onnxruntime and vs MNN).
         overwrite: replace an existing ``path``.
         threads: CPU threads of onnxruntime and MNN in the gate.
@@ -574,7 +565,7 @@ def build_package(
     _check_name(name)
     _check_version(version)
     post = _check_postprocess(dict(postprocess or {"activation": "sigmoid"}))
-    trigger_list = _check_triggers([dict(t) for t in triggers])
+    trigger_spec = _check_triggers({"tasks": []} if triggers is None else triggers)
     _check(_is_number(atol) and atol >= 0, f"atol must be a number >= 0; got {atol!r}")
     path = Path(path)
     if (path.exists() or path.is_symlink()) and not overwrite:
@@ -608,7 +599,7 @@ def build_package(
         specs.append(entry)
     files["features.json"] = _json({"inputs": specs, "label": table.schema.label})
     files["vocab.json"] = _json({o: table.vocab[o] for o in sorted(owners)})
-    files["task.json"] = _json({"output": output, "postprocess": post, "triggers": trigger_list})
+    files["task.json"] = _json({"output": output, "postprocess": post, "triggers": trigger_spec})
     manifest = {
         "format": FORMAT,
         "name": name,
@@ -716,7 +707,20 @@ class Task:
         self.name = self.package.name
         self.runtime, self._model = _model_session(self.package, runtime, threads)
         self._output = self.package.manifest["model"]["outputs"].index(self.package.task["output"])
+        self._threads = threads
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"walle-{self.name}")
+
+    def swap_model(self, path: str | os.PathLike) -> None:
+        """Serve the ``.mnn`` file ``path`` from now on: a model with the package's inputs and
+        the task's output (e.g. fine-tuned on the device by
+        :class:`graphrec.export.MNNFineTuner`); the MNN runtime only."""
+        from graphrec.export import MNNModel
+
+        if self.runtime != "mnn":
+            raise ConfigError(f"swap_model needs the MNN runtime; this task runs {self.runtime}")
+        inputs, output = self.package.manifest["model"]["inputs"], self.package.task["output"]
+        self._model = MNNModel(path, inputs, [output], threads=self._threads)
+        self._output = 0
 
     def preprocess(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         """Model inputs for raw feature rows (``{column: value}``, as in the training file).

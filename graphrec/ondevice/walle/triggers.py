@@ -32,9 +32,11 @@ stream (the last ``max_history``, oldest first), sharing the ``item`` vocabulary
 :class:`graphrec.models.ctr.CTRFeatures` reads; :func:`write_samples` writes the CSV that
 :func:`graphrec.io.read_ctr_table` reads back with :data:`WALLE_CTR_SCHEMA`.
 
-**Task files** (:func:`load_tasks`): JSON ``{"events": {"add_to_cart": 100}, "tasks": [{"name":
-"ctr_samples", "triggers": [["page_exit"]], "extract": "samples"}]}``; ``events`` (optional)
-declares user-defined ids, triggers list event names or ids, a task's ``window`` is optional.
+**Task files** (:func:`load_tasks`, :func:`parse_tasks`): JSON ``{"events": {"add_to_cart":
+100}, "tasks": [{"name": "ctr_samples", "triggers": [["page_exit"]], "extract": "samples"}]}``;
+``events`` (optional) declares user-defined ids, triggers list event names or ids, a task's
+``window`` is optional. The one trigger format: a task package stores the same object in its
+``task.json`` (:mod:`graphrec.ondevice.walle.package`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +76,9 @@ __all__ = [
     "Task",
     "TriggerTrie",
     "Window",
+    "ctr_table",
     "load_tasks",
+    "parse_tasks",
     "write_samples",
 ]
 
@@ -335,6 +340,7 @@ class Pipeline:
         self.matches = np.zeros(len(self.owner), dtype=np.int64)
         self.rows: dict[str, list[dict]] = {t.name: [] for t in self.tasks}
         self.accepted = 0
+        self.check_seconds = 0.0  # time spent validating
         self.match_seconds = 0.0  # time spent in the automaton
         self._state = 0
         self._visit = EventBatch.empty()  # the current visit before the next batch (< windows)
@@ -350,12 +356,14 @@ class Pipeline:
 
     def push(self, batch: EventBatch) -> None:
         """Validate, match and extract the next events of the stream."""
+        t0 = time.perf_counter()
         batch = self.validator.check(batch)
+        t1 = time.perf_counter()
+        self.check_seconds += t1 - t0
         if not len(batch):
             return
-        t0 = time.perf_counter()
         ends, which, self._state = self.trie.match(batch.ids, self._state)
-        self.match_seconds += time.perf_counter() - t0
+        self.match_seconds += time.perf_counter() - t1
         self.matches += np.bincount(which, minlength=len(self.owner))
         base = self.accepted  # stream position of batch[0]
         self.accepted += len(batch)
@@ -403,7 +411,7 @@ class Pipeline:
         return self._click_items[max(k - self.max_history, 0) : k]
 
     def table(self, task: str, vocab: dict[str, dict[str, int]] | None = None) -> CTRTable:
-        """The rows of ``task`` as a :class:`CTRTable` (:data:`WALLE_CTR_SCHEMA`).
+        """The rows of ``task`` as a :class:`CTRTable` (:func:`ctr_table`).
 
         Args:
             task: a task name.
@@ -412,22 +420,7 @@ class Pipeline:
         """
         if task not in self.rows:
             raise ConfigError(f"no task {task!r}; tasks: {', '.join(self.rows)}")
-        rows = self.rows[task]
-        table = encode_ctr_table(
-            np.array([r["label"] for r in rows], dtype=np.float32),
-            {c: [r[c] for r in rows] for c in WALLE_CTR_SCHEMA.categorical},
-            {
-                c: np.array([r[c] for r in rows], dtype=np.float32)
-                for c in WALLE_CTR_SCHEMA.numeric
-            },  # fmt: skip
-            {"history": [r["history"] for r in rows]},
-            WALLE_CTR_SCHEMA,
-            vocab=vocab,
-            path=f"walle task {task}",
-        )
-        if table.sequence["history"].shape[1] == 0:  # no history at all: one padding column
-            table.sequence["history"] = np.zeros((table.num_rows, 1), dtype=np.int64)
-        return table
+        return ctr_table(self.rows[task], vocab, source=f"walle task {task}")
 
     def report(self) -> dict:
         """Events read (accepted + dropped), accepted, drops by reason, matches per trigger and
@@ -450,6 +443,25 @@ class Pipeline:
         }
 
 
+def ctr_table(
+    rows: Sequence[dict], vocab: dict[str, dict[str, int]] | None = None, *, source: str = "rows"
+) -> CTRTable:
+    """Extracted rows as a :class:`CTRTable` of :data:`WALLE_CTR_SCHEMA` (``vocab``: the
+    vocabularies to encode with, unseen values -> 0; default: built from the rows)."""
+    table = encode_ctr_table(
+        np.array([r["label"] for r in rows], dtype=np.float32),
+        {c: [r[c] for r in rows] for c in WALLE_CTR_SCHEMA.categorical},
+        {c: np.array([r[c] for r in rows], dtype=np.float32) for c in WALLE_CTR_SCHEMA.numeric},
+        {"history": [r["history"] for r in rows]},
+        WALLE_CTR_SCHEMA,
+        vocab=vocab,
+        path=source,
+    )
+    if table.sequence["history"].shape[1] == 0:  # no history at all: one padding column
+        table.sequence["history"] = np.zeros((table.num_rows, 1), dtype=np.int64)
+    return table
+
+
 def _items(batch: EventBatch) -> list[str | None]:
     """The payload ``item`` (as text) of each exposure and click of ``batch``; None elsewhere."""
     out: list[str | None] = [None] * len(batch)
@@ -459,33 +471,28 @@ def _items(batch: EventBatch) -> list[str | None]:
     return out
 
 
-def load_tasks(path: PathLike) -> tuple[EventCatalog, list[Task]]:
-    """The catalog and tasks of a JSON task file (see the module docstring).
+def parse_tasks(spec: Any) -> tuple[EventCatalog, list[Task]]:
+    """The catalog and tasks of a task file's content (see the module docstring): the one
+    trigger format, read by :func:`load_tasks` and stored in a task package's ``task.json``.
 
     Raises:
-        InputFormatError: the file is not JSON of that shape.
-        ConfigError: an unknown event name, a repeated id, a bad task.
+        ConfigError: not of that shape, an unknown event name, a repeated id, a bad task.
     """
-    try:
-        spec = json.loads(read_text_bytes(path))
-    except ValueError as exc:
-        raise InputFormatError(f"is not valid JSON ({exc})", path=path) from None
-    expected = '{"events": {name: id}, "tasks": [{"name", "triggers", "extract"}]}'
+    expected = '{"events": {name: id}, "tasks": [{"name", "triggers", "extract", "window"}]}'
     if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), list):
-        raise InputFormatError("has no list 'tasks'", path=path, expected=expected)
+        raise ConfigError(f"a task file needs a list 'tasks'; expected {expected}")
     unknown = set(spec) - {"events", "tasks"}
     if unknown:
-        raise InputFormatError(f"has unknown keys {sorted(unknown)}", path=path, expected=expected)
+        raise ConfigError(f"a task file has unknown keys {sorted(unknown)}; expected {expected}")
     catalog = EventCatalog(spec.get("events") or {})
     tasks = []
     for i, task in enumerate(spec["tasks"]):
         if not isinstance(task, dict) or set(task) - {"name", "triggers", "extract", "window"}:
-            raise InputFormatError(f"task {i} is not an object with keys name, triggers, "
-                                   "extract, window", path=path, expected=expected)  # fmt: skip
+            raise ConfigError(f"task {i} is not an object with keys name, triggers, extract, "
+                              f"window; expected {expected}")  # fmt: skip
         triggers = task.get("triggers")
         if not isinstance(triggers, list) or not all(isinstance(t, list) for t in triggers):
-            raise InputFormatError(f"task {i}: triggers must be a list of lists of events",
-                                   path=path, expected=expected)  # fmt: skip
+            raise ConfigError(f"task {i}: triggers must be a list of lists of events")
         tasks.append(Task(
             task.get("name"),
             tuple(tuple(catalog.resolve(e) for e in t) for t in triggers),
@@ -493,6 +500,23 @@ def load_tasks(path: PathLike) -> tuple[EventCatalog, list[Task]]:
             task.get("window"),
         ))  # fmt: skip
     return catalog, tasks
+
+
+def load_tasks(path: PathLike) -> tuple[EventCatalog, list[Task]]:
+    """The catalog and tasks of a JSON task file (:func:`parse_tasks`).
+
+    Raises:
+        InputFormatError: the file is not JSON.
+        ConfigError: as :func:`parse_tasks`.
+    """
+    try:
+        spec = json.loads(read_text_bytes(path))
+    except ValueError as exc:
+        raise InputFormatError(f"is not valid JSON ({exc})", path=path) from None
+    try:
+        return parse_tasks(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def write_samples(path: PathLike, rows: list[dict]) -> None:
