@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_run_events(group_sub)
     _register_rollout_sim(group_sub)
     register_package(group_sub)
-    del group_sub  # the actions register here
+    _register_device(group_sub)
 
 
 def _register_run_events(group_sub: argparse._SubParsersAction) -> None:
@@ -167,6 +167,82 @@ def run_events_command(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({report['rows'][name]:,} rows)")
     if args.save_events is not None:
         print(f"wrote {args.save_events} ({args.synthetic:,} events)")
+    return 0
+
+
+def _register_device(group_sub: argparse._SubParsersAction) -> None:
+    p = group_sub.add_parser(
+        "device",
+        help="one simulated device end to end: events -> triggers -> samples -> MNN "
+        "inference and fine-tuning -> the updated model serves",
+        description="Run a task package on a simulated device (graphrec.ondevice.walle.device): "
+        "app events arrive --arrival at a time, the package's triggers fire, its 'features' "
+        "tasks' rows are served by the package's model in MNN, its 'samples' tasks' labelled "
+        "rows are queued, and every --finetune-every of them a fine-tuning round updates the "
+        "dense layers in MNN; the tuned .mnn is saved, re-loaded and serves the next requests. "
+        "Prints the latency of each stage and the log loss / AUC, on the samples that arrived "
+        "after the first update, of the model in service against the package's. The package "
+        "must read WALLE_CTR_SCHEMA rows: build it with 'graphrec walle package build "
+        "--dataset walle-synthetic --triggers tasks.json'.",
+    )
+    p.add_argument("--package", required=True, metavar="PKG", help="task package (.tar/folder)")
+    p.add_argument("--events", metavar="FILE", default=None,
+                   help="event file (.jsonl, .jsonl.gz or .npz)")  # fmt: skip
+    p.add_argument("--synthetic", type=positive_int("--synthetic"), metavar="N", default=None,
+                   help="N synthetic events instead of --events (default: 20000)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of --synthetic, i.e. the user (default: %(default)s)")  # fmt: skip
+    p.add_argument("--finetune-every", type=positive_int("--finetune-every"), default=64,
+                   metavar="N", help="labelled samples per fine-tuning round (default: "
+                   "%(default)s)")  # fmt: skip
+    p.add_argument("--no-finetune", action="store_true", help="serve the package's model only")
+    p.add_argument("--lr", type=positive_float("--lr"), default=0.05,
+                   help="SGD learning rate (default: %(default)s)")  # fmt: skip
+    p.add_argument("--epochs", type=positive_int("--epochs"), default=1,
+                   help="passes over a round's samples (default: %(default)s)")  # fmt: skip
+    p.add_argument("--arrival", type=positive_int("--arrival"), default=1,
+                   help="events arriving at once (default: %(default)s)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.set_defaults(func=device_command)
+
+
+def device_command(args: argparse.Namespace) -> int:
+    """Run ``graphrec walle device``."""
+    from graphrec.errors import ConfigError
+    from graphrec.ondevice.walle.device import Device
+    from graphrec.ondevice.walle.events import read_events, synthetic_events
+
+    if args.events is not None and args.synthetic is not None:
+        raise ConfigError("give either --events FILE or --synthetic N")
+    start = time.perf_counter()
+    with Device(args.package, finetune_every=None if args.no_finetune else args.finetune_every,
+                lr=args.lr, epochs=args.epochs) as device:  # fmt: skip
+        if args.events is not None:
+            stream = read_events(args.events, device.validator)
+            device.pipeline.user = stream.user or "device"
+        else:
+            stream = [synthetic_events(args.synthetic or 20_000, seed=args.seed)]
+        device.run(stream, arrival=args.arrival)
+        report = device.report() | {"seconds": time.perf_counter() - start}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{args.package}: {report['package']} ({report['model']}); {report['events']:,} events"
+          f" ({report['dropped']:,} dropped), {report['samples']:,} labelled samples, "
+          f"{report['requests']:,} requests, {report['rounds']} fine-tuning rounds "
+          f"({report['steps']} MNN steps); {report['seconds']:.1f} s")  # fmt: skip
+    print(f"{'stage':<14} {'calls':>7} {'mean ms':>9} {'p50 ms':>9} {'p99 ms':>9} {'total s':>8}")
+    for stage, s in report["stages"].items():
+        if s["calls"]:
+            print(f"{stage:<14} {s['calls']:>7,} {s['mean_ms']:>9.3f} {s['p50_ms']:>9.3f} "
+                  f"{s['p99_ms']:>9.3f} {s['total_s']:>8.2f}")  # fmt: skip
+    ev = report["evaluation"]
+    if "finetuned" in ev:
+        print(f"after the first update ({ev['samples']:,} samples, scored on arrival):")
+        for key in ("original", "finetuned"):
+            auc = ev[key]["auc"]
+            print(f"  {key:<10} log loss {ev[key]['log_loss']:.4f}  AUC "
+                  + ("-" if auc is None else f"{auc:.4f}"))  # fmt: skip
     return 0
 
 

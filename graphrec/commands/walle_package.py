@@ -47,7 +47,9 @@ def register(group_sub: argparse._SubParsersAction) -> None:
                        help="a 'graphrec ctr train --out' folder")  # fmt: skip
     build.add_argument("--model", choices=CTR_MODELS.names(), help="train this CTR model")
     build.add_argument("--dataset", metavar="DATASET",
-                       help="ml-100k | amazon-users | synthetic | PATH (with --model)")  # fmt: skip
+                       help="ml-100k | amazon-users | synthetic | walle-synthetic (samples of "
+                       "synthetic app-event streams, for 'graphrec walle device') | PATH (with "
+                       "--model)")  # fmt: skip
     add_data_root(build, "the dataset (ml-100k, amazon-users) or of the checkpoint's data")
     build.add_argument("--epochs", type=positive_int("--epochs"),
                        help="--model: most training epochs (default: the recipe's)")  # fmt: skip
@@ -198,7 +200,12 @@ def build_command(args: argparse.Namespace) -> int:
         from graphrec.models.ctr.defaults import train_recipe
         from graphrec.models.ctr.experiment import build_ctr_model, load_ctr_dataset
 
-        data = load_ctr_dataset(args.dataset, args.data_root, seed=args.seed)
+        if args.dataset == "walle-synthetic":  # app-event samples of synthetic devices
+            from graphrec.ondevice.walle.device import walle_ctr_dataset
+
+            data = walle_ctr_dataset(seed=args.seed)
+        else:
+            data = load_ctr_dataset(args.dataset, args.data_root, seed=args.seed)
         model = build_ctr_model(args.model, data, seed=args.seed)
         recipe = asdict(train_recipe(args.dataset))
         if args.epochs is not None:
