@@ -122,11 +122,14 @@ class MNNFineTuner:
         self.module.train(False)
         return np.array(self._logits(inputs).read(), dtype=np.float32, copy=True).reshape(-1)
 
-    def step(self, inputs: Mapping[str, Any], labels: Any, *, offset: float = 0.0) -> float:
+    def step(
+        self, inputs: Mapping[str, Any], labels: Any, *, offset: float = 0.0, weights: Any = None
+    ) -> float:
         """One SGD step on a batch; returns the loss before the step.
 
         ``labels`` may be soft (in ``[0, 1]``); ``offset`` is added to every logit in the loss
-        (a prior shift, e.g. label correction's logit offset).
+        (a prior shift, e.g. label correction's logit offset); ``weights`` (one per sample)
+        scale each sample's term of the mean loss.
 
         Raises:
             MNNTrainingError: MNN's ``step()`` returned False (no gradient reached a parameter).
@@ -140,7 +143,10 @@ class MNNFineTuner:
             logits = logits + F.const(np.full((y.size, 1), offset, np.float32), [y.size, 1], F.NCHW)
         zeros = F.const(np.zeros((y.size, 1), np.float32), [y.size, 1], F.NCHW)
         probs = F.softmax(F.concat([zeros, logits], 1), 1)
-        target = F.const(np.stack([1.0 - y, y], 1).astype(np.float32), [y.size, 2], F.NCHW)
+        target = np.stack([1.0 - y, y], 1)
+        if weights is not None:  # the loss is linear in the target
+            target = target * np.asarray(weights, np.float32).reshape(-1, 1)
+        target = F.const(target.astype(np.float32), [y.size, 2], F.NCHW)
         loss = self._nn.loss.cross_entropy(probs, target)
         value = float(np.asarray(loss.read()).reshape(-1)[0])
         with quiet_stdout():  # MNN prints a line per Gather it cannot differentiate

@@ -38,7 +38,13 @@ from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
 from graphrec.models.ctr.base import CTRModel
 from graphrec.ondevice.correction import CORRECTIONS, correct_labels
-from graphrec.ondevice.protocol import FINETUNE_DEFAULTS, UserScores, _chunks, _rows_by_user
+from graphrec.ondevice.protocol import (
+    FINETUNE_DEFAULTS,
+    UserScores,
+    _chunks,
+    _extra_rows,
+    _rows_by_user,
+)
 
 __all__ = ["MNNRuntime", "RUNTIMES"]
 
@@ -145,12 +151,15 @@ class MNNRuntime:
         user: str = "user",
         seed: int = 0,
         chunk_rows: int = 4096,
+        extra: CTRTable | None = None,
+        extra_weights: np.ndarray | None = None,
         progress: bool = False,
     ) -> UserScores:
         """:func:`~graphrec.ondevice.finetune_users` in MNN, one user after the other.
 
-        Arguments as there; ``chunk_rows`` only fixes the minibatch order (the same random
-        draws as the vectorised run); ``progress`` shows a tqdm bar over the users. The
+        Arguments as there, ``extra`` rows and their weights included; ``chunk_rows`` only
+        fixes the minibatch order (the same random draws as the vectorised run);
+        ``progress`` shows a tqdm bar over the users. The
         ``seconds`` of the result are each user's own time (loading, training, scoring).
 
         Raises:
@@ -182,7 +191,9 @@ class MNNRuntime:
         users = np.array(sorted(set(local_rows) & set(test_rows)), dtype=np.int64)
         if len(users) == 0:
             raise ConfigError(f"no {user!r} has both local and test rows")
-        sizes = np.array([len(local_rows[u]) for u in users])
+        extra_rows, extra_w = _extra_rows(extra, extra_weights, user)
+        none = np.zeros(0, np.int64)
+        sizes = np.array([len(local_rows[u]) + len(extra_rows.get(u, none)) for u in users])
         by_size = np.argsort(sizes, kind="stable")
         users, sizes = users[by_size], sizes[by_size]  # the chunks of finetune_users
         generator = torch.Generator().manual_seed(seed)
@@ -192,22 +203,29 @@ class MNNRuntime:
                   disable=not progress) as bar:  # fmt: skip
             for chunk in _chunks(users, sizes.tolist(), chunk_rows):
                 start = time.perf_counter()
-                batches = [features.batch(local, local_rows[u]) for u in chunk]
-                targets, offsets = [], []
-                for u, batch in zip(chunk, batches):
+                n_local = [len(local_rows[u]) for u in chunk]
+                n_extra = [len(extra_rows.get(u, none)) for u in chunk]
+                batches, targets, weights, offsets = [], [], [], []
+                for u in chunk:
+                    batch = features.batch(local, local_rows[u])
                     y = torch.as_tensor(local.labels[local_rows[u]], dtype=torch.float32)
-                    if correction == "none":
-                        targets.append(y.numpy())
-                        offsets.append(0.0)
-                        continue
-                    initial = self._cloud(batch)[0].reshape(-1) if correction == "flip" else None
-                    c = correct_labels(y, global_share, correction,
-                                       scores=None if initial is None else torch.as_tensor(initial),
-                                       generator=generator)  # fmt: skip
-                    targets.append(c.labels.numpy())
-                    offsets.append(c.offset)
-                steps = _minibatches([len(local_rows[u]) for u in chunk], epochs, batch_size,
-                                     generator)  # fmt: skip
+                    offset = 0.0
+                    if correction != "none":
+                        initial = None  # flip: the cloud model's scores, in MNN
+                        if correction == "flip":
+                            initial = torch.as_tensor(self._cloud(batch)[0].reshape(-1))
+                        c = correct_labels(y, global_share, correction, scores=initial,
+                                           generator=generator)  # fmt: skip
+                        y, offset = c.labels.to(torch.float32), c.offset
+                    rows = extra_rows.get(u, none)
+                    w = np.r_[np.ones(len(y), np.float32), extra_w[rows] if len(rows) else []]
+                    if len(rows):
+                        batch = _cat_rows(batch, features.batch(extra, rows))
+                    batches.append(batch)
+                    targets.append(np.r_[y.numpy(), extra.labels[rows] if len(rows) else []])
+                    weights.append(w.astype(np.float32))
+                    offsets.append(offset)
+                steps = _minibatches(n_local, n_extra, epochs, batch_size, generator)
                 shared = (time.perf_counter() - start) / len(chunk)  # corrections, orders
                 for i, (u, batch) in enumerate(zip(chunk, batches)):
                     start = time.perf_counter()
@@ -217,8 +235,10 @@ class MNNRuntime:
                     else:
                         tuner = self._tuner(lr)
                         for idx in steps[i]:
+                            w = weights[i][idx]  # finetune_users' loss: sum w l / max(sum w, 1)
+                            scale = None if extra is None else w * len(idx) / max(w.sum(), 1.0)
                             tuner.step({k: v[idx] for k, v in batch.items()}, targets[i][idx],
-                                       offset=offsets[i])  # fmt: skip
+                                       offset=offsets[i], weights=scale)  # fmt: skip
                         scores[u] = tuner.predict(test_batch)
                     seconds[u] = shared + time.perf_counter() - start
                     bar.update(1)
@@ -237,26 +257,47 @@ class MNNRuntime:
         )
 
 
+def _cat_rows(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Batches ``[N_a, ...]`` and ``[N_b, ...]`` joined (sequences 0-padded to the wider)."""
+    out = {}
+    for k, x in a.items():
+        y = b[k]
+        if x.dim() == 2 and x.shape[1] != y.shape[1]:
+            width = max(x.shape[1], y.shape[1])
+            x, y = (torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in (x, y))
+        out[k] = torch.cat([x, y])
+    return out
+
+
 def _minibatches(
-    sizes: list[int], epochs: int, batch_size: int | None, generator: torch.Generator
+    n_local: list[int],
+    n_extra: list[int],
+    epochs: int,
+    batch_size: int | None,
+    generator: torch.Generator,
 ) -> list[list[np.ndarray]]:
-    """Per user of a chunk, the local rows of each SGD step, drawn as
-    :func:`~graphrec.ondevice.finetune_users` draws them for the chunk (one random key per
-    padded row and epoch; padding sorts last and is dropped, empty steps too)."""
-    width = max(sizes)
+    """Per user of a chunk, the rows (local, then extra) of each SGD step, drawn as
+    :func:`~graphrec.ondevice.finetune_users` draws them for the chunk: one random key per
+    padded row and epoch over the padded local rows followed by the padded extra rows (if any
+    user of the chunk has extra rows); padding sorts last and is dropped, empty steps too."""
+    local_width, extra_width = max(n_local), max(n_extra)
+    width = local_width + extra_width
     size = width if batch_size is None else min(batch_size, width)
-    mask = torch.as_tensor(np.arange(width)[None, :] < np.array(sizes)[:, None])
-    out: list[list[np.ndarray]] = [[] for _ in sizes]
+    pos = np.arange(width)[None, :]
+    n, m = np.array(n_local)[:, None], np.array(n_extra)[:, None]
+    mask = (pos < n) | ((pos >= local_width) & (pos < local_width + m))
+    row = np.where(pos < local_width, pos, pos - local_width + n)  # position -> user's row
+    out: list[list[np.ndarray]] = [[] for _ in n_local]
     for _ in range(epochs):
         if size < width:
-            keys = torch.rand(len(sizes), width, generator=generator).masked_fill(~mask, 2.0)
-            order = keys.argsort(dim=1).numpy()
+            keys = torch.rand(len(n_local), width, generator=generator)
+            order = keys.masked_fill(~torch.as_tensor(mask), 2.0).argsort(dim=1).numpy()
         else:
-            order = np.broadcast_to(np.arange(width), (len(sizes), width))
+            order = np.broadcast_to(np.arange(width), mask.shape)
         for start in range(0, width, size):
-            for u, n in enumerate(sizes):
+            for u in range(len(n_local)):
                 idx = order[u, start : start + size]
-                idx = idx[idx < n]
+                idx = row[u, idx[mask[u, idx]]]
                 if len(idx):
                     out[u].append(idx)
     return out
