@@ -192,6 +192,12 @@ def _register_device(group_sub: argparse._SubParsersAction) -> None:
                    help="N synthetic events instead of --events (default: 20000)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0,
                    help="seed of --synthetic, i.e. the user (default: %(default)s)")  # fmt: skip
+    p.add_argument("--click-rate", type=bounded_float("--click-rate", minimum=0.0), default=0.05,
+                   help="--synthetic: click rate of the items the user does not like "
+                   "(default: %(default)s, as the walle-synthetic cloud data)")  # fmt: skip
+    p.add_argument("--liked-click-rate", type=bounded_float("--liked-click-rate", minimum=0.0),
+                   default=0.35, help="--synthetic: click rate of the liked items "
+                   "(default: %(default)s)")  # fmt: skip
     p.add_argument("--finetune-every", type=positive_int("--finetune-every"), default=64,
                    metavar="N", help="labelled samples per fine-tuning round (default: "
                    "%(default)s)")  # fmt: skip
@@ -221,7 +227,9 @@ def device_command(args: argparse.Namespace) -> int:
             stream = read_events(args.events, device.validator)
             device.pipeline.user = stream.user or "device"
         else:
-            stream = [synthetic_events(args.synthetic or 20_000, seed=args.seed)]
+            stream = [synthetic_events(args.synthetic or 20_000, seed=args.seed,
+                                       click_rate=args.click_rate,
+                                       liked_click_rate=args.liked_click_rate)]
         device.run(stream, arrival=args.arrival)
         report = device.report() | {"seconds": time.perf_counter() - start}
     if args.json:

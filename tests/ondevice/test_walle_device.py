@@ -3,7 +3,6 @@ inference -> MNN fine-tuning (equal to torch SGD) -> the swapped model serves.""
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import os
@@ -24,8 +23,7 @@ for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` e
 
 from graphrec.cli import main  # noqa: E402
 from graphrec.errors import ConfigError  # noqa: E402
-from graphrec.export import MNNFineTuner, match_torch_parameters, torch_bce_loss  # noqa: E402
-from graphrec.ondevice.walle.device import Device, walle_ctr_dataset  # noqa: E402
+from graphrec.ondevice.walle.device import Device, torch_replay, walle_ctr_dataset  # noqa: E402
 from graphrec.ondevice.walle.events import synthetic_events  # noqa: E402
 from graphrec.ondevice.walle.package import build_package  # noqa: E402
 from graphrec.registry import CTR_MODELS  # noqa: E402
@@ -99,21 +97,10 @@ def test_finetuned_model_equals_torch_sgd_and_is_served(built):
         assert len(device.rounds) >= 20 and device.tuner.steps == len(device.rounds) * 4
 
         # torch: SGD on the parameters MNN trains, on the same minibatches in the same order
-        fresh = MNNFineTuner(device.folder / "model-0.mnn", package.manifest["model"]["inputs"],
-                             package.task["output"])  # fmt: skip
-        twin = copy.deepcopy(model)
-        names = [n for n, _ in match_torch_parameters(fresh, twin)]
+        twin, names = torch_replay(model, device)
         params = dict(twin.named_parameters())
         assert names and all(not n.startswith("embedding.") for n in names)  # dense layers
-        opt = torch.optim.SGD([params[n] for n in names], lr=lr)
-        for inputs, labels in device.rounds:
-            for _ in range(epochs):
-                for s in range(0, len(labels), batch):
-                    x = {k: torch.as_tensor(v[s : s + batch]) for k, v in inputs.items()}
-                    opt.zero_grad()
-                    torch_bce_loss(twin(x).reshape(-1), torch.as_tensor(labels[s : s + batch]))\
-                        .backward()  # fmt: skip
-                    opt.step()
+        assert sum(p.numel() for n, p in params.items() if n in names) > 100
         for got, name in zip(device.tuner.parameters, names):
             want = params[name].detach().numpy()
             np.testing.assert_allclose(got.reshape(want.shape), want, atol=1e-5, rtol=0)

@@ -46,7 +46,7 @@ from graphrec.ondevice.walle.package import Task, TaskPackage, load_package
 from graphrec.ondevice.walle.triggers import Pipeline, ctr_table
 from graphrec.ondevice.walle.triggers import Task as TriggerTask
 
-__all__ = ["STAGES", "Device", "walle_ctr_dataset"]
+__all__ = ["STAGES", "Device", "torch_replay", "walle_ctr_dataset"]
 
 #: The timed stages, in the order an event goes through them.
 STAGES = ("ingest", "match", "extract", "preprocess", "inference", "finetune_step", "swap")
@@ -84,6 +84,42 @@ def walle_ctr_dataset(
     split = CTRSplit(train, valid, test)
     return CTRDataset("walle-synthetic", split, CTRFeatures.from_table(train), None, "item",
                       "user", "history")  # fmt: skip
+
+
+def torch_replay(model: Any, device: Device) -> tuple[Any, list[str]]:
+    """The torch reference of a device's fine-tuning: a copy of ``model`` (the torch model its
+    package was built from) after the device's rounds replayed with ``torch.optim.SGD`` on the
+    parameters MNN trains (:func:`graphrec.export.match_torch_parameters`), the same loss
+    (:func:`graphrec.export.torch_bce_loss`), minibatches and order.
+
+    Returns:
+        ``(model copy, names)``: ``names[i]`` is the torch parameter of MNN's ``i``-th
+        (``device.tuner.parameters[i]``).
+    """
+    import copy
+
+    import torch
+
+    from graphrec.export import MNNFineTuner, match_torch_parameters, torch_bce_loss
+
+    if device.tuner is None:
+        raise ConfigError("the device has not fine-tuned yet")
+    fresh = MNNFineTuner(device.folder / "model-0.mnn", device.tuner.input_names,
+                         device.tuner.output_name)  # fmt: skip
+    twin = copy.deepcopy(model).eval()
+    names = [n for n, _ in match_torch_parameters(fresh, twin)]
+    params = dict(twin.named_parameters())
+    opt = torch.optim.SGD([params[n] for n in names], lr=device.lr)
+    for inputs, labels in device.rounds:
+        size = device.batch_size or len(labels)
+        for _ in range(device.epochs):
+            for s in range(0, len(labels), size):
+                x = {k: torch.as_tensor(v[s : s + size]) for k, v in inputs.items()}
+                opt.zero_grad()
+                loss = torch_bce_loss(twin(x).reshape(-1), torch.as_tensor(labels[s : s + size]))
+                loss.backward()
+                opt.step()
+    return twin, names
 
 
 def _log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
