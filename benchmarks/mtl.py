@@ -15,7 +15,8 @@ again, so the parts can be run in pieces (``--max-cells``).
   size, no distillation, selected by validation mean AUC) and the distillation grid (the
   weight ``alpha``, the ground-truth override of wrong soft labels, the teachers detached
   from the backbone; the same grid for ``kd`` and ``crossdistil``, selected by validation
-  Multi-AUC), on the dataset's recipe.
+  Multi-AUC), on the dataset's recipe; CrossDistil also tries all six group pairs in the
+  quadruplet loss (two more points).
 * ``--part compare``: ``--seeds`` seeds x backbones x {none, kd, crossdistil} with the
   defaults; mean +- std of the test metrics, the differences crossdistil - none and
   crossdistil - kd, and the training time per epoch relative to ``none``.
@@ -65,6 +66,15 @@ DISTILL_GRID = {
         {"alpha": 0.5, "detach_backbone": True},
     ],
     "ml-100k": [{"alpha": 0.1}, {"alpha": 0.5}, {"alpha": 0.5, "detach_backbone": True}],
+}
+#: Extra CrossDistil points: the quadruplet loss over all six group pairs (with a rare or empty
+#: middle group, the adjacent pairs lose most cross-group comparisons).
+PAIRS_GRID = {
+    "synthetic": [{"alpha": 0.1, "pairs": "all"}, {"alpha": 0.5, "pairs": "all"}],
+    "ml-100k": [
+        {"alpha": 0.5, "pairs": "all"},
+        {"alpha": 0.5, "detach_backbone": True, "pairs": "all"},
+    ],
 }
 
 
@@ -126,7 +136,8 @@ def tune(datasets) -> None:
             rows.append(c)
             print(dataset, "none", lr, bs, round(c["valid"]["mean_auc"], 4), flush=True)
         for distill in ("kd", "crossdistil"):
-            for options in DISTILL_GRID[dataset]:
+            extra = PAIRS_GRID[dataset] if distill == "crossdistil" else []
+            for options in DISTILL_GRID[dataset] + extra:
                 c = run_cell(data, dataset, "mmoe", distill, 0, {}, options)
                 rows.append(c)
                 print(dataset, distill, options, round(c["valid"]["multi_auc"], 4),

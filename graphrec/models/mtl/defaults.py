@@ -99,7 +99,7 @@ MTL_RECIPES = {
 #: Multi-AUC (seed 0, MMoE, ``benchmarks/mtl.py --part tune``; the same grid for both modes).
 DISTILL_RECIPES: dict[tuple[str, str], dict] = {
     ("ml-100k", "kd"): {"detach_backbone": True},
-    ("ml-100k", "crossdistil"): {"detach_backbone": True},
+    ("ml-100k", "crossdistil"): {"pairs": "all"},
     ("synthetic", "crossdistil"): {"alpha": 0.1},
 }
 
