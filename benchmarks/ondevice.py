@@ -93,6 +93,10 @@ def _num(key: str, value: float) -> str:
     return f"{value:.4f}" if key.endswith("_s") else f"{value:,.0f}"
 
 
+def _seeds(agg: dict[str, Any]) -> str:
+    return ", ".join(map(str, agg["seeds"]))
+
+
 def _p(p: float | None) -> str:
     return "-" if p is None else f"{p:.3f}"
 
@@ -181,6 +185,7 @@ def aggregate_finetune(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 row[rule] = paired([r["buckets_vs_naive"][rule][i]["gain"] for r in runs])
         buckets.append(row)
     return {
+        "seeds": [r["seed"] for r in runs],
         "users": runs[0]["users"],
         "users_with_both": summary([r["methods"]["cloud"]["users_with_both"] for r in runs]),
         "global_share": summary([r["global_share"] for r in runs]),
@@ -196,6 +201,7 @@ def aggregate_coda(runs: list[dict[str, Any]]) -> dict[str, Any]:
     names = list(runs[0]["methods"])
     gauc = {n: [r["methods"][n]["gauc"] for r in runs] for n in names}
     return {
+        "seeds": [r["seed"] for r in runs],
         "users": runs[0].get("users"),
         "methods": {
             n: {m: summary([r["methods"][n][m] for r in runs]) for m in (*METRICS, "seconds")}
@@ -248,7 +254,8 @@ def report_finetune(out: dict[str, Any]) -> str:
         naive_s = agg["methods"]["naive"]["seconds"]
         all_s = [agg["methods"][n]["seconds"]["mean"] for n in ("naive", *RULES)]
         tables += [
-            f"**{dataset}, {model}**: {users}, global share {agg['global_share']['mean']:.3f}; "
+            f"**{dataset}, {model}** (seeds {_seeds(agg)}): {users}, global share "
+            f"{agg['global_share']['mean']:.3f}; "
             f"cloud model trained in {pm(agg['cloud_train_s'], '.0f')} s.",
             "",
             bench.md_table(
@@ -297,7 +304,8 @@ def report_finetune(out: dict[str, Any]) -> str:
         ]
         best_last = max(RULES, key=lambda r: last[r]["mean"]) if RULES[0] in last else None
         line = (
-            f"- {dataset}, {model}: naive fine-tuning vs cloud {signed(agg['naive_over_cloud'])} "
+            f"- {dataset}, {model} (seeds {_seeds(agg)}): naive fine-tuning vs cloud "
+            f"{signed(agg['naive_over_cloud'])} "
             f"GAUC, {verdict(agg['naive_over_cloud'])}; best rule overall {best} "
             f"{signed(agg['over_naive'][best])} over naive, {verdict(agg['over_naive'][best])}"
         )
@@ -328,7 +336,7 @@ def report_coda(out: dict[str, Any]) -> str:
     for key, agg in out["results"].items():
         dataset, model = key.split("/")
         lines += [
-            f"**{dataset}, {model}**",
+            f"**{dataset}, {model}** (seeds {_seeds(agg)})",
             "",
             bench.md_table(
                 ["method", "GAUC", "mean user AUC", "AUC", "logloss", "CoDA GAUC - this", "s"],
@@ -392,6 +400,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=PARTS, required=True)
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: 5)")
+    parser.add_argument("--seed-list", type=int, nargs="+",
+                        help="these seeds instead of 0..N-1")  # fmt: skip
+    parser.add_argument("--report-only", action="store_true",
+                        help="no new runs: report the finished runs of the result file (with "
+                        "--resume); a data set lists the seeds it has")  # fmt: skip
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=["din"], help="CTR models (default: din)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -416,7 +429,7 @@ def main() -> None:
         if model not in CTR_MODELS.names():
             parser.error(f"--models: {model!r} is not one of {', '.join(CTR_MODELS.names())}")
     torch.set_num_threads(args.threads)
-    seeds = [0] if args.quick else list(range(args.seeds))
+    seeds = [0] if args.quick else args.seed_list or list(range(args.seeds))
     datasets = ["synthetic"] if args.quick else args.datasets
     settings = {
         "seeds": seeds,
@@ -442,7 +455,7 @@ def main() -> None:
         for dataset in datasets
         for model in args.models
         for seed in seeds
-        if f"{dataset}/{model}/{seed}" not in store.runs
+        if f"{dataset}/{model}/{seed}" not in store.runs and not args.report_only
     ]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         for key, result in pool.imap_unordered(_job, todo):
@@ -465,9 +478,10 @@ def main() -> None:
         "seconds": sum(r["wall_s"] for r in runs.values()),
         "load": load.note(args.threads),
         "results": {
-            f"{d}/{m}": aggregate([runs[f"{d}/{m}/{s}"] for s in seeds])
+            f"{d}/{m}": aggregate([runs[k] for s in seeds if (k := f"{d}/{m}/{s}") in runs])
             for d in datasets
             for m in args.models
+            if any(f"{d}/{m}/{s}" in runs for s in seeds)
         },
         "runs": runs,
     }
