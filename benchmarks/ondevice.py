@@ -219,13 +219,14 @@ def aggregate_coda(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def header(out: dict[str, Any], title: str) -> list[str]:
     s = out["settings"]
+    jobs = "" if out["jobs"] is None else f"{out['jobs']} at a time, "
     return [
         f"## {title} (`benchmarks/ondevice.py --part {out['part']}`)",
         "",
         f"Command: `{out['command']}`; {out['machine']}; torch threads {s['threads']}; commit "
         f"{out['commit']}; seeds {s['seeds']}, mean ± std over seeds (sample std). "
-        f"{len(out['runs'])} runs, {out['jobs']} at a time, {out['seconds'] / 60:.1f} min of run "
-        "time in all (sum over runs).",
+        f"{len(out['runs'])} runs, {jobs}{out['seconds'] / 60:.1f} min of run time in all (sum "
+        "over runs).",
         "",
     ]
 
@@ -474,7 +475,7 @@ def main() -> None:
         "machine": bench.machine(),
         "commit": ", ".join(sorted({r["commit"] for r in runs.values()})),
         "settings": settings,
-        "jobs": args.jobs,
+        "jobs": None if args.report_only else args.jobs,
         "seconds": sum(r["wall_s"] for r in runs.values()),
         "load": load.note(args.threads),
         "results": {
