@@ -92,7 +92,9 @@ class CodaConfig:
 
     The defaults were chosen on validation data, not on the test rows: DIN on amazon-users,
     seed 0, each device fine-tuned on its first 80% of samples and scored on the next 10%
-    (the rows the cloud model used for early stopping); docs/ondevice.md lists the grid.
+    (the rows the cloud model used for early stopping), over ``k_factor`` in {1, 2, 5},
+    ``tau`` in {0, 0.6, 0.75}, ``top_factor`` in {1, 2} and ``weight`` in {0.25, 0.5, 1}: the
+    best filtered setting. Every setting there was within 0.001 GAUC of the cloud model.
     """
 
     key: str = "penultimate"
