@@ -4,4 +4,6 @@
 * :mod:`graphrec.ondevice.walle.triggers` - triggers matched in one pass by a trie, CTR extraction.
 * :mod:`graphrec.ondevice.walle.package` - versioned, checksummed task packages and their runner.
 * :mod:`graphrec.ondevice.walle.rollout` - push-then-pull release simulated over many devices.
+* :mod:`graphrec.ondevice.walle.device` - one device end to end: events, requests served in MNN,
+  fine-tuning in MNN, the tuned model swapped in.
 """
