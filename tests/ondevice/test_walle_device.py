@@ -24,7 +24,7 @@ for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` e
 from graphrec.cli import main  # noqa: E402
 from graphrec.errors import ConfigError  # noqa: E402
 from graphrec.ondevice.walle.device import Device, torch_replay, walle_ctr_dataset  # noqa: E402
-from graphrec.ondevice.walle.events import synthetic_events  # noqa: E402
+from graphrec.ondevice.walle.events import synthetic_events, write_events  # noqa: E402
 from graphrec.ondevice.walle.package import build_package  # noqa: E402
 from graphrec.registry import CTR_MODELS  # noqa: E402
 
@@ -125,7 +125,7 @@ def test_package_without_request_task_is_refused(built):
         Device(package, finetune_every=0)
 
 
-def test_cli_device(built, capsys):
+def test_cli_device(built, capsys, tmp_path):
     _, _, path = built
     argv = ["walle", "device", "--package", str(path), "--synthetic", "600", "--seed", "3",
             "--finetune-every", "32", "--arrival", "4"]  # fmt: skip
@@ -139,3 +139,13 @@ def test_cli_device(built, capsys):
     assert main(["walle", "device", "--package", str(path), "--no-finetune",
                  "--synthetic", "300"]) == 0  # fmt: skip
     assert "fine-tuning rounds" in capsys.readouterr().out
+    events = tmp_path / "events.jsonl"  # a file, with one malformed line: counted, not fatal
+    write_events(events, synthetic_events(400, seed=4), user="u9")
+    with open(events, "a") as f:
+        f.write("not json\n")
+    assert main(["walle", "device", "--package", str(path), "--events", str(events),
+                 "--finetune-every", "16", "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert (report["events"], report["dropped"]) == (401, 1) and report["rounds"] > 0
+    assert main(["walle", "device", "--package", str(path), "--events", str(events),
+                 "--synthetic", "10"]) == 2  # fmt: skip
