@@ -313,7 +313,9 @@ def report_finetune(out: dict[str, Any]) -> str:
         if best_last is not None:
             line += (
                 f"; most drifted users (|r - g| >= {last['low']:.1f}, "
-                f"{last['users']['mean']:,.0f} users): best rule {best_last} "
+                f"{last['users']['mean']:,.0f} users): naive vs cloud "
+                f"{signed(last['naive_over_cloud'])}, {verdict(last['naive_over_cloud'])}; "
+                f"best rule {best_last} "
                 f"{signed(last[best_last])} over naive, {verdict(last[best_last])}; "
                 "rules over naive there: " + ", ".join(f"{r} {last[r]['mean']:+.4f}" for r in RULES)
             )
