@@ -471,9 +471,12 @@ def main() -> None:
             )
             store.save()
     runs = store.runs
+    reproduce = bench.command_line(COMMAND)
+    if args.report_only:  # the command that computes these runs
+        reproduce = reproduce.replace(" --resume", "").replace(" --report-only", "")
     out: dict[str, Any] = {
         "part": args.part,
-        "command": bench.command_line(COMMAND),
+        "command": reproduce,
         "machine": bench.machine(),
         "commit": ", ".join(sorted({r["commit"] for r in runs.values()})),
         "settings": settings,
