@@ -1,6 +1,6 @@
 """Multi-task backbones with and without cross-task distillation (issue 18).
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mtl.py --part tune|compare
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mtl.py --part tune|compare|cost
 [--datasets ml-100k,synthetic] [--backbones mmoe,ple] [--seeds 5] [--max-cells N]``
 
 A cell is one (dataset, backbone, distill, settings, seed) run: :func:`build_mtl` (seed =
@@ -19,7 +19,10 @@ again, so the parts can be run in pieces (``--max-cells``).
   quadruplet loss (two more points).
 * ``--part compare``: ``--seeds`` seeds x backbones x {none, kd, crossdistil} with the
   defaults; mean +- std of the test metrics, the differences crossdistil - none and
-  crossdistil - kd, and the training time per epoch relative to ``none``.
+  crossdistil - kd, and the training time per epoch relative to ``none`` (measured in the
+  cells, so inflated by whatever else runs on the machine).
+* ``--part cost``: the training seconds of one epoch of each distillation mode per
+  (dataset, backbone), the modes alternating, best of ``--repeat``; relative to ``none``.
 
 Data: MovieLens-100K from ``$GRAPHREC_TEST_DATA`` or ``../shared/data``; the synthetic set is
 :func:`graphrec.models.mtl.synthetic_mtl` with seed 0 for every model seed. Writes
@@ -180,9 +183,31 @@ def compare(datasets, backbones, seeds) -> None:
     bench.write_results("mtl", {"cells": cells, "summary": summary, "table": lines})
 
 
+def cost(datasets, backbones, repeat: int) -> None:
+    rows = {}
+    for dataset in datasets:
+        data = load_mtl_dataset(dataset, bench.data_root(), seed=0)
+        settings = {**asdict(mtl_recipe(dataset)), "epochs": 1}
+        for backbone in backbones:
+            best = {}
+            for _, distill in itertools.product(range(repeat), ("none", "kd", "crossdistil")):
+                options = {} if distill == "none" else distill_recipe(dataset, distill)
+                model, module = build_mtl(backbone, data.features, distill=distill,
+                                          distill_options=options or None)  # fmt: skip
+                result = train_mtl(model, data.split.train, data.split.valid, distill=module,
+                                   user=data.user, **settings)  # fmt: skip
+                seconds = result.history[0]["train_s"]
+                best[distill] = min(seconds, best.get(distill, seconds))
+            row = {d: (s, s / best["none"]) for d, s in best.items()}
+            rows[f"{dataset}/{backbone}"] = row
+            print(dataset, backbone, {d: f"{s:.2f} s ({r:.2f}x)" for d, (s, r) in row.items()})
+    bench.write_results("mtl_cost", rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("tune", "compare"), required=True)
+    parser.add_argument("--part", choices=("tune", "compare", "cost"), required=True)
+    parser.add_argument("--repeat", type=int, default=2, help="epochs timed per mode (cost)")
     parser.add_argument("--datasets", default="ml-100k,synthetic")
     parser.add_argument("--backbones", default="mmoe,ple")
     parser.add_argument("--seeds", type=int, default=5)
@@ -195,6 +220,8 @@ def main() -> None:
     try:
         if args.part == "tune":
             tune(datasets)
+        elif args.part == "cost":
+            cost(datasets, args.backbones.split(","), args.repeat)
         else:
             compare(datasets, args.backbones.split(","), args.seeds)
     except OutOfCells:
