@@ -25,6 +25,7 @@ README = REPO / "README.md"
 SMALL = {
     "cf train": "--epochs 1",
     "ctr train": "--epochs 1",
+    "mtl train": "--epochs 1",
     "fl run": "--rounds 2 --clients-per-round 5 --devices 30",
     "fl ode": "--rounds 4",
     "fastcover train": "--max-epochs 1 --graphs fastcover/directed/soc-sign-bitcoinotc.txt.gz "
