@@ -35,6 +35,7 @@ import argparse
 import itertools
 import json
 import statistics
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -179,8 +180,32 @@ def compare(datasets, backbones, seeds) -> None:
             diffs = {m: [a["test"][m] - b["test"][m] for a, b in pairs] for m in METRICS}
             lines.append(f"| {dataset} | {backbone} | crossdistil - {ref} | "
                          + " | ".join(_mean_std(diffs[m]) for m in METRICS) + " | |")  # fmt: skip
-    print("\n".join(lines))
     bench.write_results("mtl", {"cells": cells, "summary": summary, "table": lines})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=bench.REPO).stdout.strip()  # fmt: skip
+    text = [
+        "## Multi-task recommendation and CrossDistil (`benchmarks/mtl.py`)",
+        "",
+        f"Command: `{bench.command_line('OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mtl.py')}`;"
+        f" {bench.machine()}; commit {commit} (cells cached in "
+        "`benchmarks/results/mtl_cells/`, computed at earlier commits with the same code). "
+        f"Test split, mean ± std over {seeds} seeds; every row has the same epochs budget and "
+        "the defaults chosen on validation (`--part tune`, docs/mtl.md). The `crossdistil - X`"
+        " rows are paired differences per seed. s/epoch was measured inside the cells on shared"
+        " cores; the `--part cost` table below is the cleaner cost figure.",
+        "",
+        *lines,
+    ]
+    cost_file = bench.RESULTS / "mtl_cost.json"
+    if cost_file.exists():
+        rows = json.loads(cost_file.read_text())
+        text += ["", "Training seconds of one epoch, best of 2, modes alternating "
+                 "(`--part cost`), and the ratio to the backbone without distillation:", "",
+                 bench.md_table(["dataset/backbone", "none", "kd", "crossdistil"],
+                                [[k] + [f"{v[d][0]:.2f} s ({v[d][1]:.2f}x)"
+                                        for d in ("none", "kd", "crossdistil")]
+                                 for k, v in rows.items()])]  # fmt: skip
+    bench.publish("mtl", "\n".join(text))
 
 
 def cost(datasets, backbones, repeat: int) -> None:
