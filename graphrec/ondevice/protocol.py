@@ -141,23 +141,11 @@ def finetune_users(
     Raises:
         ConfigError: an invalid argument.
     """
-    if correction not in CORRECTIONS:
-        raise ConfigError(f"correction must be one of {', '.join(CORRECTIONS)}; got {correction!r}")
     if layers not in LAYERS:
         raise ConfigError(f"layers must be one of {', '.join(LAYERS)}; got {layers!r}")
-    if epochs < 0:
-        raise ConfigError(f"epochs must be >= 0; got {epochs}")
-    if not lr > 0:
-        raise ConfigError(f"lr must be > 0; got {lr}")
-    if batch_size is not None and batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1 or None; got {batch_size}")
-    if chunk_rows < 1:
-        raise ConfigError(f"chunk_rows must be >= 1; got {chunk_rows}")
-    if not 0.0 < global_share < 1.0:
-        raise ConfigError(f"global_share must be in (0, 1); got {global_share}")
-    for name, table in (("local", local), ("test", test)):
-        if user not in table.categorical:
-            raise ConfigError(f"{name} table has no categorical column {user!r}")
+    check_finetune_args(local, test, global_share=global_share, correction=correction,
+                        epochs=epochs, lr=lr, batch_size=batch_size, user=user,
+                        chunk_rows=chunk_rows)  # fmt: skip
     local_rows, test_rows = _rows_by_user(local, user), _rows_by_user(test, user)
     users = np.array(sorted(set(local_rows) & set(test_rows)), dtype=np.int64)
     if len(users) == 0:
@@ -231,6 +219,36 @@ def _extra_rows(
         )
     rows = {u: r[w[r] > 0] for u, r in _rows_by_user(extra, user).items()}
     return {u: r for u, r in rows.items() if len(r)}, w
+
+
+def check_finetune_args(
+    local: CTRTable,
+    test: CTRTable,
+    *,
+    global_share: float,
+    correction: str,
+    epochs: int,
+    lr: float,
+    batch_size: int | None,
+    user: str,
+    chunk_rows: int,
+) -> None:
+    """Raise :class:`ConfigError` for a fine-tuning argument out of range (any runtime)."""
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"correction must be one of {', '.join(CORRECTIONS)}; got {correction!r}")
+    if epochs < 0:
+        raise ConfigError(f"epochs must be >= 0; got {epochs}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0; got {lr}")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1 or None; got {batch_size}")
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be >= 1; got {chunk_rows}")
+    if not 0.0 < global_share < 1.0:
+        raise ConfigError(f"global_share must be in (0, 1); got {global_share}")
+    for name, table in (("local", local), ("test", test)):
+        if user not in table.categorical:
+            raise ConfigError(f"{name} table has no categorical column {user!r}")
 
 
 def _chunks(users: np.ndarray, sizes: list[int], max_rows: int) -> list[np.ndarray]:

@@ -37,13 +37,14 @@ from tqdm import tqdm
 from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
 from graphrec.models.ctr.base import CTRModel
-from graphrec.ondevice.correction import CORRECTIONS, correct_labels
+from graphrec.ondevice.correction import correct_labels
 from graphrec.ondevice.protocol import (
     FINETUNE_DEFAULTS,
     UserScores,
     _chunks,
     _extra_rows,
     _rows_by_user,
+    check_finetune_args,
 )
 
 __all__ = ["MNNRuntime", "RUNTIMES"]
@@ -170,22 +171,9 @@ class MNNRuntime:
         if layers != "dense":
             raise ConfigError(f"layers must be 'dense' in MNN (it trains the dense part); "
                               f"got {layers!r}")  # fmt: skip
-        if correction not in CORRECTIONS:
-            raise ConfigError(f"correction must be one of {', '.join(CORRECTIONS)}; got "
-                              f"{correction!r}")  # fmt: skip
-        if epochs < 0:
-            raise ConfigError(f"epochs must be >= 0; got {epochs}")
-        if not lr > 0:
-            raise ConfigError(f"lr must be > 0; got {lr}")
-        if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1 or None; got {batch_size}")
-        if chunk_rows < 1:
-            raise ConfigError(f"chunk_rows must be >= 1; got {chunk_rows}")
-        if not 0.0 < global_share < 1.0:
-            raise ConfigError(f"global_share must be in (0, 1); got {global_share}")
-        for name, t in (("local", local), ("test", test)):
-            if user not in t.categorical:
-                raise ConfigError(f"{name} table has no categorical column {user!r}")
+        check_finetune_args(local, test, global_share=global_share, correction=correction,
+                            epochs=epochs, lr=lr, batch_size=batch_size, user=user,
+                            chunk_rows=chunk_rows)  # fmt: skip
         features = self.model.features
         local_rows, test_rows = _rows_by_user(local, user), _rows_by_user(test, user)
         users = np.array(sorted(set(local_rows) & set(test_rows)), dtype=np.int64)
