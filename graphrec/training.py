@@ -29,8 +29,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from graphrec.errors import ConfigError
+from graphrec.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["Trainer", "minibatches", "run_epochs"]
+__all__ = ["Trainer", "load_training_state", "minibatches", "run_epochs", "save_training_state"]
 
 B = TypeVar("B")
 
@@ -188,3 +189,59 @@ def run_epochs(
             bar.update()
             epoch += 1
     return epoch
+
+
+def save_training_state(
+    path: Any,
+    key: str,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    best_state: dict[str, Tensor],
+    rng: Any,
+    result: dict[str, Any],
+    done: bool,
+) -> None:
+    """Write an early-stopping trainer's state atomically: ``module``'s weights under ``key``,
+    the optimizer, the best weights so far, both random states, the ``result`` record and
+    whether the run stopped."""
+    state = {
+        key: module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_state": best_state,
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "result": result,
+        "done": done,
+    }
+    save_checkpoint(state, path)
+
+
+def load_training_state(
+    path: Any,
+    key: str,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: Any,
+    *,
+    what: str,
+) -> tuple[dict[str, Tensor], dict[str, Any], bool]:
+    """Restore what :func:`save_training_state` wrote into ``module``, ``optimizer``, ``rng``
+    and torch's random state; returns ``(best_state, result record, done)``.
+
+    Raises:
+        CheckpointError: an unreadable file, missing entries, or another model's weights.
+    """
+    state = load_checkpoint(
+        path,
+        keys=(key, "optimizer", "best_state", "numpy_rng", "torch_rng", "done"),
+        records=("result",),
+        what=what,
+    )
+    try:
+        module.load_state_dict(state[key])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} holds another model's weights") from exc
+    optimizer.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return state["best_state"], state["result"], state["done"]

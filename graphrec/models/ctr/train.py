@@ -15,11 +15,16 @@ from torch import Tensor
 
 from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
-from graphrec.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphrec.metrics import auc, gauc
 from graphrec.models.ctr.base import CTRModel
 from graphrec.models.ctr.defaults import TRAIN_DEFAULTS
-from graphrec.training import Trainer, minibatches, run_epochs
+from graphrec.training import (
+    Trainer,
+    load_training_state,
+    minibatches,
+    run_epochs,
+    save_training_state,
+)
 
 __all__ = ["TrainResult", "evaluate_ctr", "train_ctr"]
 
@@ -136,22 +141,10 @@ def train_ctr(
     best_state = copy.deepcopy(model.state_dict())
     done = False
     if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(
-            checkpoint,
-            keys=("model", "optimizer", "best_state", "numpy_rng", "torch_rng", "done"),
-            records=("result",),
-            what="CTR training checkpoint",
+        best_state, record, done = load_training_state(
+            checkpoint, "model", model, opt, rng, what="CTR training checkpoint"
         )
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{checkpoint} holds another model's weights") from exc
-        opt.load_state_dict(state["optimizer"])
-        best_state = state["best_state"]
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        result = TrainResult(**state["result"])
-        done = state["done"]
+        result = TrainResult(**record)
     trainer = Trainer(opt)
 
     def epoch_fn(index: int) -> tuple[bool, dict[str, str]]:
@@ -179,7 +172,8 @@ def train_ctr(
         return stop, postfix
 
     def save(index: int, stop: bool) -> None:
-        _save(checkpoint, model, opt, best_state, rng, result, stop)
+        save_training_state(checkpoint, "model", model, opt, best_state, rng, asdict(result),
+                            stop)  # fmt: skip
 
     run_epochs(
         epoch_fn,
@@ -205,17 +199,3 @@ def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     faster on CPU than the for-each kernels, BENCHMARKS.md "CTR building blocks"; the same
     numbers within float rounding)."""
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-
-
-def _save(path, model, opt, best_state, rng, result: TrainResult, done: bool) -> None:
-    """Write the training state atomically (a temporary file, then a rename)."""
-    state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "best_state": best_state,
-        "numpy_rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "result": asdict(result),
-        "done": done,
-    }
-    save_checkpoint(state, path)

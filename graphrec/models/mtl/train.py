@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec.errors import ConfigError
-from graphrec.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphrec.metrics import auc, gauc, graded_ndcg, multi_auc
 from graphrec.models.ctr.features import CTRFeatures
 from graphrec.models.ctr.train import adam
@@ -25,7 +24,13 @@ from graphrec.models.mtl.crossdistil import CrossDistil, CrossDistilConfig
 from graphrec.models.mtl.data import MTLTable
 from graphrec.models.mtl.defaults import MTL_TRAIN_DEFAULTS
 from graphrec.registry import MTL_MODELS
-from graphrec.training import Trainer, minibatches, run_epochs
+from graphrec.training import (
+    Trainer,
+    load_training_state,
+    minibatches,
+    run_epochs,
+    save_training_state,
+)
 
 __all__ = [
     "DISTILL_MODES",
@@ -207,22 +212,10 @@ def train_mtl(
     best_state = copy.deepcopy(modules.state_dict())
     done = False
     if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(
-            checkpoint,
-            keys=("modules", "optimizer", "best_state", "numpy_rng", "torch_rng", "done"),
-            records=("result",),
-            what="multi-task training checkpoint",
+        best_state, record, done = load_training_state(
+            checkpoint, "modules", modules, opt, rng, what="multi-task training checkpoint"
         )
-        try:
-            modules.load_state_dict(state["modules"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{checkpoint} holds another model's weights") from exc
-        opt.load_state_dict(state["optimizer"])
-        best_state = state["best_state"]
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        result = MTLTrainResult(**state["result"])
-        done = state["done"]
+        result = MTLTrainResult(**record)
     trainer = Trainer(opt)
     labels = torch.as_tensor(train.labels)
 
@@ -268,16 +261,8 @@ def train_mtl(
         return stop, postfix
 
     def save(index: int, stop: bool) -> None:
-        state = {
-            "modules": modules.state_dict(),
-            "optimizer": opt.state_dict(),
-            "best_state": best_state,
-            "numpy_rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "result": asdict(result),
-            "done": stop,
-        }
-        save_checkpoint(state, checkpoint)
+        save_training_state(checkpoint, "modules", modules, opt, best_state, rng, asdict(result),
+                            stop)  # fmt: skip
 
     run_epochs(
         epoch_fn,
