@@ -120,8 +120,12 @@ def _register_coda(group_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weighting", choices=WEIGHTINGS, default=d.weighting,
                    help="constant (lambda) or score (lambda * classifier score) "
                    "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--layers", choices=LAYERS, default=FINETUNE_DEFAULTS.layers,
-                   help="parameters tuned on the device (default: %(default)s)")  # fmt: skip
+    p.add_argument("--layers", choices=LAYERS, default=None,
+                   help="parameters tuned on the device "
+                   f"(default: {FINETUNE_DEFAULTS.layers}; dense with --runtime mnn)")  # fmt: skip
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="where devices fine-tune: torch (all at once) or mnn (MNN's training "
+                   "path, dense layers; needs the export extra) (default: %(default)s)")
     p.add_argument("--epochs", type=nonnegative_int("--epochs"), default=FINETUNE_DEFAULTS.epochs,
                    help="fine-tuning epochs per user (default: %(default)s)")  # fmt: skip
     p.add_argument("--lr", type=positive_float("--lr"), default=FINETUNE_DEFAULTS.lr,
@@ -136,6 +140,17 @@ def _register_coda(group_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=coda_command)
 
 
+def _runtime_layers(args: argparse.Namespace, action: str) -> str:
+    """The tuned layers of ``--layers``/``--runtime``; MNN needs its extra and dense layers."""
+    if args.runtime == "mnn":
+        from graphrec.export.onnx import require_extra
+
+        require_extra(f"'graphrec ondevice {action} --runtime mnn'")
+        if args.layers == "all":
+            raise ConfigError("--runtime mnn tunes the dense layers: --layers must be dense")
+    return args.layers or ("dense" if args.runtime == "mnn" else FINETUNE_DEFAULTS.layers)
+
+
 def coda_command(args: argparse.Namespace) -> int:
     """Run ``graphrec ondevice coda``."""
     from dataclasses import replace
@@ -145,6 +160,7 @@ def coda_command(args: argparse.Namespace) -> int:
     from graphrec.ondevice.coda import CODA_DEFAULTS, run_coda
     from graphrec.ondevice.experiment import load_ondevice_data, train_cloud
 
+    layers = _runtime_layers(args, "coda")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     options = ("key", "k_factor", "budget_bytes", "classifier", "tau", "top_factor", "weight",
@@ -152,13 +168,13 @@ def coda_command(args: argparse.Namespace) -> int:
     chosen = {k: getattr(args, k) for k in options}
     chosen["top_factor"] = chosen["top_factor"] or None  # 0: select by --tau
     config = replace(CODA_DEFAULTS, **chosen)
-    finetune = FineTuneConfig(args.layers, args.epochs, args.lr, FINETUNE_DEFAULTS.batch_size)
+    finetune = FineTuneConfig(layers, args.epochs, args.lr, FINETUNE_DEFAULTS.batch_size)
     start = time.perf_counter()
     data = load_ondevice_data(args.dataset, args.data_root, seed=args.seed)
     cloud = train_cloud(args.model, data, seed=args.seed)
     cloud_s = time.perf_counter() - start
     report = run_coda(cloud, data, config=config, finetune=finetune, seed=args.seed,
-                      progress=not (args.quiet or args.json))  # fmt: skip
+                      progress=not (args.quiet or args.json), runtime=args.runtime)  # fmt: skip
     report = {"model": args.model, "seed": args.seed, "cloud_train_s": cloud_s} | report
     if args.json:
         print(json.dumps(report))
@@ -183,17 +199,11 @@ def finetune_command(args: argparse.Namespace) -> int:
 
     from graphrec.ondevice.experiment import load_ondevice_data, run_finetune, train_cloud
 
-    if args.runtime == "mnn":
-        from graphrec.export.onnx import require_extra
-
-        require_extra("'graphrec ondevice finetune --runtime mnn'")
-        if args.layers == "all":
-            raise ConfigError("--runtime mnn tunes the dense layers: --layers must be dense")
+    layers = _runtime_layers(args, "finetune")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     data = load_ondevice_data(args.dataset, args.data_root, seed=args.seed)
-    layers = args.layers or ("dense" if args.runtime == "mnn" else FINETUNE_DEFAULTS.layers)
     config = FineTuneConfig(layers, args.epochs, args.lr, args.batch_size)
     cloud, cloud_s, cache = None, None, None
     if args.out is not None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from graphrec.ondevice.protocol import (
     finetune_users,
     user_metrics,
 )
+from graphrec.ondevice.runtime import RUNTIMES, MNNRuntime
 
 __all__ = [
     "CLASSIFIERS",
@@ -419,12 +421,15 @@ def run_coda(
     seed: int = 0,
     user: str = "user",
     progress: bool = False,
+    runtime: str = "torch",
 ) -> dict:
     """Cloud only, local-only fine-tuning, unfiltered augmentation and CoDA on ``data``.
 
     The pool is the cloud's training table (``data.ctr.split.train``), a device never gets
     its own rows. Every method fine-tunes with ``finetune`` (CoDA and unfiltered add the
-    candidates as extra weighted rows) and the same ``seed``.
+    candidates as extra weighted rows) and the same ``seed``. ``runtime`` ``"mnn"`` fine-tunes
+    in MNN (:class:`~graphrec.ondevice.runtime.MNNRuntime`; ``finetune.layers`` must be
+    ``"dense"``).
 
     Returns a JSON-ready dict: ``dataset``, ``users``, ``config``, ``finetune``, ``methods``
     (``cloud``, ``local``, ``unfiltered``, ``coda`` -> the metrics of
@@ -445,6 +450,11 @@ def run_coda(
     """
     if not isinstance(config, CodaConfig):
         raise ConfigError(f"config must be a CodaConfig; got {type(config).__name__}")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if runtime == "mnn" and finetune.layers != "dense":
+        raise ConfigError(f"runtime 'mnn' tunes the dense layers: layers must be 'dense'; "
+                          f"got {finetune.layers!r}")  # fmt: skip
     pool, local, test = data.ctr.split.train, data.local, data.test
     g = data.global_share
     generator = torch.Generator().manual_seed(seed)
@@ -512,11 +522,13 @@ def run_coda(
         "coda": dict(settings, extra=_augmented(pool, kept, devices, user),
                      extra_weights=np.concatenate(weights)),
     }  # fmt: skip
+    tune = (MNNRuntime(cloud, local).finetune_users if runtime == "mnn"
+            else partial(finetune_users, cloud))  # fmt: skip
     methods, scores = {}, {}
     for name, options in runs.items():
         tick = time.perf_counter()
-        scores[name] = finetune_users(cloud, local, test, global_share=g, seed=seed, user=user,
-                                      progress=progress, **options)  # fmt: skip
+        scores[name] = tune(local, test, global_share=g, seed=seed, user=user,
+                            progress=progress, **options)  # fmt: skip
         methods[name] = user_metrics(scores[name]) | {"seconds": time.perf_counter() - tick}
     methods["unfiltered"]["seconds"] += matching_s
     methods["coda"]["seconds"] += matching_s + float(classifier_s.sum())

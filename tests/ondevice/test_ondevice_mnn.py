@@ -246,3 +246,28 @@ def test_missing_export_extra_is_one_line(monkeypatch, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'export' extra" in err and "--runtime mnn" in err
+
+
+def test_run_coda_in_mnn_equals_torch(extra):
+    """CoDA's four methods fine-tuned in MNN score as in torch on the same parameters (LR:
+    MNN trains its dense part, the bias, as torch's ``layers="dense"`` does)."""
+    from dataclasses import replace
+
+    from graphrec.ondevice.coda import CODA_DEFAULTS, run_coda
+    from graphrec.ondevice.synthetic import drift_ctr
+
+    data = drift_ctr(num_users=12, num_items=40, seed=0)
+    cloud = build_ctr_model("lr", data.ctr, seed=0).eval()
+    config = replace(CODA_DEFAULTS, k_factor=2.0, steps=30, key="fields")
+    finetune = FineTuneConfig(layers="dense", epochs=3, lr=LR)
+    out = {rt: run_coda(cloud, data, config=config, finetune=finetune, runtime=rt)
+           for rt in ("torch", "mnn")}  # fmt: skip
+    for name in ("cloud", "local", "unfiltered", "coda"):
+        torch_m, mnn_m = out["torch"]["methods"][name], out["mnn"]["methods"][name]
+        assert mnn_m["logloss"] == pytest.approx(torch_m["logloss"], abs=1e-5)
+        assert mnn_m["auc"] == pytest.approx(torch_m["auc"], abs=1e-4)
+    tuned = out["torch"]["methods"]
+    assert tuned["local"]["logloss"] != tuned["cloud"]["logloss"]
+    with pytest.raises(ConfigError, match="dense"):
+        run_coda(cloud, data, config=config, finetune=replace(finetune, layers="all"),
+                 runtime="mnn")  # fmt: skip
