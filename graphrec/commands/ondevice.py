@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 
 from graphrec.commands._args import add_data_root, nonnegative_int, positive_float, positive_int
@@ -137,6 +137,11 @@ def _register_coda(group_sub: argparse._SubParsersAction) -> None:
                    help="torch CPU threads (default: torch's choice)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.add_argument("--out", type=Path,
+                   help=f"folder for the cloud model ({CLOUD}), {CONFIG} and {RESULTS}; a "
+                   "rerun of the same command reuses the saved cloud model (the four methods "
+                   "run again: no per-method files)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="start over in an existing --out")
     p.set_defaults(func=coda_command)
 
 
@@ -153,12 +158,12 @@ def _runtime_layers(args: argparse.Namespace, action: str) -> str:
 
 def coda_command(args: argparse.Namespace) -> int:
     """Run ``graphrec ondevice coda``."""
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     import torch
 
     from graphrec.ondevice.coda import CODA_DEFAULTS, run_coda
-    from graphrec.ondevice.experiment import load_ondevice_data, train_cloud
+    from graphrec.ondevice.experiment import load_ondevice_data
 
     layers = _runtime_layers(args, "coda")
     if args.threads is not None:
@@ -171,11 +176,18 @@ def coda_command(args: argparse.Namespace) -> int:
     finetune = FineTuneConfig(layers, args.epochs, args.lr, FINETUNE_DEFAULTS.batch_size)
     start = time.perf_counter()
     data = load_ondevice_data(args.dataset, args.data_root, seed=args.seed)
-    cloud = train_cloud(args.model, data, seed=args.seed)
-    cloud_s = time.perf_counter() - start
+    cloud, cloud_s = None, None
+    if args.out is not None:
+        options = {"runtime": args.runtime, "coda": asdict(config), "finetune": asdict(finetune)}
+        cloud, cloud_s = _resume_cloud(args, data, options, files=())
+    if cloud is None:
+        cloud, cloud_s = _train_cloud(args, data, start)
+    elif not args.json:
+        print(f"resuming from {args.out} (cloud model saved)")
     report = run_coda(cloud, data, config=config, finetune=finetune, seed=args.seed,
                       progress=not (args.quiet or args.json), runtime=args.runtime)  # fmt: skip
     report = {"model": args.model, "seed": args.seed, "cloud_train_s": cloud_s} | report
+    _write_results(args, report)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -195,9 +207,11 @@ def coda_command(args: argparse.Namespace) -> int:
 
 def finetune_command(args: argparse.Namespace) -> int:
     """Run ``graphrec ondevice finetune``."""
+    from dataclasses import asdict
+
     import torch
 
-    from graphrec.ondevice.experiment import load_ondevice_data, run_finetune, train_cloud
+    from graphrec.ondevice.experiment import load_ondevice_data, run_finetune
 
     layers = _runtime_layers(args, "finetune")
     if args.threads is not None:
@@ -207,25 +221,19 @@ def finetune_command(args: argparse.Namespace) -> int:
     config = FineTuneConfig(layers, args.epochs, args.lr, args.batch_size)
     cloud, cloud_s, cache = None, None, None
     if args.out is not None:
-        cloud, cloud_s, cache = _run_folder(args, data, config)
+        options = {"correction": args.correction, "runtime": args.runtime, **asdict(config)}
+        files = [METHOD_FILE.format(m) for m in METHODS]
+        cloud, cloud_s = _resume_cloud(args, data, options, files)
+        cache = _MethodFiles(args.out)
     if cloud is None:
-        cloud = train_cloud(args.model, data, seed=args.seed)
-        cloud_s = time.perf_counter() - start
-        if args.out is not None:
-            from graphrec.io.checkpoint import save_checkpoint
-
-            save_checkpoint({"model": cloud.state_dict(), "cloud_train_s": cloud_s},
-                            args.out / CLOUD)  # fmt: skip
+        cloud, cloud_s = _train_cloud(args, data, start)
     elif not args.json:
         print(f"resuming from {args.out} (cloud model saved; finished methods: "
               f"{', '.join(m for m in METHODS if m in cache) or 'none'})")  # fmt: skip
     report = run_finetune(cloud, data, correction=args.correction, config=config, seed=args.seed,
                           cache=cache, runtime=args.runtime, progress=not args.json)  # fmt: skip
     report = {"model": args.model, "seed": args.seed, "cloud_train_s": cloud_s} | report
-    if args.out is not None:
-        from graphrec.io.atomic import atomic_write_text
-
-        atomic_write_text(args.out / RESULTS, json.dumps(report, indent=1))
+    _write_results(args, report)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -246,11 +254,11 @@ def finetune_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_folder(args: argparse.Namespace, data, config: FineTuneConfig):
-    """Prepare ``--out``; the saved cloud model, its training seconds and the finished methods
-    when the same configuration is resumed (else None, None and an emptied method store)."""
-    from dataclasses import asdict
-
+def _resume_cloud(args: argparse.Namespace, data, options: dict, files: Sequence[str]):
+    """Prepare ``--out`` for a run of ``args.dataset``, ``args.model``, ``args.seed`` and the
+    command's ``options`` (config.json); the saved cloud model and its training seconds when
+    the same configuration is resumed, else None, None (``files``, results of an earlier,
+    unfinished run without its cloud model, removed)."""
     from graphrec.commands._training import prepare_run_folder, resume_error
     from graphrec.io.atomic import atomic_write_text
     from graphrec.io.checkpoint import CheckpointError, fingerprint, load_checkpoint
@@ -261,21 +269,17 @@ def _run_folder(args: argparse.Namespace, data, config: FineTuneConfig):
         "dataset": args.dataset,
         "root": None if args.data_root is None else str(args.data_root),
         "model": args.model,
-        "correction": args.correction,
-        "runtime": args.runtime,
-        **asdict(config),
+        **options,
         "seed": args.seed,
         "data_fingerprint": fingerprint(split.train, split.valid, split.test, data.local),
     }
-    files = [METHOD_FILE.format(m) for m in METHODS]
     resume = prepare_run_folder(args.out, run, force=args.force, checkpoint=CLOUD,
                                 files=(*files, CONFIG, RESULTS))  # fmt: skip
     atomic_write_text(args.out / CONFIG, json.dumps(run, indent=1))
-    methods = _MethodFiles(args.out)
-    if not resume:  # results of an earlier, unfinished run without its cloud model
+    if not resume:
         for name in files:
             (args.out / name).unlink(missing_ok=True)
-        return None, None, methods
+        return None, None
     try:
         state = load_checkpoint(args.out / CLOUD, keys=("cloud_train_s",), records=("model",),
                                 what="graphrec ondevice cloud model")  # fmt: skip
@@ -283,7 +287,30 @@ def _run_folder(args: argparse.Namespace, data, config: FineTuneConfig):
         raise resume_error(exc) from None
     cloud = build_ctr_model(args.model, data.ctr, seed=args.seed)
     cloud.load_state_dict(state["model"])
-    return cloud, state["cloud_train_s"], methods
+    return cloud, state["cloud_train_s"]
+
+
+def _train_cloud(args: argparse.Namespace, data, start: float):
+    """The cloud model, trained, and the seconds since ``start``; saved (atomically) to
+    ``--out``'s cloud.pt when given."""
+    from graphrec.ondevice.experiment import train_cloud
+
+    cloud = train_cloud(args.model, data, seed=args.seed)
+    cloud_s = time.perf_counter() - start
+    if args.out is not None:
+        from graphrec.io.checkpoint import save_checkpoint
+
+        save_checkpoint({"model": cloud.state_dict(), "cloud_train_s": cloud_s},
+                        args.out / CLOUD)  # fmt: skip
+    return cloud, cloud_s
+
+
+def _write_results(args: argparse.Namespace, report: dict) -> None:
+    """Write ``--out``'s results.json (atomically) when given: the run is finished."""
+    if args.out is not None:
+        from graphrec.io.atomic import atomic_write_text
+
+        atomic_write_text(args.out / RESULTS, json.dumps(report, indent=1))
 
 
 class _MethodFiles(MutableMapping):
