@@ -243,6 +243,9 @@ def test_deploy_local_stops_every_process_on_ctrl_c(tmp_path):
         text=True,
         env=env,
         cwd=tmp_path,
+        # as a foreground command: SIGINT handled even when this runner was started with it
+        # ignored (a background job of a non-interactive shell)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = []
     try:
