@@ -472,7 +472,8 @@ def _md_ode_paper(out: dict[str, Any], args: argparse.Namespace) -> str:
             f"|B| = {p['buffer']}, each device's stream size / 400 arrivals per round, SGD lr "
             f"{p['lr']}, {p['epochs']} local epochs of one full-store step, {p['rounds']} rounds, "
             f"evaluation every {p['eval_every']}; official behaviour: gamma loss / sum(gamma), "
-            "g_hat sent after aggregation, RS counter restarted per participation). Target = "
+            "g_hat sent after aggregation, RS counter restarted per participation, stores "
+            "start with the stream's last samples). Target = "
             f"RS's final accuracy (mean of its last {out['tail']} evaluations), speedup = rounds "
             "RS needs to reach it / rounds ODE-Est needs ('-' = never). Paper (ST): 5.88x, "
             "82.80% vs RS 79.56%.",

@@ -51,6 +51,7 @@ ODE_OPTION_HELP = {
     "estimate_timing": "ODE-Est gets g_hat with the model (before) or after aggregation",
     "exact_revalue": "ODE-Exact re-values its store on participation or every round",
     "rs_counter": "reservoir sampling's seen-count: cumulative or restarted per participation",
+    "initial_store": "stores start empty or full with the last samples of the stream",
 }
 
 

@@ -167,6 +167,7 @@ ODE_PRESETS: dict[str, dict[str, Any]] = {
         "estimate_timing": "after",
         "exact_revalue": "every-round",
         "rs_counter": "restart",
+        "initial_store": "last",
     }
 }
 

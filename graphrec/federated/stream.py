@@ -30,6 +30,12 @@ No store holds a sample twice (streams replay). Priority stores (``hl``, ``gn``,
 ``sld``, ``ode``) re-value their samples under the
 newly received model when their device is selected (as the official ODE code does).
 
+**Initial store** (:class:`StreamTask` option ``initial_store``): ``"empty"``, or ``"last"``
+(the official code): every store but ``fd``'s starts full with the last ``|B_c|`` samples of
+its device's stream (ODE: per label ``y`` the last ``S_{c,y}`` samples of label ``y``), counted
+as seen by reservoir sampling; priority stores value them at the initial model (and, for ODE,
+the initial global gradient) before the first arrivals.
+
 **Lazy catch-up.** A device that is not selected only uses its stale model (and estimate), so
 its stream work can wait until it is selected: :meth:`StreamDevice.catch_up` replays the pending
 rounds in order, which gives the same store and local estimate as processing every round when it
@@ -97,6 +103,9 @@ SELECTORS: dict[str, frozenset[str]] = {
 
 # --------------------------------------------------------------------------- stores
 
+#: value of a preloaded sample in a priority store until it is re-valued (the official code's)
+INITIAL_VALUE = -1e4
+
 
 class _Reservoir:
     """Reservoir sampling (Vitter's algorithm R) of ``capacity`` samples."""
@@ -120,6 +129,11 @@ class _Reservoir:
     def samples(self) -> list[int]:
         return list(self.items)
 
+    def preload(self, samples: Sequence[int], labels: Sequence[int]) -> None:
+        """Start holding ``samples`` (counted as seen)."""
+        for s, y in zip(samples, labels, strict=True):
+            self.offer(int(s), int(y), {})
+
     def restart(self) -> None:
         """Restart the count of samples seen (the official RS at each participation): the
         store then holds a uniform sample of the arrivals since the restart (the first
@@ -137,6 +151,8 @@ class _FIFO:
 
     def samples(self) -> list[int]:
         return list(self.items)
+
+    preload = _Reservoir.preload
 
 
 class _Full:
@@ -174,6 +190,11 @@ class _Priority:
 
     def samples(self) -> list[int]:
         return [s for s, _ in self.buffer.samples()]
+
+    def preload(self, samples: Sequence[int], labels: Sequence[int]) -> None:
+        """Start holding ``samples`` valued :data:`INITIAL_VALUE` (no admission rule)."""
+        for s, y in zip(samples, labels, strict=True):
+            self.buffer.offer(int(s), int(y) if self.per_label else 0, INITIAL_VALUE)
 
     def revalue(self, stats_fn: Callable[[list[int]], Mapping[str, np.ndarray]]) -> None:
         self.buffer.revalue(lambda samples, labels: stats_fn(samples)[self.key])
@@ -399,11 +420,11 @@ class StreamDevice:
 
     def revalue(self) -> None:
         """Recompute stored values under the model (and estimate) last received; with an
-        oracle, under ``oracle(cursor)``."""
+        oracle, under ``oracle(cursor)`` (``oracle(1)`` before the first round)."""
         if self.model_state is None:
             return
         if self.oracle is not None:
-            self._revalue(*self.oracle(self.cursor))
+            self._revalue(*self.oracle(max(self.cursor, 1)))
         else:
             self._revalue(self.model_state, self.global_grad)
 
@@ -453,6 +474,8 @@ class StreamTask:
             ``"every-round"`` (the official code: before every round's arrivals).
         rs_counter: reservoir sampling's count of seen samples is ``"cumulative"`` or
             ``"restart"``-ed at each participation (the official code).
+        initial_store: stores start ``"empty"`` or full with the ``"last"`` samples of the
+            stream (the official code; see the module docstring).
     """
 
     #: accepted values of the official-behaviour options (the first is the default)
@@ -461,6 +484,7 @@ class StreamTask:
         "estimate_timing": ("before", "after"),
         "exact_revalue": ("participation", "every-round"),
         "rs_counter": ("cumulative", "restart"),
+        "initial_store": ("empty", "last"),
     }
 
     def __init__(
@@ -483,6 +507,7 @@ class StreamTask:
         estimate_timing: str = "before",
         exact_revalue: str = "participation",
         rs_counter: str = "cumulative",
+        initial_store: str = "empty",
     ) -> None:
         if selector not in SELECTORS:
             raise ConfigError(f"unknown selector {selector!r}; expected one of {sorted(SELECTORS)}")
@@ -491,12 +516,14 @@ class StreamTask:
             "estimate_timing": estimate_timing,
             "exact_revalue": exact_revalue,
             "rs_counter": rs_counter,
+            "initial_store": initial_store,
         }
         for name, value in chosen.items():
             if value not in self.OPTIONS[name]:
                 raise ConfigError(f"{name} must be one of {self.OPTIONS[name]}, got {value!r}")
         self.loss_norm, self.estimate_timing = loss_norm, estimate_timing
         self.exact_revalue, self.rs_counter = exact_revalue, rs_counter
+        self.initial_store = initial_store
         self.model, self.loss_fn, self.selector, self.seed = model, loss_fn, selector, seed
         self.x = torch.as_tensor(np.asarray(x, np.float32))
         self.y = torch.as_tensor(np.asarray(y, np.int64))
@@ -617,6 +644,18 @@ class StreamTask:
             revalue_each_round=self.exact_revalue == "every-round",
         )
         dev.receive(self.initial_state, self.initial_grad)
+        if self.initial_store == "last" and hasattr(store, "preload"):
+            labels = self.y[idx].numpy()
+            if slots is None:
+                first = max(0, labels.size - int(self.buffer_size[client]))
+                positions = np.arange(first, labels.size)
+            else:
+                positions = np.concatenate(
+                    [np.flatnonzero(labels == y)[-k:] for y, k in slots.items() if k > 0]
+                    + [np.zeros(0, np.int64)]
+                )
+            store.preload(positions.tolist(), labels[positions].tolist())
+            dev.revalue()
         return dev
 
     def local_train(
