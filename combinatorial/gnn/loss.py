@@ -130,6 +130,28 @@ def budget_loss(
     return torch.stack(terms).mean()
 
 
+def imitation_loss(logits: Tensor, order: Tensor) -> Tensor:
+    r"""Plackett-Luce (ListMLE) negative log-likelihood of a reference pick order, per pick.
+
+    With ``order`` :math:`o_1, \dots, o_K` (e.g. greedy's first ``K`` seeds), each pick is a
+    softmax draw among the nodes not picked before:
+
+    .. math::
+        \frac{1}{K} \sum_{i=1}^{K} \Big(\log \sum_{u \notin \{o_1..o_{i-1}\}} e^{s_u}
+        - s_{o_i}\Big).
+
+    Args:
+        logits: node logits ``[n]``.
+        order: ``[K]`` distinct node ids in pick order (``K < n``).
+    """
+    picked = logits[order]
+    rest = torch.ones_like(logits, dtype=torch.bool)
+    rest[order] = False
+    tail = torch.logcumsumexp(picked.flip(0), 0).flip(0)  # log sum over o_i..o_K
+    denominator = torch.logaddexp(tail, torch.logsumexp(logits[rest], 0))
+    return (denominator - picked).mean()
+
+
 def _soft_threshold(z: Tensor, k: int, iters: int = 60) -> Tensor:
     """``tau`` with ``sum sigmoid(z - tau) = k`` (bisection, 0 < k < n)."""
     lo, hi = z.min() - 40.0, z.max() + 40.0

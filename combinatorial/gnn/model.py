@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from combinatorial.graph import adjacency
+from combinatorial.sketch import ball_size_sketch
 from graphrec.errors import ConfigError
 from graphrec.nn import GRATConv
 from graphrec.nn.segment import EdgeSegments, segment_sum
 
-FEATURES = ("ones", "degree")
+FEATURES = ("ones", "degree", "sketch")
+#: Hops of the ball-size estimates in the ``"sketch"`` features.
+SKETCH_HOPS = 3
 
 
 def node_features(
@@ -25,20 +32,27 @@ def node_features(
     Args:
         edge_index: edges ``[2, m]`` (row 0 covers row 1).
         num_nodes: number of nodes ``n``.
-        kind: ``"ones"`` (all-ones ``[n, dim]``, the official code's input) or ``"degree"``
-            (``[1, log(1 + in-degree), log(1 + out-degree)]``, ``[n, 3]``).
+        kind: ``"ones"`` (all-ones ``[n, dim]``, the official code's input), ``"degree"``
+            (``[1, log(1 + in-degree), log(1 + out-degree)]``, ``[n, 3]``) or ``"sketch"``
+            (``"degree"`` plus ``log |B_l(v)|`` for ``l = 2..SKETCH_HOPS``, the HyperLogLog
+            out-ball estimates of :func:`combinatorial.sketch.ball_size_sketch`, seed 0).
         dim: width of the ``"ones"`` input.
         segments: CSR layouts of ``edge_index`` (``"csr"`` aggregation mode only).
     """
     device = edge_index.device
     if kind == "ones":
         return torch.ones(num_nodes, dim, device=device)
-    if kind == "degree":
+    if kind in ("degree", "sketch"):
         ones = torch.ones(edge_index.size(1), device=device)
         row, col = (None, None) if segments is None else segments
         deg_in = segment_sum(ones, edge_index[1], num_nodes, col)
         deg_out = segment_sum(ones, edge_index[0], num_nodes, row)
-        return torch.stack([deg_in.new_ones(num_nodes), deg_in.log1p(), deg_out.log1p()], dim=1)
+        x = torch.stack([deg_in.new_ones(num_nodes), deg_in.log1p(), deg_out.log1p()], dim=1)
+        if kind == "degree":
+            return x
+        balls = ball_size_sketch(adjacency(edge_index.cpu(), num_nodes), SKETCH_HOPS)
+        balls = torch.from_numpy(np.log(balls[:, 1:])).to(x)
+        return torch.cat([x, balls], dim=1)
     raise ConfigError(f"features must be one of {FEATURES}, got {kind!r}")
 
 
@@ -46,7 +60,7 @@ def feature_dim(kind: str, dim: int = 32) -> int:
     """Number of input columns :func:`node_features` produces for ``kind``."""
     if kind not in FEATURES:
         raise ConfigError(f"features must be one of {FEATURES}, got {kind!r}")
-    return dim if kind == "ones" else 3
+    return {"ones": dim, "degree": 3}.get(kind, 2 + SKETCH_HOPS)
 
 
 class FastCover(torch.nn.Module):
@@ -59,7 +73,8 @@ class FastCover(torch.nn.Module):
     of the logits gives the seeds.
 
     Args:
-        features: input features, ``"ones"`` or ``"degree"`` (see :func:`node_features`).
+        features: input features, ``"ones"``, ``"degree"`` or ``"sketch"`` (see
+            :func:`node_features`).
         in_channels: width of the ``"ones"`` input (ignored for ``"degree"``).
         hidden_channels: width of the hidden layers.
         num_layers: number of GRAT layers (receptive field in hops; 3 covers d <= 3).
@@ -109,6 +124,7 @@ class FastCover(torch.nn.Module):
         num_nodes: int,
         target_weight: Tensor | None = None,
         segments: EdgeSegments | None = None,
+        chunks: Iterable[slice | Tensor] | None = None,
     ) -> Tensor:
         """Logits ``[n]`` of every node.
 
@@ -119,12 +135,15 @@ class FastCover(torch.nn.Module):
                 layer ``mask_layer`` (0 = already covered; see :class:`graphrec.nn.GRATConv`).
             segments: CSR layouts of ``edge_index`` for the ``"csr"`` aggregation mode
                 (:func:`graphrec.nn.segment.aggregation_mode`).
+            chunks: edge chunks for every layer (see :class:`graphrec.nn.GRATConv`): the same
+                logits with memory bounded by the chunk size (inference only).
         """
         x = node_features(edge_index, num_nodes, self.features, self.in_channels, segments)
         for i, conv in enumerate(self.convs):
             if i > 0:
                 x = F.relu(x)
-            x = conv(x, edge_index, target_weight if i == self.mask_layer else None, segments)
+            weight = target_weight if i == self.mask_layer else None
+            x = conv(x, edge_index, weight, segments, chunks)
         return x.view(-1)
 
     def __repr__(self) -> str:

@@ -60,7 +60,13 @@ from torch import Tensor
 from combinatorial.baselines import greedy
 from combinatorial.coverage import coverage
 from combinatorial.gnn.inference import scores, sha256_file, top_k
-from combinatorial.gnn.loss import PENALTIES, budget_loss, cover_index, fastcover_loss
+from combinatorial.gnn.loss import (
+    PENALTIES,
+    budget_loss,
+    cover_index,
+    fastcover_loss,
+    imitation_loss,
+)
 from combinatorial.gnn.model import FEATURES, FastCover
 from combinatorial.graph import adjacency
 from graphrec.datasets import DATA_ENV, dataset_folder
@@ -108,6 +114,7 @@ class Graph:
     closure_entries: float
     greedy_cover: dict[int, int] | None = None
     full_index: Tensor | None = None
+    greedy_order: Tensor | None = None
 
 
 #: Files in the output folder (``{d}`` = hop count).
@@ -154,6 +161,7 @@ class TrainConfig:
     k_train: int = 32
     train_ks: tuple[int, ...] = (1, 8, 32, 128, 1024)
     temperature: float = 1.0
+    imitation: float = 0.0
     max_entries: int = 2_000_000
     seed: int = 42
     threads: int = 1
@@ -170,6 +178,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if min(self.ks + self.train_ks) < 1:
             raise ConfigError("ks and train_ks must be >= 1")
+        if self.imitation < 0:
+            raise ConfigError(f"imitation must be >= 0, got {self.imitation}")
         choices = {
             "optimizer": OPTIMIZERS,
             "features": FEATURES,
@@ -287,8 +297,19 @@ def objective(logits: Tensor, index: Tensor, num_targets: int, config: TrainConf
 def _graph_loss(
     model: FastCover, graph: Graph, index: Tensor, num_targets: int, config: TrainConfig
 ) -> Tensor:
-    """:func:`objective` of ``model`` on the full ``graph``."""
-    return objective(model(graph.edge_index, graph.num_nodes), index, num_targets, config)
+    """:func:`objective` of ``model`` on the full ``graph``, plus ``config.imitation`` times
+    :func:`~combinatorial.gnn.loss.imitation_loss` of greedy's order when that weight is > 0."""
+    logits = model(graph.edge_index, graph.num_nodes)
+    loss = objective(logits, index, num_targets, config)
+    if config.imitation > 0:
+        loss = loss + config.imitation * imitation_loss(logits, graph.greedy_order)
+    return loss
+
+
+def greedy_order(graph: Graph, d: int, k: int) -> Tensor:
+    """Greedy's first ``min(k, n - 1)`` seeds on ``graph`` (the imitation target)."""
+    k = min(k, graph.num_nodes - 1)
+    return torch.from_numpy(greedy(graph.adj, k, d, max_bytes=None).seeds.astype(np.int64))
 
 
 def monotone_init_(model: FastCover, d: int) -> None:
@@ -495,6 +516,9 @@ def _train(
     val_graphs = [load_graph(p, config.d) for p in val_paths]
     for g in val_graphs:
         g.greedy_cover = greedy_reference(g, config.d, list(config.ks))
+    if config.imitation > 0:
+        for g in train_graphs:
+            g.greedy_order = greedy_order(g, config.d, max(config.train_ks))
     model = FastCover(features=config.features, hidden_channels=config.hidden)
     if config.init == "monotone":
         monotone_init_(model, config.d)
@@ -594,8 +618,14 @@ def _state(obj: torch.nn.Module) -> dict[str, Tensor]:
 
 def _loss_info(config: TrainConfig) -> dict:
     if config.loss == "budget":
-        return {"name": "budget", "ks": list(config.train_ks), "temperature": config.temperature}
-    return {"name": "official", "penalty": config.penalty, "c": config.c, "k_train": config.k_train}
+        info = {"name": "budget", "ks": list(config.train_ks), "temperature": config.temperature}
+    else:
+        info = {"name": "official", "penalty": config.penalty, "c": config.c}
+        info["k_train"] = config.k_train
+    if config.imitation > 0:  # absent at 0, as in the manifests written before the option
+        k = max(config.train_ks)
+        info["imitation"] = {"weight": config.imitation, "order": "greedy", "k": k}
+    return info
 
 
 def _graph_info(g: Graph, config: TrainConfig) -> dict:

@@ -118,6 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _option(opt, "--temperature", "budget loss: T", type=positive_float("--temperature"))
     _option(
         opt,
+        "--imitation",
+        "weight of the greedy-order imitation (ListMLE) term added to the loss, 0 = off",
+        type=bounded_float("--imitation", minimum=0.0),
+    )
+    _option(
+        opt,
         "--max-entries",
         "closure entries per step; larger graphs train on sampled targets",
         type=positive_int("--max-entries"),

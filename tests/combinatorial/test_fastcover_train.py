@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import combinatorial.gnn.train as train_module
 from combinatorial.gnn import FastCover, load_pretrained
 from combinatorial.gnn.inference import WEIGHTS_DIR
+from combinatorial.gnn.loss import imitation_loss
 from combinatorial.gnn.train import TrainConfig, fastcover_data_root, train_fastcover
 from graphrec.cli import _build_parser, main
 from graphrec.errors import GraphrecError
@@ -201,9 +203,32 @@ def test_corrupt_checkpoint_is_one_error_and_force_starts_over(root, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [["--clip", "nan"], ["--weight-decay", "-1"], ["--ks", "0"],
-                                 ["--c", "inf"], ["--train-ks", "1", "-4"]])  # fmt: skip
+                                 ["--c", "inf"], ["--train-ks", "1", "-4"],
+                                 ["--imitation", "-1"]])  # fmt: skip
 def test_cli_refuses_bad_training_numbers(bad, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["fastcover", "train", "--d", "1", "--out", str(tmp_path / "w"), *bad])
     assert bad[0] in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_imitation_loss_hand_case():
+    logits = torch.tensor([2.0, 1.0, 0.0])
+    lse = torch.logsumexp
+    first = lse(logits, 0) - 2.0  # node 0 drawn among {0, 1, 2}
+    second = lse(logits[1:], 0) - 1.0  # then node 1 among {1, 2}
+    torch.testing.assert_close(imitation_loss(logits, torch.tensor([0])), first)
+    torch.testing.assert_close(imitation_loss(logits, torch.tensor([0, 1])), (first + second) / 2)
+
+
+def test_imitation_and_sketch_options_train_and_are_recorded(root, tmp_path):
+    base = train_fastcover(2, tmp_path / "base", data_root=root, **SMALL)
+    entry = train_fastcover(
+        2, tmp_path / "imit", data_root=root, imitation=0.5, features="sketch", **SMALL
+    )
+    assert "imitation" not in base["loss"]
+    assert entry["loss"]["imitation"] == {"weight": 0.5, "order": "greedy", "k": 1024}
+    assert entry["config"]["features"] == "sketch" and entry["sha256"] != base["sha256"]
+    assert "--imitation 0.5" in entry["command"] and "--features sketch" in entry["command"]
+    with pytest.raises(ValueError, match="imitation must be >= 0"):
+        TrainConfig(d=1, imitation=-0.1)
