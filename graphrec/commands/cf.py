@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dataset",
         required=True,
         help="'gowalla' (LightGCN split), 'ml-100k' (fold --fold, ratings >= 4), a LightGCN-format "
-        "folder (train.txt and test.txt, 'user item item ...' lines) or the path of an "
+        "folder (train.txt and test.txt, 'user item item ...' lines, or s_adj_mat.npz and "
+        "test.txt) or the path of an "
         "interaction log (user item [rating [timestamp]] lines, LightGCN lists or CSV)",
     )
     add_data_root(train)

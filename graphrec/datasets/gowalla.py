@@ -13,7 +13,7 @@ from graphrec.datasets._files import locate
 from graphrec.errors import InputFormatError
 from graphrec.io import bipartite_data, read_interactions
 
-__all__ = ["Gowalla", "load_gowalla"]
+__all__ = ["Gowalla", "load_gowalla", "read_adjacency_split"]
 
 _HINT = (
     "These are the files of the LightGCN reference code (gusye1234/LightGCN-PyTorch, "
@@ -82,26 +82,21 @@ class Gowalla:
         )
 
 
-def load_gowalla(root: str | Path) -> Gowalla:
-    """Load the LightGCN Gowalla split from ``root``; never downloads.
+def read_adjacency_split(
+    adj_path: str | Path, test_path: str | Path
+) -> tuple[sp.csr_array, sp.csr_array]:
+    """Binary ``(train, test)`` ``[U, I]`` matrices of a LightGCN adjacency-form split.
 
-    Files: ``s_adj_mat.npz`` (scipy sparse ``(U + I) x (U + I)`` adjacency of the training
-    graph, users first; its user-item block's nonzeros are the training interactions, whatever
-    its normalisation) and ``test.txt[.gz]`` (``user item item ...`` lines). The number of
-    users ``U`` is the largest test user id + 1 (every user has test items); the adjacency
-    must then have empty user-user and item-item blocks. Published counts: 29,858 users,
-    40,981 items, 810,128 training and 217,242 test interactions.
-
-    References: X. He et al., "LightGCN", SIGIR 2020; E. Cho, S. A. Myers and J. Leskovec,
-    "Friendship and Mobility: User Movement in Location-Based Social Networks", KDD 2011.
+    ``adj_path``: scipy sparse ``(U + I) x (U + I)`` adjacency of the training graph (users
+    first; its user-item block's nonzeros are the training interactions, whatever its
+    normalisation); ``test_path``: ``user item item ...`` lines. ``U`` is the largest test user
+    id + 1 (every user has test items); the adjacency must then have empty user-user and
+    item-item blocks.
 
     Raises:
-        DatasetNotFoundError: naming every missing file.
         InputFormatError: the adjacency is not bipartite with ``U`` users first, or test ids
             are out of range.
     """
-    files = locate("gowalla (LightGCN)", root, ["s_adj_mat.npz", "test.txt"], _HINT)
-    adj_path, test_path = files["s_adj_mat.npz"], files["test.txt"]
     adj = sp.csr_array(sp.load_npz(adj_path))
     test_log = read_interactions(test_path, format="lightgcn", keep_ids=True)
     n_users = test_log.num_users
@@ -134,5 +129,25 @@ def load_gowalla(root: str | Path) -> Gowalla:
     )
     test.sum_duplicates()
     test.data[:] = 1.0
+    return train, test
+
+
+def load_gowalla(root: str | Path) -> Gowalla:
+    """Load the LightGCN Gowalla split from ``root``; never downloads.
+
+    Files: ``s_adj_mat.npz`` (the training adjacency) and ``test.txt[.gz]``, read by
+    :func:`read_adjacency_split`. Published counts: 29,858 users, 40,981 items, 810,128
+    training and 217,242 test interactions.
+
+    References: X. He et al., "LightGCN", SIGIR 2020; E. Cho, S. A. Myers and J. Leskovec,
+    "Friendship and Mobility: User Movement in Location-Based Social Networks", KDD 2011.
+
+    Raises:
+        DatasetNotFoundError: naming every missing file.
+        InputFormatError: the adjacency is not bipartite with ``U`` users first, or test ids
+            are out of range.
+    """
+    files = locate("gowalla (LightGCN)", root, ["s_adj_mat.npz", "test.txt"], _HINT)
+    train, test = read_adjacency_split(files["s_adj_mat.npz"], files["test.txt"])
     overlap = int((train * test).nnz)
     return Gowalla(train=train, test=test, overlap=overlap, root=Path(root).expanduser())

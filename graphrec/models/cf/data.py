@@ -7,7 +7,8 @@ One entry point shared by ``graphrec cf``, ``benchmarks/cf.py`` and the notebook
 * ``"ml-100k"``: MovieLens-100K fold ``fold`` under ``root/movielens/ml-100k`` (or ``root``),
   ratings ``>= min_rating`` (default 4) as implicit feedback;
 * a folder: a LightGCN-format split, ``train.txt`` and ``test.txt`` (``.gz`` too) with one
-  ``user item item ...`` line per user and integer ids shared by both files; validation carved
+  ``user item item ...`` line per user and integer ids shared by both files, or the training
+  adjacency ``s_adj_mat.npz`` and ``test.txt`` (the form of ``"gowalla"``); validation carved
   from train;
 * a file: an interaction log (any :func:`graphrec.io.read_interactions` format); with
   ``test`` another log whose ids are matched to the training log's (test users/items absent
@@ -64,20 +65,37 @@ def _match_ids(
 def load_lightgcn_folder(
     folder: str | Path, *, valid_fraction: float = 0.1, seed: int = 0
 ) -> BipartiteGraph:
-    """The graph of a LightGCN-format folder (``train.txt`` and ``test.txt``, ``.gz`` too).
+    """The graph of a LightGCN-format folder: ``train.txt`` and ``test.txt`` (``.gz`` too),
+    or, without ``train.txt``, ``s_adj_mat.npz`` and ``test.txt``.
 
-    Every line is ``user item item ...`` with integer ids ``>= 0``, the ids of both files
-    index one space (``num_users = max user id + 1``, likewise items); the validation set is
+    Text form: every line is ``user item item ...`` with integer ids ``>= 0``, the ids of both
+    files index one space (``num_users = max user id + 1``, likewise items). Adjacency form:
+    the training interactions are the user-item block of the ``(U + I) x (U + I)`` adjacency
+    (:func:`graphrec.datasets.gowalla.read_adjacency_split`). The validation set is
     ``valid_fraction`` of every user's training items (seed ``seed + 1``).
 
     Raises:
-        DatasetNotFoundError: ``train.txt`` or ``test.txt`` is missing (naming both).
-        InputFormatError: a malformed line (naming the file and the line).
+        DatasetNotFoundError: neither form is complete (naming the missing files of the text
+            form, or of the adjacency form when the folder holds ``s_adj_mat.npz``).
+        InputFormatError: a malformed line (naming the file and the line) or adjacency.
     """
+    from graphrec.datasets.gowalla import read_adjacency_split
     from graphrec.io import read_interactions
 
-    files = locate("LightGCN-format folder", folder, ["train.txt", "test.txt"])
-    train, test = (read_interactions(files[n], format="lightgcn", keep_ids=True) for n in files)
+    folder = Path(folder).expanduser()
+    what = "LightGCN-format folder"
+    hint = (
+        "A LightGCN-format folder holds train.txt and test.txt, or s_adj_mat.npz and test.txt "
+        "(.gz accepted for the .txt files)."
+    )
+    text = any((folder / name).is_file() for name in ("train.txt", "train.txt.gz"))
+    if not text and (folder / "s_adj_mat.npz").is_file():
+        files = locate(what, folder, ["s_adj_mat.npz", "test.txt"], hint)
+        train, test = read_adjacency_split(files["s_adj_mat.npz"], files["test.txt"])
+    else:
+        files = locate(what, folder, ["train.txt", "test.txt"], hint)
+        train, test = (read_interactions(files[n], format="lightgcn", keep_ids=True)
+                       for n in files)  # fmt: skip
     return build_bipartite(train, test, valid_fraction=valid_fraction, seed=seed)
 
 
@@ -133,7 +151,7 @@ def load_cf_graph(
     if path.is_dir():
         if test is not None or min_rating is not None:
             raise ConfigError(
-                f"dataset {name!r} is a LightGCN-format folder (train.txt/test.txt, no ratings); "
+                f"dataset {name!r} is a LightGCN-format folder (no ratings); "
                 "do not pass test or min_rating"
             )
         return load_lightgcn_folder(path, valid_fraction=valid_fraction, seed=seed)
