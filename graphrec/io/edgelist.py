@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch_geometric.data import Data
+from tqdm import tqdm
 
 from graphrec.errors import ConfigError, InputFormatError
 from graphrec.io._text import (
@@ -232,6 +233,7 @@ def read_edgelist(
     delimiter: str | None = None,
     header: str | bool | None = "auto",
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    progress: bool = False,
 ) -> EdgeList:
     """Read an edge list (``source target [weight]`` per line) into an :class:`EdgeList`.
 
@@ -272,7 +274,8 @@ def read_edgelist(
     a readable regular file (directory, FIFO, device, symbolic-link loop; checked before
     opening), content beyond ``max_input_bytes`` after decompression (default 8 GiB), gzip
     data expanding more than 100-fold (a gzip bomb), a line longer than 1 MiB, NUL bytes and
-    invalid UTF-8 (named by line, never replaced).
+    invalid UTF-8 (named by line, never replaced). ``progress`` shows a tqdm bar (stderr) over
+    the bytes read (after decompression).
 
     Self-loops and duplicate lines are always counted; ``self_loops`` / ``duplicates`` =
     ``"keep"``, ``"drop"`` or ``"error"`` (raise at the first such line). With ``undirected``,
@@ -305,7 +308,7 @@ def read_edgelist(
     ):
         raise ConfigError(f"max_input_bytes must be an integer >= 1; got {max_input_bytes!r}")
     sep = _check_delimiter(delimiter)
-    source = _Source(str(path), sep, delimiter is None, max_input_bytes)
+    source = _Source(str(path), sep, delimiter is None, max_input_bytes, progress)
     f = source.read(strings=False)
     if f.abort is not None:
         if relabel == "never":
@@ -510,9 +513,11 @@ class _LineIndex:
 class _Source:
     """Reads an edge-list file chunk by chunk into compact arrays."""
 
-    def __init__(self, path: str, sep: str | None, auto_sep: bool, max_input_bytes: int) -> None:
+    def __init__(
+        self, path: str, sep: str | None, auto_sep: bool, max_input_bytes: int, progress: bool
+    ) -> None:
         self.path, self.sep, self.auto_sep = path, sep, auto_sep
-        self.max_input_bytes = max_input_bytes
+        self.max_input_bytes, self.progress = max_input_bytes, progress
 
     def read(self, *, strings: bool) -> _File:
         """Parse the file; with ``strings``, keep every id as bytes and its status too."""
@@ -526,7 +531,8 @@ class _Source:
         m = 0
         sep = self.sep
         decided = not self.auto_sep
-        for data, lineno in iter_line_chunks(self.path, max_input_bytes=self.max_input_bytes):
+        chunks = iter_line_chunks(self.path, max_input_bytes=self.max_input_bytes)
+        for data, lineno in _counted(chunks, self.progress):
             if lineno == 1:
                 banner = data.lstrip()[:14].lower() == b"%%matrixmarket"
             if not decided:
@@ -611,6 +617,14 @@ class _Source:
             self.path, self.max_input_bytes, first, np.array(starts, dtype=np.int64), linemap
         )
         return _File(where, banner, width or len(first.fields), ints, strs, status, weight)
+
+
+def _counted(chunks: Iterator[tuple[bytes, int]], progress: bool) -> Iterator[tuple[bytes, int]]:
+    """``chunks`` as they are, with a tqdm bar over their bytes when ``progress``."""
+    with tqdm(desc="reading", unit="B", unit_scale=True, leave=False, disable=not progress) as bar:
+        for data, lineno in chunks:
+            bar.update(len(data))
+            yield data, lineno
 
 
 def _first_line(chunk: ChunkLines) -> _First:
