@@ -175,7 +175,7 @@ def step_breakdown(data: CTRDataset, model_name: str, bs: int, repeat: int) -> d
         """HIEN without its first ``removed`` parts (user intent, item intent, tree)."""
         model = build_ctr_model(model_name, data, hien=True)
         if removed >= 1:
-            model.user_attention.forward_bags = _skip_intent(model.user_attention, 1)
+            model.user_attention.forward_weighted = _skip_intent(model.user_attention, 2)
         if removed >= 2:
             model.item_attention.forward = _skip_intent(model.item_attention, 0)
         if removed >= 3:

@@ -136,9 +136,9 @@ class HIEN(torch.nn.Module):
        (an item with several parents, e.g. genres, splits its position among them); level 1
        attends over the history given the target's attribute and the user, level 2 across
        types: intent :math:`\mathbf{h}_u`, weights :math:`\alpha` ``[B, K, L]``,
-       :math:`\beta` ``[B, K]``. The history is passed as bags of attribute values
-       (:meth:`HierarchicalIntentAttention.forward_bags`): dense products over the attribute
-       tables, no gather of ``K * L`` keys per sample.
+       :math:`\beta` ``[B, K]``. The keys are the history items' attribute values, gathered
+       from the refined tables (:meth:`HierarchicalIntentAttention.forward_weighted`): the
+       cost grows with the history length, not with the attribute vocabularies.
     3. **Item intent** (with ``clickers``): attention of the target item over users who
        clicked it in the training data, :math:`\mathbf{h}_v`, weights :math:`\gamma`
        ``[B, S]``. The sample's own user is masked out of the clickers, so a training label
@@ -387,14 +387,11 @@ class HIEN(torch.nn.Module):
         """Serve the tree-aggregated tables as constants (the on-device form for export).
 
         Runs the aggregation once, from the current weights, and keeps each level's refined
-        table; from then on :meth:`refine_tables` returns them (no tree aggregation runs), and
-        an item's attribute values are gathered from the dense bag matrix and summed (no
-        ``EmbeddingBag``). Outputs are unchanged up to float32 summation order. The frozen
+        table; from then on :meth:`refine_tables` returns them (no tree aggregation runs).
+        Outputs are unchanged up to float32 summation order. The frozen
         tables are a snapshot, not saved in the state dict: freeze after the weights are final
         (training or ``load_state_dict`` afterwards does not update them, and the aggregators
-        and HIEN's own tables get no gradient); :meth:`unfreeze_tables` undoes it. The bag
-        matrix has ``n_items x M`` entries (``M`` attribute values of all types), fine for the
-        catalogue a device holds.
+        and HIEN's own tables get no gradient); :meth:`unfreeze_tables` undoes it.
 
         Returns:
             ``self``.
@@ -418,7 +415,10 @@ class HIEN(torch.nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # upgrade: state dicts saved before the per-level modules hold each level's edges as
-        # ``_edges_{level}``, now ``levels.{level}.edge_index``
+        # ``_edges_{level}``, now ``levels.{level}.edge_index``; those saved before the sparse
+        # user intent hold the items' attribute values (now derived from the trees)
+        for key in ("_bag_index", "_bag_weight"):
+            state_dict.pop(prefix + key, None)
         old = prefix + "_edges_"
         for key in [key for key in state_dict if key.startswith(old)]:
             state_dict[f"{prefix}levels.{key.removeprefix(old)}.edge_index"] = state_dict.pop(key)
@@ -453,43 +453,34 @@ class HIEN(torch.nn.Module):
         return self._weight(source, False).shape[0] if depth == 1 else self.levels[source].num_nodes
 
     def _register_bags(self, ancestors: list[tuple[Tensor, int]], n_items: int) -> None:
-        """Buffers mapping an item to its attribute values of every type in one value space
-        of ``M = sum_k N_k`` columns (type ``k``'s values after the previous types'):
-        ``_bag_index [n_items, P]`` (padding: column ``M``) and ``_bag_weight [n_items, P]``
-        (per type, a leaf's weights sum to 1: several parents share it), and the same as one
-        dense ``_bag_matrix [n_items, M]`` (not saved: derived from the two)."""
-        offset, cols, leaves, weights = 0, [], [], []
-        for anc, size in ancestors:
-            leaves.append(anc[0].long())
-            cols.append(anc[1].long() + offset)
-            weights.append(anc[2].float())
-            offset += size
-        leaf, col, w = torch.cat(leaves), torch.cat(cols), torch.cat(weights)
-        order = torch.argsort(leaf, stable=True)
-        leaf, col, w = leaf[order], col[order], w[order]
-        per_leaf = torch.bincount(leaf, minlength=n_items)
-        slot = torch.arange(len(leaf)) - (torch.cumsum(per_leaf, 0) - per_leaf)[leaf]
-        width = max(int(per_leaf.max()), 1)
-        index = torch.full((n_items, width), offset, dtype=torch.long)
-        weight = torch.zeros(n_items, width)
-        index[leaf, slot] = col
-        weight[leaf, slot] = w
-        weight[0] = 0.0  # code 0 (padding, unknown item) has no attribute values
-        self.register_buffer("_bag_index", index)
-        self.register_buffer("_bag_weight", weight)
-        matrix = torch.zeros(n_items, offset + 1).scatter_add_(1, index, weight)[:, :offset]
-        self.register_buffer("_bag_matrix", matrix.contiguous(), persistent=False)
+        """Per item attribute type ``k``, buffers mapping an item to its values of the type:
+        ``_values_{k} [n_items, P_k]`` (value ids, padding 0) and ``_shares_{k} [n_items, P_k]``
+        (a leaf's shares sum to 1: several parents share it; padding and item code 0: 0).
+        Derived from the trees, not saved."""
+        for k, (anc, _) in enumerate(ancestors):
+            leaf, value, w = anc[0].long(), anc[1].long(), anc[2].float()
+            order = torch.argsort(leaf, stable=True)
+            leaf, value, w = leaf[order], value[order], w[order]
+            per_leaf = torch.bincount(leaf, minlength=n_items)
+            slot = torch.arange(len(leaf)) - (torch.cumsum(per_leaf, 0) - per_leaf)[leaf]
+            width = max(int(per_leaf.max()), 1)
+            values = torch.zeros(n_items, width, dtype=torch.long)
+            shares = torch.zeros(n_items, width)
+            values[leaf, slot] = value
+            shares[leaf, slot] = w
+            shares[0] = 0.0  # code 0 (padding, unknown item) has no attribute values
+            self.register_buffer(f"_values_{k}", values, persistent=False)
+            self.register_buffer(f"_shares_{k}", shares, persistent=False)
         self._type_sizes = [size for _, size in ancestors]
-        self._bounds = np.cumsum([0, *self._type_sizes]).tolist()
 
-    def _bags(self, items: Tensor) -> Tensor:
-        """``[B, M]``: the attribute values (every type) of ``items`` (``[B]`` or ``[B, L]``;
-        code 0 is ignored), counted over the positions of each sample."""
-        if self.tables_frozen:  # Gather + ReduceSum: no EmbeddingBag in an exported graph
-            bags = F.embedding(items, self._bag_matrix)
-            return bags if items.dim() == 1 else bags.sum(dim=1)
-        # one fused gather-and-sum of the items' rows of the dense bag matrix (row 0 is zero)
-        return F.embedding_bag(items.reshape(items.shape[0], -1), self._bag_matrix, mode="sum")
+    def _type_values(self, items: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per item attribute type: ``(values, shares)`` of ``items`` (``[B, L]``), each
+        ``[B, L * P_k]`` (the values of every position, ``P_k`` slots each)."""
+        out = []
+        for k in range(len(self._type_sizes)):
+            values, shares = getattr(self, f"_values_{k}"), getattr(self, f"_shares_{k}")
+            out.append((values[items].flatten(1), shares[items].flatten(1)))
+        return out
 
     def _run(
         self, batch: dict[str, Tensor], weights: bool = True
@@ -498,19 +489,22 @@ class HIEN(torch.nn.Module):
         per value only with ``weights``: a training step does not need it)."""
         tables, level_tables = self.refine_tables()
         emb = self.base.embed(batch, tables=tables)
-        hist = batch[self.history]
-        # the target's attribute per type: its (weighted) values through the refined tables
-        target_bag = self._bags(batch[self.item])
-        bounds = zip(self._bounds[:-1], self._bounds[1:], level_tables)
-        target = torch.stack([target_bag[:, lo:hi] @ t for lo, hi, t in bounds], dim=1)
+        # per type: the target's attribute (its weighted values) and the history's values,
+        # gathered from the refined tables (cost O(B * L), whatever the vocabulary sizes)
+        target, keys, shares = [], [], []
+        item_values = self._type_values(batch[self.item].unsqueeze(1))
+        hist_values = self._type_values(batch[self.history])
+        for table, (v_t, w_t), (v_h, w_h) in zip(level_tables, item_values, hist_values):
+            target.append((F.embedding(v_t, table) * w_t.unsqueeze(-1)).sum(1))
+            keys.append(F.embedding(v_h, table))
+            shares.append(w_h)
         # the (refined) user and item embeddings are fields of the base model's embedding
         context = None if self.user is None else emb.fields[:, self._user_field]
-        history_bag = self._bags(hist)
-        user_out = self.user_attention.forward_bags(
-            level_tables, history_bag, target, context, return_alpha=weights
+        user_out = self.user_attention.forward_weighted(
+            keys, shares, torch.stack(target, dim=1), context, return_alpha=weights
         )
         extra = [user_out.intent]
-        out = {"alpha_values": user_out.alpha, "beta": user_out.beta}
+        out = {"alpha_keys": user_out.alpha, "beta": user_out.beta}
         if self.item_attention is not None:
             user_weight = tables.get(
                 self.user_table, self.base.embedding.table(self.user_table).weight
@@ -554,14 +548,9 @@ class HIEN(torch.nn.Module):
         weights = self._run(batch)[1]
         hist = batch[self.history]
         B, L = hist.shape
-        K = len(self._type_sizes)
-        index = self._bag_index[hist]  # [B, L, P]
-        unit = torch.nn.functional.pad(weights.pop("alpha_values"), (0, 1))  # pad column: 0
-        share = unit.gather(1, index.reshape(B, -1)).reshape(index.shape) * self._bag_weight[hist]
-        type_of = torch.repeat_interleave(torch.arange(K + 1),
-                                          torch.tensor([*self._type_sizes, 1]))  # fmt: skip
-        alpha = share.new_zeros(B, L, K + 1).scatter_add(2, type_of[index], share)[..., :K]
-        weights["alpha"] = alpha.transpose(1, 2) * (hist != 0).unsqueeze(1)
+        # per type, the shares of a position's values summed
+        alpha = torch.stack([a.view(B, L, -1).sum(-1) for a in weights.pop("alpha_keys")], 1)
+        weights["alpha"] = alpha * (hist != 0).unsqueeze(1)
         return weights
 
     def extra_repr(self) -> str:

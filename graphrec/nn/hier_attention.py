@@ -12,9 +12,9 @@ from graphrec.errors import ConfigError
 
 __all__ = ["HierarchicalIntentAttention", "IntentOutput"]
 
-#: Floor of the level-1 normaliser of :meth:`HierarchicalIntentAttention.forward_bags`: far
-#: below a non-empty bag's (unless its best score is ~46 below the row's best absent value),
-#: far above float32's tiny, so an empty bag's gradient (divided by it) stays finite.
+#: Floor of the level-1 normaliser of :meth:`HierarchicalIntentAttention.forward_weighted`:
+#: far below a non-empty row's (at least its largest weight), far above float32's tiny, so an
+#: empty row's gradient (divided by it) stays finite.
 _MIN_TOTAL = 1e-20
 
 
@@ -24,14 +24,14 @@ class IntentOutput(NamedTuple):
     Attributes:
         intent: ``[B, d]`` the intent :math:`\\mathbf{h}`.
         alpha: level-1 weights, exactly 0 where masked: ``[B, K, L]`` over positions
-            (:meth:`~HierarchicalIntentAttention.forward`), or ``[B, M]`` per unit of count
-            over the values of every type (:meth:`~HierarchicalIntentAttention.forward_bags`).
+            (:meth:`~HierarchicalIntentAttention.forward`), or per type ``[B, E_k]`` over its
+            weighted keys (:meth:`~HierarchicalIntentAttention.forward_weighted`).
         beta: ``[B, K]`` level-2 weights across types (sum to 1).
         per_type: ``[B, K, d]`` the per-type intents :math:`\\mathbf{h}^k`.
     """
 
     intent: Tensor
-    alpha: Tensor
+    alpha: Tensor | list[Tensor]
     beta: Tensor
     per_type: Tensor
 
@@ -61,11 +61,10 @@ class HierarchicalIntentAttention(torch.nn.Module):
     (:math:`K = 1`, :math:`\beta = 1`) and no context, it is HIEN's item intent: attention of
     the item over the users who clicked it.
 
-    Since the level-1 score of a position depends only on its key, a sequence whose keys come
-    from a small table (an attribute vocabulary) can be given as a *bag*: per value, how many
-    positions hold it (:meth:`forward_bags`); the softmax over positions is then a softmax
-    over values weighted by their counts, computed with dense products over the table instead
-    of a gather of ``L`` keys per sample. The equations are a design choice reconstructed from
+    A position may hold several keys of one type with weights (e.g. the genres of a movie,
+    1/3 each): :meth:`forward_weighted` takes per type its own number of weighted keys and a
+    weighted softmax, at a cost linear in the number of keys (independent of the size of the
+    attribute vocabularies they come from). The equations are a design choice reconstructed from
     the paper's abstract (HIEN, SIGIR 2022, arXiv 2206.00510); level 1 uses a bilinear score
     (cheaper than an additive MLP over every position).
 
@@ -146,48 +145,48 @@ class HierarchicalIntentAttention(torch.nn.Module):
         intent, beta = self.across_types(per_type)
         return IntentOutput(intent, alpha, beta, per_type)
 
-    def forward_bags(
+    def forward_weighted(
         self,
-        tables: Sequence[Tensor],
-        counts: Tensor,
+        keys: Sequence[Tensor],
+        weights: Sequence[Tensor],
         target: Tensor,
         context: Tensor | None = None,
         *,
         return_alpha: bool = True,
     ) -> IntentOutput:
-        """Level 1 over bags of values.
+        """Level 1 over weighted keys, per type its own number of keys.
 
         Args:
-            tables: per type ``k`` its value embeddings ``[N_k, d]``.
-            counts: ``[B, M]`` (``M = sum_k N_k``, type ``k``'s columns after those of the
-                types before it): how many positions of sample ``b`` hold each value (may be
-                fractional, e.g. 1/3 for each of three genres of one item); 0 = absent.
+            keys: per type ``k`` its keys ``[B, E_k, d]`` (e.g. the attribute values of every
+                history position, several per position for a multi-valued attribute).
+            weights: per type ``[B, E_k]`` the weight of each key (e.g. 1/3 for each of three
+                genres of one position); 0 = absent (padding).
             target: ``[B, K, d]``; context: ``[B, d_c]``.
-            return_alpha: compute ``alpha`` (else it is an empty ``[B, 0]`` tensor: a
-                training step does not need it).
+            return_alpha: compute ``alpha`` (else empty ``[B, 0]`` tensors: a training step
+                does not need it).
 
-        The same as :meth:`forward` with one key per position. ``alpha`` is ``[B, M]``: the
-        weight of *one* position holding the value (0 where the count is 0).
+        The softmax over keys is weighted, :math:`\\alpha_{k,j} \\propto w_{k,j}
+        \\exp(s_{k,j})`: with 0/1 weights the same as :meth:`forward`, and a value held by
+        ``n`` positions counts ``n`` times. The cost is linear in ``sum_k E_k``, whatever the
+        size of the tables the keys come from. ``alpha`` is a list of ``[B, E_k]``: the weight
+        share of each key (0 where the weight is 0).
         """
         q = self.query(target, context)
         alpha, per_type = [], []
-        counts_per_type = counts.split([table.shape[0] for table in tables], dim=1)
-        for q_k, c, table in zip(q.unbind(1), counts_per_type, tables):
-            s = q_k @ table.T
-            # shifted by the (constant) row maximum: exp cannot overflow, the weights and
-            # their gradients are exact (a softmax is shift-invariant), and absent values
-            # (count 0) drop out of the sums
-            w = torch.exp(s - s.detach().amax(dim=-1, keepdim=True))
-            cw = c * w
-            # the normaliser divides the [B, d] sum, not the [B, N_k] weights; the floor only
-            # acts on an empty bag (all-zero intent, finite gradients)
-            z = cw.sum(dim=-1, keepdim=True).clamp(min=_MIN_TOTAL)
-            per_type.append((cw @ table) / z)
+        for q_k, e, w in zip(q.unbind(1), keys, weights):
+            s = (e * q_k.unsqueeze(1)).sum(-1)  # [B, E_k]
+            # shifted by the (constant) maximum over the present keys: exp cannot overflow and
+            # absent keys get exp(min - max) * 0 = 0 (or exp(0) * 0 when none is present)
+            s = s.masked_fill(w <= 0, torch.finfo(s.dtype).min)
+            ew = torch.exp(s - s.detach().amax(dim=-1, keepdim=True)) * w
+            # the floor only acts on an empty row (all-zero intent, finite gradients)
+            z = ew.sum(dim=-1, keepdim=True).clamp(min=_MIN_TOTAL)
+            per_type.append((ew.unsqueeze(-1) * e).sum(1) / z)
             if return_alpha:
-                alpha.append(torch.where(c > 0, w / z, torch.zeros_like(w)))
+                alpha.append(ew / z)
         h = torch.stack(per_type, dim=1)
         intent, beta = self.across_types(h)
-        alpha_out = torch.cat(alpha, dim=1) if return_alpha else counts[:, :0]
+        alpha_out = alpha if return_alpha else [target[:, 0, :0]]
         return IntentOutput(intent, alpha_out, beta, h)
 
     def __repr__(self) -> str:

@@ -251,32 +251,38 @@ def test_hierarchical_attention_hand_case_and_padding():
     beta = torch.softmax(s2, 0)
     assert torch.allclose(out.beta[b], beta)
     assert torch.allclose(out.intent[b], beta[0] * h_types[0] + beta[1] * h_types[1])
-    # bags: per type a value table and counts of each value over the positions give the same
-    # as one key per position (value 0 of each table is a padding value, never counted)
+    # weighted keys: per type its own number of keys; 0/1 weights give forward's outputs, a
+    # weight of 2 counts a key twice, a weight of 0 drops it
     tables = [torch.randn(4, d, dtype=torch.float64), torch.randn(3, d, dtype=torch.float64)]
     values = torch.tensor([[[1, 1, 0, 0], [2, 1, 0, 0]], [[1, 2, 3, 3], [1, 1, 2, 2]],
                            [[0, 0, 0, 0], [0, 0, 0, 0]]])  # [B, K, L]  # fmt: skip
     keys = torch.stack([tables[k][values[:, k]] for k in range(K)], dim=1)
-    counts = torch.cat(
-        [F.one_hot(values[:, k], len(t)).sum(1).double() * (torch.arange(len(t)) > 0)
-         for k, t in enumerate(tables)], dim=1,
-    )  # fmt: skip
     pos = layer(keys, target, values != 0, ctx)
-    bag = layer.forward_bags(tables, counts, target, ctx)
-    for a, b_ in zip(pos[:1] + pos[2:], bag[:1] + bag[2:]):
+    w = [(values[:, k] != 0).double() for k in range(K)]
+    wk = layer.forward_weighted([keys[:, k] for k in range(K)], w, target, ctx)
+    for a, b_ in zip(pos[:1] + pos[2:], wk[:1] + wk[2:]):
         assert torch.allclose(a, b_)
-    # a bag's alpha is the weight of one position holding the value
-    assert torch.allclose(bag.alpha[1, 3] * 2, pos.alpha[1, 0, 2:].sum())
-    assert (bag.alpha[:, 0] == 0).all() and (bag.alpha[2] == 0).all()
-    # an empty bag (sample 2) with a large upstream gradient: finite gradients, same intent
-    # without the per-value weights
+    assert torch.allclose(torch.stack(wk.alpha, 1), pos.alpha)
+    # type 0 of sample 1 as three keys, the last one with weight 2 (positions 2 and 3 merged),
+    # type 1 with a zero-weight extra key: the same intent
+    merged = [torch.stack([tables[0][1], tables[0][2], tables[0][3]]).expand(B, 3, d),
+              torch.cat([keys[:, 1], tables[1][:1].expand(B, 1, d)], 1)]  # fmt: skip
+    mw = [torch.tensor([1.0, 1.0, 2.0], dtype=torch.float64).expand(B, 3),
+          torch.cat([w[1], torch.zeros(B, 1, dtype=torch.float64)], 1)]  # fmt: skip
+    m = layer.forward_weighted(merged, mw, target, ctx)
+    assert torch.allclose(m.per_type[1], pos.per_type[1])
+    assert torch.allclose(m.alpha[0][1, 2], pos.alpha[1, 0, 2:].sum()) and m.alpha[1][1, 4] == 0
+    # an empty row (sample 2) with a large upstream gradient: finite gradients, same intent
+    # without alpha
     tables = [t.float().requires_grad_() for t in tables]
     fl = layer.float()
-    out = fl.forward_bags(tables, counts.float(), target.float(), ctx.float(), return_alpha=False)
+    fkeys = [tables[k][values[:, k]] for k in range(K)]
+    out = fl.forward_weighted(fkeys, [x.float() for x in w], target.float(), ctx.float(),
+                              return_alpha=False)  # fmt: skip
     (out.per_type * 1e3).sum().backward()
-    assert all(torch.isfinite(t.grad).all() for t in tables) and out.alpha.shape == (B, 0)
+    assert all(torch.isfinite(t.grad).all() for t in tables) and out.alpha[0].shape == (B, 0)
     assert (out.per_type[2] == 0).all()
-    torch.testing.assert_close(out.intent.double(), bag.intent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.intent.double(), wk.intent, atol=1e-5, rtol=1e-5)
     # scores far beyond exp's float32 range (|s| ~ 1e4): still finite, the exact softmax
     big = [t.detach() * 100 for t in tables]
     keys_big = torch.stack([big[k][values[:, k]] for k in range(K)], dim=1)
@@ -284,9 +290,9 @@ def test_hierarchical_attention_hand_case_and_padding():
     q_big = fl.query(t_big, c_big)
     assert max((q_big[:, k] @ big[k].T).abs().max() for k in range(K)) > 1e3  # exp(88) = inf
     pos_big = fl(keys_big, t_big, values != 0, c_big)
-    bag_big = fl.forward_bags(big, counts.float(), t_big, c_big)
-    assert torch.isfinite(bag_big.intent).all()
-    torch.testing.assert_close(bag_big.per_type, pos_big.per_type, atol=1e-3, rtol=1e-4)
+    w_big = fl.forward_weighted(list(keys_big.unbind(1)), [x.float() for x in w], t_big, c_big)
+    assert torch.isfinite(w_big.intent).all()
+    torch.testing.assert_close(w_big.per_type, pos_big.per_type, atol=1e-3, rtol=1e-4)
     layer.double()
     # without context (item intent)
     item_layer = HierarchicalIntentAttention(d, 1, context_channels=0).double()
