@@ -1,0 +1,447 @@
+"""FastCover scoring and RIS sampling across processes or machines (``torch.distributed``, gloo).
+
+**Scoring.** The nodes are split into ``P`` contiguous id ranges, one per rank. A GRAT layer's
+output at a coverer ``u`` reads its successors ``v`` and, through the reversed softmax over the
+coverers of each ``v``, the predecessors ``w`` of those successors. So the logit of ``u`` after
+``L`` layers depends only on the **halo** ``S_0`` reached from ``S_L = {u}`` by ``L`` steps of
+``S_(l-1) = S_l | N+(S_l) | N-(N+(S_l))`` (one more step ``S | N+(S) | N-(S)`` when the input
+features are node degrees, so the halo's boundary degrees are complete). Each rank runs the
+model on the subgraph induced by its range's halo (edges kept in the graph's order, duplicates
+included), keeps its own nodes' logits and sends them to rank 0; every per-node sum runs over
+the same edges in the same order as in one process, so the gathered scores equal the
+one-process scores and the seeds (top-k, ties to the smallest id, or greedy over a candidate
+pool) are the same.
+
+**RIS.** Every rank draws the same targets from ``seed`` (the first round of
+:func:`combinatorial.baselines.ris_greedy`: ``samples`` uniform draws, each distinct target's
+reverse d-ball computed once and weighted by its multiplicity), computes the reverse balls of
+its contiguous block of the distinct targets and sends them to rank 0, which runs greedy max
+coverage on the blocks in order: the sampled sets, hence the seeds, do not depend on ``P``.
+
+Each rank reads the whole graph (halos and reverse balls need it); only owned scores and
+sampled balls travel. Local workers (:func:`distributed_scores`, :func:`distributed_ris`) are
+spawned processes joined over a file rendezvous; across machines run ``python -m
+combinatorial.distributed`` on each with ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE`` and
+``RANK`` set (``env://``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import Tensor
+from torch_geometric.utils import subgraph
+
+from combinatorial.baselines.greedy import max_cover
+from combinatorial.closure import balls_of
+from combinatorial.gnn.inference import load_pretrained, scores, top_k
+from combinatorial.gnn.model import FastCover
+from combinatorial.graph import (
+    adjacency,
+    as_csr,
+    check_d,
+    check_k,
+    reach,
+    unique_sorted,
+    with_self_loops,
+)
+from combinatorial.pruned import pruned_greedy
+from combinatorial.solution import Solution
+from graphrec.errors import ConfigError
+
+__all__ = [
+    "distributed_fastcover",
+    "distributed_ris",
+    "distributed_scores",
+    "halo_mask",
+    "part_bounds",
+    "partitioned_ris",
+    "partitioned_scores",
+    "rank_reverse_balls",
+    "rank_scores",
+    "ris_targets",
+    "select_seeds",
+]
+
+#: Extra halo steps needed by each kind of input feature (see the module docstring).
+FEATURE_HOPS = {"ones": 0, "degree": 1}
+_BALL_BATCH = 1024  # targets per sparse BFS batch in rank_reverse_balls
+TIMEOUT = datetime.timedelta(minutes=30)
+
+
+def _check_workers(workers: Any) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+    return workers
+
+
+def _check_features(model: FastCover) -> str:
+    if model.features not in FEATURE_HOPS:
+        raise ConfigError(
+            f"distributed scoring supports model features {sorted(FEATURE_HOPS)}, "
+            f"got {model.features!r}"
+        )
+    return model.features
+
+
+def _check_samples(samples: Any) -> int:
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"samples must be an integer >= 1, got {samples!r}")
+    return samples
+
+
+def part_bounds(num_nodes: int, parts: int) -> np.ndarray:
+    """``parts + 1`` bounds of contiguous, near-equal node id ranges: part r owns
+    ``[bounds[r], bounds[r + 1])``."""
+    return np.linspace(0, num_nodes, _check_workers(parts) + 1).round().astype(np.int64)
+
+
+def halo_mask(
+    adj: sp.csr_array, owned: np.ndarray, layers: int, feature_hops: int = 0
+) -> np.ndarray:
+    """Nodes whose inputs the ``layers``-layer GRAT logits of ``owned`` depend on (boolean ``[n]``).
+
+    ``layers`` steps of ``S | N+(S) | N-(N+(S))`` (successors, then their coverers), then
+    ``feature_hops`` steps of ``S | N+(S) | N-(S)``. Cost O(nnz) per step (sparse mat-vec).
+
+    Args:
+        adj: binary ``n x n`` adjacency, ``A[u, v]`` = edge u -> v (u covers v).
+        owned: boolean ``[n]`` mask of the nodes whose logits are wanted.
+        layers: number of GRAT layers.
+        feature_hops: extra steps for the input features (0 for constant, 1 for degrees).
+    """
+    s = np.asarray(owned, dtype=bool).copy()
+    AT = adj.T
+    for _ in range(layers):
+        succ = AT @ s
+        s |= succ | (adj @ succ)
+    for _ in range(feature_hops):
+        s |= (AT @ s) | (adj @ s)
+    return s
+
+
+def rank_scores(
+    model: FastCover,
+    edge_index: Tensor,
+    num_nodes: int,
+    rank: int,
+    world_size: int,
+    *,
+    adj: sp.csr_array | None = None,
+) -> tuple[Tensor, dict[str, int]]:
+    """Logits of rank ``rank``'s nodes (``part_bounds(num_nodes, world_size)``) from the edges
+    of their halo only; bit-identical to the same slice of :func:`scores` on the whole graph.
+
+    The forward keeps all ``n`` node rows (those outside the halo get no edges), so each node
+    sits at the same row as in one process: dense matrix kernels round a row differently
+    depending on its position, so a compacted subgraph would agree only to float rounding.
+
+    Returns:
+        ``(logits, stats)``: ``logits`` of the owned range in id order; ``stats`` has the owned,
+        halo node and halo edge counts.
+    """
+    kind = _check_features(model)
+    lo, hi = part_bounds(num_nodes, world_size)[rank : rank + 2]
+    if adj is None:
+        adj = adjacency(edge_index, num_nodes)
+    owned = np.zeros(num_nodes, dtype=bool)
+    owned[lo:hi] = True
+    mask = torch.from_numpy(halo_mask(adj, owned, model.num_layers, FEATURE_HOPS[kind]))
+    sub, _ = subgraph(mask, edge_index, num_nodes=num_nodes)
+    stats = {"owned": int(hi - lo), "halo_nodes": int(mask.sum()), "halo_edges": sub.size(1)}
+    return scores(model, sub, num_nodes)[lo:hi], stats
+
+
+def ris_targets(num_nodes: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``samples`` uniform targets drawn from ``numpy.random.default_rng(seed)``, as
+    ``(distinct sorted targets, multiplicity of each)``."""
+    draw = np.random.default_rng(seed).integers(0, num_nodes, size=samples)
+    targets = unique_sorted(draw)
+    return targets, np.bincount(draw, minlength=num_nodes)[targets]
+
+
+def rank_reverse_balls(
+    adj: sp.csr_array, targets: np.ndarray, d: int, rank: int, world_size: int
+) -> sp.csr_array:
+    """Reverse d-balls (``{u : dist(u, t) <= d}``) of rank ``rank``'s contiguous block of
+    ``targets``, as boolean CSR rows in target order."""
+    lo, hi = part_bounds(targets.size, world_size)[rank : rank + 2]
+    A1T = with_self_loops(adj.T.tocsr())
+    block = targets[lo:hi]
+    rows = [balls_of(A1T, block[i : i + _BALL_BATCH], d) for i in range(0, block.size, _BALL_BATCH)]
+    if not rows:
+        return sp.csr_array((0, adj.shape[0]), dtype=bool)
+    return sp.vstack(rows, format="csr")
+
+
+def _rank() -> tuple[int, int]:
+    """(rank, world size) of the default process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` on rank 0 (None elsewhere); ``[obj]`` without a process group."""
+    rank, world = _rank()
+    if world == 1:
+        return [obj]
+    out = [None] * world if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def partitioned_scores(
+    model: FastCover, edge_index: Tensor, num_nodes: int
+) -> tuple[Tensor, list[dict[str, int]]] | None:
+    """FastCover logits, each rank of the default process group scoring its node range on its
+    halo (:func:`rank_scores`); without a process group one rank scores everything.
+
+    Returns ``(logits [n], per-rank stats)`` on rank 0, None on the other ranks.
+    """
+    rank, world = _rank()
+    parts = _gather(rank_scores(model.eval(), edge_index, num_nodes, rank, world))
+    if parts is None:
+        return None
+    return torch.cat([p[0] for p in parts]), [p[1] for p in parts]
+
+
+def partitioned_ris(
+    adj: sp.sparray | sp.spmatrix,
+    k: int,
+    d: int,
+    *,
+    samples: int,
+    seed: int = 0,
+    progress: bool = False,
+) -> Solution | None:
+    """Greedy max coverage on the reverse d-balls of ``samples`` uniform targets, each rank of
+    the default process group computing the balls of its block of targets
+    (:func:`rank_reverse_balls`); without a process group one rank computes all of them.
+
+    The targets come from ``numpy.random.default_rng(seed)`` on every rank; each distinct
+    target's ball is computed once and weighted by its multiplicity; greedy (ties to the
+    smallest id) runs on rank 0 over the blocks in order, so the seeds do not depend on the
+    number of ranks. Unlike :func:`combinatorial.baselines.ris_greedy` the sample count is
+    fixed: no adaptive rounds and no approximation certificate.
+
+    Returns:
+        On rank 0 a :class:`Solution` (exact ``covered``; ``info``: ``samples``, ``estimate``,
+        ``workers``), None on the other ranks.
+    """
+    A = as_csr(adj)
+    n = A.shape[0]
+    k = check_k(k, n)
+    d = check_d(d)
+    _check_samples(samples)
+    rank, world = _rank()
+    t0 = time.perf_counter()
+    targets, mult = ris_targets(n, samples, seed)
+    balls = _gather(rank_reverse_balls(A, targets, d, rank, world))
+    if balls is None:
+        return None
+    H = sp.vstack(balls, format="csr")
+    t1 = time.perf_counter()
+    elem = np.full(n, -1, dtype=np.int64)
+    elem[targets] = np.arange(targets.size)
+    mark = np.zeros(n, dtype=bool)
+
+    def members(u: int) -> np.ndarray:  # sampled targets that u covers
+        ball = reach(A, np.array([u]), d, mark)
+        mark[ball] = False
+        e = elem[ball]
+        return e[e >= 0]
+
+    seeds, hits, _ = max_cover(H, members, k, mult, progress=progress)
+    t2 = time.perf_counter()
+    covered = reach(A, seeds, d, mark).size
+    return Solution(
+        seeds=seeds,
+        covered=int(covered),
+        n=n,
+        d=d,
+        method="ris",
+        timings={"sample": t1 - t0, "solve": t2 - t1, "evaluate": time.perf_counter() - t2},
+        info={"samples": samples, "estimate": n * hits / samples, "workers": world},
+    )
+
+
+def _local_worker(rank: int, world: int, store: str, threads: int, job: tuple, out: dict) -> None:
+    torch.set_num_threads(threads)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world, timeout=TIMEOUT
+    )
+    try:
+        fn, args, kwargs = job
+        result = fn(*args, **kwargs)
+        if rank == 0:
+            out["result"] = result
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_local(job: tuple, workers: int, threads: int | None) -> Any:
+    """Run ``job`` on ``workers`` local processes (gloo, forked where the platform allows, so
+    they start without re-importing); rank 0's result."""
+    threads = max(1, torch.get_num_threads() // workers) if threads is None else threads
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with tempfile.TemporaryDirectory(prefix="graphrec-dist-") as tmp, mp.Manager() as manager:
+        out = manager.dict()
+        mp.start_processes(
+            _local_worker,
+            args=(workers, str(Path(tmp) / "store"), threads, job, out),
+            nprocs=workers,
+            start_method=method,
+        )
+        return out["result"]
+
+
+def distributed_scores(
+    edge_index: Tensor,
+    num_nodes: int,
+    d: int,
+    *,
+    workers: int = 2,
+    model: FastCover | None = None,
+    threads: int | None = None,
+) -> tuple[Tensor, list[dict[str, int]]]:
+    """FastCover logits of every node from ``workers`` local processes, each scoring its node
+    range on its halo (:func:`partitioned_scores`); bit-identical to :func:`scores`.
+
+    Args:
+        edge_index: ``[2, m]`` int64, row 0 covers row 1.
+        num_nodes: number of nodes ``n``.
+        d: hop count; selects the pretrained model when ``model`` is None.
+        workers: number of processes (>= 1).
+        model: scoring model with ``"ones"`` or ``"degree"`` features.
+        threads: torch threads per process (default: this process's threads / workers).
+
+    Returns:
+        ``(logits [n], stats)``, ``stats[r]`` = rank r's owned / halo node / halo edge counts.
+    """
+    d = check_d(d)
+    _check_workers(workers)
+    model = load_pretrained(d) if model is None else model
+    _check_features(model)  # refused here, not in every worker
+    return _run_local((partitioned_scores, (model, edge_index, num_nodes), {}), workers, threads)
+
+
+def select_seeds(
+    logits: Tensor, adj: sp.csr_array, k: int, d: int, candidates: int | None = None
+) -> Solution:
+    """Seeds from node scores as one-process FastCover picks them: the top ``k`` (ties to the
+    smallest id) or, with ``candidates``, exact greedy among the ``candidates * k`` best
+    (:func:`combinatorial.pruned.pruned_greedy`)."""
+    if candidates is not None:
+        return pruned_greedy(adj, logits.numpy(), k, d, candidates=candidates)
+    n = adj.shape[0]
+    seeds = top_k(logits, check_k(k, n)).numpy().astype(np.int64)
+    covered = reach(adj, seeds, d, np.zeros(n, dtype=bool)).size
+    return Solution(seeds=seeds, covered=int(covered), n=n, d=d, method="fastcover")
+
+
+def distributed_fastcover(
+    edge_index: Tensor,
+    num_nodes: int,
+    k: int,
+    d: int,
+    *,
+    workers: int = 2,
+    candidates: int | None = None,
+    model: FastCover | None = None,
+    threads: int | None = None,
+) -> Solution:
+    """FastCover seeds (:func:`select_seeds`) from :func:`distributed_scores`: the same seeds
+    as one process. ``info`` adds ``workers`` and the per-rank ``halo`` counts."""
+    k = check_k(k, num_nodes)
+    t0 = time.perf_counter()
+    logits, stats = distributed_scores(
+        edge_index, num_nodes, d, workers=workers, model=model, threads=threads
+    )
+    score_s = time.perf_counter() - t0
+    sol = select_seeds(logits, adjacency(edge_index, num_nodes), k, d, candidates)
+    sol.timings = {"score": score_s, **sol.timings}
+    sol.info = {**sol.info, "workers": workers, "halo": stats}
+    return sol
+
+
+def distributed_ris(
+    adj: sp.sparray | sp.spmatrix,
+    k: int,
+    d: int,
+    *,
+    samples: int,
+    workers: int = 2,
+    seed: int = 0,
+) -> Solution:
+    """:func:`partitioned_ris` on ``workers`` local processes (one torch thread each); the
+    same seeds as one process."""
+    A = as_csr(adj)
+    k = check_k(k, A.shape[0])
+    d = check_d(d)
+    _check_samples(samples)
+    _check_workers(workers)
+    return _run_local((partitioned_ris, (A, k, d), {"samples": samples, "seed": seed}), workers, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One rank of a multi-machine run (``env://`` rendezvous); rank 0 prints the seeds."""
+    from graphrec.io import read_edgelist
+
+    p = argparse.ArgumentParser(
+        prog="python -m combinatorial.distributed",
+        description="FastCover or RIS seeds with one process per machine. Set MASTER_ADDR, "
+        "MASTER_PORT, WORLD_SIZE and RANK (as torchrun does) on every machine.",
+    )
+    p.add_argument("graph", type=Path, help="edge list file, readable on every machine")
+    p.add_argument("-k", type=int, default=10, help="number of seeds")
+    p.add_argument("-d", type=int, default=2, help="hop count")
+    p.add_argument("--method", choices=("fastcover", "ris"), default="fastcover")
+    p.add_argument("--candidates", type=int, help="fastcover: exact greedy among the C*k best")
+    p.add_argument("--samples", type=int, default=100_000, help="ris: number of sampled targets")
+    p.add_argument("--seed", type=int, default=0, help="ris: sampling seed")
+    args = p.parse_args(argv)
+    dist.init_process_group("gloo", init_method="env://", timeout=TIMEOUT)
+    try:
+        t0 = time.perf_counter()
+        g = read_edgelist(args.graph)
+        n, edge_index = g.num_nodes, g.data.edge_index
+        adj = adjacency(edge_index, n)
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if args.method == "ris":
+            sol = partitioned_ris(adj, args.k, args.d, samples=args.samples, seed=args.seed)
+        else:
+            out = partitioned_scores(load_pretrained(args.d), edge_index, n)
+            sol = None
+            if out is not None:
+                sol = select_seeds(out[0], adj, args.k, args.d, args.candidates)
+                sol.info = {**sol.info, "halo": out[1]}
+        if sol is not None:
+            sol.node_ids = g.node_ids
+            print(f"workers   {dist.get_world_size()} (gloo), method {args.method}")
+            for r, h in enumerate(sol.info.get("halo", [])):
+                print(
+                    f"rank {r}    owns {h['owned']:,} nodes; halo {h['halo_nodes']:,} nodes, "
+                    f"{h['halo_edges']:,} of {edge_index.size(1):,} edges"
+                )
+            print(f"seeds     {', '.join(str(s) for s in sol.seed_ids[:20])}")
+            print(f"coverage  {sol.covered:,} of {n:,} nodes ({100 * sol.coverage:.2f}%)")
+            print(f"time      load {load_s:.3f} s, solve {time.perf_counter() - t0:.3f} s")
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
