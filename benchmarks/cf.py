@@ -20,7 +20,12 @@ validated defaults) have no budget: one truncated SVD, then full-ranking scoring
 users with the same protocol (train and validation items masked), the filter fitted on train +
 validation. Their results go under ``--run-dir/DATASET/filters``; the report lists their wall
 and CPU time (fit and scoring), peak memory of the benchmark process, and marks them on the
-curves at their fit CPU time.
+curves at their total CPU time (fit + scoring).
+
+The ``*-gfinit`` methods are MF initialised from GF-CF's ideal low-pass filter of the training
+split (``CFConfig(init="gf-cf")``: its initial scores are the filter's low-pass scores), then
+trained with BPR, InfoNCE + logQ or HDCCF; their results add the test metrics of that start
+(``init_test_*``) and the SVD's CPU time (``init_cpu_seconds``, where their curves start).
 
 Usage::
 
@@ -28,6 +33,7 @@ Usage::
     python benchmarks/cf.py --dataset gowalla --budget 2400 --methods lightgcn-bpr --no-report
     python benchmarks/cf.py --dataset gowalla --methods gf-cf bspm --no-report  # filters only
     python benchmarks/cf.py --report                                     # tables + plot
+    python benchmarks/cf.py --replot                  # redraw the PNG from results/cf.json
     python benchmarks/cf.py --dataset ml-100k --budget 60 --methods lightgcn-bpr --no-report \
         --set sampling=interaction --set num_negatives=null --run-dir /tmp/try  # one variant
 """
@@ -91,6 +97,23 @@ METHODS: dict[str, dict] = {
         "tau_plus": 0.01,
         "logq": 1.0,
     },  # fmt: skip
+    "mf-bpr-gfinit": {"backbone": "mf", "loss": "bpr", "init": "gf-cf"},
+    "mf-infonce-logq-gfinit": {
+        "backbone": "mf",
+        "loss": "hdccf",
+        "init": "gf-cf",
+        "temperature": 0.2,
+        "tau_plus": 0.0,
+        "logq": 1.0,
+    },  # fmt: skip
+    "mf-hdccf-gfinit": {
+        "backbone": "mf",
+        "loss": "hdccf",
+        "init": "gf-cf",
+        "temperature": 0.2,
+        "tau_plus": 0.01,
+        "logq": 1.0,
+    },  # fmt: skip
     "pyg-lightgcn": {
         "backbone": "lightgcn",
         "loss": "bpr",
@@ -119,6 +142,8 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "mf-infonce-logq": {"lr": 1e-2},
         "mf-hdccf": {"lr": 1e-2},
         "lightgcn-hdccf": {"lr": 1e-2},
+        "mf-infonce-logq-gfinit": {"lr": 1e-2},
+        "mf-hdccf-gfinit": {"lr": 1e-2},
     },
     "gowalla": {
         "*": {"eval_every": 5, "patience": 10, "batch_size": 8192, "lr": 5e-3},
@@ -127,6 +152,9 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "mf-infonce-logq": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
         "mf-hdccf": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
         "lightgcn-hdccf": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
+        "mf-bpr-gfinit": {"eval_every": 2},
+        "mf-infonce-logq-gfinit": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
+        "mf-hdccf-gfinit": {"batch_size": 2048, "lr": 1e-2, "eval_every": 1},
     },
 }
 
@@ -223,7 +251,9 @@ def run_method(
     folder.mkdir(parents=True, exist_ok=True)
     config = config_for(dataset, method, budget, seed, overrides)
     curve_path = folder / f"{method}.csv"
-    trainer = CFTrainer(graph, config)
+    cpu0 = time.process_time()
+    trainer = CFTrainer(graph, config)  # init="gf-cf": the SVD runs here
+    init_cpu = time.process_time() - cpu0
     wall0 = time.perf_counter()
 
     def progress(record: dict) -> None:
@@ -253,6 +283,7 @@ def run_method(
         print(line, file=sys.stderr, flush=True)
 
     trainer.progress = progress
+    start = trainer.evaluate("test") if config.init == "gf-cf" else None  # the filter's scores
     trainer.fit(checkpoint=folder / f"{method}.pt")
     test = trainer.evaluate("test")
     result = {
@@ -269,6 +300,10 @@ def run_method(
         "train_wall_seconds": round(trainer.train_seconds, 1),
         "session_wall_seconds": round(time.perf_counter() - wall0, 1),
     }
+    if start is not None:
+        result["init_cpu_seconds"] = round(init_cpu, 1)
+        result["init_test_recall@20"] = start["recall@20"]
+        result["init_test_ndcg@20"] = start["ndcg@20"]
     bench.write_json(folder / f"{method}.json", result)
     print(json.dumps(result), flush=True)
     return result
@@ -365,6 +400,44 @@ def _settings(cfg: dict) -> str:
     return ", ".join(parts)
 
 
+def plot_curves(panels: dict[str, dict], path: Path) -> None:
+    """PNG of test Recall@20 against training CPU seconds, one panel per dataset.
+
+    ``panels[dataset]`` holds ``curves`` (method -> evaluations), ``runs`` (their result
+    records: a run initialised from the filter starts at its SVD's CPU time,
+    ``init_cpu_seconds``), ``filters`` (graph-filter records, a star at their total CPU time,
+    fit + scoring) and ``budget_cpu_seconds`` (a dashed line; absent without trained runs).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (dataset, panel) in zip(axes[0], panels.items(), strict=True):
+        offsets = {r["method"]: r.get("init_cpu_seconds", 0.0) for r in panel.get("runs", [])}
+        for method, pts in panel.get("curves", {}).items():
+            shift = offsets.get(method, 0.0)
+            ax.plot(
+                [shift + p["cpu_seconds"] for p in pts],
+                [p["test_recall@20"] for p in pts],
+                label=method,
+                marker="." if len(pts) < 40 else None,
+            )
+        for r in panel.get("filters", []):
+            ax.scatter(r["cpu_seconds"], r["test_recall@20"], marker="*", s=120, zorder=3,
+                       label=f"{r['method']} (training-free, fit + scoring)")  # fmt: skip
+        if "budget_cpu_seconds" in panel:
+            ax.axvline(panel["budget_cpu_seconds"], color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{dataset}: test Recall@20 vs CPU time")
+        ax.set_xlabel("CPU seconds (1 thread; training, or the filter's fit + scoring)")
+        ax.set_ylabel("Recall@20")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def report(run_dir: Path, command: str) -> None:
     """Collect finished runs into results JSON/CSV, a PNG of the curves and BENCHMARKS.md.
 
@@ -372,17 +445,11 @@ def report(run_dir: Path, command: str) -> None:
     off its curve: best validation evaluation within that CPU time); a method that ran longer
     also gets its own final line.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     found = {d: sorted((run_dir / d).glob("*.json")) for d in DATASETS}
     filter_runs = {d: sorted((run_dir / d / "filters").glob("*.json")) for d in DATASETS}
     found = {d: files for d, files in found.items() if files or filter_runs[d]}
     if not found:
         raise SystemExit(f"no finished runs under {run_dir}")
-    fig, axes = plt.subplots(1, len(found), figsize=(6.5 * len(found), 4.5), squeeze=False)
     lines = [
         "## Collaborative filtering (`benchmarks/cf.py`)",
         "",
@@ -396,15 +463,10 @@ def report(run_dir: Path, command: str) -> None:
     ]
     payload: dict = {"machine": bench.machine(), "command": command, "datasets": {}}
     order = {m: k for k, m in enumerate(METHODS)}
-    for ax, (dataset, files) in zip(axes[0], found.items(), strict=True):
+    for dataset, files in found.items():
         filters = [json.loads(f.read_text()) for f in filter_runs[dataset]]
-        for r in filters:
-            ax.scatter(r["fit_cpu_seconds"], r["test_recall@20"], marker="*", s=120,
-                       label=f"{r['method']} (training-free)", zorder=3)  # fmt: skip
         if not files:
             lines += _filter_lines(dataset, filters)
-            ax.set_title(f"{dataset}: test Recall@20")
-            ax.legend(fontsize=8)
             payload["datasets"][dataset] = {"filters": filters}
             continue
         results = sorted(
@@ -458,19 +520,6 @@ def report(run_dir: Path, command: str) -> None:
                 f"{r['test_recall@20']:.4f}, NDCG@20 {r['test_ndcg@20']:.4f} (best validation "
                 f"epoch {r['best_epoch']}).",
             ]
-        for method, pts in curves.items():
-            ax.plot(
-                [p["cpu_seconds"] for p in pts],
-                [p["test_recall@20"] for p in pts],
-                label=method,
-                marker="." if len(pts) < 40 else None,
-            )
-        ax.axvline(budget, color="grey", lw=0.8, ls="--")
-        ax.set_title(f"{dataset}: test Recall@20 vs training time")
-        ax.set_xlabel("training CPU seconds (1 thread)")
-        ax.set_ylabel("Recall@20")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
         payload["datasets"][dataset] = {
             "budget_cpu_seconds": budget,
             "at_budget": {r["method"]: pt for r, pt in rows},
@@ -483,8 +532,7 @@ def report(run_dir: Path, command: str) -> None:
             ({"method": method, **p} for method, pts in curves.items() for p in pts),
             ["method", *CURVE_FIELDS],
         )
-    fig.tight_layout()
-    fig.savefig(bench.RESULTS / "cf_curves.png", dpi=110)
+    plot_curves(payload["datasets"], bench.RESULTS / "cf_curves.png")
     bench.write_results("cf", payload)
     bench.update_benchmarks_md("cf", "\n".join(lines))
     print("\n".join(lines))
@@ -501,6 +549,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", action="store_true", help="only collect finished runs")
     parser.add_argument("--no-report", action="store_true", help="train only")
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="only redraw cf_curves.png from benchmarks/results/cf.json (curves, runs, filters)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -520,6 +573,10 @@ def main() -> None:
             overrides[field] = json.loads(value)
         except json.JSONDecodeError:
             overrides[field] = value  # a bare string, e.g. sampling=user
+    if args.replot:
+        payload = json.loads((bench.RESULTS / "cf.json").read_text())
+        plot_curves(payload["datasets"], bench.RESULTS / "cf_curves.png")
+        return
     command = bench.command_line("python benchmarks/cf.py")
     if not args.report:
         for dataset in args.dataset or ["ml-100k"]:

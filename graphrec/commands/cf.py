@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from graphrec.commands._args import (
@@ -21,6 +22,7 @@ from graphrec.commands._training import (
 )
 from graphrec.errors import GraphrecError
 from graphrec.models.cf import FILTER_METHODS, CFConfig, GraphFilterConfig
+from graphrec.models.cf.backbones import INITS
 from graphrec.models.cf.graph_filter import METHOD_DEFAULTS
 from graphrec.models.cf.trainer import PROTOCOLS, SAMPLINGS
 from graphrec.nn.bspm import MERGES, SOLVERS
@@ -34,6 +36,7 @@ DATA_KEYS = ("dataset", "root", "test", "min_rating", "valid_fraction", "fold", 
 TRAINING_DEFAULTS = {
     "backbone": CFConfig.backbone,
     "loss": CFConfig.loss,
+    "init": CFConfig.init,
     "dim": CFConfig.embedding_dim,
     "epochs": CFConfig.epochs,
     "batch_size": CFConfig.batch_size,
@@ -150,6 +153,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--loss", choices=CF_LOSSES.names(), help=f"training loss (default {CFConfig.loss})"
+    )
+    train.add_argument(
+        "--init",
+        choices=INITS,
+        help="embedding initialisation: random (normal, xavier) or, with --backbone mf, gf-cf: "
+        "the factors of GF-CF's ideal low-pass filter (top --dim singular vectors of the "
+        f"normalised training interactions), so training starts from its scores (default "
+        f"{CFConfig.init})",
     )
     train.add_argument(
         "--dim",
@@ -358,6 +369,8 @@ def _check_options(args: argparse.Namespace) -> None:
             **data_options,
         },
     )
+    if args.init == "gf-cf" and args.backbone != "mf":
+        raise GraphrecError("--init gf-cf needs --backbone mf")
     least = CF_LOSSES.get(args.loss).min_negatives
     if args.negatives is not None and args.negatives < least:
         raise GraphrecError(f"--negatives must be >= {least} with --loss {args.loss}")
@@ -399,6 +412,7 @@ def train_command(args: argparse.Namespace) -> int:
     config = CFConfig(
         backbone=args.backbone,
         loss=args.loss,
+        init=args.init,
         embedding_dim=args.dim,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -600,7 +614,7 @@ def recommend_command(args: argparse.Namespace) -> int:
         graph_filter = GraphFilterCF(config).fit(graph, include_valid=True)
         items, scores = graph_filter.recommend(users, args.k, exclude_known=not args.include_known)
         return _print_recommendations(args, graph, users, items, scores)
-    model = build_backbone(graph, config)
+    model = build_backbone(graph, replace(config, init="normal"))  # weights loaded: no SVD
     try:
         model.load_state_dict(state["model"])
     except (AttributeError, RuntimeError, TypeError) as exc:

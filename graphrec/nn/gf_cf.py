@@ -72,6 +72,19 @@ class GFCFFilter(torch.nn.Module):
         """``x D_I^{-1/2} V_k V_k^T D_I^{1/2}`` of a checked signal (numpy out)."""
         return self.low_pass.project(x @ self.item_scale, k) * self.item_unscale
 
+    def low_pass_factors(
+        self, x: np.ndarray | sp.csr_array, k: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Factors ``(x D_I^{-1/2} V_k [B, k], D_I^{1/2} V_k [I, k])`` of a checked signal:
+        their product ``A @ B.T`` is :meth:`low_pass_part` (user and item embeddings whose
+        dot products are the low-pass scores)."""
+        k = self.low_pass.k if k is None else k
+        if not 1 <= k <= self.low_pass.k:
+            raise ConfigError(f"k must be in [1, {self.low_pass.k}]; got {k}")
+        basis = self.low_pass.basis[:, :k].numpy()
+        users = np.ascontiguousarray((x @ self.item_scale) @ basis, dtype=np.float32)
+        return users, np.ascontiguousarray(basis * self.item_unscale[:, None], dtype=np.float32)
+
     def filter(self, x: np.ndarray | sp.csr_array) -> np.ndarray:
         """The filter of a checked float32 signal (numpy in, numpy out)."""
         out = self.linear.propagate(x)

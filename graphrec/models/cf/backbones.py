@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from graphrec.errors import ConfigError
 from graphrec.graphs.bipartite import BipartiteGraph
+from graphrec.nn.gf_cf import GFCFFilter
 from graphrec.nn.lgconv import LGConv, ScipyAdjacency
 from graphrec.registry import CF_BACKBONES
 
@@ -31,7 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CFBackbone", "LightGCN", "MF"]
 
-INITS = ("normal", "xavier")
+#: Embedding initialisations: random (``normal``, ``xavier``) or, for :class:`MF`, the
+#: factors of GF-CF's ideal low-pass filter (``gf-cf``, :meth:`MF.from_low_pass`).
+INITS = ("normal", "xavier", "gf-cf")
 
 
 def _init_(weight: Tensor, init: str, std: float) -> None:
@@ -40,7 +45,7 @@ def _init_(weight: Tensor, init: str, std: float) -> None:
     elif init == "xavier":
         nn.init.xavier_uniform_(weight)
     else:
-        raise ConfigError(f"init must be one of {INITS}; got {init!r}")
+        raise ConfigError(f"init must be one of {INITS[:2]}; got {init!r}")
 
 
 class CFBackbone(nn.Module):
@@ -104,7 +109,42 @@ class MF(CFBackbone):
 
     @classmethod
     def from_config(cls, graph: BipartiteGraph, config: CFConfig) -> MF:
+        if config.init == "gf-cf":
+            return cls.from_low_pass(graph.train, config.embedding_dim, seed=config.seed)
         return cls(graph.num_users, graph.num_items, config.embedding_dim, init=config.init)
+
+    @classmethod
+    def from_low_pass(
+        cls, interactions: sp.sparray | sp.spmatrix, embedding_dim: int = 64, *, seed: int = 0
+    ) -> MF:
+        r"""MF whose scores are GF-CF's ideal low-pass filter of ``interactions`` (``[U, I]``):
+
+        .. math::
+            \mathbf{E}_U = c\, \mathbf{R} \mathbf{D}_I^{-1/2} \bar{\mathbf{V}}_F, \qquad
+            \mathbf{E}_I = c^{-1} \mathbf{D}_I^{1/2} \bar{\mathbf{V}}_F, \qquad
+            \mathbf{E}_U \mathbf{E}_I^{\top} = \mathbf{R} \mathbf{D}_I^{-1/2}
+            \bar{\mathbf{V}}_F \bar{\mathbf{V}}_F^{\top} \mathbf{D}_I^{1/2}
+
+        with :math:`\bar{\mathbf{V}}_F` the top ``F = embedding_dim`` right singular vectors of
+        the normalised interactions (:class:`~graphrec.nn.GFCFFilter`, SVD start vector from
+        ``seed``) and ``c`` the scalar that gives both tables the same root-mean-square norm.
+        A training start from the filter; :meth:`reset_parameters` draws a random one.
+        """
+        limit = min(interactions.shape) - 1
+        if not 1 <= embedding_dim <= limit:
+            raise ConfigError(
+                f"embedding_dim must be in [1, {limit}] (min(users, items) - 1) for the gf-cf "
+                f"initialisation; got {embedding_dim}"
+            )
+        gfcf = GFCFFilter(interactions, embedding_dim, alpha=1.0, seed=seed)
+        users, items = gfcf.low_pass_factors(sp.csr_array(interactions, dtype=np.float32))
+        norm_u, norm_i = np.sqrt((users**2).sum(1).mean()), np.sqrt((items**2).sum(1).mean())
+        c = float(np.sqrt(norm_i / norm_u)) if norm_u > 0 and norm_i > 0 else 1.0
+        model = cls(*interactions.shape, embedding_dim)
+        with torch.no_grad():
+            model.user_embedding.weight.copy_(torch.from_numpy(users * c))
+            model.item_embedding.weight.copy_(torch.from_numpy(items / c))
+        return model
 
     def reset_parameters(self) -> None:
         _init_(self.user_embedding.weight, self.init, self.init_std)

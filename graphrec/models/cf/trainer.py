@@ -68,8 +68,11 @@ class CFConfig:
             ``"infonce"`` (in-batch, symmetric) or ``"hdccf"``
             (:class:`~graphrec.models.cf.losses.HDCCFLoss`).
         embedding_dim, num_layers: backbone size (``num_layers`` for LightGCN only).
-        init: embedding initialisation, ``"normal"`` (std 0.1, LightGCN's code) or
-            ``"xavier"`` (PyG's ``LightGCN``).
+        init: embedding initialisation, ``"normal"`` (std 0.1, LightGCN's code),
+            ``"xavier"`` (PyG's ``LightGCN``) or, for ``mf``, ``"gf-cf"``: the factors of
+            GF-CF's ideal low-pass filter of the training interactions
+            (:meth:`~graphrec.models.cf.backbones.MF.from_low_pass`), so training starts from
+            the filter's scores.
         epochs: maximum number of epochs.
         batch_size: training pairs per step.
         lr: Adam learning rate.
@@ -135,6 +138,8 @@ class CFConfig:
             )
         if self.init not in INITS:
             raise ConfigError(f"init must be one of {INITS}; got {self.init!r}")
+        if self.init == "gf-cf" and self.backbone != "mf":
+            raise ConfigError(f"init 'gf-cf' needs backbone 'mf'; got {self.backbone!r}")
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"protocol must be one of {PROTOCOLS}; got {self.protocol!r}")
         if self.sampling not in SAMPLINGS:
