@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -122,6 +124,7 @@ class FastCover(torch.nn.Module):
         num_nodes: int,
         target_weight: Tensor | None = None,
         segments: EdgeSegments | None = None,
+        chunks: Iterable[slice | Tensor] | None = None,
     ) -> Tensor:
         """Logits ``[n]`` of every node.
 
@@ -132,12 +135,15 @@ class FastCover(torch.nn.Module):
                 layer ``mask_layer`` (0 = already covered; see :class:`graphrec.nn.GRATConv`).
             segments: CSR layouts of ``edge_index`` for the ``"csr"`` aggregation mode
                 (:func:`graphrec.nn.segment.aggregation_mode`).
+            chunks: edge chunks for every layer (see :class:`graphrec.nn.GRATConv`): the same
+                logits with memory bounded by the chunk size (inference only).
         """
         x = node_features(edge_index, num_nodes, self.features, self.in_channels, segments)
         for i, conv in enumerate(self.convs):
             if i > 0:
                 x = F.relu(x)
-            x = conv(x, edge_index, target_weight if i == self.mask_layer else None, segments)
+            weight = target_weight if i == self.mask_layer else None
+            x = conv(x, edge_index, weight, segments, chunks)
         return x.view(-1)
 
     def __repr__(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -41,6 +43,10 @@ class GRATConv(MessagePassing):
     :func:`graphrec.nn.segment.segment_sum`, so the layer follows the aggregation mode
     (:func:`graphrec.nn.segment.aggregation_mode`): scatter for training, a dense incidence
     matmul or host-sorted CSR segments for export (the ``"csr"`` mode needs ``segments``).
+    With ``chunks`` (scatter mode, inference) the edges are processed a chunk at a time, so no
+    ``[|E|, F]`` tensor of the whole graph exists: memory
+    :math:`O(|\mathcal{E}| + |\mathcal{V}| F + c F)` for chunks of :math:`c` edges, the same
+    output (bit for bit on the CPU, where ``scatter_add_`` sums in edge order).
 
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.
@@ -56,7 +62,8 @@ class GRATConv(MessagePassing):
           edge indices :math:`(2, |\mathcal{E}|)` in the original orientation
           (row 0 = coverer :math:`u`, row 1 = covered :math:`v`),
           target weights :math:`(|\mathcal{V}|)` *(optional)*,
-          segments :class:`graphrec.nn.segment.EdgeSegments` *(optional, "csr" mode)*
+          segments :class:`graphrec.nn.segment.EdgeSegments` *(optional, "csr" mode)*,
+          chunks: edge selections (slices or ``[c]`` index tensors) *(optional)*
         - **output:** node features :math:`(|\mathcal{V}|, F_{out})`
     """
 
@@ -84,6 +91,7 @@ class GRATConv(MessagePassing):
         edge_index: Tensor,
         target_weight: Tensor | None = None,
         segments: EdgeSegments | None = None,
+        chunks: Iterable[slice | Tensor] | None = None,
     ) -> Tensor:
         """Runs the layer.
 
@@ -93,9 +101,16 @@ class GRATConv(MessagePassing):
             target_weight: optional ``[n]`` weight of each node as a target (0 drops it).
             segments: CSR layouts of ``edge_index`` (``EdgeSegments.from_edge_index``),
                 needed in the ``"csr"`` aggregation mode only.
+            chunks: edge positions (slices or index tensors, iterated three times) that
+                partition the edges in edge order; the layer then runs a chunk at a time
+                (``"scatter"`` mode, inference), with the output of the unchunked layer.
         """
         att_covered = x @ self.att[: self.in_channels]
         att_coverer = x @ self.att[self.in_channels :]
+        if chunks is not None:
+            return self.lin(
+                self._chunked(x, edge_index, att_coverer, att_covered, target_weight, chunks)
+            )
         # flow="target_to_source": "_i" is edge_index[0] (coverer), "_j" is edge_index[1].
         out = self.propagate(
             edge_index,
@@ -118,12 +133,50 @@ class GRATConv(MessagePassing):
         size_j: int,
         segments: EdgeSegments | None,
     ) -> Tensor:
-        logit = F.relu(att_covered_j + att_coverer_i + self.att_bias)
+        logit = self._logit(att_coverer_i, att_covered_j)
         by_covered = None if segments is None else segments.col
         alpha = segment_softmax(logit, edge_index_j, size_j, by_covered)
         if target_weight_j is not None:
             alpha = alpha * target_weight_j
         return alpha.unsqueeze(-1) * x_j
+
+    def _logit(self, att_coverer_i: Tensor, att_covered_j: Tensor) -> Tensor:
+        """Attention logits :math:`e_{uv}` of the edges with these endpoint terms."""
+        return F.relu(att_covered_j + att_coverer_i + self.att_bias)
+
+    def _chunked(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        att_coverer: Tensor,
+        att_covered: Tensor,
+        target_weight: Tensor | None,
+        chunks: Iterable[slice | Tensor],
+    ) -> Tensor:
+        """The aggregate of :meth:`propagate` a chunk of edges at a time: the softmax maximum
+        and denominator of every covered node (one scalar per edge kept), then the sums."""
+        n = x.size(0)
+        edge = x.new_empty(edge_index.size(1))  # logits, then their exponentials
+        shift = x.new_full((n,), float("-inf"))
+        for part in chunks:
+            u, v = edge_index[:, part]
+            edge[part] = logit = self._logit(att_coverer[u], att_covered[v])
+            shift.scatter_reduce_(0, v, logit, "amax")
+        total = x.new_zeros(n)
+        for part in chunks:
+            v = edge_index[1, part]
+            edge[part] = exp = (edge[part] - shift[v]).exp()
+            total.scatter_add_(0, v, exp)
+        total += 1e-16
+        out = x.new_zeros(n, x.size(1))
+        for part in chunks:
+            u, v = edge_index[:, part]
+            alpha = edge[part] / total[v]
+            if target_weight is not None:
+                alpha = alpha * target_weight[v]
+            msg = alpha.unsqueeze(-1) * x[v]
+            out.scatter_add_(0, u.unsqueeze(-1).expand_as(msg), msg)
+        return out
 
     def aggregate(
         self, inputs: Tensor, index: Tensor, dim_size: int, segments: EdgeSegments | None
