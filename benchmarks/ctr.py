@@ -41,18 +41,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as bench  # noqa: E402
 
 from graphrec.models.ctr import evaluate_ctr, train_ctr, train_recipe  # noqa: E402
+from graphrec.models.ctr.defaults import HIEN_DEFAULTS  # noqa: E402
 from graphrec.models.ctr.experiment import (  # noqa: E402
     CTRDataset,
     build_ctr_model,
     load_ctr_dataset,
 )
 from graphrec.models.ctr.train import adam  # noqa: E402
+from graphrec.models.hien import PLUGS  # noqa: E402
 from graphrec.nn.hier_attention import IntentOutput  # noqa: E402
 
 MODELS = ["lr", "widedeep", "deepfm", "dcn", "din"]
@@ -79,11 +82,14 @@ def planted_share(model, data: CTRDataset, planted: str) -> float:
     return (top == model.types.index(planted)).float().mean().item()
 
 
-def run_cell(data: CTRDataset, dataset: str, model_name: str, hien: bool, seed: int) -> dict:
-    path = CELLS / f"{dataset}_{model_name}_{'hien' if hien else 'base'}_{seed}.json"
+def run_cell(
+    data: CTRDataset, dataset: str, model_name: str, hien: bool, seed: int, plug: str = "append"
+) -> dict:
+    variant = ("hien" if plug == "append" else f"hien-{plug}") if hien else "base"
+    path = CELLS / f"{dataset}_{model_name}_{variant}_{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
-    model = build_ctr_model(model_name, data, hien=hien, seed=seed)
+    model = build_ctr_model(model_name, data, hien=hien, seed=seed, plug=plug)
     t0 = time.perf_counter()
     res = train_ctr(model, data.split.train, data.split.valid, seed=seed, **SETTINGS[dataset])
     cell = {
@@ -214,6 +220,40 @@ def breakdown_markdown(results: dict, cmd: str) -> str:
     return "\n".join(lines) + "\n" + bench.md_table(["dataset / model", *names], rows)
 
 
+def compare_plug(
+    datasets: list[str], models: list[str], seeds: int, plug: str, cmd: str, md: bool
+) -> None:
+    """Test AUC of HIEN with ``plug`` against the default plug, paired by seed (section
+    ``ctr-plug``)."""
+    default = HIEN_DEFAULTS.plug
+    rows, results = [], {}
+    for ds in datasets:
+        data = load(ds)
+        for m in models:
+            auc = {
+                p: [run_cell(data, ds, m, True, s, p)["test"]["auc"] for s in range(seeds)]
+                for p in (default, plug)
+            }
+            diff = [b - a for a, b in zip(auc[default], auc[plug])]
+            p_value = stats.ttest_rel(auc[plug], auc[default]).pvalue if seeds > 1 else None
+            results[f"{ds}/{m}"] = {"auc": auc, "diff": diff, "p_value": p_value}
+            rows.append([f"{ds} / {m}"] + [f"{statistics.fmean(auc[p]):.4f}" for p in auc]
+                        + [f"{statistics.fmean(diff):+.4f} ± {statistics.stdev(diff):.4f}",
+                           f"{p_value:.2f}" if p_value is not None else ""])  # fmt: skip
+    print(f"wrote {bench.write_results('ctr_plug', {'command': cmd, 'results': results})}")
+    text = "\n".join([
+        "## CTR: how HIEN's intents reach the base model",
+        "",
+        f"Command: `{cmd}`. Test AUC, mean over seeds 0..{seeds - 1} (the same weights "
+        f"initialisation and batch order for both); `{default}` (the default): the intents as "
+        f"extra fields; `{plug}`: added to the user and target item fields. Paired difference "
+        "± std over seeds and the paired t-test's p-value.",
+        "",
+        bench.md_table(["dataset / model", default, plug, f"{plug} - {default}", "p"], rows),
+    ])  # fmt: skip
+    bench.publish("ctr-plug", text, update_md=md)
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -342,6 +382,12 @@ def main() -> None:
         "cells stay cached)",
     )
     parser.add_argument(
+        "--plug",
+        choices=PLUGS,
+        help="only the accuracy runs of HIEN with this plug against the default's cells, paired "
+        "by seed (section ctr-plug)",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="only time HIEN's parts per training step (section ctr-breakdown)",
@@ -350,6 +396,9 @@ def main() -> None:
     torch.set_num_threads(1)
     datasets, models = args.datasets.split(","), args.models.split(",")
     cmd = bench.command_line("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py")
+    if args.plug:
+        compare_plug(datasets, models, args.seeds, args.plug, cmd, not args.no_md)
+        return
     if args.breakdown:
         results = {}
         for ds in datasets:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -77,13 +78,18 @@ def synthetic_ctr(
     preferred_share: float = 0.35,
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    value_skew: float = 0.0,
     seed: int = 0,
 ) -> SyntheticCTR:
     """A seeded CTR dataset whose clicks are driven by one attribute type.
 
     Items have a planted hierarchy: each item belongs to a campaign, each campaign to a
-    customer, and each item has a category and a brand (uniformly random). Each user prefers
-    ``num_preferred`` random values of the ``planted`` attribute type; an impression of item
+    customer, and each item has a category and a brand (uniformly random, or with
+    ``value_skew > 0`` Zipf-like: value ``r`` with probability proportional to
+    ``(r + 1) ** -value_skew``, so that vocabularies of up to millions of values still have
+    values shared by many items). Each user prefers ``num_preferred`` random values of the
+    ``planted`` attribute type (with ``value_skew``: values held by items, drawn in proportion
+    to their number of items); an impression of item
     ``v`` by user ``u`` is clicked with probability
     ``sigmoid(bias + strength * [attr(v) in preferred(u)])``. Impressed items are uniform,
     except that a ``preferred_share`` of them is drawn among items with a preferred value.
@@ -94,8 +100,12 @@ def synthetic_ctr(
     ``test_fraction`` of a user's impressions (rounded up) are the test set, the
     ``valid_fraction`` before them the validation set, the rest the training set.
 
+    Memory and time grow with the vocabulary sizes only through one value per item and
+    campaign and the vocabularies (e.g. 10^6 values per type with ``value_skew=1.1``).
+
     Args:
         planted: ``"campaign"``, ``"customer"``, ``"cate"`` or ``"brand"``.
+        value_skew: 0 for uniform attribute values, else the Zipf exponent (> 0).
         seed: seed of :func:`numpy.random.default_rng`; equal seeds give equal data.
     """
     if planted not in _TYPES:
@@ -106,15 +116,25 @@ def synthetic_ctr(
         raise ConfigError("every count must be >= 1 and impressions_per_user >= 3")
     if not 1 <= num_preferred < sizes[planted]:
         raise ConfigError(f"num_preferred must be in 1..{sizes[planted] - 1}")
+    if value_skew < 0:
+        raise ConfigError(f"value_skew must be >= 0; got {value_skew}")
     rng = np.random.default_rng(seed)
-    campaign_customer = rng.integers(0, num_customers, num_campaigns)
-    attrs = {"campaign": rng.integers(0, num_campaigns, num_items)}
+    draw = partial(_draw_values, rng, value_skew)
+    campaign_customer = draw(num_customers, num_campaigns)
+    attrs = {"campaign": draw(num_campaigns, num_items)}
     attrs["customer"] = campaign_customer[attrs["campaign"]]
-    attrs["cate"] = rng.integers(0, num_cates, num_items)
-    attrs["brand"] = rng.integers(0, num_brands, num_items)
-    prefs = np.stack(
-        [rng.choice(sizes[planted], num_preferred, replace=False) for _ in range(num_users)]
-    )
+    attrs["cate"] = draw(num_cates, num_items)
+    attrs["brand"] = draw(num_brands, num_items)
+    if value_skew:  # values held by items, in proportion to their items
+        held, n_held = np.unique(attrs[planted], return_counts=True)
+        if len(held) <= num_preferred:
+            raise ConfigError(f"num_preferred must be below the {len(held)} {planted} values held")
+        prefs = np.stack([rng.choice(held, num_preferred, replace=False, p=n_held / num_items)
+                          for _ in range(num_users)])  # fmt: skip
+    else:
+        prefs = np.stack(
+            [rng.choice(sizes[planted], num_preferred, replace=False) for _ in range(num_users)]
+        )
     planted_of_item = attrs[planted]
 
     rows: dict[str, list] = {c: [] for c in ("user", "item", "label", "history", "part")}
@@ -148,6 +168,14 @@ def synthetic_ctr(
         f"synthetic (planted={planted}, seed={seed})",
     )  # fmt: skip
     return SyntheticCTR(table(0), table(1), table(2), planted, prefs, attrs)
+
+
+def _draw_values(rng: np.random.Generator, skew: float, n: int, size: int) -> np.ndarray:
+    """``size`` values in ``0..n-1``: uniform (``skew`` 0, the original draw) or Zipf-like."""
+    if not skew:
+        return rng.integers(0, n, size)
+    p = np.arange(1, n + 1, dtype=np.float64) ** -skew
+    return rng.choice(n, size, p=p / p.sum())
 
 
 def impression_tables(

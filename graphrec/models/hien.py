@@ -30,7 +30,10 @@ from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
 from graphrec.nn.hier_attention import HierarchicalIntentAttention
 from graphrec.nn.tree_aggregation import TREE_AGGREGATORS, TreeAggregation
 
-__all__ = ["HIEN", "item_clickers"]
+__all__ = ["HIEN", "PLUGS", "item_clickers"]
+
+#: How HIEN hands its intents to the base model (see :class:`HIEN`).
+PLUGS = ("append", "add")
 
 
 def item_clickers(
@@ -143,14 +146,20 @@ class HIEN(torch.nn.Module):
        clicked it in the training data, :math:`\mathbf{h}_v`, weights :math:`\gamma`
        ``[B, S]``. The sample's own user is masked out of the clickers, so a training label
        never leaks into its own features.
-    4. The intents are appended as extra fields (``emb.extra = [h_u, h_v]``) and the base
-       model's dense part runs unchanged: ``base.interact(emb)``. LR sums them, Wide&Deep and
-       DeepFM read them like the other fields, DIN in its MLP input, DCN-V2 in its deep part
-       only (not the cross layers).
+    4. ``plug="append"``: the intents are appended as extra fields (``emb.extra = [h_u, h_v]``)
+       and the base model's dense part runs unchanged: ``base.interact(emb)``. LR sums them,
+       Wide&Deep and DeepFM read them like the other fields, DIN in its MLP input, DCN-V2 in
+       its deep part only (not the cross layers). ``plug="add"``: they are added to the user
+       and the target item fields (:math:`\mathbf{e}_u + \mathbf{h}_u`,
+       :math:`\mathbf{e}_v + \mathbf{h}_v`), so the base model keeps its number of fields
+       (and DIN's query carries the item intent).
 
-    The base model must be built with ``extra_fields=2`` (``1`` without ``clickers``), see
-    :meth:`num_extra_fields`. The forward pass has no data-dependent control flow. Defaults:
-    :data:`graphrec.models.ctr.defaults.HIEN_DEFAULTS`.
+    The base model must be built with ``extra_fields=2`` (``1`` without ``clickers``, ``0``
+    with ``plug="add"``), see :meth:`num_extra_fields`. Its ``embedding_dim`` must be at least
+    2: HIEN's attention runs in the base model's embedding space, and LR's default scalar
+    weights (``embedding_dim=1``) leave it no room (use ``LR(features, embedding_dim=16)``:
+    still a linear model of the ids, plus the summed intents). The forward pass has no
+    data-dependent control flow. Defaults: :data:`graphrec.models.ctr.defaults.HIEN_DEFAULTS`.
 
     Each non-leaf tree level keeps its edges in a small module of :attr:`levels` (key
     ``{side}{i}_{tree name}_{level}``, e.g. ``item0_campaign_1``, as in :attr:`aggregators`), and
@@ -171,6 +180,8 @@ class HIEN(torch.nn.Module):
         aggregator: ``"gcn"``, ``"ngcf"``, ``"lightgcn"`` or ``"cp"``.
         clickers: ``[num_items, S]`` from :func:`item_clickers`, or None for no item intent.
         attention_hidden: hidden size of the attention layers (default ``d``).
+        plug: ``"append"`` (the intents as extra fields) or ``"add"`` (added to the user and
+            item fields; needs ``user``).
     """
 
     def __init__(
@@ -184,16 +195,27 @@ class HIEN(torch.nn.Module):
         aggregator: str = HIEN_DEFAULTS.aggregator,
         clickers: Tensor | None = None,
         attention_hidden: int | None = HIEN_DEFAULTS.attention_hidden,
+        plug: str = HIEN_DEFAULTS.plug,
     ) -> None:
         super().__init__()
         if aggregator not in TREE_AGGREGATORS:
             raise ConfigError(f"aggregator must be one of {TREE_AGGREGATORS}; got {aggregator!r}")
+        if plug not in PLUGS:
+            raise ConfigError(f"plug must be one of {PLUGS}; got {plug!r}")
+        if plug == "add" and user is None:
+            raise ConfigError("plug='add' adds the user intent to the user field: needs user=...")
+        if base.embedding_dim < 2:
+            raise ConfigError(
+                f"HIEN needs a base model with embedding_dim >= 2 (its attention runs in the "
+                f"embedding space); {type(base).__name__} has embedding_dim="
+                f"{base.embedding_dim} (build LR with embedding_dim=16 to use HIEN)"
+            )
         item_trees, user_trees = self._split_trees(trees)
         if user_trees and user is None:
             raise ConfigError("user trees need the user feature (user=...)")
         features: CTRFeatures = base.features
         self.base = base
-        self.aggregator = aggregator
+        self.aggregator, self.plug = aggregator, plug
         self.item, self.user = item, user
         self.item_table = self._sparse_table(features, item, "item")
         self.user_table = self._sparse_table(features, user, "user") if user is not None else None
@@ -246,7 +268,7 @@ class HIEN(torch.nn.Module):
 
     def _register_clickers(self, clickers: Tensor | None) -> None:
         """Check the base model's extra fields and register ``clickers`` (a buffer, or None)."""
-        n_extra = self.num_extra_fields(clickers is not None)
+        n_extra = self.num_extra_fields(clickers is not None, self.plug)
         if self.base.extra_fields != n_extra:
             raise ConfigError(
                 f"the base model must be built with extra_fields={n_extra} for HIEN's intents; "
@@ -334,9 +356,10 @@ class HIEN(torch.nn.Module):
         return key
 
     @staticmethod
-    def num_extra_fields(clickers: bool = True) -> int:
-        """Extra fields HIEN appends: the user intent, plus the item intent with clickers."""
-        return 2 if clickers else 1
+    def num_extra_fields(clickers: bool = True, plug: str = HIEN_DEFAULTS.plug) -> int:
+        """Extra fields HIEN appends: the user intent, plus the item intent with clickers
+        (none with ``plug="add"``)."""
+        return 0 if plug == "add" else 2 if clickers else 1
 
     @staticmethod
     def _sparse_table(features: CTRFeatures, name: str, what: str) -> str:
@@ -519,7 +542,12 @@ class HIEN(torch.nn.Module):
             item_out = self.item_attention(e_clickers.unsqueeze(1), e_v.unsqueeze(1), mask)
             extra.append(item_out.intent)
             out["gamma"] = item_out.alpha[:, 0]
-        emb.extra = torch.stack(extra, dim=1)
+        if self.plug == "add":
+            fields = [self._user_field, self._item_field][: len(extra)]
+            index = torch.tensor(fields, device=emb.fields.device)
+            emb.fields = emb.fields.index_add(1, index, torch.stack(extra, dim=1))
+        else:
+            emb.extra = torch.stack(extra, dim=1)
         return emb, out
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
@@ -554,4 +582,4 @@ class HIEN(torch.nn.Module):
         return weights
 
     def extra_repr(self) -> str:
-        return f"aggregator={self.aggregator!r}, types={self.types}"
+        return f"aggregator={self.aggregator!r}, plug={self.plug!r}, types={self.types}"

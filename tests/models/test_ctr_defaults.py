@@ -45,7 +45,9 @@ def test_python_constructors_build_the_cli_models():
     assert [m.out_features for m in python.mlp if isinstance(m, torch.nn.Linear)] == [64, 32, 1]
     for name in CTR_MODELS:
         model = build_ctr_model(name, data, hien=True)
-        assert model.base.embedding_dim == CTR_MODELS.defaults(name)["embedding_dim"]
+        lr_dim = HIEN_DEFAULTS.lr_embedding_dim  # LR's scalar weights leave HIEN no room
+        dim = lr_dim if name == "lr" else CTR_MODELS.defaults(name)["embedding_dim"]
+        assert model.base.embedding_dim == dim
         assert model.clickers.shape[1] == HIEN_DEFAULTS.max_clickers
     assert train_recipe("some/taobao/folder") == TRAIN_DEFAULTS
     assert _recipe(train_ctr.__kwdefaults__) == asdict(TRAIN_DEFAULTS)

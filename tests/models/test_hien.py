@@ -34,7 +34,7 @@ from graphrec.nn.tree_aggregation import TREE_AGGREGATORS, TreeAggregation
 torch.set_num_threads(1)
 
 BASES = {
-    "lr": lambda f, extra: LR(f, extra_fields=extra),
+    "lr": lambda f, extra: LR(f, 8, extra_fields=extra),
     "widedeep": lambda f, extra: WideDeep(f, 8, (16,), extra_fields=extra),
     "deepfm": lambda f, extra: DeepFM(f, 8, (16,), extra_fields=extra),
     "dcn": lambda f, extra: DCNv2(f, 8, 2, (16,), extra_fields=extra),

@@ -41,7 +41,8 @@ def parts():
 def _model(parts, seed: int = 0) -> HIEN:
     _, trees, features, clickers = parts
     torch.manual_seed(seed)
-    model = HIEN(LR(features, extra_fields=2), trees, item="item", user="user", clickers=clickers)
+    base = LR(features, 8, extra_fields=2)
+    model = HIEN(base, trees, item="item", user="user", clickers=clickers)
     with torch.no_grad():  # trained-like scale
         for p in model.parameters():
             p.normal_(0.0, 0.5)

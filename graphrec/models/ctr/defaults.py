@@ -87,11 +87,15 @@ class DINConfig:
 @dataclass(frozen=True)
 class HIENConfig:
     """:class:`~graphrec.models.hien.HIEN` defaults: tree aggregator, clickers per item
-    (:func:`~graphrec.models.hien.item_clickers`) and attention hidden size (None = ``d``)."""
+    (:func:`~graphrec.models.hien.item_clickers`), attention hidden size (None = ``d``) and how
+    the intents reach the base model (``"append"``: extra fields); LR under HIEN gets per-id
+    weights of ``lr_embedding_dim`` (summed: still linear in the ids) so the attention has room."""
 
     aggregator: str = "gcn"
     max_clickers: int = 10
     attention_hidden: int | None = None
+    plug: str = "append"
+    lr_embedding_dim: int = 16
 
 
 @dataclass(frozen=True)

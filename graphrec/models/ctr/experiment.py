@@ -157,6 +157,7 @@ def build_ctr_model(
     embedding_dim: int | None = None,
     aggregator: str = HIEN_DEFAULTS.aggregator,
     max_clickers: int = HIEN_DEFAULTS.max_clickers,
+    plug: str = HIEN_DEFAULTS.plug,
     seed: int = 0,
 ) -> torch.nn.Module:
     """A model of :data:`graphrec.registry.CTR_MODELS` (``lr``, ``widedeep``, ``deepfm``,
@@ -164,9 +165,11 @@ def build_ctr_model(
     :class:`~graphrec.models.hien.HIEN`.
 
     Every hyper-parameter is the model's default (its registered config) but
-    ``embedding_dim`` when given (LR's is fixed at 1). The weights are initialised after
-    ``torch.manual_seed(seed)``. With ``hien``, HIEN uses the dataset's item and user trees
-    and an item intent over at most ``max_clickers`` users who clicked the item in training.
+    ``embedding_dim`` when given (LR's is fixed at 1, and at
+    ``HIEN_DEFAULTS.lr_embedding_dim`` under HIEN, whose attention needs room). The weights are
+    initialised after ``torch.manual_seed(seed)``. With ``hien``, HIEN uses the dataset's item
+    and user trees, an item intent over at most ``max_clickers`` users who clicked the item in
+    training, and ``plug`` (:class:`~graphrec.models.hien.HIEN`).
 
     Raises:
         ConfigError: an unknown model name.
@@ -174,7 +177,9 @@ def build_ctr_model(
     """
     from graphrec.models.hien import HIEN, item_clickers
 
-    sizes = {} if model == "lr" or embedding_dim is None else {"embedding_dim": embedding_dim}
+    if model == "lr":
+        embedding_dim = HIEN_DEFAULTS.lr_embedding_dim if hien else None
+    sizes = {} if embedding_dim is None else {"embedding_dim": embedding_dim}
     options = CTR_MODELS.options(model, **sizes)  # the registered config, checked
     cls = CTR_MODELS.get(model)
     if hien and data.trees is None:
@@ -187,6 +192,6 @@ def build_ctr_model(
         return cls(data.features, **options)
     clickers = item_clickers(data.split.train, item=data.item, user=data.user,
                              max_clickers=max_clickers, seed=seed)  # fmt: skip
-    base = cls(data.features, extra_fields=HIEN.num_extra_fields(True), **options)
+    base = cls(data.features, extra_fields=HIEN.num_extra_fields(True, plug), **options)
     return HIEN(base, data.trees, item=data.item, user=data.user, history=data.history,
-                aggregator=aggregator, clickers=clickers)  # fmt: skip
+                aggregator=aggregator, clickers=clickers, plug=plug)  # fmt: skip
