@@ -57,7 +57,7 @@ from combinatorial.graph import (
 )
 from combinatorial.pruned import pruned_greedy
 from combinatorial.solution import Solution
-from graphrec.errors import ConfigError
+from graphrec.errors import ConfigError, GraphrecError
 
 __all__ = [
     "distributed_fastcover",
@@ -237,7 +237,7 @@ def partitioned_ris(
 
     Returns:
         On rank 0 a :class:`Solution` (exact ``covered``; ``info``: ``samples``, ``estimate``,
-        ``workers``), None on the other ranks.
+        ``workers``, distinct ``targets``, ``ball_entries`` per rank), None on the other ranks.
     """
     A = as_csr(adj)
     n = A.shape[0]
@@ -272,7 +272,13 @@ def partitioned_ris(
         d=d,
         method="ris",
         timings={"sample": t1 - t0, "solve": t2 - t1, "evaluate": time.perf_counter() - t2},
-        info={"samples": samples, "estimate": n * hits / samples, "workers": world},
+        info={
+            "samples": samples,
+            "estimate": n * hits / samples,
+            "workers": world,
+            "targets": int(targets.size),
+            "ball_entries": [int(b.nnz) for b in balls],
+        },
     )
 
 
@@ -290,9 +296,15 @@ def _local_worker(rank: int, world: int, store: str, threads: int, job: tuple, o
         dist.destroy_process_group()
 
 
+def _check_gloo() -> None:
+    if not (dist.is_available() and dist.is_gloo_available()):
+        raise GraphrecError("this torch build has no torch.distributed gloo backend")
+
+
 def _run_local(job: tuple, workers: int, threads: int | None) -> Any:
     """Run ``job`` on ``workers`` local processes (gloo, forked where the platform allows, so
     they start without re-importing); rank 0's result."""
+    _check_gloo()
     threads = max(1, torch.get_num_threads() // workers) if threads is None else threads
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with tempfile.TemporaryDirectory(prefix="graphrec-dist-") as tmp, mp.Manager() as manager:
@@ -411,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=100_000, help="ris: number of sampled targets")
     p.add_argument("--seed", type=int, default=0, help="ris: sampling seed")
     args = p.parse_args(argv)
+    _check_gloo()
     dist.init_process_group("gloo", init_method="env://", timeout=TIMEOUT)
     try:
         t0 = time.perf_counter()
@@ -425,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             out = partitioned_scores(load_pretrained(args.d), edge_index, n)
             sol = None
             if out is not None:
+                score_s = time.perf_counter() - t0
                 sol = select_seeds(out[0], adj, args.k, args.d, args.candidates)
+                sol.timings = {"score": score_s, **sol.timings}
                 sol.info = {**sol.info, "halo": out[1]}
         if sol is not None:
             sol.node_ids = g.node_ids
@@ -435,9 +450,17 @@ def main(argv: list[str] | None = None) -> int:
                     f"rank {r}    owns {h['owned']:,} nodes; halo {h['halo_nodes']:,} nodes, "
                     f"{h['halo_edges']:,} of {edge_index.size(1):,} edges"
                 )
+            if "ball_entries" in sol.info:
+                entries = ", ".join(f"{e:,}" for e in sol.info["ball_entries"])
+                print(
+                    f"sampled   {sol.info['targets']:,} distinct targets; reverse-ball entries "
+                    f"per rank: {entries}"
+                )
             print(f"seeds     {', '.join(str(s) for s in sol.seed_ids[:20])}")
             print(f"coverage  {sol.covered:,} of {n:,} nodes ({100 * sol.coverage:.2f}%)")
-            print(f"time      load {load_s:.3f} s, solve {time.perf_counter() - t0:.3f} s")
+            phases = ", ".join(f"{k} {v:.3f}" for k, v in sol.timings.items())
+            solve_s = time.perf_counter() - t0
+            print(f"time      load {load_s:.3f} s, solve {solve_s:.3f} s ({phases})")
     finally:
         dist.destroy_process_group()
     return 0
