@@ -1,7 +1,7 @@
 """Federated learning benchmarks (issue 6): FedSubAvg, ODE, simulator throughput.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part PART``, PART one of
-``fedsubavg``, ``ode``, ``ode-paper``, ``throughput``
+``fedsubavg``, ``ode``, ``ode-paper``, ``ode-real``, ``throughput``
 (each part separately; all torch work on one thread).
 
 (a) ``fedsubavg``: FedSubAvg (code form, the official training loop's estimator) vs FedAvg vs
@@ -20,6 +20,8 @@ Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl.py --part PART``, PART o
     --preset paper-synthetic``: LEAF-style data, lr 1e-4, official-behaviour options) over
     ``--seeds``, ``--jobs`` runs at a time; final accuracy and time-to-RS's-final-accuracy
     speedup, mean +- std. Writes ``fl_ode_paper.json``.
+(b'') ``ode-real``: RS vs ODE-Est vs ODE-Exact on UCI Heart Disease (3 centres) over ``--seeds``
+    (code in ``_fl_ode_real.py``). Writes ``fl_ode_real.json`` and ``fl_ode_real.png``.
 (c) ``throughput``: client updates per second of the in-process simulator vs Flower's
     simulation (Ray backend, 1 CPU per ClientApp) on the same workload: 10,000 devices, 100
     per round, a small softmax-regression model. Writes ``fl_throughput.json``.
@@ -46,6 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as bench  # noqa: E402
+from _fl_ode_real import part_ode_real  # noqa: E402
 
 from graphrec.datasets import load_amazon_electronics_users, load_movielens100k  # noqa: E402
 from graphrec.federated import (  # noqa: E402
@@ -604,7 +607,7 @@ def _write_md(part: str, text: str) -> None:
         f"{text}\n\nLoad average (1 min) when this part finished: {bench.load_average():.1f}."
     )
     bench.write_json(store, blocks)
-    order = [p for p in ("fedsubavg", "ode", "ode-paper", "throughput") if p in blocks]
+    order = [p for p in ("fedsubavg", "ode", "ode-paper", "ode-real", "throughput") if p in blocks]
     bench.update_benchmarks_md(
         "fl", "## Federated learning\n\n" + "\n\n".join(blocks[p] for p in order)
     )
@@ -613,7 +616,9 @@ def _write_md(part: str, text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--part", choices=["fedsubavg", "ode", "ode-paper", "throughput"], required=True
+        "--part",
+        choices=["fedsubavg", "ode", "ode-paper", "ode-real", "throughput"],
+        required=True,
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=100)
@@ -647,6 +652,7 @@ def main() -> None:
         "fedsubavg": part_fedsubavg,
         "ode": part_ode,
         "ode-paper": part_ode_paper,
+        "ode-real": lambda a: part_ode_real(a, _write_md),
         "throughput": part_throughput,
     }
     parts[args.part](args)
