@@ -32,6 +32,8 @@ SCALING_DEGREE = 10
 def child(spec: dict) -> dict:
     """One measurement of part (b) in this (fresh) process; returns its JSON result."""
     task = spec["task"]
+    if task in ("write", "scale"):
+        return scale_child(spec)
     if task == "generate":
         datasets = importlib.import_module("graphrec.datasets")
         t0 = time.perf_counter()
@@ -220,3 +222,177 @@ def report_scaling(payload: dict, wall: float, tag: str) -> None:
     tables = "### Graph generation\n\n" + gen_table + "\n\n### Time, peak memory, ratio\n\n" + table
     heading = "## FastCover scaling on power-law digraphs (`benchmarks/fastcover.py --parts b`)"
     publish("fastcover-scaling", heading, text, tables, tag)
+
+
+# --------------------------------------------------------------------------- --scale
+
+#: ``--scale``: edge counts of the power-law graphs (n = edges / mean out-degree), read from text.
+SCALE_EDGES = (10**7, 10**8)
+SCALE_METHODS = ("default", "ris", "greedy")
+#: A size runs only when MemAvailable is at least this many GiB per 10^6 edges.
+SCALE_GIB_PER_MEDGE = 0.21
+
+
+def write_edge_file(path: Path, n: int) -> int:
+    """Write ``powerlaw_digraph(n, SCALING_DEGREE, seed=0)`` as ``source target`` lines."""
+    datasets = importlib.import_module("graphrec.datasets")
+    ei = datasets.powerlaw_digraph(n, SCALING_DEGREE, seed=0).edge_index.numpy()
+    width = len(str(max(n - 1, 1)))
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    tmp = path.with_suffix(".part")
+    with open(tmp, "wb") as f:
+        for start in range(0, ei.shape[1], 1 << 20):  # digits as bytes, leading zeros cut
+            pairs = ei[:, start : start + (1 << 20)].T
+            buf = np.empty((*pairs.shape, width + 1), dtype=np.uint8)
+            buf[..., :width] = pairs[..., None] // powers % 10 + ord("0")
+            buf[:, 0, width], buf[:, 1, width] = ord(" "), ord("\n")
+            digits = np.maximum(pairs, 1).astype(np.float64)
+            digits = np.floor(np.log10(digits)).astype(np.int64) + 1
+            keep = np.ones(buf.shape, dtype=bool)
+            keep[..., :width] = np.arange(width) >= width - digits[..., None]
+            f.write(buf[keep].tobytes())
+    tmp.rename(path)
+    return int(ei.shape[1])
+
+
+def scale_child(spec: dict) -> dict:
+    """One ``--scale`` measurement in this (fresh) process: write a graph, or read + solve."""
+    path = Path(spec["path"])
+    if spec["task"] == "write":
+        t0 = time.perf_counter()
+        m = write_edge_file(path, spec["n"])
+        return {"time_s": time.perf_counter() - t0, "m": m, "peak_mib": bench.peak_mib()}
+    torch = importlib.import_module("torch")
+    torch.set_num_threads(base.THREADS)
+    api = importlib.import_module("combinatorial.api")
+    io = importlib.import_module("graphrec.io")
+    k, d, method = spec["k"], spec["d"], spec["method"]
+    t0 = time.perf_counter()
+    graph = io.read_edgelist(path)
+    read_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"read_s": read_s, "read_peak_mib": bench.peak_mib()}
+    if method == "greedy":
+        est = estimate_closure_bytes(adjacency(graph.data.edge_index, graph.num_nodes), d)
+        out["estimate_gib"] = est / GIB
+        if est > spec["budget"]:
+            out["refused"] = True
+            return out
+    t0 = time.perf_counter()
+    if method == "default":
+        sol = api.solve(graph, k, d)  # the default method, whatever it is now
+    else:
+        sol = api.solve(graph, k, d, method=method, max_bytes=None)
+    solve_s = time.perf_counter() - t0
+    out.update(
+        solve_s=solve_s,
+        total_s=read_s + solve_s,
+        solve_per_read=solve_s / read_s,
+        peak_mib=bench.peak_mib(),
+        covered=int(sol.covered),
+        method=sol.method,
+        info={key: v for key, v in sol.info.items() if isinstance(v, int | float | str)},
+        timings=sol.timings,
+    )
+    return out
+
+
+def run_scale(args: argparse.Namespace, tag: str) -> dict:
+    """``--scale``: read + solve end to end on power-law edge files, one process per run."""
+    root = Path(args.scale_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    budget = int(args.scaling_budget_gib * GIB)
+    rows, files = [], []
+    for m in args.scale_edges:
+        path = root / f"powerlaw_{m}.txt"
+        need = SCALE_GIB_PER_MEDGE * m / 1e6 * GIB
+        if bench.mem_available() < need:
+            files.append({"edges": m, "skipped": f"needs {need / GIB:.1f} GiB available, "
+                          f"{bench.mem_available() / GIB:.1f} GiB were"})  # fmt: skip
+            continue
+        entry: dict[str, Any] = {"edges": m, "path": str(path)}
+        if not path.is_file():
+            print(f"writing {path}", flush=True)
+            entry.update(spawn({"task": "write", "n": m // SCALING_DEGREE, "path": str(path)},
+                               args.child_timeout))  # fmt: skip
+            if "error" in entry:
+                files.append(entry)
+                continue
+        entry["bytes"] = path.stat().st_size
+        files.append(entry)
+        for d in args.scale_d:
+            row: dict[str, Any] = {"edges": m, "n": m // SCALING_DEGREE, "d": d, "k": SCALING_K}
+            for method in SCALE_METHODS:
+                print(f"edges={m:.0e} d={d} {method}", flush=True)
+                fits = min(budget, int(0.7 * bench.mem_available()))
+                spec = {"task": "scale", "path": str(path), "method": method, "k": SCALING_K,
+                        "d": d, "budget": fits}  # fmt: skip
+                row[method] = spawn(spec, args.child_timeout)
+                LOADS.sample()
+                print(f"  {json.dumps(row[method])}", flush=True)
+            best = max(row[x].get("covered", 0) for x in SCALE_METHODS)
+            for method in SCALE_METHODS:
+                if "covered" in row[method]:
+                    row[method]["ratio"] = row[method]["covered"] / best
+            rows.append(row)
+    payload = {
+        "machine": bench.machine(), "command": command(), "k": SCALING_K,
+        "avg_degree": SCALING_DEGREE, "closure_budget_gib": args.scaling_budget_gib,
+        "threads": base.THREADS, "files": files, "rows": rows,
+    }  # fmt: skip
+    path = bench.write_results(f"fastcover{tag}_scale", payload)
+    print(f"wrote {path}")
+    return payload
+
+
+def _scale_row(row: dict, method: str) -> list[str]:
+    res = row[method]
+    name = method
+    if method == "default" and "method" in res:
+        strategy = res["info"].get("strategy")
+        name = f"default: {res['method']}" + (f" ({strategy})" if strategy else "")
+    head = [f"{row['edges']:.0e}", f"{row['n']:,}", str(row["d"]), name]
+    if "error" in res:
+        return head + [res["error"]] + ["-"] * 5
+    if res.get("refused"):
+        refused = f"refused (closure estimate {res['estimate_gib']:.1f} GiB > budget)"
+        return head + [f"{res['read_s']:.1f}", refused] + ["-"] * 4
+    return head + [
+        f"{res['read_s']:.1f}",
+        f"{res['solve_s']:.1f}",
+        f"{res['total_s']:.1f}",
+        f"{res['solve_per_read']:.2f}",
+        f"{res['peak_mib'] / 1024:.2f}",
+        f"{res['ratio']:.3f}",
+    ]
+
+
+def report_scale(payload: dict, wall: float, tag: str) -> None:
+    """Print the ``--scale`` table and update its BENCHMARKS.md block for a full run."""
+    header = ["edges", "n", "d", "method", "read s", "solve s", "total s", "solve/read",
+              "peak GiB", "coverage ratio"]  # fmt: skip
+    rows = [_scale_row(r, m) for r in payload["rows"] for m in SCALE_METHODS]
+    skipped = [
+        f"{f['edges']:.0e} edges: {f['skipped']}" for f in payload["files"] if "skipped" in f
+    ]
+    text = "\n".join(
+        [
+            f"Machine: {bench.machine()}; torch {payload['threads']} threads. "
+            f"Command: `{payload['command']}`. Wall time {wall / 60:.1f} min. {load_note()}",
+            "",
+            f"`powerlaw_digraph(edges / {payload['avg_degree']}, {payload['avg_degree']}, "
+            "seed=0)` written once as a text edge list (`source target` lines) and reused; "
+            f"k = {payload['k']}. Each run is a fresh process (this script with `--child`) "
+            "that reads the file with `read_edgelist` and calls `combinatorial.solve`: "
+            "`default` is `solve(graph, k, d)` with the default method (the method and "
+            "strategy its Solution reports are listed), `ris` and `greedy` are `method=`; "
+            "closure greedy is refused when `estimate_closure_bytes` exceeds "
+            f"{payload['closure_budget_gib']:g} GiB or 70% of the memory available. Times "
+            "are wall seconds; solve includes the CSR build and the exact coverage; "
+            "solve/read is the ratio to the reading floor; peak = `VmHWM` of the process "
+            "(interpreter and torch included); coverage ratio = covered / best in the row.",
+            *(["Not run: " + "; ".join(skipped) + "."] if skipped else []),
+        ]
+    )
+    table = bench.md_table(header, rows)
+    heading = "## FastCover end to end at scale (`benchmarks/fastcover.py --scale`)"
+    publish("fastcover-scale", heading, text, table, tag)

@@ -39,7 +39,14 @@ import _fastcover_base as base  # noqa: E402
 from _common import RESULTS  # noqa: E402
 from _fastcover_base import DS, LABELS, METHODS, gnn  # noqa: E402
 from _fastcover_grid import held_out, mean_table, read_grid, report_grid, run_grid  # noqa: E402
-from _fastcover_scaling import child, report_scaling, run_scaling  # noqa: E402
+from _fastcover_scaling import (  # noqa: E402
+    SCALE_EDGES,
+    child,
+    report_scale,
+    report_scaling,
+    run_scale,
+    run_scaling,
+)
 
 # --------------------------------------------------------------------------- (c) plot
 
@@ -131,6 +138,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="random-init model instead of the shipped weights (testing only)",
     )
     p.add_argument("--threads", type=int, default=base.THREADS, help="torch threads (default 2)")
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead of the parts: read + solve text edge lists of power-law graphs with "
+        "--scale-edges edges (default method, RIS, closure greedy), section fastcover-scale",
+    )
+    p.add_argument("--scale-edges", type=int, nargs="+", default=list(SCALE_EDGES))
+    p.add_argument("--scale-d", type=int, nargs="+", default=[2], help="hop counts of --scale")
+    p.add_argument(
+        "--scale-dir", default="/tmp/fastcover_scale", help="where --scale keeps its edge files"
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.parts = {s.strip() for s in args.parts.split(",") if s.strip()}
@@ -181,6 +199,12 @@ def main(argv: list[str] | None = None) -> None:
         print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
         return
     tag = "_quick" if args.quick else ("_subset" if args.graphs else "")
+    if args.scale:
+        t0 = time.perf_counter()
+        if args.quick:  # a smoke test on 10^6 edges
+            args.scale_edges = [10**6]
+        report_scale(run_scale(args, tag), time.perf_counter() - t0, tag)
+        return
     with tempfile.TemporaryDirectory(prefix="fastcover_weights_") as snapshot:
         if args.untrained:
             args.weights_dir, args.weights = None, "UNTRAINED (--untrained, seed 0)"
