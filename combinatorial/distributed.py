@@ -2,27 +2,28 @@
 
 **Scoring.** The nodes are split into ``P`` contiguous id ranges, one per rank. A GRAT layer's
 output at a coverer ``u`` reads its successors ``v`` and, through the reversed softmax over the
-coverers of each ``v``, the predecessors ``w`` of those successors. So the logit of ``u`` after
-``L`` layers depends only on the **halo** ``S_0`` reached from ``S_L = {u}`` by ``L`` steps of
-``S_(l-1) = S_l | N+(S_l) | N-(N+(S_l))`` (one more step ``S | N+(S) | N-(S)`` when the input
-features are node degrees, so the halo's boundary degrees are complete). Each rank runs the
-model on the subgraph induced by its range's halo (edges kept in the graph's order, duplicates
-included), keeps its own nodes' logits and sends them to rank 0; every per-node sum runs over
-the same edges in the same order as in one process, so the gathered scores equal the
-one-process scores and the seeds (top-k, ties to the smallest id, or greedy over a candidate
-pool) are the same.
+coverers of each ``v``, the predecessors ``w`` of those successors. So the logits of a range
+after ``L`` layers depend only on its **halo**: ``L`` steps of ``S | N+(S) | N-(N+(S))`` from
+the range (one more step ``S | N+(S) | N-(S)`` for degree input features, so the degrees inside
+the halo are complete). Each rank runs the model on the halo's edges (in the graph's order,
+duplicates included; all ``n`` node rows kept), keeps its own range's logits and sends them to
+rank 0. Every per-node sum runs over the same edges in the same order as in one process and
+every node keeps its row, so the gathered scores are bit-identical to one process's and so are
+the seeds (top-k, ties to the smallest id, or greedy over a candidate pool). On small-world
+graphs the halo of any range is nearly the whole graph: the scoring is then replicated, not
+split.
 
-**RIS.** Every rank draws the same targets from ``seed`` (the first round of
-:func:`combinatorial.baselines.ris_greedy`: ``samples`` uniform draws, each distinct target's
-reverse d-ball computed once and weighted by its multiplicity), computes the reverse balls of
-its contiguous block of the distinct targets and sends them to rank 0, which runs greedy max
-coverage on the blocks in order: the sampled sets, hence the seeds, do not depend on ``P``.
+**RIS.** Every rank draws the same ``samples`` uniform targets from ``seed``; each distinct
+target's reverse d-ball is computed once and weighted by its multiplicity. Each rank computes
+the balls of its contiguous block of the distinct targets and sends them to rank 0, which runs
+greedy max coverage on the blocks in order: the sampled sets, hence the seeds, do not depend
+on ``P``.
 
 Each rank reads the whole graph (halos and reverse balls need it); only owned scores and
 sampled balls travel. Local workers (:func:`distributed_scores`, :func:`distributed_ris`) are
-spawned processes joined over a file rendezvous; across machines run ``python -m
-combinatorial.distributed`` on each with ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE`` and
-``RANK`` set (``env://``).
+forked processes (spawned where fork is unavailable) meeting over a file rendezvous; across
+machines run ``python -m combinatorial.distributed`` on each with ``MASTER_ADDR``,
+``MASTER_PORT``, ``WORLD_SIZE`` and ``RANK`` set (``env://``, as ``torchrun`` does).
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def rank_scores(
     adj: sp.csr_array | None = None,
 ) -> tuple[Tensor, dict[str, int]]:
     """Logits of rank ``rank``'s nodes (``part_bounds(num_nodes, world_size)``) from the edges
-    of their halo only; bit-identical to the same slice of :func:`scores` on the whole graph.
+    of their halo only; bit-identical to the same slice of
+    :func:`combinatorial.gnn.scores` on the whole graph.
 
     The forward keeps all ``n`` node rows (those outside the halo get no edges), so each node
     sits at the same row as in one process: dense matrix kernels round a row differently
@@ -328,7 +330,8 @@ def distributed_scores(
     threads: int | None = None,
 ) -> tuple[Tensor, list[dict[str, int]]]:
     """FastCover logits of every node from ``workers`` local processes, each scoring its node
-    range on its halo (:func:`partitioned_scores`); bit-identical to :func:`scores`.
+    range on its halo (:func:`partitioned_scores`); bit-identical to
+    :func:`combinatorial.gnn.scores`.
 
     Args:
         edge_index: ``[2, m]`` int64, row 0 covers row 1.
