@@ -40,13 +40,14 @@ import scipy.sparse as sp
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import subgraph
 
 from combinatorial.baselines.greedy import max_cover
 from combinatorial.closure import balls_of
 from combinatorial.gnn.inference import load_pretrained, scores, top_k
-from combinatorial.gnn.model import FastCover
+from combinatorial.gnn.model import FastCover, node_features
 from combinatorial.graph import (
     adjacency,
     as_csr,
@@ -64,6 +65,7 @@ __all__ = [
     "distributed_fastcover",
     "distributed_ris",
     "distributed_scores",
+    "edge_split_scores",
     "halo_mask",
     "part_bounds",
     "partitioned_ris",
@@ -74,6 +76,8 @@ __all__ = [
     "select_seeds",
 ]
 
+#: How :func:`partitioned_scores` splits the scoring over the ranks.
+SPLITS = ("halo", "edges")
 #: Extra halo steps needed by each kind of input feature (see the module docstring).
 FEATURE_HOPS = {"ones": 0, "degree": 1}
 _BALL_BATCH = 1024  # targets per sparse BFS batch in rank_reverse_balls
@@ -203,16 +207,60 @@ def _gather(obj: Any) -> list[Any] | None:
     return out
 
 
-def partitioned_scores(
+def edge_split_scores(
     model: FastCover, edge_index: Tensor, num_nodes: int
+) -> tuple[Tensor, dict[str, int]]:
+    """Logits of this rank's node range, every rank of the default process group running each
+    GRAT layer on the in-edges of its own range only and summing the layer outputs
+    (all-reduce of ``[n, F]`` features per layer); without a process group, one forward pass.
+
+    Each covered node's softmax group is whole on its owner; a coverer's sum is split over the
+    ranks and its parts are added after the layer's linear map (the bias counted once), so the
+    logits equal one process's up to float rounding (about 1e-7 relative), not bit for bit.
+    Mirrors :meth:`FastCover.forward` for one pass without target weights; any input features.
+
+    Returns:
+        ``(logits of the owned range, stats)``; ``stats`` has the owned node and local edge
+        counts.
+    """
+    rank, world = _rank()
+    lo, hi = part_bounds(num_nodes, world)[rank : rank + 2]
+    local = edge_index[:, (edge_index[1] >= lo) & (edge_index[1] < hi)]
+    with torch.inference_mode():
+        x = node_features(edge_index, num_nodes, model.features, model.in_channels)
+        for i, conv in enumerate(model.eval().convs):
+            if i > 0:
+                x = F.relu(x)
+            x = conv(x, local)
+            if world > 1:
+                if rank > 0 and conv.lin.bias is not None:
+                    x -= conv.lin.bias
+                dist.all_reduce(x)
+    stats = {"owned": int(hi - lo), "edges": local.size(1)}
+    return x.view(-1)[lo:hi], stats
+
+
+def partitioned_scores(
+    model: FastCover, edge_index: Tensor, num_nodes: int, *, split: str = "halo"
 ) -> tuple[Tensor, list[dict[str, int]]] | None:
-    """FastCover logits, each rank of the default process group scoring its node range on its
-    halo (:func:`rank_scores`); without a process group one rank scores everything.
+    """FastCover logits over the ranks of the default process group (one rank without one).
+
+    Args:
+        split: ``"halo"``: each rank scores its node range on its halo (:func:`rank_scores`,
+            bit-identical to one process, but the halo can be the whole graph); ``"edges"``:
+            each rank runs the layers on its range's in-edges (:func:`edge_split_scores`,
+            the work split, equal to one process up to float rounding).
 
     Returns ``(logits [n], per-rank stats)`` on rank 0, None on the other ranks.
     """
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     rank, world = _rank()
-    parts = _gather(rank_scores(model.eval(), edge_index, num_nodes, rank, world))
+    if split == "halo":
+        part = rank_scores(model.eval(), edge_index, num_nodes, rank, world)
+    else:
+        part = edge_split_scores(model, edge_index, num_nodes)
+    parts = _gather(part)
     if parts is None:
         return None
     return torch.cat([p[0] for p in parts]), [p[1] for p in parts]
@@ -326,29 +374,36 @@ def distributed_scores(
     d: int,
     *,
     workers: int = 2,
+    split: str = "halo",
     model: FastCover | None = None,
     threads: int | None = None,
 ) -> tuple[Tensor, list[dict[str, int]]]:
-    """FastCover logits of every node from ``workers`` local processes, each scoring its node
-    range on its halo (:func:`partitioned_scores`); bit-identical to
-    :func:`combinatorial.gnn.scores`.
+    """FastCover logits of every node from ``workers`` local processes
+    (:func:`partitioned_scores`): with ``split="halo"`` bit-identical to
+    :func:`combinatorial.gnn.scores`, with ``split="edges"`` equal up to float rounding.
 
     Args:
         edge_index: ``[2, m]`` int64, row 0 covers row 1.
         num_nodes: number of nodes ``n``.
         d: hop count; selects the pretrained model when ``model`` is None.
         workers: number of processes (>= 1).
-        model: scoring model with ``"ones"`` or ``"degree"`` features.
+        split: ``"halo"`` or ``"edges"`` (see :func:`partitioned_scores`).
+        model: scoring model (``"ones"`` or ``"degree"`` features for ``split="halo"``).
         threads: torch threads per process (default: this process's threads / workers).
 
     Returns:
-        ``(logits [n], stats)``, ``stats[r]`` = rank r's owned / halo node / halo edge counts.
+        ``(logits [n], stats)``, ``stats[r]`` = rank r's counts (owned nodes; halo nodes and
+        edges, or local edges).
     """
     d = check_d(d)
     _check_workers(workers)
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     model = load_pretrained(d) if model is None else model
-    _check_features(model)  # refused here, not in every worker
-    return _run_local((partitioned_scores, (model, edge_index, num_nodes), {}), workers, threads)
+    if split == "halo":
+        _check_features(model)  # refused here, not in every worker
+    job = (partitioned_scores, (model, edge_index, num_nodes), {"split": split})
+    return _run_local(job, workers, threads)
 
 
 def select_seeds(
@@ -372,21 +427,23 @@ def distributed_fastcover(
     d: int,
     *,
     workers: int = 2,
+    split: str = "halo",
     candidates: int | None = None,
     model: FastCover | None = None,
     threads: int | None = None,
 ) -> Solution:
     """FastCover seeds (:func:`select_seeds`) from :func:`distributed_scores`: the same seeds
-    as one process. ``info`` adds ``workers`` and the per-rank ``halo`` counts."""
+    as one process (with ``split="edges"`` unless two scores tie to float rounding at the
+    cut). ``info`` adds ``workers``, ``split`` and the per-rank counts (``ranks``)."""
     k = check_k(k, num_nodes)
     t0 = time.perf_counter()
     logits, stats = distributed_scores(
-        edge_index, num_nodes, d, workers=workers, model=model, threads=threads
+        edge_index, num_nodes, d, workers=workers, split=split, model=model, threads=threads
     )
     score_s = time.perf_counter() - t0
     sol = select_seeds(logits, adjacency(edge_index, num_nodes), k, d, candidates)
     sol.timings = {"score": score_s, **sol.timings}
-    sol.info = {**sol.info, "workers": workers, "halo": stats}
+    sol.info = {**sol.info, "workers": workers, "split": split, "ranks": stats}
     return sol
 
 
@@ -423,6 +480,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-d", type=int, default=2, help="hop count")
     p.add_argument("--method", choices=("fastcover", "ris"), default="fastcover")
     p.add_argument("--candidates", type=int, help="fastcover: exact greedy among the C*k best")
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="halo",
+        help="fastcover: each rank scores its node range on its halo (bit-identical) or runs "
+        "the layers on its range's in-edges (work split; equal up to float rounding)",
+    )
     p.add_argument("--samples", type=int, default=100_000, help="ris: number of sampled targets")
     p.add_argument("--seed", type=int, default=0, help="ris: sampling seed")
     args = p.parse_args(argv)
@@ -438,21 +502,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.method == "ris":
             sol = partitioned_ris(adj, args.k, args.d, samples=args.samples, seed=args.seed)
         else:
-            out = partitioned_scores(load_pretrained(args.d), edge_index, n)
+            out = partitioned_scores(load_pretrained(args.d), edge_index, n, split=args.split)
             sol = None
             if out is not None:
                 score_s = time.perf_counter() - t0
                 sol = select_seeds(out[0], adj, args.k, args.d, args.candidates)
                 sol.timings = {"score": score_s, **sol.timings}
-                sol.info = {**sol.info, "halo": out[1]}
+                sol.info = {**sol.info, "ranks": out[1]}
         if sol is not None:
             sol.node_ids = g.node_ids
             print(f"workers   {dist.get_world_size()} (gloo), method {args.method}")
-            for r, h in enumerate(sol.info.get("halo", [])):
-                print(
-                    f"rank {r}    owns {h['owned']:,} nodes; halo {h['halo_nodes']:,} nodes, "
-                    f"{h['halo_edges']:,} of {edge_index.size(1):,} edges"
+            m = edge_index.size(1)
+            for r, h in enumerate(sol.info.get("ranks", [])):
+                work = (
+                    f"halo {h['halo_nodes']:,} nodes, {h['halo_edges']:,} of {m:,} edges"
+                    if "halo_nodes" in h
+                    else f"in-edges {h['edges']:,} of {m:,}"
                 )
+                print(f"rank {r}    owns {h['owned']:,} nodes; {work}")
             if "ball_entries" in sol.info:
                 entries = ", ".join(f"{e:,}" for e in sol.info["ball_entries"])
                 print(

@@ -12,6 +12,7 @@ from combinatorial.distributed import (
     distributed_scores,
     halo_mask,
     partitioned_ris,
+    partitioned_scores,
     rank_reverse_balls,
     rank_scores,
     ris_targets,
@@ -75,12 +76,32 @@ def test_two_workers_scores_and_seeds_equal_one_process(graph):
     assert select_seeds(logits, adj, 10, 2, candidates=8).seeds.tolist() == pruned.seeds.tolist()
 
 
+def test_two_workers_edge_split_equal_one_process_to_rounding(graph):
+    edge_index, adj = graph
+    logits, stats = distributed_scores(edge_index, N, 3, workers=2, split="edges")
+    assert sum(s["edges"] for s in stats) == edge_index.size(1)
+    ref = scores(load_pretrained(3), edge_index, N)
+    torch.testing.assert_close(logits, ref, rtol=1e-5, atol=1e-6)
+    for k in (1, 10, 100):
+        assert select_seeds(logits, adj, k, 3).seeds.tolist() == (
+            fastcover_seeds(edge_index, N, k, 3).tolist()
+        )
+
+
+def test_one_process_edge_split_is_the_forward(graph):
+    edge_index, _ = graph
+    model = load_pretrained(2)
+    logits, stats = partitioned_scores(model, edge_index, N, split="edges")
+    assert torch.equal(logits, scores(model, edge_index, N))
+    assert stats == [{"owned": N, "edges": edge_index.size(1)}]
+
+
 def test_two_workers_fastcover_solution(graph):
     edge_index, adj = graph
     sol = distributed_fastcover(edge_index, N, 10, 1, workers=2)
     assert sol.seeds.tolist() == fastcover_seeds(edge_index, N, 10, 1).tolist()
     assert sol.covered == int(covered_mask(adj, sol.seeds, 1).sum())
-    assert sol.info["workers"] == 2 and len(sol.info["halo"]) == 2
+    assert sol.info["workers"] == 2 and len(sol.info["ranks"]) == 2
 
 
 def test_two_workers_ris_equal_one_process(graph):
@@ -109,6 +130,8 @@ def test_bad_arguments(graph):
     edge_index, adj = graph
     with pytest.raises(ConfigError, match="workers"):
         distributed_scores(edge_index, N, 2, workers=0)
+    with pytest.raises(ConfigError, match="split"):
+        distributed_scores(edge_index, N, 2, split="nodes")
     with pytest.raises(ConfigError, match="samples"):
         distributed_ris(adj, 10, 2, samples=0)
     model = FastCover()
