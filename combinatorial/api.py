@@ -22,11 +22,14 @@ from graphrec.registry import SOLVERS
 
 @dataclass(frozen=True)
 class FastCoverConfig:
-    """Options of the ``fastcover`` solver: re-scoring ``rounds`` (1 = one pass) and
-    ``candidates`` (exact greedy over the ``candidates * k`` best-scored nodes; None = top-k)."""
+    """Options of the ``fastcover`` solver: ``one_pass`` (top-k of the scores, with re-scoring
+    ``rounds``), else exact greedy among a pool of ``candidates * k`` best-scored nodes (None =
+    sized automatically, growing up to ``max_entries`` ball entries; see :func:`solve`)."""
 
     rounds: int = 1
     candidates: int | None = None
+    one_pass: bool = False
+    max_entries: int | None = None
 
 
 def solve(
@@ -38,6 +41,8 @@ def solve(
     undirected: bool = False,
     rounds: int = FastCoverConfig.rounds,
     candidates: int | None = FastCoverConfig.candidates,
+    one_pass: bool = FastCoverConfig.one_pass,
+    max_entries: int | None = FastCoverConfig.max_entries,
     seed: int = 0,
     max_bytes: int | None = None,
     progress: bool = False,
@@ -52,15 +57,21 @@ def solve(
             graph or a square scipy sparse matrix. An edge ``u -> v`` means *u covers v*.
         k: budget (>= 1; above n it is capped at n with a warning).
         d: hop count (>= 1). Pretrained FastCover weights exist for d = 1, 2, 3.
-        method: ``fastcover`` (GNN forward pass + top-k), ``greedy`` (exact lazy greedy on the
-            d-closure, the quality reference), ``ris`` (closure-free reverse-ball sampling
-            greedy), ``degree``, ``soft`` (soft coverage), ``heu``, ``ilp`` (exact optimum) or
-            any other name of :data:`graphrec.registry.SOLVERS`.
+        method: ``fastcover`` (exact greedy, pruned by the GNN scores where the d-closure is
+            large; see below), ``greedy`` (exact lazy greedy on the d-closure, the quality
+            reference), ``ris`` (closure-free reverse-ball sampling greedy), ``degree``,
+            ``soft`` (soft coverage), ``heu``, ``ilp`` (exact optimum) or any other name of
+            :data:`graphrec.registry.SOLVERS`.
         undirected: symmetrise the input graph first.
-        rounds: FastCover re-scoring rounds (1 = one pass).
-        candidates: FastCover only: run exact greedy over the ``candidates * k`` best-scored
-            nodes (:func:`combinatorial.pruned.pruned_greedy`; their d-balls by truncated BFS,
-            never the closure). None = plain top-k.
+        rounds: FastCover's top-k re-scoring rounds (1 = one forward pass); > 1 implies
+            ``one_pass``.
+        candidates: FastCover only: fix the pool to the ``candidates * k`` best-scored nodes.
+            None = sized automatically (grown until no outside node can beat a greedy pick).
+        one_pass: FastCover only: the top-k of one forward pass (``rounds`` passes), the
+            original method, instead of exact greedy among candidates.
+        max_entries: FastCover's automatic pool only: stop growing it once the candidates'
+            d-balls hold this many entries (None = ``ENTRIES_PER_ARC * (n + m)`` of
+            :mod:`combinatorial.pruned`).
         seed: random seed (``ris``).
         max_bytes: memory budget for the d-closure (``greedy``, ``ilp``); None = default.
         progress: show a progress bar (stderr) over the greedy picks (``greedy``, ``ris``,
@@ -73,6 +84,13 @@ def solve(
     Returns:
         A :class:`Solution`; ``timings`` splits ``load`` (conversion of the input) from the
         solver's own phases, and ``seed_ids`` gives the seeds in the input's own ids.
+
+    FastCover (:func:`combinatorial.pruned.fastcover_greedy`): where the d-closure is small
+    (always at d = 1) exact greedy on it; otherwise the pretrained GNN scores the nodes and exact
+    greedy picks among the best-scored ones, the pool growing until walk-count bounds certify
+    that no outside node could change a pick, or up to ``max_entries``. ``info["strategy"]``
+    names the path taken, ``info["certified"]`` says whether the seeds are those of exact greedy
+    on the whole graph, ``info["upper_bound"]`` >= the optimum (also for ``one_pass``).
     """
     from combinatorial.graph import adjacency
     from graphrec.io import as_edgelist
@@ -81,6 +99,8 @@ def solve(
     named = {
         "rounds": rounds,
         "candidates": candidates,
+        "one_pass": one_pass,
+        "max_entries": max_entries,
         **{k: v for k, v in ilp.items() if v is not None},
     }
     defaults = SOLVERS.defaults(method)  # an unknown method fails here, listing the choices
@@ -91,8 +111,19 @@ def solve(
         raise ConfigError(f"rounds must be an integer >= 1, got {rounds!r}")
     if candidates is not None and (not isinstance(candidates, int) or candidates < 1):
         raise ConfigError(f"candidates must be an integer >= 1 or None, got {candidates!r}")
-    if candidates is not None and (method != "fastcover" or rounds != 1):
-        raise ConfigError("candidates applies to method='fastcover' with rounds=1 only")
+    if max_entries is not None and (not isinstance(max_entries, int) or max_entries < 1):
+        raise ConfigError(f"max_entries must be an integer >= 1 or None, got {max_entries!r}")
+    if not isinstance(one_pass, bool):
+        raise ConfigError(f"one_pass must be True or False, got {one_pass!r}")
+    pool = {"candidates": candidates, "max_entries": max_entries}
+    if method != "fastcover" and (one_pass or rounds != 1 or pool != dict.fromkeys(pool)):
+        raise ConfigError("rounds, candidates, one_pass and max_entries apply to fastcover only")
+    if (one_pass or rounds > 1) and pool != dict.fromkeys(pool):
+        raise ConfigError(
+            "candidates and max_entries size the greedy pool: not with one_pass or rounds > 1"
+        )
+    if candidates is not None and max_entries is not None:
+        raise ConfigError("max_entries bounds the automatic pool: not with a fixed candidates")
     t0 = time.perf_counter()
     g = as_edgelist(graph, undirected=undirected)
     load_s = time.perf_counter() - t0
@@ -133,22 +164,29 @@ def fastcover_solver(
     graph: Any,
     rounds: int = FastCoverConfig.rounds,
     candidates: int | None = FastCoverConfig.candidates,
+    one_pass: bool = FastCoverConfig.one_pass,
+    max_entries: int | None = FastCoverConfig.max_entries,
     progress: bool = False,
 ) -> Solution:
-    """FastCover on ``graph`` (an :class:`~graphrec.io.EdgeList`; ``adj`` its adjacency): the
-    pretrained model of hop count ``d`` scores the nodes, then top-``k`` (``rounds`` re-scoring
-    rounds) or exact greedy among the ``candidates * k`` best (see :func:`solve`)."""
-    if candidates is not None:
-        from combinatorial.gnn import load_pretrained, scores
-        from combinatorial.pruned import pruned_greedy
+    """FastCover on ``graph`` (an :class:`~graphrec.io.EdgeList`; ``adj`` its adjacency): exact
+    greedy, pruned by the pretrained model's scores of hop count ``d`` where the closure is
+    large, or the top-``k`` scores (``one_pass``, ``rounds`` re-scoring rounds); see
+    :func:`solve`."""
+    from combinatorial.gnn import fastcover_solution, load_pretrained, scores
+    from combinatorial.pruned import fastcover_greedy, upper_bound
 
-        model = load_pretrained(d)
-        t0 = time.perf_counter()
-        logits = scores(model, graph.data.edge_index, graph.num_nodes).numpy()
-        score_s = time.perf_counter() - t0
-        sol = pruned_greedy(adj, logits, k, d, candidates=candidates, progress=progress)
-        sol.timings = {"score": score_s, **sol.timings}
+    if one_pass or rounds > 1:
+        sol = fastcover_solution(
+            graph.data.edge_index, graph.num_nodes, k, d, rounds=rounds, adj=adj
+        )
+        bound = upper_bound(adj, sol.seeds, d, k)
+        sol.info.update(strategy="one pass", certified=False, upper_bound=bound)
         return sol
-    from combinatorial.gnn import fastcover_solution
 
-    return fastcover_solution(graph.data.edge_index, graph.num_nodes, k, d, rounds=rounds, adj=adj)
+    def score() -> Any:
+        model = load_pretrained(d)
+        return scores(model, graph.data.edge_index, graph.num_nodes).numpy()
+
+    return fastcover_greedy(
+        adj, k, d, score, candidates=candidates, max_entries=max_entries, progress=progress
+    )

@@ -1,83 +1,301 @@
-"""Candidate-pruned greedy: a node score proposes candidates, exact greedy chooses among them."""
+"""Candidate-pruned greedy: a node score proposes candidates, exact greedy chooses among them.
+
+The pool of candidates either has a fixed size or grows until walk-count upper bounds on the
+marginal gains of the nodes outside it certify that no outside node could have changed any greedy
+pick (:func:`pruned_greedy`).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from combinatorial.baselines.greedy import max_cover
+from combinatorial.baselines.greedy import greedy, max_cover
 from combinatorial.baselines.heuristics import top_k_indices
 from combinatorial.closure import balls_of
+from combinatorial.coverage import covered_mask
 from combinatorial.graph import as_csr, check_d, check_k, with_self_loops
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError
 
-__all__ = ["pruned_greedy"]
+__all__ = ["fastcover_greedy", "pruned_greedy", "upper_bound", "walk_bound"]
+
+START = 4  # the automatic pool starts at the START * k best-scored nodes
+MIN_POOL = 32  # ... and at least this many
+ENTRIES_PER_ARC = 16  # default growth budget: ball entries <= ENTRIES_PER_ARC * (n + m)
+GROW = 3  # each growth round adds at most GROW * (pool size) threats
+MAX_ROUNDS = 5  # greedy runs at most
+CLOSURE_WALKS = 64  # fastcover_greedy: closure greedy when the d-walks <= this * (n + m) ...
+POOL_SHARE = 8  # ... or when the starting pool holds more than 1 / POOL_SHARE of them
+
+
+def walk_bound(adj: sp.sparray | sp.spmatrix, uncovered: np.ndarray, d: int) -> np.ndarray:
+    """Upper bound ``ub[v] >= |B_d(v) minus covered|`` for every node, by counting walks.
+
+    .. math::
+        u_0(v) = [v \\text{ uncovered}], \\qquad
+        u_l(v) = \\min\\Big(U,\\; u_0(v) + \\sum_{w \\in N^+(v)} u_{l-1}(w)\\Big)
+
+    with U the number of uncovered nodes: B_l(v) = {v} united with B_(l-1)(w) over the out-
+    neighbours w, so each level can only over-count. Exact for d = 1 (self-loops are ignored).
+    Time O(d m).
+
+    Args:
+        adj: ``n x n`` adjacency (u covers v).
+        uncovered: ``[n]`` bool, True where a node still counts.
+        d: hop count (>= 0).
+
+    Example:
+        >>> import numpy as np, scipy.sparse as sp
+        >>> A = sp.csr_array(([1, 1, 1], ([0, 1, 0], [1, 2, 2])), shape=(3, 3))
+        >>> walk_bound(A, np.ones(3, bool), 2).tolist()  # true ball sizes: [3, 2, 1]
+        [3, 2, 1]
+    """
+    A = as_csr(adj)
+    W = _walk_matrix(A)
+    return _walk_bound(W, np.asarray(uncovered, dtype=bool), check_d(d, 0))
+
+
+def _walk_matrix(A: sp.csr_array) -> sp.csr_array:
+    W = sp.csr_array((np.ones(A.nnz, dtype=np.int64), A.indices, A.indptr), shape=A.shape)
+    if A.diagonal().any():
+        W.setdiag(0)
+        W.eliminate_zeros()
+    return W
+
+
+def _walk_bound(W: sp.csr_array, uncovered: np.ndarray, d: int) -> np.ndarray:
+    cap = int(uncovered.sum())
+    unc = uncovered.astype(np.int64)
+    ub = unc
+    for _ in range(d):
+        ub = np.minimum(unc + W @ ub, cap)
+    return ub
+
+
+def upper_bound(adj: sp.sparray | sp.spmatrix, seeds: np.ndarray, d: int, k: int) -> int:
+    """A bound >= OPT (best k seeds) from any seed set S: f(S) plus the k largest
+    :func:`walk_bound` values w.r.t. the nodes S covers (Minoux 1978). Time O(d m).
+
+    Example:
+        >>> import numpy as np, scipy.sparse as sp
+        >>> A = sp.csr_array(([1, 1, 1], ([0, 0, 3], [1, 2, 4])), shape=(5, 5))
+        >>> upper_bound(A, np.array([3]), 2, 1)  # f({3}) = 2, node 0 could add 3 more
+        5
+    """
+    A = as_csr(adj)
+    n = A.shape[0]
+    k = check_k(k, n)
+    mask = covered_mask(A, np.asarray(seeds, dtype=np.int64), check_d(d, 0))
+    ub = _walk_bound(_walk_matrix(A), ~mask, d)
+    return min(n, int(mask.sum()) + int(np.partition(ub, n - k)[n - k :].sum()))
 
 
 def pruned_greedy(
     adj: sp.sparray | sp.spmatrix,
-    scores: np.ndarray,
+    scores: np.ndarray | None,
     k: int,
     d: int,
     *,
-    candidates: int = 8,
+    candidates: int | None = 8,
+    max_entries: int | None = None,
     progress: bool = False,
 ) -> Solution:
-    """Exact greedy over the ``candidates * k`` best-scored nodes (the score prunes the candidates).
+    """Exact greedy among candidates proposed by ``scores``, with a certificate or a bound.
 
-    Problem: maximise f_d(S) = |union of B_d(v), v in S| over |S| <= k, with S restricted to
-    C = the ``m = min(n, candidates * k)`` nodes of highest ``scores`` (ties -> smallest id).
-    The d-balls of C are computed by truncated sparse BFS (``m x n`` boolean products, cost
-    proportional to the balls reached, never the whole d-closure), then
-    :func:`~combinatorial.baselines.greedy.max_cover` picks k of them with exact marginal gains.
+    Problem: maximise f_d(S) = |union of B_d(v), v in S| over |S| <= k. The d-balls of the
+    candidate pool C are computed by truncated sparse BFS (cost proportional to the balls, never
+    the whole d-closure) and :func:`~combinatorial.baselines.greedy.max_cover` picks k of them
+    with exact marginal gains g_1 >= ... >= g_k.
 
-    Guarantee: (1 - 1/e) of the best k-subset *of C*; equal to full greedy whenever C contains
-    greedy's picks. Time O(sum_{v in C} |B_d(v)| * avg out-degree + k m); memory O(sum |B_d(v)|).
+    Check: with S_j the first j picks, u_j(v) = :func:`walk_bound` of v w.r.t. the nodes S_j
+    covers bounds v's marginal gain at every later step (gains only shrink). Checkpoints are
+    j = 0, 1, 2, 4, ..., k; an outside node v threatens step i (after checkpoint j, up to the
+    next one j') when u_j(v) > g_(j'). Without threats the picks are a valid run of exact greedy
+    on the whole graph (``info["certified"]``; ties may resolve to another node of equal gain).
+
+    Pool: ``candidates=c`` fixes C to the ``c * k`` best-scored nodes. ``candidates=None``
+    starts from the ``max(START * k, MIN_POOL)`` best and adds the threats (best-scored first, at
+    most ``GROW`` times the size of C, while the u_0 of the added nodes keep the balls within
+    ``max_entries`` entries; default ``ENTRIES_PER_ARC * (n + m)``) and reruns greedy, until no
+    threat remains, the budget cut the last growth or greedy ran ``MAX_ROUNDS`` times.
+
+    Bound: ``info["upper_bound"]`` >= OPT is the smallest over the last two checkpoints of
+    f(S_j) + the sum of the k largest values of (exact gain w.r.t. S_j in C, u_j outside C)
+    (Minoux 1978; Leskovec et al. 2007, eq. (1)).
 
     Args:
         adj: ``n x n`` adjacency, nonzero ``A[u, v]`` means u covers v.
-        scores: ``[n]`` node scores (e.g. FastCover logits), higher is better.
+        scores: ``[n]`` node scores (e.g. FastCover logits), higher is better; None ranks by
+            :func:`walk_bound`.
         k: budget (>= 1, capped at n with a warning).
         d: hop count (>= 1).
-        candidates: candidate pool size as a multiple of k (>= 1).
+        candidates: fixed pool size as a multiple of k (>= 1); None = automatic.
+        max_entries: growth budget in stored ball entries (automatic pool only).
+        progress: progress bar over the greedy picks (stderr).
+
+    Returns:
+        A :class:`Solution` with ``info`` keys ``certified``, ``upper_bound``, ``pool`` (final
+        pool size), ``ball_entries`` and ``rounds`` (greedy runs).
 
     Example:
         >>> import numpy as np, scipy.sparse as sp
         >>> A = sp.csr_array(([1, 1, 1, 1], ([0, 0, 1, 3], [1, 2, 3, 4])), shape=(5, 5))
         >>> sol = pruned_greedy(A, np.array([3.0, 2.0, 0.0, 1.0, 0.0]), k=1, d=2, candidates=2)
-        >>> sol.seeds.tolist(), sol.covered
-        ([0], 4)
+        >>> sol.seeds.tolist(), sol.covered, sol.info["certified"], sol.info["upper_bound"]
+        ([0], 4, True, 4)
     """
     A = as_csr(adj)
     n = A.shape[0]
     k = check_k(k, n)
     d = check_d(d)
-    if not isinstance(candidates, int) or candidates < 1:
-        raise ConfigError(f"candidates must be an integer >= 1, got {candidates!r}")
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    if scores.shape != (n,):
-        raise ConfigError(f"scores must have shape ({n},), got {scores.shape}")
+    if candidates is not None and (not isinstance(candidates, int) or candidates < 1):
+        raise ConfigError(f"candidates must be an integer >= 1 or None, got {candidates!r}")
+    if max_entries is not None and (not isinstance(max_entries, int) or max_entries < 1):
+        raise ConfigError(f"max_entries must be an integer >= 1 or None, got {max_entries!r}")
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+        if scores.shape != (n,):
+            raise ConfigError(f"scores must have shape ({n},), got {scores.shape}")
+    if max_entries is None:
+        max_entries = ENTRIES_PER_ARC * (n + A.nnz)
     t0 = time.perf_counter()
-    pool = top_k_indices(scores, min(n, candidates * k))
-    balls = balls_of(with_self_loops(A), pool, d).tocsr()
-    t1 = time.perf_counter()
-    coverers = balls.T.tocsr()
-    local, covered, _ = max_cover(
-        coverers,
-        lambda u: balls.indices[balls.indptr[u] : balls.indptr[u + 1]],
-        k,
-        progress=progress,
-    )
-    t2 = time.perf_counter()
+    A1, W = with_self_loops(A), _walk_matrix(A)
+    rank = scores if scores is not None else _walk_bound(W, np.ones(n, dtype=bool), d)
+    size = candidates * k if candidates is not None else max(START * k, MIN_POOL)
+    pool = top_k_indices(rank, min(n, size))
+    balls = balls_of(A1, pool, d).tocsr()
+    in_pool = np.zeros(n, dtype=bool)
+    in_pool[pool] = True
+    steps = [0, *(1 << t for t in range(k.bit_length()) if 1 << t < k), k]
+    timings = {"balls": time.perf_counter() - t0, "greedy": 0.0, "check": 0.0}
+    rounds, full = 0, False
+    while True:
+        rounds += 1
+        t0 = time.perf_counter()
+        local, covered, _ = max_cover(
+            balls.T.tocsr(),
+            lambda u, b=balls: b.indices[b.indptr[u] : b.indptr[u + 1]],
+            k,
+            progress=progress,
+        )
+        t1 = time.perf_counter()
+        gains, masks, ubs = _check_points(balls, local, W, d, steps)
+        threat = np.zeros(n, dtype=bool)
+        for j in range(len(steps) - 1):
+            threat |= ubs[j] > gains[steps[j + 1] - 1]
+        threat &= ~in_pool
+        threats = np.flatnonzero(threat)
+        timings["greedy"] += t1 - t0
+        timings["check"] += time.perf_counter() - t1
+        if candidates is not None or threats.size == 0 or full or rounds == MAX_ROUNDS:
+            break
+        t0 = time.perf_counter()
+        add = threats[top_k_indices(rank[threats], min(threats.size, GROW * pool.size))]
+        fits = np.cumsum(ubs[0][add]) <= max_entries - balls.nnz  # u_0 >= the ball size
+        full = not fits.all()  # the budget binds: this is the last growth round
+        add = add[fits]
+        if add.size == 0:
+            break
+        balls = sp.vstack([balls, balls_of(A1, add, d)], format="csr")
+        pool = np.concatenate([pool, add])
+        in_pool[add] = True
+        timings["balls"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    upper = n
+    for mask, ub in zip(masks[-2:], ubs[-2:]):
+        gain_in = np.add.reduceat((~mask[balls.indices]).astype(np.int64), balls.indptr[:-1])
+        ub[pool] = gain_in
+        upper = min(upper, int(mask.sum()) + int(np.partition(ub, n - k)[n - k :].sum()))
+    timings["bound"] = time.perf_counter() - t0
     return Solution(
         seeds=pool[local],
         covered=int(covered),
         n=n,
         d=d,
         method="pruned_greedy",
-        timings={"balls": t1 - t0, "greedy": t2 - t1},
-        info={"candidates": int(pool.size), "ball_entries": int(balls.nnz)},
+        timings=timings,
+        info={
+            "certified": bool(threats.size == 0),
+            "upper_bound": upper,
+            "pool": int(pool.size),
+            "ball_entries": int(balls.nnz),
+            "rounds": rounds,
+        },
     )
+
+
+def _check_points(
+    balls: sp.csr_array, local: np.ndarray, W: sp.csr_array, d: int, steps: list[int]
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Gains of the picks ``local`` (rows of ``balls``) in order, and at each step j in ``steps``
+    the covered mask of the first j picks and :func:`walk_bound` w.r.t. it."""
+    n = W.shape[0]
+    mask = np.zeros(n, dtype=bool)
+    gains = np.empty(local.size, dtype=np.int64)
+    masks, ubs = [], []
+    nxt = 0
+    for i in range(local.size + 1):
+        if i == steps[nxt]:
+            masks.append(mask.copy())
+            ubs.append(_walk_bound(W, ~mask, d))
+            nxt += 1
+        if i == local.size:
+            break
+        ball = balls.indices[balls.indptr[local[i]] : balls.indptr[local[i] + 1]]
+        new = ball[~mask[ball]]
+        gains[i] = new.size
+        mask[new] = True
+    return gains, masks, ubs
+
+
+def fastcover_greedy(
+    adj: sp.sparray | sp.spmatrix,
+    k: int,
+    d: int,
+    score: Callable[[], np.ndarray],
+    *,
+    candidates: int | None = None,
+    max_entries: int | None = None,
+    progress: bool = False,
+) -> Solution:
+    """FastCover's default: exact greedy, on the d-closure when pruning would not pay, else
+    among the candidates proposed by ``score()`` (:func:`pruned_greedy`).
+
+    With w(v) = :func:`walk_bound` (walks of length <= d from v, capped at n; their sum bounds
+    the closure's entries and its building cost), pruning pays when the closure is large, sum
+    w > ``CLOSURE_WALKS * (n + m)`` (never at d = 1), and the starting pool is a small part of
+    it: the ``max(START * k, MIN_POOL)`` largest w sum to at most 1 / ``POOL_SHARE`` of all.
+    Otherwise :func:`~combinatorial.baselines.greedy.greedy` runs on the closure without the
+    scores (a forward pass would cost about as much as the whole greedy). When pruning pays,
+    ``score()`` (e.g. a FastCover forward pass) is called once and :func:`pruned_greedy` picks
+    among its candidates. ``candidates=c`` always takes the pruned path with a fixed pool.
+
+    ``info["strategy"]`` names the path (``"closure greedy"`` or ``"pruned greedy"``),
+    ``info["certified"]`` whether the seeds are those of a run of exact greedy on the whole graph,
+    ``info["upper_bound"]`` >= OPT. ``timings["score"]`` is the call to ``score``.
+    """
+    A = as_csr(adj)
+    n = A.shape[0]
+    k, d = check_k(k, n), check_d(d)
+    w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
+    total = int(w.sum())
+    start = min(n, max(START * k, MIN_POOL))
+    top = int(np.partition(w, n - start)[n - start :].sum())
+    small = total <= CLOSURE_WALKS * (n + A.nnz) or top * POOL_SHARE > total
+    if candidates is None and small:
+        sol = greedy(A, k, d, max_bytes=None, progress=progress)
+        sol.info.update(strategy="closure greedy", certified=True)
+        return sol
+    t0 = time.perf_counter()
+    scores = score()
+    score_s = time.perf_counter() - t0
+    sol = pruned_greedy(
+        A, scores, k, d, candidates=candidates, max_entries=max_entries, progress=progress
+    )
+    sol.timings = {"score": score_s, **sol.timings}
+    sol.info = {"strategy": "pruned greedy", **sol.info}
+    return sol

@@ -70,14 +70,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rounds",
         type=positive_int("--rounds"),
         default=fastcover["rounds"],
-        help="fastcover re-scoring rounds",
+        help="fastcover --one-pass: re-scoring rounds",
     )
     fc.add_argument(
         "--candidates",
         type=positive_int("--candidates"),
         default=fastcover["candidates"],
         metavar="C",
-        help="fastcover: exact greedy among the C*k best-scored nodes (no closure)",
+        help="fastcover: fix the greedy pool to the C*k best-scored nodes (default: sized "
+        "automatically)",
+    )
+    fc.add_argument(
+        "--one-pass",
+        action="store_true",
+        default=fastcover["one_pass"],
+        help="fastcover: the top-k GNN scores of one forward pass (--rounds passes) instead of "
+        "exact greedy among the best-scored nodes",
+    )
+    fc.add_argument(
+        "--max-entries",
+        type=positive_int("--max-entries"),
+        default=fastcover["max_entries"],
+        metavar="N",
+        help="fastcover: stop growing the automatic pool once its d-balls hold N entries "
+        "(default 16 * (nodes + edges))",
     )
     fc.add_argument("--seed", type=int, default=0, help="random seed (ris, --powerlaw)")
     fc.add_argument(
@@ -154,9 +170,9 @@ def run(args: argparse.Namespace) -> int:
     if args.powerlaw is not None and args.graph is not None:
         raise GraphrecError("give either GRAPH or --powerlaw N, not both")
     defaults = SOLVERS.defaults("fastcover")
-    if args.method != "fastcover" and [args.rounds, args.candidates] != [*defaults.values()]:
-        raise GraphrecError(f"--rounds and --candidates apply to --method fastcover only, "
-                            f"not {args.method}")  # fmt: skip
+    if args.method != "fastcover" and [getattr(args, o) for o in defaults] != [*defaults.values()]:
+        raise GraphrecError(f"--rounds, --candidates, --one-pass and --max-entries apply to "
+                            f"--method fastcover only, not {args.method}")  # fmt: skip
     progress = not (args.quiet or args.json)
     graph, name, load_s = _load(args, progress)
     max_bytes = None if args.max_memory is None else int(args.max_memory * 2**30)
@@ -170,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
             method=args.method,
             rounds=args.rounds,
             candidates=args.candidates,
+            one_pass=args.one_pass,
+            max_entries=args.max_entries,
             seed=args.seed,
             max_bytes=max_bytes,
             progress=progress,
@@ -199,9 +217,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"graph     {name}: {sols[0].n:,} nodes, {graph.num_edges:,} {kind}")
     extra = ""
     if args.method == "fastcover":
-        extra = f", rounds={args.rounds}"
+        extra = f", {sols[0].info['strategy']}"
+        if args.one_pass:
+            extra += f", rounds={args.rounds}"
         if args.candidates:
-            extra += f", exact greedy among the top {args.candidates}k"
+            extra += f" among the top {args.candidates}k"
     if len(ks) == 1:
         _print_one(args, sols[0], load_s, ref, extra)
     else:
@@ -270,6 +290,11 @@ def _json(
             "load_s": load_s,
             "solve_s": _solve_s(sol),
             "timings": sol.timings,
+            **{
+                key: sol.info[key]
+                for key in ("strategy", "certified", "upper_bound")
+                if key in sol.info
+            },
             "greedy": None,
         }
         if ref is not None:
@@ -302,6 +327,10 @@ def _print_one(args: argparse.Namespace, sol: Any, load_s: float, ref: Any, extr
     print(f"method    {sol.method} (k={args.k[0]}, d={args.d}{extra})")
     print(f"seeds     {shown}{more}")
     print(f"coverage  {sol.covered:,} of {sol.n:,} nodes ({100 * sol.coverage:.2f}%)")
+    if "upper_bound" in sol.info:
+        cert = ", certified: exact greedy's seeds" if sol.info.get("certified") else ""
+        bound = sol.info["upper_bound"]
+        print(f"bound     optimum <= {bound:,} ({sol.covered / max(bound, 1):.4f} of it{cert})")
     print(f"time      load {load_s:.3f} s, solve {solve_s:.3f} s")
     if ref is not None:
         ref_s = _solve_s(ref)
