@@ -65,13 +65,15 @@ def adjacency(edge_index: Any, num_nodes: int) -> sp.csr_array:
     if ei.size and (ei.min() < 0 or ei.max() >= n):
         bad = ei[(ei < 0) | (ei >= n)][0]
         raise ConfigError(f"node id {bad} in edge_index is outside [0, num_nodes={n})")
-    keys = unique_sorted(ei[0] * n + ei[1])
+    keys = ei[0] * n
+    keys += ei[1]
+    keys = unique_sorted(keys)
     idx = _index_dtype(n, keys.size)
-    indptr = np.zeros(n + 1, dtype=idx)
-    np.cumsum(np.bincount(keys // max(n, 1), minlength=n), out=indptr[1:])
-    A = sp.csr_array(
-        (np.ones(keys.size, dtype=bool), (keys % max(n, 1)).astype(idx), indptr), shape=(n, n)
-    )
+    # row u holds the keys in [u n, (u + 1) n); the keys are sorted, so a search finds the rows
+    indptr = np.searchsorted(keys, np.arange(n + 1, dtype=np.int64) * n).astype(idx)
+    indices = np.remainder(keys, max(n, 1), out=keys).astype(idx)
+    del keys
+    A = sp.csr_array((np.ones(indices.size, dtype=bool), indices, indptr), shape=(n, n))
     A.has_canonical_format = True
     return A
 
@@ -147,9 +149,11 @@ def with_self_loops(A: sp.csr_array) -> sp.csr_array:
 
 
 def unique_sorted(a: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a 1-D array (sort + adjacent compare; we measured NumPy 2's
-    hash-based ``np.unique`` much slower on millions of int64 keys)."""
-    a = np.sort(a)
+    """Sorted distinct values of a 1-D array, a new array (sort + adjacent compare; we measured
+    NumPy 2's hash-based ``np.unique`` much slower on millions of int64 keys). An input that is
+    already sorted, e.g. the keys of a file sorted by source and target, skips the sort."""
+    if a.size < 2 or not np.all(a[1:] >= a[:-1]):
+        a = np.sort(a)
     if a.size < 2:
         return a
     keep = np.empty(a.size, dtype=bool)

@@ -882,7 +882,8 @@ def _count_duplicates(row: np.ndarray, col: np.ndarray, n: int) -> int:
     if not len(row):
         return 0
     keys = _pair_keys(row, col, n, False)
-    keys.sort()
+    if not np.all(keys[1:] >= keys[:-1]):  # files sorted by source and target skip the sort
+        keys.sort()
     return len(keys) - 1 - int(np.count_nonzero(keys[1:] != keys[:-1]))
 
 

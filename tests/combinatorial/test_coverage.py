@@ -88,6 +88,8 @@ def test_adjacency_is_binary_canonical() -> None:
     assert A.toarray().astype(int).tolist() == [[0, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0], [0] * 4]
     assert (adjacency(torch.as_tensor(ei), 4) != A).nnz == 0
     assert adjacency(np.zeros((2, 0), dtype=np.int64), 3).nnz == 0
+    ordered = ei[:, np.lexsort(ei[::-1])]  # sorted keys skip the sort: the same matrix
+    assert (adjacency(ordered, 4) != A).nnz == 0 and adjacency(ordered, 4).has_canonical_format
 
 
 def test_adjacency_rejects_bad_input() -> None:

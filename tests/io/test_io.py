@@ -148,6 +148,9 @@ def test_self_loops_and_duplicates_are_counted(tmp_path):
     assert (g.num_self_loops, g.num_duplicates, g.num_edges) == (2, 1, 6)
     u = read_edgelist(path, undirected=True)
     assert (u.num_self_loops, u.num_duplicates) == (2, 2)  # "1 0" repeats {0, 1} too
+    ordered = write(tmp_path, "sorted.txt", "0 1\n0 1\n0 2\n1 0\n1 1\n1 1\n1 1\n")
+    g = read_edgelist(ordered)  # lines sorted by (source, target): the count skips a sort
+    assert (g.num_self_loops, g.num_duplicates, g.data.edge_index.dtype) == (3, 3, torch.int64)
 
 
 @pytest.mark.parametrize(
