@@ -11,7 +11,9 @@ rank 0. Every per-node sum runs over the same edges in the same order as in one 
 every node keeps its row, so the gathered scores are bit-identical to one process's and so are
 the seeds (top-k, ties to the smallest id, or greedy over a candidate pool). On small-world
 graphs the halo of any range is nearly the whole graph: the scoring is then replicated, not
-split.
+split. ``split="edges"`` splits the edge work on any graph instead (each rank runs every layer
+on its range's in-edges and the layer outputs are summed over the ranks), at the price of
+float rounding: the logits are not bit-identical, and seeds can differ where scores nearly tie.
 
 **RIS.** Every rank draws the same ``samples`` uniform targets from ``seed``; each distinct
 target's reverse d-ball is computed once and weighted by its multiplicity. Each rank computes
@@ -216,7 +218,8 @@ def edge_split_scores(
 
     Each covered node's softmax group is whole on its owner; a coverer's sum is split over the
     ranks and its parts are added after the layer's linear map (the bias counted once), so the
-    logits equal one process's up to float rounding (about 1e-7 relative), not bit for bit.
+    logits equal one process's up to float rounding, not bit for bit (where large partial sums
+    cancel, the relative difference can reach about 1e-4).
     Mirrors :meth:`FastCover.forward` for one pass without target weights; any input features.
 
     Returns:
