@@ -358,6 +358,11 @@ def _run_local(job: tuple, workers: int, threads: int | None) -> Any:
     """Run ``job`` on ``workers`` local processes (gloo, forked where the platform allows, so
     they start without re-importing); rank 0's result."""
     _check_gloo()
+    if dist.is_initialized():
+        raise ConfigError(
+            "a torch.distributed process group is already initialised: call partitioned_scores "
+            "/ partitioned_ris on its ranks instead of starting local workers"
+        )
     threads = max(1, torch.get_num_threads() // workers) if threads is None else threads
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with tempfile.TemporaryDirectory(prefix="graphrec-dist-") as tmp, mp.Manager() as manager:

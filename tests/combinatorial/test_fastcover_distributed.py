@@ -138,3 +138,19 @@ def test_bad_arguments(graph):
     model.features = "sketch"
     with pytest.raises(ConfigError, match="features"):
         distributed_scores(edge_index, N, 2, model=model)
+
+
+def test_inside_an_existing_process_group(graph, tmp_path):
+    edge_index, adj = graph
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        with pytest.raises(ConfigError, match="already initialised"):
+            distributed_scores(edge_index, N, 2, workers=2)
+        logits, _ = partitioned_scores(load_pretrained(2), edge_index, N)
+        assert torch.equal(logits, scores(load_pretrained(2), edge_index, N))
+        sol = partitioned_ris(adj, 5, 2, samples=300)
+        assert sol.seeds.tolist() == partitioned_ris(adj, 5, 2, samples=300).seeds.tolist()
+    finally:
+        torch.distributed.destroy_process_group()
