@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from combinatorial.baselines.greedy import greedy, max_cover
 from combinatorial.baselines.heuristics import top_k_indices
-from combinatorial.closure import balls_of
+from combinatorial.closure import _level_sizes, balls_of
 from combinatorial.coverage import covered_mask
 from combinatorial.graph import as_csr, check_d, check_k, with_self_loops
 from combinatorial.solution import Solution
@@ -29,7 +29,8 @@ ENTRIES_PER_ARC = 16  # default growth budget: ball entries <= ENTRIES_PER_ARC *
 GROW = 3  # each growth round adds at most GROW * (pool size) threats
 MAX_ROUNDS = 5  # greedy runs at most
 CLOSURE_WALKS = 64  # fastcover_greedy: closure greedy when the d-walks <= this * (n + m) ...
-POOL_SHARE = 8  # ... or when the starting pool holds more than 1 / POOL_SHARE of them
+POOL_SHARE = 8  # ... or when the starting pool's balls hold more than 1 / POOL_SHARE of it
+SAMPLES = 128  # random balls estimating the closure's size
 
 
 def walk_bound(adj: sp.sparray | sp.spmatrix, uncovered: np.ndarray, d: int) -> np.ndarray:
@@ -252,6 +253,20 @@ def _check_points(
     return gains, masks, ubs
 
 
+def _pruning_pays(A: sp.csr_array, k: int, d: int) -> bool:
+    """Whether the starting pool's d-balls cost well under the closure (see
+    :func:`fastcover_greedy`)."""
+    n = A.shape[0]
+    w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
+    if int(w.sum()) <= CLOSURE_WALKS * (n + A.nnz):
+        return False
+    A1 = with_self_loops(A)
+    closure = _level_sizes(A1, d, SAMPLES, 0)[0]  # estimated entries of the closure
+    top = top_k_indices(w, min(n, SAMPLES // 16))  # the heaviest balls, as in the pool
+    pool = min(n, max(START * k, MIN_POOL)) * balls_of(A1, top, d).nnz / top.size
+    return pool * POOL_SHARE <= closure
+
+
 def fastcover_greedy(
     adj: sp.sparray | sp.spmatrix,
     k: int,
@@ -268,7 +283,9 @@ def fastcover_greedy(
     With w(v) = :func:`walk_bound` (walks of length <= d from v, capped at n; their sum bounds
     the closure's entries and its building cost), pruning pays when the closure is large, sum
     w > ``CLOSURE_WALKS * (n + m)`` (never at d = 1), and the starting pool is a small part of
-    it: the ``max(START * k, MIN_POOL)`` largest w sum to at most 1 / ``POOL_SHARE`` of all.
+    it: ``max(START * k, MIN_POOL)`` times the mean ball size of the ``SAMPLES / 16`` nodes of
+    largest w (the heaviest balls) is at most 1 / ``POOL_SHARE`` of the closure's entries,
+    estimated from the balls of ``SAMPLES`` random nodes.
     Otherwise :func:`~combinatorial.baselines.greedy.greedy` runs on the closure without the
     scores (a forward pass would cost about as much as the whole greedy). When pruning pays,
     ``score()`` (e.g. a FastCover forward pass) is called once and :func:`pruned_greedy` picks
@@ -281,12 +298,7 @@ def fastcover_greedy(
     A = as_csr(adj)
     n = A.shape[0]
     k, d = check_k(k, n), check_d(d)
-    w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
-    total = int(w.sum())
-    start = min(n, max(START * k, MIN_POOL))
-    top = int(np.partition(w, n - start)[n - start :].sum())
-    small = total <= CLOSURE_WALKS * (n + A.nnz) or top * POOL_SHARE > total
-    if candidates is None and small:
+    if candidates is None and not _pruning_pays(A, k, d):
         sol = greedy(A, k, d, max_bytes=None, progress=progress)
         sol.info.update(strategy="closure greedy", certified=True)
         return sol
