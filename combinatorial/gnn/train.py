@@ -67,7 +67,7 @@ from combinatorial.gnn.loss import (
     fastcover_loss,
     imitation_loss,
 )
-from combinatorial.gnn.model import FEATURES, FastCover
+from combinatorial.gnn.model import FEATURES, FastCover, feature_dim
 from combinatorial.graph import adjacency
 from graphrec.datasets import DATA_ENV, dataset_folder
 from graphrec.errors import ConfigError, GraphrecError
@@ -320,8 +320,10 @@ def monotone_init_(model: FastCover, d: int) -> None:
     the credit a node collects over those hops. Attention starts at ``a = [0 || 1 / sqrt(F_in)]``,
     ``c = 0``: a shared target gives more credit to the coverer with the larger features, as
     greedy gives it to the first (largest) seed. For d = 1 the untrained logit is then the soft
-    coverage. Sets ``model.mask_layer = L - d``. The official code uses PyTorch's default init,
-    which starts from a random, often inverted ranking.
+    coverage. Input columns past the three degree features (the ball-size estimates of
+    ``features="sketch"``) start with zero weight, so such a model starts as a ``"degree"`` one
+    and learns how much to use them. Sets ``model.mask_layer = L - d``. The official code uses
+    PyTorch's default init, which starts from a random, often inverted ranking.
     """
     constant = max(0, len(model.convs) - d)
     model.mask_layer = constant  # credit is counted from this layer on: re-scoring masks here
@@ -332,10 +334,14 @@ def monotone_init_(model: FastCover, d: int) -> None:
                 conv.lin.bias.fill_(1.0)
                 conv.att.zero_()
             else:
+                # columns past the degree features (the ball estimates of "sketch") start at 0
+                sketch = i == 0 and model.features == "sketch"
+                seen = feature_dim("degree") if sketch else conv.in_channels
                 conv.lin.weight.abs_()
+                conv.lin.weight[:, seen:] = 0.0
                 conv.lin.bias.zero_()
-                conv.att[: conv.in_channels] = 0.0
-                conv.att[conv.in_channels :] = conv.in_channels**-0.5
+                conv.att.zero_()
+                conv.att[conv.in_channels : conv.in_channels + seen] = seen**-0.5
             conv.att_bias.zero_()
 
 

@@ -8,6 +8,7 @@ import torch
 
 from combinatorial import adjacency, ball_sizes
 from combinatorial.gnn.model import FastCover, node_features
+from combinatorial.gnn.train import monotone_init_
 from combinatorial.sketch import ball_size_sketch, hll_estimate
 from graphrec.errors import ConfigError
 
@@ -62,3 +63,20 @@ def test_sketch_features_extend_degree_features():
     torch.testing.assert_close(sketch[:, 3:], torch.from_numpy(np.log(balls[:, 1:])).float())
     model = FastCover(features="sketch")
     assert model.convs[0].in_channels == 5 and model(edge_index, n).shape == (n,)
+
+
+def test_monotone_init_starts_a_sketch_model_as_a_degree_model():
+    n = 300
+    edge_index = torch.from_numpy(_random_graph(n, 900, seed=2))
+    torch.manual_seed(0)
+    model = FastCover(features="sketch")
+    monotone_init_(model, 3)
+    ref = FastCover(features="degree")
+    state = dict(model.state_dict())
+    state["convs.0.lin.weight"] = state["convs.0.lin.weight"][:, :3]
+    att = state["convs.0.att"]
+    state["convs.0.att"] = torch.cat([att[:3], att[5:8]])
+    ref.load_state_dict(state)
+    assert (model.convs[0].lin.weight[:, 3:] == 0).all() and (att[3:5] == 0).all()
+    assert (att[8:] == 0).all()
+    torch.testing.assert_close(model(edge_index, n), ref(edge_index, n))
