@@ -1,7 +1,8 @@
 """CTR: the five base models with and without HIEN, on MovieLens-100K and the synthetic set.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py [--datasets ml-100k,synthetic]
-[--models lr,widedeep,deepfm,dcn,din] [--seeds 5] [--no-md] [--retime ml-100k]``
+[--models lr,widedeep,deepfm,dcn,din] [--seeds 5] [--no-md] [--retime ml-100k] [--scale]
+[--plug add]``
 
 For every (dataset, model, HIEN or not, seed) cell: build the model with
 :func:`graphrec.models.ctr.experiment.build_ctr_model` (seed = weights, batch order), train it
@@ -19,6 +20,21 @@ machine. Data: MovieLens-100K from ``$GRAPHREC_TEST_DATA`` or ``../shared/data``
 set is :func:`graphrec.datasets.synthetic_ctr` with seed 0 (the same data for every model seed).
 The timings are kept in ``ctr_cells/DATASET_timing.json``; ``--retime DATASET`` measures them
 again (e.g. after a speed-up) without rerunning the accuracy cells.
+
+With ``--retime ml-100k`` (and DIN among the models) HIEN's cost bounds are derived from the
+ml-100k epoch timings at batch 1024: HIEN + DIN / DIN per epoch, and per base model HIEN's
+added time per 1,024 samples against one DIN training step (``results/ctr_bounds.json``, the
+``ctr-bounds`` section of BENCHMARKS.md).
+
+``--scale`` only times one training step (batch 1,024) of DIN and HIEN + DIN on
+``synthetic_ctr(value_skew=1.1)`` with 10^2, 10^4 and 10^6 values per attribute type and
+histories of 50 and 500 items (HIEN's added time and its flatness), and trains HIEN + DIN at
+10^2 and 10^6 values for the planted-type share (``results/ctr_scale.json``,
+``results/hien_scale.png``, section ``ctr-scale``).
+
+``--plug add`` only runs the accuracy cells of HIEN with ``plug="add"`` (intents added to the
+user and item fields) and compares them with the default's cells, paired by seed (section
+``ctr-plug``).
 
 ``--breakdown`` only times one training step of each model with HIEN's parts removed one after
 another (user intent, item intent, tree refinement), to show where HIEN's cost goes; it writes
@@ -47,7 +63,10 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as bench  # noqa: E402
 
-from graphrec.models.ctr import evaluate_ctr, train_ctr, train_recipe  # noqa: E402
+from graphrec.datasets.synthetic_ctr import SYNTHETIC_TREES, synthetic_ctr  # noqa: E402
+from graphrec.graphs.attribute_tree import tree_from_table  # noqa: E402
+from graphrec.models.ctr import CTRFeatures, evaluate_ctr, train_ctr, train_recipe  # noqa: E402
+from graphrec.models.ctr.data import CTRSplit  # noqa: E402
 from graphrec.models.ctr.defaults import HIEN_DEFAULTS  # noqa: E402
 from graphrec.models.ctr.experiment import (  # noqa: E402
     CTRDataset,
@@ -185,8 +204,7 @@ def step_breakdown(data: CTRDataset, model_name: str, bs: int, repeat: int) -> d
         if removed >= 2:
             model.item_attention.forward = _skip_intent(model.item_attention, 0)
         if removed >= 3:
-            views = [v.detach() for v in model.refine_tables()[1]]
-            model.refine_tables = lambda: ({}, views)
+            model.freeze_tables()
         return model
 
     models = {"base": build_ctr_model(model_name, data), "hien": stripped(0)}
@@ -252,6 +270,153 @@ def compare_plug(
         bench.md_table(["dataset / model", default, plug, f"{plug} - {default}", "p"], rows),
     ])  # fmt: skip
     bench.publish("ctr-plug", text, update_md=md)
+
+
+def bounds(timing: dict, rows: int, models: list[str]) -> dict:
+    """The HIEN cost bounds from the ml-100k epoch timings at batch 1024: HIEN + DIN / DIN per
+    epoch (<= 1.5), and per base model HIEN's added time per 1,024 samples against one DIN
+    training step (epoch time per 1,024 samples, <= 1)."""
+    per_1024 = 1024 / rows
+    din_step = timing["din@1024"]["base_epoch_s"] * per_1024
+    added = {
+        m: (timing[f"{m}@1024"]["hien_epoch_s"] - timing[f"{m}@1024"]["base_epoch_s"]) * per_1024
+        for m in models
+    }
+    return {
+        "din_epoch_ratio": timing["din@1024"]["ratio"],
+        "din_step_ms": din_step * 1e3,
+        "added_ms_per_1024": {m: a * 1e3 for m, a in added.items()},
+        "added_over_din_step": {m: a / din_step for m, a in added.items()},
+        "load_average_1min": [timing[f"{m}@1024"]["load_average_1min"] for m in models],
+    }
+
+
+def bounds_markdown(b: dict, cmd: str) -> str:
+    """The ``ctr-bounds`` section of BENCHMARKS.md."""
+    ok = "met" if b["din_epoch_ratio"] <= 1.5 else "NOT met"
+    rows = [
+        [m, f"{b['added_ms_per_1024'][m]:.2f}", f"{b['added_over_din_step'][m]:.2f}",
+         "met" if b["added_over_din_step"][m] <= 1 else "NOT met"]
+        for m in b["added_ms_per_1024"]
+    ]  # fmt: skip
+    loads = b["load_average_1min"]
+    return "\n".join([
+        "## CTR: HIEN's cost bounds on ml-100k",
+        "",
+        f"Command: `{cmd}` ({bench.machine()}, torch threads 1; 1-min load average "
+        f"{min(loads):.1f} to {max(loads):.1f}: timings are upper bounds). From the training "
+        "epochs at batch 1024 (best of the repeats, base and HIEN alternating in one process). "
+        f"HIEN + DIN / DIN per epoch: **{b['din_epoch_ratio']:.2f}×** (bound 1.5×: {ok}). "
+        f"HIEN's added time per 1,024 samples against one DIN training step "
+        f"({b['din_step_ms']:.1f} ms, bound 1×):",
+        "",
+        bench.md_table(["base model", "added ms / 1,024", "/ DIN step", "bound"], rows),
+    ])  # fmt: skip
+
+
+#: The scale grid: attribute vocabulary sizes (each of the four types) and history lengths.
+SCALE_VOCABS = (10**2, 10**4, 10**6)
+SCALE_HISTORIES = (50, 500)
+
+
+def scale_data(vocab: int, history: int) -> CTRDataset:
+    """The synthetic set with ``vocab`` values per attribute type (Zipf-like, planted type
+    ``cate``), 20,000 items, 1,000 users and full histories of ``history`` clicks."""
+    syn = synthetic_ctr(
+        num_users=1000, num_items=20_000, num_campaigns=vocab, num_customers=vocab,
+        num_cates=vocab, num_brands=vocab, value_skew=1.1, warmup_clicks=history,
+        max_history=history, seed=0,
+    )  # fmt: skip
+    split = CTRSplit(syn.train, syn.valid, syn.test)
+    tables = [split.train, split.valid, split.test]
+    trees = [tree_from_table(tables, list(levels)) for levels in SYNTHETIC_TREES]
+    return CTRDataset("synthetic-scale", split, CTRFeatures.from_table(split.train),
+                      {"item": trees, "user": []}, "item", "user", "history")  # fmt: skip
+
+
+def step_ms(model, batch: dict, labels: torch.Tensor, n: int = 2) -> float:
+    """Milliseconds of one training step (forward + backward, gradients freed), mean of ``n``."""
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        model.zero_grad(set_to_none=True)
+        F.binary_cross_entropy_with_logits(model(batch), labels).backward()
+    return (time.perf_counter() - t0) / n * 1e3
+
+
+def scale(repeat: int, cmd: str, md: bool) -> None:
+    """HIEN's added time per 1,024 samples (DIN base) over the scale grid, its flatness, and
+    the planted-type share at the largest vocabulary (section ``ctr-scale``)."""
+    grid = [(v, SCALE_HISTORIES[0]) for v in SCALE_VOCABS]
+    grid += [(v, SCALE_HISTORIES[-1]) for v in (SCALE_VOCABS[0], SCALE_VOCABS[-1])]
+    cells, shares = [], {}
+    for vocab, history in tqdm(grid, desc="scale", unit="cell"):
+        data = scale_data(vocab, history)
+        rows = np.arange(1024)
+        batch = data.features.batch(data.split.train, rows)
+        labels = data.features.labels(data.split.train, rows)
+        models = {h: build_ctr_model("din", data, hien=h) for h in (False, True)}
+        ms = bench.alternating_best(
+            {h: partial(step_ms, m, batch, labels) for h, m in models.items()}, repeat, warmup=1
+        )
+        cells.append({"vocab": vocab, "history": history, "base_ms": ms[False],
+                      "hien_ms": ms[True], "added_ms": ms[True] - ms[False],
+                      "load_average_1min": bench.load_average()})  # fmt: skip
+        print(cells[-1])
+        if history == SCALE_HISTORIES[0] and vocab in (SCALE_VOCABS[0], SCALE_VOCABS[-1]):
+            del models
+            model = build_ctr_model("din", data, hien=True)
+            train_ctr(model, data.split.train, data.split.valid, epochs=4, batch_size=1024,
+                      lr=1e-2, patience=4, seed=0)  # fmt: skip
+            shares[vocab] = planted_share(model, data, "cate")
+            print(f"planted share at {vocab}: {shares[vocab]:.3f}")
+        del data
+    ref = cells[0]["added_ms"]
+    flat = max(c["added_ms"] for c in cells) / ref
+    payload = {"command": cmd, "cells": cells, "flatness": flat, "planted_share": shares}
+    print(f"wrote {bench.write_results('ctr_scale', payload)}")
+    _plot_scale(cells)
+    loads = [c["load_average_1min"] for c in cells]
+    rows = [[f"{c['vocab']:.0e}", c["history"], f"{c['base_ms']:.1f}", f"{c['hien_ms']:.1f}",
+             f"{c['added_ms']:.1f}", f"{c['added_ms'] / ref:.2f}×"] for c in cells]  # fmt: skip
+    text = "\n".join([
+        "## CTR: HIEN's added time as vocabularies and histories grow",
+        "",
+        f"Command: `{cmd}` ({bench.machine()}, torch threads 1; 1-min load average "
+        f"{min(loads):.1f} to {max(loads):.1f}: timings are upper bounds). Synthetic data "
+        "(`synthetic_ctr(value_skew=1.1)`: 20,000 items, 1,000 users, every attribute type "
+        "with the given number of values, full histories). One training step (forward + "
+        "backward) of DIN and of HIEN + DIN on a fixed batch of 1,024, ms, best of the "
+        "repeats, alternating; added = HIEN - DIN. Flatness (largest added time / the first "
+        f"row's, bound 1.2×): **{flat:.2f}×**. Planted-type share (test users whose mean β is "
+        "highest on `cate`, HIEN + DIN trained 4 epochs, batch 1024, lr 0.01): "
+        + ", ".join(f"{v:.0e} values {s:.2f}" for v, s in shares.items())
+        + ". Plot: `benchmarks/results/hien_scale.png`.",
+        "",
+        bench.md_table(["values per type", "history", "DIN ms", "HIEN + DIN ms", "added ms",
+                        "added / first"], rows),  # fmt: skip
+    ])  # fmt: skip
+    bench.publish("ctr-scale", text, update_md=md)
+
+
+def _plot_scale(cells: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for history in SCALE_HISTORIES:
+        sel = [c for c in cells if c["history"] == history]
+        ax.plot([c["vocab"] for c in sel], [c["added_ms"] for c in sel], "o-",
+                label=f"history {history}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("values per attribute type")
+    ax.set_ylabel("HIEN added ms / 1,024 samples")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(bench.RESULTS / "hien_scale.png", dpi=120)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -388,6 +553,12 @@ def main() -> None:
         "by seed (section ctr-plug)",
     )
     parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="only HIEN's added step time over vocabularies 1e2..1e6 and histories 50..500, "
+        "and the planted-type share at 1e6 values (section ctr-scale)",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="only time HIEN's parts per training step (section ctr-breakdown)",
@@ -396,6 +567,9 @@ def main() -> None:
     torch.set_num_threads(1)
     datasets, models = args.datasets.split(","), args.models.split(",")
     cmd = bench.command_line("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ctr.py")
+    if args.scale:
+        scale(args.repeat, cmd, not args.no_md)
+        return
     if args.plug:
         compare_plug(datasets, models, args.seeds, args.plug, cmd, not args.no_md)
         return
@@ -430,6 +604,12 @@ def main() -> None:
             timing[f"{ds}/{m}@large"] = saved[f"{m}@{LARGE_BATCH}"]
     if args.cells_only:
         return
+    if "ml-100k" in args.retime.split(",") and "din" in models:
+        rows = load("ml-100k").split.train.num_rows
+        saved = json.loads((CELLS / "ml-100k_timing.json").read_text())
+        b = bounds(saved, rows, models)
+        print(f"wrote {bench.write_results('ctr_bounds', {'command': cmd, **b})}")
+        bench.publish("ctr-bounds", bounds_markdown(b, cmd), update_md=not args.no_md)
     summary = summarise(cells, timing, datasets, models)
     payload = {"machine": bench.machine(), "command": cmd, "settings": SETTINGS,
                "summary": summary, "cells": cells}  # fmt: skip

@@ -14,11 +14,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec.errors import ConfigError
@@ -72,6 +72,21 @@ def _key(name: str) -> str:
     return name.replace(".", "_").replace("/", "__")
 
 
+def _gather(weight: Tensor, codes: Tensor) -> Tensor:
+    """``weight[codes]``, ``[*codes.shape, d]`` (``index_select``: a cheap backward on CPU)."""
+    return weight.index_select(0, codes.reshape(-1)).view(*codes.shape, weight.shape[1])
+
+
+def _gather_rows(nodes: Tensor, rows: Tensor, codes: Tensor) -> Tensor:
+    """The rows of ``codes`` among the refined rows ``rows`` of the sorted ``nodes``."""
+    return _gather(rows, torch.searchsorted(nodes, codes))
+
+
+def _no_nodes(level: _TreeLevel) -> Tensor:
+    """No node of ``level`` needed: an empty index."""
+    return level.ptr.new_zeros(0)
+
+
 class _TreeLevel(torch.nn.Module):
     """One non-leaf level of an attribute tree: its table and the edges from the level below.
 
@@ -92,6 +107,19 @@ class _TreeLevel(torch.nn.Module):
         deg = TreeAggregation.degree(edge_index, num_nodes)
         self.register_buffer("deg", deg, persistent=False)
         self.register_buffer("frozen", None, persistent=False)
+        # children grouped by parent (CSR): a batch refines only the parents it needs
+        order = torch.argsort(edge_index[1], stable=True)
+        self.register_buffer("child_ids", edge_index[0][order], persistent=False)
+        ptr = torch.cat([deg.new_zeros(1), deg[:, 0].cumsum(0)]).long()
+        self.register_buffer("ptr", ptr, persistent=False)
+
+    def children_of(self, parents: Tensor) -> tuple[Tensor, Tensor]:
+        """``(children, slot)``: every child of ``parents`` and the position of its parent in
+        ``parents``, ``O(sum of their degrees)``."""
+        start, count = self.ptr[parents], self.ptr[parents + 1] - self.ptr[parents]
+        slot = torch.repeat_interleave(torch.arange(len(parents), device=parents.device), count)
+        first = torch.repeat_interleave(start - (count.cumsum(0) - count), count)
+        return self.child_ids[first + torch.arange(len(slot), device=slot.device)], slot
 
     @property
     def num_nodes(self) -> int:
@@ -297,6 +325,8 @@ class HIEN(torch.nn.Module):
         self.levels = torch.nn.ModuleDict()
         self._trees: list[tuple[str, str, int]] = []  # tree key, leaf table, number of levels
         self._item_levels: list[str] = []  # level key of every item attribute type
+        self._below: dict[str, str | None] = {}  # level key -> the level below (None: leaves)
+        self._leaf_of: dict[str, str] = {}  # level key -> its tree's leaf table
         self.types: list[str] = []
         refined: set[str] = set()
         ancestors: list[tuple[Tensor, int]] = []
@@ -311,6 +341,9 @@ class HIEN(torch.nn.Module):
                     self._build_level(tree, tkey, lvl, refined) for lvl in range(1, tree.num_levels)
                 ]
                 self._trees.append((tkey, leaf_table, tree.num_levels))
+                for lvl, key in enumerate(keys, start=1):
+                    self._below[key] = keys[lvl - 2] if lvl > 1 else None
+                    self._leaf_of[key] = leaf_table
                 if side == "item":
                     ancestors += self._add_item_types(tree, keys)
         return ancestors
@@ -510,16 +543,16 @@ class HIEN(torch.nn.Module):
     ) -> tuple[EmbeddedFeatures, dict[str, Tensor]]:
         """The embedded features with HIEN's intents, and the attention weights (``alpha``
         per value only with ``weights``: a training step does not need it)."""
-        tables, level_tables = self.refine_tables()
-        emb = self.base.embed(batch, tables=tables)
-        # per type: the target's attribute (its weighted values) and the history's values,
-        # gathered from the refined tables (cost O(B * L), whatever the vocabulary sizes)
-        target, keys, shares = [], [], []
         item_values = self._type_values(batch[self.item].unsqueeze(1))
         hist_values = self._type_values(batch[self.history])
-        for table, (v_t, w_t), (v_h, w_h) in zip(level_tables, item_values, hist_values):
-            target.append((F.embedding(v_t, table) * w_t.unsqueeze(-1)).sum(1))
-            keys.append(F.embedding(v_h, table))
+        rows = self._refine_rows(batch, item_values, hist_values)
+        emb = self._embed(batch, rows)
+        # per type: the target's attribute (its weighted values) and the history's values,
+        # gathered from the refined rows (cost O(B * L), whatever the vocabulary sizes)
+        target, keys, shares = [], [], []
+        for key, (v_t, w_t), (v_h, w_h) in zip(self._item_levels, item_values, hist_values):
+            target.append((rows[key](v_t) * w_t.unsqueeze(-1)).sum(1))
+            keys.append(rows[key](v_h))
             shares.append(w_h)
         # the (refined) user and item embeddings are fields of the base model's embedding
         context = None if self.user is None else emb.fields[:, self._user_field]
@@ -529,16 +562,10 @@ class HIEN(torch.nn.Module):
         extra = [user_out.intent]
         out = {"alpha_keys": user_out.alpha, "beta": user_out.beta}
         if self.item_attention is not None:
-            user_weight = tables.get(
-                self.user_table, self.base.embedding.table(self.user_table).weight
-            )
             clickers = self.clickers.index_select(0, batch[self.item])  # [B, S]
             mask = (clickers != 0) & (clickers != batch[self.user].unsqueeze(-1))
             e_v = emb.fields[:, self._item_field]
-            # index_select: its backward (index_add) is cheaper than embedding's on CPU
-            e_clickers = user_weight.index_select(0, clickers.reshape(-1)).view(
-                *clickers.shape, user_weight.shape[1]
-            )
+            e_clickers = self._table_rows(rows, self.user_table, clickers)
             item_out = self.item_attention(e_clickers.unsqueeze(1), e_v.unsqueeze(1), mask)
             extra.append(item_out.intent)
             out["gamma"] = item_out.alpha[:, 0]
@@ -549,6 +576,75 @@ class HIEN(torch.nn.Module):
         else:
             emb.extra = torch.stack(extra, dim=1)
         return emb, out
+
+    def _refine_rows(
+        self,
+        batch: dict[str, Tensor],
+        item_values: list[tuple[Tensor, Tensor]],
+        hist_values: list[tuple[Tensor, Tensor]],
+    ) -> dict[str, Any]:
+        """Per level key, a lookup ``codes -> refined rows [*codes.shape, d]`` for the nodes
+        the batch reads (its features of the level's table, the items' attribute values).
+
+        Only those nodes are refined, with their subtrees: needed parents pull in all their
+        children, top-down, then the aggregation runs bottom-up on these nodes alone (equal to
+        the rows of :meth:`refine_tables`, at a cost independent of the vocabulary sizes). With
+        frozen tables, the rows are gathered from them."""
+        if self.tables_frozen:
+            return {key: partial(_gather, level.frozen) for key, level in self.levels.items()}
+        need: dict[str, list[Tensor]] = {key: [] for key in self.levels}
+        by_table = {level.table: key for key, level in self.levels.items() if not level.own}
+        for spec in (*self.base.features.sparse, *self.base.features.sequence):
+            if spec.table in by_table:
+                need[by_table[spec.table]].append(batch[spec.name].reshape(-1))
+        for key, (v_t, _), (v_h, _) in zip(self._item_levels, item_values, hist_values):
+            need[key] += [v_t.reshape(-1), v_h.reshape(-1)]
+        nodes: dict[str, Tensor] = {}
+        edges: dict[str, tuple[Tensor, Tensor]] = {}
+        for key in reversed(list(self.levels)):  # a level's keys come after those below it
+            level = self.levels[key]
+            nodes[key] = torch.unique(torch.cat(need[key])) if need[key] else _no_nodes(level)
+            edges[key] = level.children_of(nodes[key])
+            if self._below[key] is not None:
+                need[self._below[key]].append(edges[key][0])
+        refined: dict[str, Tensor] = {}
+        for key, level in self.levels.items():  # bottom-up
+            children, slot = edges[key]
+            below = self._below[key]
+            if below is None:
+                x_child = self._weight(self._leaf_of[key], False).index_select(0, children)
+            else:
+                x_child = refined[below].index_select(0, torch.searchsorted(nodes[below], children))
+            x_parent = self._weight(level.table, level.own).index_select(0, nodes[key])
+            edge_index = torch.stack([torch.arange(len(children), device=slot.device), slot])
+            refined[key] = self.aggregators[key](
+                x_child, x_parent, edge_index, level.deg.index_select(0, nodes[key])
+            )
+        return {key: partial(_gather_rows, nodes[key], refined[key]) for key in self.levels}
+
+    def _table_rows(self, rows: dict[str, Any], table: str, codes: Tensor) -> Tensor:
+        """``codes`` of a base table looked up in its refined rows (or the base weights)."""
+        for key, level in self.levels.items():
+            if not level.own and level.table == table:
+                return rows[key](codes)
+        return _gather(self.base.embedding.table(table).weight, codes)
+
+    def _embed(self, batch: dict[str, Tensor], rows: dict[str, Any]) -> EmbeddedFeatures:
+        """``base.embed`` with the refined rows in place of the refined tables' lookups."""
+        refined = {level.table for level in self.levels.values() if not level.own}
+        # the refined tables' own lookups are replaced below: read without a gradient (each
+        # read of a table costs a full-size gradient in the backward pass)
+        emb = self.base.embed(batch, {t: self._weight(t, False).detach() for t in refined})
+        sparse = self.base.features.sparse
+        fields = [f for f, spec in enumerate(sparse) if spec.table in refined]
+        if fields:
+            new = [self._table_rows(rows, sparse[f].table, batch[sparse[f].name]) for f in fields]
+            index = torch.tensor(fields, device=emb.fields.device)
+            emb.fields = emb.fields.index_copy(1, index, torch.stack(new, dim=1))
+        for spec in self.base.features.sequence:
+            if spec.table in refined:
+                emb.sequences[spec.name] = self._table_rows(rows, spec.table, batch[spec.name])
+        return emb
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Click logits ``[B]``."""

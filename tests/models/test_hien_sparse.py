@@ -84,7 +84,7 @@ def test_plug_add_adds_the_intents_to_the_user_and_item_fields(parts):
     assert emb.extra is None and emb.fields.shape == plain.fields.shape
     delta = emb.fields - plain.fields
     others = [f for f in range(delta.shape[1]) if f not in (model._user_field, model._item_field)]
-    assert (delta[:, others] == 0).all()
+    assert delta[:, others].abs().max() < 1e-6  # the rest: the refined embeddings
     assert (
         delta[:, model._user_field].abs().sum() > 0 and delta[:, model._item_field].abs().sum() > 0
     )
