@@ -34,6 +34,7 @@ import argparse
 import datetime
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ from combinatorial.graph import (
     unique_sorted,
     with_self_loops,
 )
-from combinatorial.pruned import pruned_greedy
+from combinatorial.pruned import fastcover_greedy, upper_bound
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError, GraphrecError
 
@@ -290,7 +291,8 @@ def partitioned_ris(
 
     Returns:
         On rank 0 a :class:`Solution` (exact ``covered``; ``info``: ``samples``, ``estimate``,
-        ``workers``, distinct ``targets``, ``ball_entries`` per rank), None on the other ranks.
+        ``workers``, distinct ``targets``, ``rank_ball_entries`` = the ball entries each rank
+        computed), None on the other ranks.
     """
     A = as_csr(adj)
     n = A.shape[0]
@@ -330,7 +332,7 @@ def partitioned_ris(
             "estimate": n * hits / samples,
             "workers": world,
             "targets": int(targets.size),
-            "ball_entries": [int(b.nnz) for b in balls],
+            "rank_ball_entries": [int(b.nnz) for b in balls],
         },
     )
 
@@ -415,17 +417,36 @@ def distributed_scores(
 
 
 def select_seeds(
-    logits: Tensor, adj: sp.csr_array, k: int, d: int, candidates: int | None = None
+    score: Callable[[], Tensor],
+    adj: sp.csr_array,
+    k: int,
+    d: int,
+    *,
+    one_pass: bool = False,
+    candidates: int | None = None,
+    max_entries: int | None = None,
 ) -> Solution:
-    """Seeds from node scores as one-process FastCover picks them: the top ``k`` (ties to the
-    smallest id) or, with ``candidates``, exact greedy among the ``candidates * k`` best
-    (:func:`combinatorial.pruned.pruned_greedy`)."""
-    if candidates is not None:
-        return pruned_greedy(adj, logits.numpy(), k, d, candidates=candidates)
+    """Seeds as ``combinatorial.solve(method="fastcover")`` picks them, from the node scores
+    that ``score()`` returns: the top ``k`` (``one_pass``; ties to the smallest id), else exact
+    greedy, on the d-closure or among candidates proposed by the scores
+    (:func:`combinatorial.pruned.fastcover_greedy`, which calls ``score`` only when it prunes).
+    """
+    if not one_pass:
+        return fastcover_greedy(
+            adj, k, d, lambda: score().numpy(), candidates=candidates, max_entries=max_entries
+        )
     n = adj.shape[0]
-    seeds = top_k(logits, check_k(k, n)).numpy().astype(np.int64)
+    k = check_k(k, n)
+    t0 = time.perf_counter()
+    seeds = top_k(score(), k).numpy().astype(np.int64)
+    score_s = time.perf_counter() - t0
     covered = reach(adj, seeds, d, np.zeros(n, dtype=bool)).size
-    return Solution(seeds=seeds, covered=int(covered), n=n, d=d, method="fastcover")
+    info = {
+        "strategy": "one pass",
+        "certified": False,
+        "upper_bound": upper_bound(adj, seeds, d, k),
+    }
+    return Solution(seeds, int(covered), n, d, "fastcover", {"score": score_s}, info)
 
 
 def distributed_fastcover(
@@ -436,21 +457,30 @@ def distributed_fastcover(
     *,
     workers: int = 2,
     split: str = "halo",
+    one_pass: bool = False,
     candidates: int | None = None,
+    max_entries: int | None = None,
     model: FastCover | None = None,
     threads: int | None = None,
 ) -> Solution:
-    """FastCover seeds (:func:`select_seeds`) from :func:`distributed_scores`: the same seeds
-    as one process (with ``split="edges"`` unless two scores tie to float rounding at the
-    cut). ``info`` adds ``workers``, ``split`` and the per-rank counts (``ranks``)."""
-    k = check_k(k, num_nodes)
-    t0 = time.perf_counter()
-    logits, stats = distributed_scores(
-        edge_index, num_nodes, d, workers=workers, split=split, model=model, threads=threads
+    """FastCover seeds (:func:`select_seeds`) with the scores from :func:`distributed_scores`
+    (computed only if the method needs them): with ``split="halo"`` the seeds of
+    ``combinatorial.solve(method="fastcover", one_pass=..., candidates=..., max_entries=...)``;
+    with ``split="edges"`` the same unless scores tie to float rounding. ``info`` adds
+    ``workers``, ``split`` and the per-rank counts (``ranks``, empty if nothing was scored)."""
+    stats: list[dict[str, int]] = []
+
+    def score() -> Tensor:
+        logits, ranks = distributed_scores(
+            edge_index, num_nodes, d, workers=workers, split=split, model=model, threads=threads
+        )
+        stats.extend(ranks)
+        return logits
+
+    adj = adjacency(edge_index, num_nodes)
+    sol = select_seeds(
+        score, adj, k, d, one_pass=one_pass, candidates=candidates, max_entries=max_entries
     )
-    score_s = time.perf_counter() - t0
-    sol = select_seeds(logits, adjacency(edge_index, num_nodes), k, d, candidates)
-    sol.timings = {"score": score_s, **sol.timings}
     sol.info = {**sol.info, "workers": workers, "split": split, "ranks": stats}
     return sol
 
@@ -474,6 +504,45 @@ def distributed_ris(
     return _run_local((partitioned_ris, (A, k, d), {"samples": samples, "seed": seed}), workers, 1)
 
 
+def _rank_fastcover(args: argparse.Namespace, edge_index: Tensor, adj: sp.csr_array) -> Any:
+    """Rank 0 picks the seeds as one process would; when the method asks for scores it calls
+    the other ranks (which wait for that call or for "done") to score with it."""
+    model, n = load_pretrained(args.d), adj.shape[0]
+    if dist.get_rank() > 0:
+        while _broadcast(None) == "score":
+            partitioned_scores(model, edge_index, n, split=args.split)
+        return None
+    ranks: list[dict[str, int]] = []
+
+    def score() -> Tensor:
+        _broadcast("score")
+        logits, stats = partitioned_scores(model, edge_index, n, split=args.split)
+        ranks.extend(stats)
+        return logits
+
+    try:
+        sol = select_seeds(
+            score,
+            adj,
+            args.k,
+            args.d,
+            one_pass=args.one_pass,
+            candidates=args.candidates,
+            max_entries=args.max_entries,
+        )
+    finally:
+        _broadcast("done")
+    sol.info = {**sol.info, "ranks": ranks}
+    return sol
+
+
+def _broadcast(message: str | None) -> str:
+    """Rank 0's ``message`` on every rank."""
+    box = [message]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     """One rank of a multi-machine run (``env://`` rendezvous); rank 0 prints the seeds."""
     from graphrec.io import read_edgelist
@@ -487,7 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-k", type=int, default=10, help="number of seeds")
     p.add_argument("-d", type=int, default=2, help="hop count")
     p.add_argument("--method", choices=("fastcover", "ris"), default="fastcover")
+    p.add_argument(
+        "--one-pass", action="store_true", help="fastcover: top-k of the scores (one pass)"
+    )
     p.add_argument("--candidates", type=int, help="fastcover: exact greedy among the C*k best")
+    p.add_argument("--max-entries", type=int, help="fastcover: ball-entry budget of the pool")
     p.add_argument(
         "--split",
         choices=SPLITS,
@@ -510,16 +583,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.method == "ris":
             sol = partitioned_ris(adj, args.k, args.d, samples=args.samples, seed=args.seed)
         else:
-            out = partitioned_scores(load_pretrained(args.d), edge_index, n, split=args.split)
-            sol = None
-            if out is not None:
-                score_s = time.perf_counter() - t0
-                sol = select_seeds(out[0], adj, args.k, args.d, args.candidates)
-                sol.timings = {"score": score_s, **sol.timings}
-                sol.info = {**sol.info, "ranks": out[1]}
+            sol = _rank_fastcover(args, edge_index, adj)
         if sol is not None:
             sol.node_ids = g.node_ids
-            print(f"workers   {dist.get_world_size()} (gloo), method {args.method}")
+            how = f", {sol.info['strategy']}" if "strategy" in sol.info else ""
+            if sol.info.get("certified"):
+                how += ", certified"
+            print(f"workers   {dist.get_world_size()} (gloo), method {args.method}{how}")
             m = edge_index.size(1)
             for r, h in enumerate(sol.info.get("ranks", [])):
                 work = (
@@ -528,8 +598,8 @@ def main(argv: list[str] | None = None) -> int:
                     else f"in-edges {h['edges']:,} of {m:,}"
                 )
                 print(f"rank {r}    owns {h['owned']:,} nodes; {work}")
-            if "ball_entries" in sol.info:
-                entries = ", ".join(f"{e:,}" for e in sol.info["ball_entries"])
+            if args.method == "ris":
+                entries = ", ".join(f"{e:,}" for e in sol.info["rank_ball_entries"])
                 print(
                     f"sampled   {sol.info['targets']:,} distinct targets; reverse-ball entries "
                     f"per rank: {entries}"

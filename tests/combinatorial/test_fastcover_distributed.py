@@ -20,7 +20,7 @@ from combinatorial.distributed import (
 )
 from combinatorial.gnn import FastCover, fastcover_seeds, load_pretrained, scores
 from combinatorial.graph import adjacency
-from combinatorial.pruned import pruned_greedy
+from combinatorial.pruned import fastcover_greedy
 from graphrec.datasets import powerlaw_digraph
 from graphrec.errors import ConfigError
 
@@ -69,11 +69,15 @@ def test_two_workers_scores_and_seeds_equal_one_process(graph):
     assert all(s["halo_nodes"] < N for s in stats)
     assert torch.equal(logits, scores(load_pretrained(2), edge_index, N))
     for k in (1, 10, 100):
-        assert select_seeds(logits, adj, k, 2).seeds.tolist() == (
+        assert select_seeds(lambda: logits, adj, k, 2, one_pass=True).seeds.tolist() == (
             fastcover_seeds(edge_index, N, k, 2).tolist()
         )
-    pruned = pruned_greedy(adj, scores(load_pretrained(2), edge_index, N).numpy(), 10, 2)
-    assert select_seeds(logits, adj, 10, 2, candidates=8).seeds.tolist() == pruned.seeds.tolist()
+    ref = scores(load_pretrained(2), edge_index, N).numpy()
+    for candidates in (None, 8):  # the default method (automatic pool) and a fixed pool
+        one = fastcover_greedy(adj, 10, 2, lambda: ref, candidates=candidates)
+        two = select_seeds(lambda: logits, adj, 10, 2, candidates=candidates)
+        assert two.seeds.tolist() == one.seeds.tolist()
+        assert two.info["strategy"] == one.info["strategy"]
 
 
 def test_two_workers_edge_split_equal_one_process_to_rounding(graph):
@@ -83,7 +87,7 @@ def test_two_workers_edge_split_equal_one_process_to_rounding(graph):
     ref = scores(load_pretrained(3), edge_index, N)
     torch.testing.assert_close(logits, ref, rtol=1e-5, atol=1e-6)
     for k in (1, 10, 100):
-        assert select_seeds(logits, adj, k, 3).seeds.tolist() == (
+        assert select_seeds(lambda: logits, adj, k, 3, one_pass=True).seeds.tolist() == (
             fastcover_seeds(edge_index, N, k, 3).tolist()
         )
 
@@ -98,7 +102,7 @@ def test_one_process_edge_split_is_the_forward(graph):
 
 def test_two_workers_fastcover_solution(graph):
     edge_index, adj = graph
-    sol = distributed_fastcover(edge_index, N, 10, 1, workers=2)
+    sol = distributed_fastcover(edge_index, N, 10, 1, workers=2, one_pass=True)
     assert sol.seeds.tolist() == fastcover_seeds(edge_index, N, 10, 1).tolist()
     assert sol.covered == int(covered_mask(adj, sol.seeds, 1).sum())
     assert sol.info["workers"] == 2 and len(sol.info["ranks"]) == 2
