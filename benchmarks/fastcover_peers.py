@@ -117,6 +117,7 @@ def run_graph(nk: Any, name: str, path: Path) -> list[dict]:
             row[f"{method}_covered"], row[f"{method}_s"] = sol.covered, secs
             if method == "fastcover":  # what the default did (method, pool, bound, ...)
                 row["fastcover_method"] = sol.method
+                row["fastcover_strategy"] = sol.info.get("strategy", "")
                 row["fastcover_info"] = " ".join(f"{key}={value}" for key, value in
                                                  sol.info.items() if np.isscalar(value))
         if G is not None:
@@ -189,6 +190,10 @@ def main() -> None:
         "`GroupDegree(G, k, countGroupNodes=True)` (C++ greedy), greedy = graphrec exact lazy "
         "greedy on A + I, ris = reverse-ball sampling greedy (seed 0).",
     ]
+    strategies = sorted({r["fastcover_strategy"] for r in rows if r["fastcover_strategy"]})
+    if strategies:
+        notes.append(f"\n`fastcover` chose: {', '.join(strategies)} (its `strategy`, per cell "
+                     "in the CSV).")  # fmt: skip
     zero = [r for r in rows if r.get("networkit_zero_gain")]
     if zero:
         worst = max(zero, key=lambda r: r["networkit_zero_gain"])
