@@ -76,6 +76,7 @@ from graphrec.graphs.device_cloud import DeviceCloudGraph
 
 __all__ = [
     "SELECTORS",
+    "INITIAL_VALUE",
     "make_store",
     "StreamDevice",
     "StreamTask",
