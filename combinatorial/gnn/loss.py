@@ -133,22 +133,25 @@ def budget_loss(
 def imitation_loss(logits: Tensor, order: Tensor) -> Tensor:
     r"""Plackett-Luce (ListMLE) negative log-likelihood of a reference pick order, per pick.
 
-    With ``order`` :math:`o_1, \dots, o_K` (e.g. greedy's first ``K`` seeds), each pick is a
-    softmax draw among the nodes not picked before:
+    With ``order`` :math:`o_1, \dots, o_K` (e.g. greedy's first ``K`` seeds) and the standardised
+    logits :math:`z = (s - \bar{s}) / \sigma(s)` (so that, like :func:`budget_loss`, the loss
+    does not depend on the scale of the logits), each pick is a softmax draw among the nodes not
+    picked before:
 
     .. math::
-        \frac{1}{K} \sum_{i=1}^{K} \Big(\log \sum_{u \notin \{o_1..o_{i-1}\}} e^{s_u}
-        - s_{o_i}\Big).
+        \frac{1}{K} \sum_{i=1}^{K} \Big(\log \sum_{u \notin \{o_1..o_{i-1}\}} e^{z_u}
+        - z_{o_i}\Big).
 
     Args:
-        logits: node logits ``[n]``.
+        logits: node logits ``[n]`` (not all equal).
         order: ``[K]`` distinct node ids in pick order (``K < n``).
     """
-    picked = logits[order]
-    rest = torch.ones_like(logits, dtype=torch.bool)
+    z = (logits - logits.mean()) / logits.std()
+    picked = z[order]
+    rest = torch.ones_like(z, dtype=torch.bool)
     rest[order] = False
     tail = torch.logcumsumexp(picked.flip(0), 0).flip(0)  # log sum over o_i..o_K
-    denominator = torch.logaddexp(tail, torch.logsumexp(logits[rest], 0))
+    denominator = torch.logaddexp(tail, torch.logsumexp(z[rest], 0))
     return (denominator - picked).mean()
 
 

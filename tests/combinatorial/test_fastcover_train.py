@@ -213,12 +213,15 @@ def test_cli_refuses_bad_training_numbers(bad, tmp_path, capsys):
 
 
 def test_imitation_loss_hand_case():
-    logits = torch.tensor([2.0, 1.0, 0.0])
+    logits = torch.tensor([2.0, 1.0, 0.0])  # standardised (mean 1, std 1): z = [1, 0, -1]
     lse = torch.logsumexp
-    first = lse(logits, 0) - 2.0  # node 0 drawn among {0, 1, 2}
-    second = lse(logits[1:], 0) - 1.0  # then node 1 among {1, 2}
+    first = lse(torch.tensor([1.0, 0.0, -1.0]), 0) - 1.0  # node 0 drawn among {0, 1, 2}
+    second = lse(torch.tensor([0.0, -1.0]), 0) - 0.0  # then node 1 among {1, 2}
     torch.testing.assert_close(imitation_loss(logits, torch.tensor([0])), first)
     torch.testing.assert_close(imitation_loss(logits, torch.tensor([0, 1])), (first + second) / 2)
+    # invariant to the scale and shift of the logits
+    torch.testing.assert_close(imitation_loss(7 * logits - 3, torch.tensor([0, 1])),
+                               (first + second) / 2)  # fmt: skip
 
 
 def test_imitation_and_sketch_options_train_and_are_recorded(root, tmp_path):
