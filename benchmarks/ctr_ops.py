@@ -11,7 +11,7 @@ rounds of ``--calls`` calls, both variants alternating in the same run:
   ``fused=True`` (:func:`graphrec.models.ctr.train.adam`);
 * level-1 bag attention weights on [1024, 73] scores (ml-100k's year type): ``exp(clamp)``
   against ``exp(s - max)`` (:meth:`graphrec.nn.hier_attention.HierarchicalIntentAttention
-  .forward_bags`);
+  .forward_weighted`);
 * softmax over a short last dimension ([1024, 3] types, [1024, 10] clickers): over the last
   dimension against the transposed copy (``graphrec.nn.hier_attention._softmax_short``).
 

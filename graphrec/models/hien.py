@@ -159,8 +159,10 @@ class HIEN(torch.nn.Module):
        every item and user attribute tree (:class:`graphrec.graphs.attribute_tree.AttributeTree`)
        the attribute tables are refined bottom-up, level by level, from the base model's
        embedding tables (levels without a base table, e.g. a decade, get HIEN's own table).
-       The refined tables replace the base tables in ``base.embed(batch, tables=...)``, so the
-       target's and the history's attributes both use them.
+       The refined rows replace the base model's lookups of those tables, so the target's and
+       the history's attributes both use them. A batch refines only the nodes it reads (with
+       their subtrees), so a step does not touch whole tables (:meth:`refine_tables` gives
+       them all, e.g. for inspection).
     2. **User intent** (:class:`graphrec.nn.hier_attention.HierarchicalIntentAttention`): for
        every item attribute type :math:`k` (each non-leaf level of the item trees) the user's
        history items are seen through their refined attribute :math:`\mathbf{e}'_{A_k(h_j)}`
