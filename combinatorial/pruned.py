@@ -28,8 +28,9 @@ MIN_POOL = 32  # ... and at least this many
 ENTRIES_PER_ARC = 16  # default growth budget: ball entries <= ENTRIES_PER_ARC * (n + m)
 GROW = 3  # each growth round adds at most GROW * (pool size) threats
 MAX_ROUNDS = 5  # greedy runs at most
-CLOSURE_WALKS = 64  # fastcover_greedy: closure greedy when the d-walks <= this * (n + m) ...
+CLOSURE_WALKS = 8  # fastcover_greedy: closure greedy when the d-walks <= this * (n + m) ...
 POOL_SHARE = 8  # ... or when the starting pool's balls hold more than 1 / POOL_SHARE of it
+GNN_MIN_D = 3  # below, the walk bound ranks the candidates (as good at d = 2, and free)
 SAMPLES = 128  # random balls estimating the closure's size
 
 
@@ -257,6 +258,8 @@ def _pruning_pays(A: sp.csr_array, k: int, d: int) -> bool:
     """Whether the starting pool's d-balls cost well under the closure (see
     :func:`fastcover_greedy`)."""
     n = A.shape[0]
+    if d == 1:
+        return False
     w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
     if int(w.sum()) <= CLOSURE_WALKS * (n + A.nnz):
         return False
@@ -288,10 +291,13 @@ def fastcover_greedy(
     estimated from the balls of ``SAMPLES`` random nodes.
     Otherwise :func:`~combinatorial.baselines.greedy.greedy` runs on the closure without the
     scores (a forward pass would cost about as much as the whole greedy). When pruning pays,
-    ``score()`` (e.g. a FastCover forward pass) is called once and :func:`pruned_greedy` picks
-    among its candidates. ``candidates=c`` always takes the pruned path with a fixed pool.
+    :func:`pruned_greedy` picks among candidates ranked by ``score()`` (e.g. a FastCover
+    forward pass, called once) for d >= ``GNN_MIN_D``, by the walk bound below (as good a
+    ranking at d = 2, and free). ``candidates=c`` always takes the pruned path with a fixed pool
+    of the best-scored nodes.
 
-    ``info["strategy"]`` names the path (``"closure greedy"`` or ``"pruned greedy"``),
+    ``info["strategy"]`` names the path (``"closure greedy"``, ``"pruned greedy, GNN ranking"``
+    or ``"pruned greedy, walk-bound ranking"``),
     ``info["certified"]`` whether the seeds are those of a run of exact greedy on the whole graph,
     ``info["upper_bound"]`` >= OPT. ``timings["score"]`` is the call to ``score``.
     """
@@ -302,12 +308,14 @@ def fastcover_greedy(
         sol = greedy(A, k, d, max_bytes=None, progress=progress)
         sol.info.update(strategy="closure greedy", certified=True)
         return sol
+    gnn = d >= GNN_MIN_D or candidates is not None
     t0 = time.perf_counter()
-    scores = score()
+    scores = score() if gnn else None
     score_s = time.perf_counter() - t0
     sol = pruned_greedy(
         A, scores, k, d, candidates=candidates, max_entries=max_entries, progress=progress
     )
     sol.timings = {"score": score_s, **sol.timings}
-    sol.info = {"strategy": "pruned greedy", **sol.info}
+    strategy = "pruned greedy, GNN ranking" if gnn else "pruned greedy, walk-bound ranking"
+    sol.info = {"strategy": strategy, **sol.info}
     return sol

@@ -167,8 +167,19 @@ def test_default_takes_the_closure_when_small_and_the_pool_otherwise():
     assert sol.info["strategy"] == "closure greedy" and sol.info["certified"] and not calls
     assert sol.seeds.tolist() == ref.seeds.tolist()
     sol = fastcover_greedy(adj, 5, 2, score, candidates=2)  # a fixed pool: the scores decide
-    assert sol.info["strategy"] == "pruned greedy" and calls == [1] and sol.info["pool"] == 10
-    assert "score" in sol.timings
+    assert sol.info["strategy"] == "pruned greedy, GNN ranking" and calls == [1]
+    assert sol.info["pool"] == 10 and "score" in sol.timings
+
+
+def test_default_prunes_large_closures_by_walk_bound_at_d2(monkeypatch):
+    monkeypatch.setattr(combinatorial.pruned, "CLOSURE_WALKS", 1)  # call this closure large
+    adj = _random_adj(2000, 0.003, 1)
+    calls = []
+    sol = fastcover_greedy(adj, 3, 2, lambda: calls.append(1))
+    ref = combinatorial.greedy(adj, 3, 2)
+    assert sol.info["strategy"] == "pruned greedy, walk-bound ranking" and not calls
+    assert sol.info["certified"] and sol.info["pool"] < 2000
+    assert sol.covered == ref.covered and sol.info["upper_bound"] >= ref.covered
 
 
 def test_solve_one_pass_is_the_top_k_and_the_default_states_its_method():
