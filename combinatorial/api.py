@@ -85,10 +85,11 @@ def solve(
         A :class:`Solution`; ``timings`` splits ``load`` (conversion of the input) from the
         solver's own phases, and ``seed_ids`` gives the seeds in the input's own ids.
 
-    FastCover (:func:`combinatorial.pruned.fastcover_greedy`): where the d-closure is small
-    (always at d = 1) exact greedy on it; otherwise the pretrained GNN scores the nodes and exact
-    greedy picks among the best-scored ones, the pool growing until walk-count bounds certify
-    that no outside node could change a pick, or up to ``max_entries``. ``info["strategy"]``
+    FastCover (:func:`combinatorial.pruned.fastcover_greedy`): where pruning would not pay
+    (always at d = 1) exact greedy on the d-closure; otherwise exact greedy among the best
+    candidates, ranked by the pretrained GNN (d >= 3) or a walk-count bound (d = 2), the pool
+    growing until walk-count bounds certify that no outside node could change a pick, or up to
+    ``max_entries``. ``info["strategy"]``
     names the path taken, ``info["certified"]`` says whether the seeds are those of exact greedy
     on the whole graph, ``info["upper_bound"]`` >= the optimum (also for ``one_pass``).
     """
@@ -169,8 +170,8 @@ def fastcover_solver(
     progress: bool = False,
 ) -> Solution:
     """FastCover on ``graph`` (an :class:`~graphrec.io.EdgeList`; ``adj`` its adjacency): exact
-    greedy, pruned by the pretrained model's scores of hop count ``d`` where the closure is
-    large, or the top-``k`` scores (``one_pass``, ``rounds`` re-scoring rounds); see
+    greedy, pruned where the closure is large (by the pretrained model's scores of hop count
+    ``d`` from d = 3), or the top-``k`` scores (``one_pass``, ``rounds`` re-scoring rounds); see
     :func:`solve`."""
     from combinatorial.gnn import fastcover_solution, load_pretrained, scores
     from combinatorial.pruned import fastcover_greedy, upper_bound
