@@ -34,7 +34,7 @@ install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
 	@echo "== 1. Embedded SNAP ego-Facebook (4,039 people), d=2, k=1,3,10 (one read): a small"
-	@echo "==    graph, where exact greedy is cheap: FastCover's default simply runs it."
+	@echo "==    graph, where exact greedy is cheap and FastCover has nothing to win."
 	$(VENV)/bin/graphrec fastcover -k 1,3,10 -d 2 --compare --quiet
 	@echo "== 2. What FastCover is for: a generated 200,000-node power-law graph at d=3, where"
 	@echo "==    greedy must build the d-closure. The default (exact greedy among GNN-ranked"
