@@ -82,6 +82,12 @@ def _gather_rows(nodes: Tensor, rows: Tensor, codes: Tensor) -> Tensor:
     return _gather(rows, torch.searchsorted(nodes, codes))
 
 
+def _with_fields(fields: Tensor, new: dict[int, Tensor]) -> Tensor:
+    """``fields [B, F, d]`` with field ``f`` replaced by ``new[f] [B, d]`` (stacked: no scatter
+    in an exported graph)."""
+    return torch.stack([new.get(f, x) for f, x in enumerate(fields.unbind(1))], dim=1)
+
+
 def _no_nodes(level: _TreeLevel) -> Tensor:
     """No node of ``level`` needed: an empty index."""
     return level.ptr.new_zeros(0)
@@ -572,9 +578,9 @@ class HIEN(torch.nn.Module):
             extra.append(item_out.intent)
             out["gamma"] = item_out.alpha[:, 0]
         if self.plug == "add":
-            fields = [self._user_field, self._item_field][: len(extra)]
-            index = torch.tensor(fields, device=emb.fields.device)
-            emb.fields = emb.fields.index_add(1, index, torch.stack(extra, dim=1))
+            fields = [self._user_field, self._item_field]
+            added = {f: emb.fields[:, f] + h for f, h in zip(fields, extra)}
+            emb.fields = _with_fields(emb.fields, added)
         else:
             emb.extra = torch.stack(extra, dim=1)
         return emb, out
@@ -638,11 +644,13 @@ class HIEN(torch.nn.Module):
         # read of a table costs a full-size gradient in the backward pass)
         emb = self.base.embed(batch, {t: self._weight(t, False).detach() for t in refined})
         sparse = self.base.features.sparse
-        fields = [f for f, spec in enumerate(sparse) if spec.table in refined]
-        if fields:
-            new = [self._table_rows(rows, sparse[f].table, batch[sparse[f].name]) for f in fields]
-            index = torch.tensor(fields, device=emb.fields.device)
-            emb.fields = emb.fields.index_copy(1, index, torch.stack(new, dim=1))
+        new = {
+            f: self._table_rows(rows, spec.table, batch[spec.name])
+            for f, spec in enumerate(sparse)
+            if spec.table in refined
+        }
+        if new:
+            emb.fields = _with_fields(emb.fields, new)
         for spec in self.base.features.sequence:
             if spec.table in refined:
                 emb.sequences[spec.name] = self._table_rows(rows, spec.table, batch[spec.name])
