@@ -77,7 +77,7 @@ def _gather(weight: Tensor, codes: Tensor) -> Tensor:
     return weight.index_select(0, codes.reshape(-1)).view(*codes.shape, weight.shape[1])
 
 
-def _gather_rows(nodes: Tensor, rows: Tensor, codes: Tensor) -> Tensor:
+def _gather_rows(codes: Tensor, *, nodes: Tensor, rows: Tensor) -> Tensor:
     """The rows of ``codes`` among the refined rows ``rows`` of the sorted ``nodes``."""
     return _gather(rows, torch.searchsorted(nodes, codes))
 
@@ -553,15 +553,21 @@ class HIEN(torch.nn.Module):
         per value only with ``weights``: a training step does not need it)."""
         item_values = self._type_values(batch[self.item].unsqueeze(1))
         hist_values = self._type_values(batch[self.history])
-        rows = self._refine_rows(batch, item_values, hist_values)
+        rows, compact = self._refine_rows(batch, item_values, hist_values)
         emb = self._embed(batch, rows)
         # per type: the target's attribute (its weighted values) and the history's values,
         # gathered from the refined rows (cost O(B * L), whatever the vocabulary sizes)
         target, keys, shares = [], [], []
         for key, (v_t, w_t), (v_h, w_h) in zip(self._item_levels, item_values, hist_values):
             target.append((rows[key](v_t) * w_t.unsqueeze(-1)).sum(1))
-            keys.append(rows[key](v_h))
-            shares.append(w_h)
+            nodes, table = compact.get(key, (None, None))
+            if weights or nodes is None or len(nodes) > v_h.shape[1]:
+                keys.append(rows[key](v_h))
+                shares.append(w_h)
+            else:  # fewer refined rows than keys per sample: a bag over them (same values)
+                keys.append(table)
+                bag = w_h.new_zeros(len(w_h), len(nodes))
+                shares.append(bag.scatter_add(1, torch.searchsorted(nodes, v_h), w_h))
         # the (refined) user and item embeddings are fields of the base model's embedding
         context = None if self.user is None else emb.fields[:, self._user_field]
         user_out = self.user_attention.forward_weighted(
@@ -590,16 +596,17 @@ class HIEN(torch.nn.Module):
         batch: dict[str, Tensor],
         item_values: list[tuple[Tensor, Tensor]],
         hist_values: list[tuple[Tensor, Tensor]],
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
         """Per level key, a lookup ``codes -> refined rows [*codes.shape, d]`` for the nodes
-        the batch reads (its features of the level's table, the items' attribute values).
+        the batch reads (its features of the level's table, the items' attribute values), and
+        the refined nodes themselves ``(sorted ids, rows)`` (none with frozen tables).
 
         Only those nodes are refined, with their subtrees: needed parents pull in all their
         children, top-down, then the aggregation runs bottom-up on these nodes alone (equal to
         the rows of :meth:`refine_tables`, at a cost independent of the vocabulary sizes). With
         frozen tables, the rows are gathered from them."""
         if self.tables_frozen:
-            return {key: partial(_gather, level.frozen) for key, level in self.levels.items()}
+            return {key: partial(_gather, level.frozen) for key, level in self.levels.items()}, {}
         need: dict[str, list[Tensor]] = {key: [] for key in self.levels}
         by_table = {level.table: key for key, level in self.levels.items() if not level.own}
         for spec in (*self.base.features.sparse, *self.base.features.sequence):
@@ -628,7 +635,10 @@ class HIEN(torch.nn.Module):
             refined[key] = self.aggregators[key](
                 x_child, x_parent, edge_index, level.deg.index_select(0, nodes[key])
             )
-        return {key: partial(_gather_rows, nodes[key], refined[key]) for key in self.levels}
+        compact = {key: (nodes[key], refined[key]) for key in self.levels}
+        return {
+            key: partial(_gather_rows, nodes=n, rows=r) for key, (n, r) in compact.items()
+        }, compact
 
     def _table_rows(self, rows: dict[str, Any], table: str, codes: Tensor) -> Tensor:
         """``codes`` of a base table looked up in its refined rows (or the base weights)."""

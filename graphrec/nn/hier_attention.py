@@ -158,7 +158,10 @@ class HierarchicalIntentAttention(torch.nn.Module):
 
         Args:
             keys: per type ``k`` its keys ``[B, E_k, d]`` (e.g. the attribute values of every
-                history position, several per position for a multi-valued attribute).
+                history position, several per position for a multi-valued attribute), or
+                ``[E_k, d]`` keys shared by all samples (a small attribute table, the weights
+                then being each sample's bag of values: dense products, cheaper when the table
+                has fewer rows than a sample has keys).
             weights: per type ``[B, E_k]`` the weight of each key (e.g. 1/3 for each of three
                 genres of one position); 0 = absent (padding).
             target: ``[B, K, d]``; context: ``[B, d_c]``.
@@ -174,14 +177,15 @@ class HierarchicalIntentAttention(torch.nn.Module):
         q = self.query(target, context)
         alpha, per_type = [], []
         for q_k, e, w in zip(q.unbind(1), keys, weights):
-            s = (e * q_k.unsqueeze(1)).sum(-1)  # [B, E_k]
+            shared = e.dim() == 2
+            s = q_k @ e.T if shared else (e * q_k.unsqueeze(1)).sum(-1)  # [B, E_k]
             # shifted by the (constant) maximum over the present keys: exp cannot overflow and
             # absent keys get exp(min - max) * 0 = 0 (or exp(0) * 0 when none is present)
             s = s.masked_fill(w <= 0, torch.finfo(s.dtype).min)
             ew = torch.exp(s - s.detach().amax(dim=-1, keepdim=True)) * w
             # the floor only acts on an empty row (all-zero intent, finite gradients)
             z = ew.sum(dim=-1, keepdim=True).clamp(min=_MIN_TOTAL)
-            per_type.append((ew.unsqueeze(-1) * e).sum(1) / z)
+            per_type.append((ew @ e if shared else (ew.unsqueeze(-1) * e).sum(1)) / z)
             if return_alpha:
                 alpha.append(ew / z)
         h = torch.stack(per_type, dim=1)
