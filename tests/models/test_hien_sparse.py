@@ -71,6 +71,11 @@ def test_sparse_user_intent_equals_dense_bags(parts):
             want = (s[hist] * score.unsqueeze(1)).sum(-1) / z  # [B, L] per position
             torch.testing.assert_close(got["alpha"][:, k], want * (hist != 0))
     assert len(types) == len(model.types) == 5
+    # a training forward reads small types as bags of shared keys: the same logits
+    with torch.no_grad():
+        bags = model(batch)
+        per_position = model.base.interact(model._run(batch, weights=True)[0])
+    torch.testing.assert_close(bags, per_position)
 
 
 def test_plug_add_adds_the_intents_to_the_user_and_item_fields(parts):
