@@ -19,7 +19,7 @@ from combinatorial.closure import _level_sizes, balls_of
 from combinatorial.coverage import covered_mask
 from combinatorial.graph import as_csr, check_d, check_k, with_self_loops
 from combinatorial.solution import Solution
-from graphrec.errors import ConfigError
+from graphrec.errors import ConfigError, MemoryBudgetError
 
 __all__ = ["fastcover_greedy", "pruned_greedy", "upper_bound", "walk_bound"]
 
@@ -270,6 +270,13 @@ def _pruning_pays(A: sp.csr_array, k: int, d: int) -> bool:
     return pool * POOL_SHARE <= closure
 
 
+def _closure_pays(A: sp.csr_array, d: int, sol: Solution) -> bool:
+    """Whether an uncertified pool's balls hold at least 1 / ``POOL_SHARE`` of the closure's
+    estimated entries (so building the closure costs at most ``POOL_SHARE`` times more)."""
+    closure = _level_sizes(with_self_loops(A), d, SAMPLES, 0)[0]
+    return sol.info["ball_entries"] * POOL_SHARE >= closure
+
+
 def fastcover_greedy(
     adj: sp.sparray | sp.spmatrix,
     k: int,
@@ -294,10 +301,12 @@ def fastcover_greedy(
     :func:`pruned_greedy` picks among candidates ranked by ``score()`` (e.g. a FastCover
     forward pass, called once) for d >= ``GNN_MIN_D``, by the walk bound below (as good a
     ranking at d = 2, and free). ``candidates=c`` always takes the pruned path with a fixed pool
-    of the best-scored nodes.
+    of the best-scored nodes. When the automatic pool ends uncertified although its balls hold
+    1 / ``POOL_SHARE`` of the closure's estimated entries, closure greedy runs after all (within
+    the default closure budget); otherwise the pruned result stands, uncertified, with its bound.
 
-    ``info["strategy"]`` names the path (``"closure greedy"``, ``"pruned greedy, GNN ranking"``
-    or ``"pruned greedy, walk-bound ranking"``),
+    ``info["strategy"]`` names the path (``"closure greedy"``, ``"pruned greedy, GNN ranking"``,
+    ``"pruned greedy, walk-bound ranking"`` or ``"closure greedy (pruned pool not certified)"``),
     ``info["certified"]`` whether the seeds are those of a run of exact greedy on the whole graph,
     ``info["upper_bound"]`` >= OPT. ``timings["score"]`` is the call to ``score``.
     """
@@ -318,4 +327,12 @@ def fastcover_greedy(
     sol.timings = {"score": score_s, **sol.timings}
     strategy = "pruned greedy, GNN ranking" if gnn else "pruned greedy, walk-bound ranking"
     sol.info = {"strategy": strategy, **sol.info}
+    if candidates is None and not sol.info["certified"] and _closure_pays(A, d, sol):
+        try:  # the pool's balls are a large part of the closure already: exact greedy on it
+            exact = greedy(A, k, d, progress=progress)
+        except MemoryBudgetError:
+            return sol
+        exact.info.update(strategy="closure greedy (pruned pool not certified)", certified=True)
+        exact.timings = {**{f"pruned_{p}": t for p, t in sol.timings.items()}, **exact.timings}
+        return exact
     return sol

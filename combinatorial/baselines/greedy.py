@@ -95,7 +95,8 @@ def max_cover(
         if i + 1 == check or i + 1 == k:
             upper = min(upper, covered + _topk_sum(gains, k))
             check *= 2
-    return seeds, covered, upper
+    total = n_elem if weights is None else int(weights.sum())  # no set covers more
+    return seeds, covered, min(upper, total)
 
 
 @SOLVERS.register("greedy")
