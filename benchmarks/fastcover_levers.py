@@ -11,6 +11,9 @@ test graphs, the shipped weights beside it).
     .venv/bin/python benchmarks/fastcover_levers.py --out /tmp/fcl
     .venv/bin/python benchmarks/fastcover_levers.py --out /tmp/fcl --levers sketch --d 2 3
 
+The ``generated`` lever trains on the shipped graphs plus seeded generated ones (``GENERATED``),
+written as edge lists under ``OUT/_data/fastcover/generated/`` beside links to the real folders.
+
 Writes ``benchmarks/results/fastcover_levers.json`` (merged with earlier runs of other levers)
 and the ``fastcover-levers`` block of BENCHMARKS.md.
 """
@@ -19,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import _common as bench
+import networkx as nx
+import numpy as np
 import torch
 
 from combinatorial import adjacency
@@ -37,6 +43,7 @@ from combinatorial.gnn.train import (
     train_fastcover,
     validate,
 )
+from graphrec.datasets.synthetic import powerlaw_digraph
 from graphrec.io import read_edgelist
 
 NAME = "fastcover_levers"
@@ -55,12 +62,23 @@ EXTRA_GRAPHS = tuple(
         "HepPh.txt.gz",
     )
 )
+#: Generated training graphs (directed, a few thousand nodes): name -> (family, parameters).
+GENERATED: dict[str, tuple[str, dict]] = {
+    "gen-powerlaw": ("powerlaw", {"n": 4000, "avg_degree": 6.0, "exponent": 2.4, "seed": 1}),
+    "gen-sbm": ("sbm", {"blocks": 15, "size": 200, "p_in": 0.03, "p_out": 0.0005, "seed": 2}),
+    "gen-grid": ("grid", {"side": 55, "keep": 0.9, "seed": 3}),
+}
+GENERATED_DIR = "fastcover/generated"
 #: name -> (TrainConfig options on top of the shipped recipe, what it tests)
 LEVERS: dict[str, tuple[dict, str]] = {
     "sketch": ({"features": "sketch"}, "input + log HyperLogLog out-ball estimates, l = 2, 3"),
     "seed43": ({"seed": 43}, "control: the shipped recipe with seed 43 (seed noise)"),
     "imit03": ({"imitation": 0.03}, "+ 0.03 x ListMLE of greedy's first 1024 seeds"),
     "more_graphs": ({"graphs": TRAIN_GRAPHS + EXTRA_GRAPHS}, "11 training graphs instead of 4"),
+    "generated": (
+        {"graphs": TRAIN_GRAPHS + tuple(f"{GENERATED_DIR}/{g}.txt" for g in GENERATED)},
+        "+ 3 generated graphs: power-law (Chung-Lu), stochastic block, grid",
+    ),
 }
 TEST_GRAPHS = (
     "soc-gplus",
@@ -78,9 +96,50 @@ def shipped_validation() -> dict[int, dict]:
     return {int(d): m["validation"] for d, m in models.items()}
 
 
+def generated_graph(family: str, params: dict) -> np.ndarray:
+    """Edges ``[m, 2]`` of one ``GENERATED`` graph (deterministic in its seed)."""
+    p = dict(params)
+    rng = np.random.default_rng(p.pop("seed"))
+    if family == "powerlaw":
+        return powerlaw_digraph(**p, seed=int(rng.integers(2**31))).edge_index.T.numpy()
+    if family == "sbm":  # directed communities: p_in inside a block, p_out across
+        sizes = [p["size"]] * p["blocks"]
+        probs = np.full((p["blocks"], p["blocks"]), p["p_out"])
+        np.fill_diagonal(probs, p["p_in"])
+        g = nx.stochastic_block_model(sizes, probs.tolist(), seed=int(rng.integers(2**31)),
+                                      directed=True, sparse=True)  # fmt: skip
+        return np.array(g.edges(), dtype=np.int64).reshape(-1, 2)
+    if family == "grid":  # road-like: a side x side lattice, each street kept with prob. keep,
+        side = p["side"]  # both directions
+        g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(side, side), ordering="sorted")
+        edges = np.array(g.edges(), dtype=np.int64)
+        edges = edges[rng.random(len(edges)) < p["keep"]]
+        return np.concatenate([edges, edges[:, ::-1]])
+    raise ValueError(f"unknown family {family!r}")
+
+
+def generated_root(out: Path, data_root: Path) -> Path:
+    """A data root ``out`` linking the real ``fastcover/`` folders and holding ``GENERATED``."""
+    folder = out / GENERATED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for real in (data_root / "fastcover").iterdir():
+        link = out / "fastcover" / real.name
+        if real.is_dir() and not link.exists():
+            link.symlink_to(real.resolve())
+    for name, (family, params) in GENERATED.items():
+        edges = generated_graph(family, params)
+        lines = [f"# {name}: {family} {json.dumps(params)}"] + [f"{u} {v}" for u, v in edges]
+        tmp = folder / f".{name}.txt.tmp{os.getpid()}"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(folder / f"{name}.txt")  # atomic: a parallel run may be reading it
+    return out
+
+
 def run_lever(name: str, d: int, out: Path, data_root: Path) -> dict:
     """Train (or reuse) lever ``name`` at hop count ``d``; its manifest entry."""
     options = LEVERS[name][0]
+    if name == "generated":
+        data_root = generated_root(out / "_data", data_root)
     folder = out / name
     command = TrainConfig(d=d, **options).command(folder)
     manifest = folder / MANIFEST_FILE
@@ -117,6 +176,8 @@ def main() -> None:
     path = bench.RESULTS / f"{NAME}.json"
     results = json.loads(path.read_text()) if path.is_file() else {"levers": {}, "test": {}}
     shipped = shipped_validation()
+    if "generated" in args.levers:
+        results["generated"] = {k: {"family": f, **p} for k, (f, p) in GENERATED.items()}
     loads = bench.LoadLog()
     t0 = time.perf_counter()
     for name in args.levers:
