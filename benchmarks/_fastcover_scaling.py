@@ -287,7 +287,8 @@ def scale_child(spec: dict) -> dict:
     elif method == "one_pass":
         sol = api.solve(graph, k, d, one_pass=True)  # top-k of one (chunked) GNN forward pass
     else:
-        sol = api.solve(graph, k, d, method=method, max_bytes=None)
+        # greedy's estimate was checked against the budget above (solve drops max_bytes=None)
+        sol = api.solve(graph, k, d, method=method, max_bytes=spec["budget"])
     solve_s = time.perf_counter() - t0
     out.update(
         solve_s=solve_s,
