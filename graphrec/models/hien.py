@@ -35,6 +35,10 @@ __all__ = ["HIEN", "PLUGS", "item_clickers"]
 #: How HIEN hands its intents to the base model (see :class:`HIEN`).
 PLUGS = ("append", "add")
 
+#: The user intent reads a type as a bag over its refined rows (dense products) while they
+#: are at most this many times a sample's keys, else key by key.
+_BAG_ROWS_PER_KEY = 4
+
 
 def item_clickers(
     table: CTRTable,
@@ -543,7 +547,7 @@ class HIEN(torch.nn.Module):
         out = []
         for k in range(len(self._type_sizes)):
             values, shares = getattr(self, f"_values_{k}"), getattr(self, f"_shares_{k}")
-            out.append((values[items].flatten(1), shares[items].flatten(1)))
+            out.append((_gather(values, items).flatten(1), _gather(shares, items).flatten(1)))
         return out
 
     def _run(
@@ -561,13 +565,16 @@ class HIEN(torch.nn.Module):
         for key, (v_t, w_t), (v_h, w_h) in zip(self._item_levels, item_values, hist_values):
             target.append((rows[key](v_t) * w_t.unsqueeze(-1)).sum(1))
             nodes, table = compact.get(key, (None, None))
-            if weights or nodes is None or len(nodes) > v_h.shape[1]:
+            # a bag's dense products beat the per-key work up to a few rows per key
+            if weights or nodes is None or len(nodes) > _BAG_ROWS_PER_KEY * v_h.shape[1]:
                 keys.append(rows[key](v_h))
                 shares.append(w_h)
             else:  # fewer refined rows than keys per sample: a bag over them (same values)
                 keys.append(table)
                 bag = w_h.new_zeros(len(w_h), len(nodes))
-                shares.append(bag.scatter_add(1, torch.searchsorted(nodes, v_h), w_h))
+                whole = len(nodes) == self.levels[key].num_nodes  # then nodes[i] = i
+                at = v_h if whole else torch.searchsorted(nodes, v_h)
+                shares.append(bag.scatter_add(1, at, w_h))
         # the (refined) user and item embeddings are fields of the base model's embedding
         context = None if self.user is None else emb.fields[:, self._user_field]
         user_out = self.user_attention.forward_weighted(
@@ -616,9 +623,15 @@ class HIEN(torch.nn.Module):
             need[key] += [v_t.reshape(-1), v_h.reshape(-1)]
         nodes: dict[str, Tensor] = {}
         edges: dict[str, tuple[Tensor, Tensor]] = {}
+        whole: set[str] = set()  # levels refined whole
         for key in reversed(list(self.levels)):  # a level's keys come after those below it
             level = self.levels[key]
-            nodes[key] = torch.unique(torch.cat(need[key])) if need[key] else _no_nodes(level)
+            if level.num_nodes <= sum(codes.numel() for codes in need[key]):
+                # a small level: all its nodes, no sort or search of the codes
+                nodes[key] = torch.arange(level.num_nodes, device=level.ptr.device)
+                whole.add(key)
+            else:
+                nodes[key] = torch.unique(torch.cat(need[key])) if need[key] else _no_nodes(level)
             edges[key] = level.children_of(nodes[key])
             if self._below[key] is not None:
                 need[self._below[key]].append(edges[key][0])
@@ -629,16 +642,19 @@ class HIEN(torch.nn.Module):
             if below is None:
                 x_child = self._weight(self._leaf_of[key], False).index_select(0, children)
             else:
-                x_child = refined[below].index_select(0, torch.searchsorted(nodes[below], children))
+                at = children if below in whole else torch.searchsorted(nodes[below], children)
+                x_child = refined[below].index_select(0, at)
             x_parent = self._weight(level.table, level.own).index_select(0, nodes[key])
             edge_index = torch.stack([torch.arange(len(children), device=slot.device), slot])
             refined[key] = self.aggregators[key](
                 x_child, x_parent, edge_index, level.deg.index_select(0, nodes[key])
             )
         compact = {key: (nodes[key], refined[key]) for key in self.levels}
-        return {
-            key: partial(_gather_rows, nodes=n, rows=r) for key, (n, r) in compact.items()
-        }, compact
+        rows = {
+            key: partial(_gather, r) if key in whole else partial(_gather_rows, nodes=n, rows=r)
+            for key, (n, r) in compact.items()
+        }
+        return rows, compact
 
     def _table_rows(self, rows: dict[str, Any], table: str, codes: Tensor) -> Tensor:
         """``codes`` of a base table looked up in its refined rows (or the base weights)."""
