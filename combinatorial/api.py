@@ -186,7 +186,7 @@ def fastcover_solver(
 
     def score() -> Any:
         model = load_pretrained(d)
-        return scores(model, graph.data.edge_index, graph.num_nodes).numpy()
+        return scores(model, graph.data.edge_index, graph.num_nodes, progress=progress).numpy()
 
     return fastcover_greedy(
         adj, k, d, score, candidates=candidates, max_entries=max_entries, progress=progress
