@@ -463,10 +463,11 @@ def markdown(summary: dict, datasets: list[str], models: list[str], seeds: int, 
             f"≤ {SETTINGS[ds]['epochs']} epochs, patience {SETTINGS[ds]['patience']}"
             for ds in datasets
         )
-        + ". Embedding size 16 (LR: 1). HIEN: gcn tree aggregator, user intent over the item "
-        "attribute types, item intent over ≤ 10 training clickers. samples/s: one training epoch "
-        "(steps only), best of the repeats, base and HIEN alternating; cost = HIEN epoch time / "
-        "base epoch time. " + _load_note([summary[f"{ds}/{m}"] for ds in datasets for m in models]),
+        + ". Embedding size 16 (LR: 1; 16 under HIEN). HIEN: gcn tree aggregator, user intent "
+        "over the item attribute types, item intent over ≤ 10 training clickers. samples/s: one "
+        "training epoch (steps only), best of the repeats, base and HIEN alternating; cost = "
+        "HIEN epoch time / base epoch time. "
+        + _load_note([summary[f"{ds}/{m}"] for ds in datasets for m in models]),
         "",
     ]
     for ds in datasets:
