@@ -36,6 +36,7 @@ from combinatorial.gnn import load_pretrained
 from combinatorial.gnn.inference import WEIGHTS_DIR, sha256_file
 from combinatorial.gnn.train import (
     MANIFEST_FILE,
+    TEST_GRAPHS,
     TRAIN_GRAPHS,
     Graph,
     TrainConfig,
@@ -80,14 +81,6 @@ LEVERS: dict[str, tuple[dict, str]] = {
         "+ 3 generated graphs: power-law (Chung-Lu), stochastic block, grid",
     ),
 }
-TEST_GRAPHS = (
-    "soc-gplus",
-    "soc-epinions",
-    "soc-brightkite",
-    "soc-loc-brightkite",
-    "soc-slashdot",
-    "soc-douban",
-)
 
 
 def shipped_validation() -> dict[int, dict]:
