@@ -39,6 +39,10 @@ PLUGS = ("append", "add")
 #: are at most this many times a sample's keys, else key by key.
 _BAG_ROWS_PER_KEY = 4
 
+#: Floor of a value's count when its weight is spread back over its keys (an empty count is
+#: never divided by: its keys get weight 0).
+_MIN_COUNT = 1e-20
+
 
 def item_clickers(
     table: CTRTable,
@@ -84,6 +88,51 @@ def _gather(weight: Tensor, codes: Tensor) -> Tensor:
 def _gather_rows(codes: Tensor, *, nodes: Tensor, rows: Tensor) -> Tensor:
     """The rows of ``codes`` among the refined rows ``rows`` of the sorted ``nodes``."""
     return _gather(rows, torch.searchsorted(nodes, codes))
+
+
+def _top_values(
+    values: Tensor, weights: Tensor, cap: int, num_values: int, slots: bool = False
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Per row of ``values [B, E]`` (ids below ``num_values``), the ``cap`` distinct values
+    with the largest summed ``weights [B, E]`` (ties: any; ``cap <= min(E, num_values)``).
+    Counted densely (``[B, num_values]``) when ``num_values <= E``, else by one sort of the
+    rows' keys: ``O(B * E)`` memory either way.
+
+    Returns:
+        ``(top [B, cap], counts [B, cap], slot)``: the values, their summed weights (0 for a
+        column left empty), and with ``slots`` each key's column in ``top`` ``[B, E]`` (-1:
+        dropped), else None.
+    """
+    B, E = values.shape
+    if num_values <= E:
+        run, run_values, order, n_runs = values, None, None, num_values
+    else:  # one flat sort of (row, value) keys: rows stay contiguous, E keys each
+        start = torch.arange(B, device=values.device).unsqueeze(1)
+        key, order = (values + start * num_values).view(-1).sort()
+        v, order = key.view(B, E) - start * num_values, order.view(B, E) - start * E
+        first = torch.ones_like(v, dtype=torch.bool)
+        first[:, 1:] = v[:, 1:] != v[:, :-1]
+        run = first.long().cumsum(1) - 1  # each sorted key's distinct value (run) in its row
+        run_values, n_runs = torch.zeros_like(v).scatter_(1, run, v), E
+        weights = weights.gather(1, order)
+    counts = weights.new_zeros(B, n_runs).scatter_add_(1, run, weights)
+    counts, top_run = counts.topk(cap, dim=1)
+    top = top_run if run_values is None else run_values.gather(1, top_run)
+    if not slots:
+        return top, counts, None
+    col = run.new_full((B, n_runs), -1)
+    col.scatter_(1, top_run, torch.arange(cap, device=run.device).expand_as(top_run))
+    slot = col.gather(1, run)
+    return top, counts, slot if order is None else torch.empty_like(slot).scatter_(1, order, slot)
+
+
+def _uncap(alpha: Tensor, slot: Tensor, counts: Tensor, weights: Tensor) -> Tensor:
+    """Weights ``alpha [B, cap]`` of :func:`_top_values`' columns spread over the original keys
+    ``[B, E]`` in proportion to their ``weights`` (0 for a dropped key)."""
+    at = slot.clamp(min=0)
+    count = counts.gather(1, at)
+    share = torch.where(count > 0, weights / count.clamp(min=_MIN_COUNT), 0.0)
+    return alpha.gather(1, at) * share * (slot >= 0)
 
 
 def _with_fields(fields: Tensor, new: dict[int, Tensor]) -> Tensor:
@@ -180,8 +229,14 @@ class HIEN(torch.nn.Module):
        attends over the history given the target's attribute and the user, level 2 across
        types: intent :math:`\mathbf{h}_u`, weights :math:`\alpha` ``[B, K, L]``,
        :math:`\beta` ``[B, K]``. The keys are the history items' attribute values, gathered
-       from the refined tables (:meth:`HierarchicalIntentAttention.forward_weighted`): the
-       cost grows with the history length, not with the attribute vocabularies.
+       from the refined tables (:meth:`HierarchicalIntentAttention.forward_weighted`). A type
+       with more than ``max_values`` values, read by more than ``max_values`` keys per sample,
+       is bagged (EmbeddingBag-style: one key per distinct value, weighted by its count in the
+       history: the same softmax as one key per position) and keeps each user's
+       ``max_values`` most frequent values (ties: any). The attention's cost is then
+       ``O(B * types * max_values)``, independent of the history length and of the attribute
+       vocabularies; with no user above ``max_values`` values per type the intent is that of
+       the whole history.
     3. **Item intent** (with ``clickers``): attention of the target item over users who
        clicked it in the training data, :math:`\mathbf{h}_v`, weights :math:`\gamma`
        ``[B, S]``. The sample's own user is masked out of the clickers, so a training label
@@ -222,6 +277,8 @@ class HIEN(torch.nn.Module):
         attention_hidden: hidden size of the attention layers (default ``d``).
         plug: ``"append"`` (the intents as extra fields) or ``"add"`` (added to the user and
             item fields; needs ``user``).
+        max_values: per item attribute type, the user intent reads at most this many distinct
+            values of a user's history (the most frequent, weighted by their counts).
     """
 
     def __init__(
@@ -236,8 +293,11 @@ class HIEN(torch.nn.Module):
         clickers: Tensor | None = None,
         attention_hidden: int | None = HIEN_DEFAULTS.attention_hidden,
         plug: str = HIEN_DEFAULTS.plug,
+        max_values: int = HIEN_DEFAULTS.max_values,
     ) -> None:
         super().__init__()
+        if max_values < 1:
+            raise ConfigError(f"max_values must be >= 1; got {max_values}")
         if aggregator not in TREE_AGGREGATORS:
             raise ConfigError(f"aggregator must be one of {TREE_AGGREGATORS}; got {aggregator!r}")
         if plug not in PLUGS:
@@ -255,7 +315,7 @@ class HIEN(torch.nn.Module):
             raise ConfigError("user trees need the user feature (user=...)")
         features: CTRFeatures = base.features
         self.base = base
-        self.aggregator, self.plug = aggregator, plug
+        self.aggregator, self.plug, self.max_values = aggregator, plug, max_values
         self.item, self.user = item, user
         self.item_table = self._sparse_table(features, item, "item")
         self.user_table = self._sparse_table(features, user, "user") if user is not None else None
@@ -556,7 +616,13 @@ class HIEN(torch.nn.Module):
         """The embedded features with HIEN's intents, and the attention weights (``alpha``
         per value only with ``weights``: a training step does not need it)."""
         item_values = self._type_values(batch[self.item].unsqueeze(1))
-        hist_values = self._type_values(batch[self.history])
+        hist_values, capped = self._type_values(batch[self.history]), {}
+        for k, key in enumerate(self._item_levels):
+            v_h, w_h = hist_values[k]
+            if self.max_values < min(v_h.shape[1], self.levels[key].num_nodes):
+                n = self.levels[key].num_nodes
+                top, counts, slot = _top_values(v_h, w_h, self.max_values, n, slots=weights)
+                hist_values[k], capped[k] = (top, counts), (slot, counts, w_h)
         rows, compact = self._refine_rows(batch, item_values, hist_values)
         emb = self._embed(batch, rows)
         # per type: the target's attribute (its weighted values) and the history's values,
@@ -581,7 +647,10 @@ class HIEN(torch.nn.Module):
             keys, shares, torch.stack(target, dim=1), context, return_alpha=weights
         )
         extra = [user_out.intent]
-        out = {"alpha_keys": user_out.alpha, "beta": user_out.beta}
+        alpha = user_out.alpha
+        if weights:  # a capped type's weights back on its keys (a value's weight by share)
+            alpha = [_uncap(a, *capped[k]) if k in capped else a for k, a in enumerate(alpha)]
+        out = {"alpha_keys": alpha, "beta": user_out.beta}
         if self.item_attention is not None:
             clickers = self.clickers.index_select(0, batch[self.item])  # [B, S]
             mask = (clickers != 0) & (clickers != batch[self.user].unsqueeze(-1))

@@ -88,13 +88,16 @@ class DINConfig:
 class HIENConfig:
     """:class:`~graphrec.models.hien.HIEN` defaults: tree aggregator, clickers per item
     (:func:`~graphrec.models.hien.item_clickers`), attention hidden size (None = ``d``) and how
-    the intents reach the base model (``"append"``: extra fields); LR under HIEN gets per-id
-    weights of ``lr_embedding_dim`` (summed: still linear in the ids) so the attention has room."""
+    the intents reach the base model (``"append"``: extra fields); the user intent reads at most
+    ``max_values`` values per attribute type and user (the most frequent in the history, weighted
+    by their counts); LR under HIEN gets per-id weights of ``lr_embedding_dim`` (summed: still
+    linear in the ids) so the attention has room."""
 
     aggregator: str = "gcn"
     max_clickers: int = 10
     attention_hidden: int | None = None
     plug: str = "append"
+    max_values: int = 64
     lr_embedding_dim: int = 16
 
 
