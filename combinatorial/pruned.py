@@ -254,27 +254,20 @@ def _check_points(
     return gains, masks, ubs
 
 
-def _pruning_pays(A: sp.csr_array, k: int, d: int) -> bool:
-    """Whether the starting pool's d-balls cost well under the closure (see
-    :func:`fastcover_greedy`)."""
+def _pruning_pays(A: sp.csr_array, k: int, d: int) -> float | None:
+    """The closure's estimated entries when the starting pool's d-balls cost well under the
+    closure, else None (see :func:`fastcover_greedy`)."""
     n = A.shape[0]
     if d == 1:
-        return False
+        return None
     w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
     if int(w.sum()) <= CLOSURE_WALKS * (n + A.nnz):
-        return False
+        return None
     A1 = with_self_loops(A)
     closure = _level_sizes(A1, d, SAMPLES, 0)[0]  # estimated entries of the closure
     top = top_k_indices(w, min(n, SAMPLES // 16))  # the heaviest balls, as in the pool
     pool = min(n, max(START * k, MIN_POOL)) * balls_of(A1, top, d).nnz / top.size
-    return pool * POOL_SHARE <= closure
-
-
-def _closure_pays(A: sp.csr_array, d: int, sol: Solution) -> bool:
-    """Whether an uncertified pool's balls hold at least 1 / ``POOL_SHARE`` of the closure's
-    estimated entries (so building the closure costs at most ``POOL_SHARE`` times more)."""
-    closure = _level_sizes(with_self_loops(A), d, SAMPLES, 0)[0]
-    return sol.info["ball_entries"] * POOL_SHARE >= closure
+    return closure if pool * POOL_SHARE <= closure else None
 
 
 def fastcover_greedy(
@@ -313,7 +306,8 @@ def fastcover_greedy(
     A = as_csr(adj)
     n = A.shape[0]
     k, d = check_k(k, n), check_d(d)
-    if candidates is None and not _pruning_pays(A, k, d):
+    closure = None if candidates is not None else _pruning_pays(A, k, d)
+    if candidates is None and closure is None:
         sol = greedy(A, k, d, max_bytes=None, progress=progress)
         sol.info.update(strategy="closure greedy", certified=True)
         return sol
@@ -327,7 +321,8 @@ def fastcover_greedy(
     sol.timings = {"score": score_s, **sol.timings}
     strategy = "pruned greedy, GNN ranking" if gnn else "pruned greedy, walk-bound ranking"
     sol.info = {"strategy": strategy, **sol.info}
-    if candidates is None and not sol.info["certified"] and _closure_pays(A, d, sol):
+    uncertified = closure is not None and not sol.info["certified"]
+    if uncertified and sol.info["ball_entries"] * POOL_SHARE >= closure:
         try:  # the pool's balls are a large part of the closure already: exact greedy on it
             exact = greedy(A, k, d, progress=progress)
         except MemoryBudgetError:
