@@ -174,15 +174,12 @@ def fastcover_solver(
     ``d`` from d = 3), or the top-``k`` scores (``one_pass``, ``rounds`` re-scoring rounds); see
     :func:`solve`."""
     from combinatorial.gnn import fastcover_solution, load_pretrained, scores
-    from combinatorial.pruned import fastcover_greedy, upper_bound
+    from combinatorial.pruned import fastcover_greedy
 
     if one_pass or rounds > 1:
-        sol = fastcover_solution(
+        return fastcover_solution(
             graph.data.edge_index, graph.num_nodes, k, d, rounds=rounds, adj=adj
         )
-        bound = upper_bound(adj, sol.seeds, d, k)
-        sol.info.update(strategy="one pass", certified=False, upper_bound=bound)
-        return sol
 
     def score() -> Any:
         model = load_pretrained(d)

@@ -49,7 +49,7 @@ from torch_geometric.utils import subgraph
 
 from combinatorial.baselines.greedy import max_cover
 from combinatorial.closure import balls_of
-from combinatorial.gnn.inference import load_pretrained, scores, top_k
+from combinatorial.gnn.inference import load_pretrained, one_pass_solution, scores, top_k
 from combinatorial.gnn.model import FastCover, node_features
 from combinatorial.graph import (
     adjacency,
@@ -60,7 +60,7 @@ from combinatorial.graph import (
     unique_sorted,
     with_self_loops,
 )
-from combinatorial.pruned import fastcover_greedy, upper_bound
+from combinatorial.pruned import fastcover_greedy
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError, GraphrecError
 
@@ -435,18 +435,8 @@ def select_seeds(
         return fastcover_greedy(
             adj, k, d, lambda: score().numpy(), candidates=candidates, max_entries=max_entries
         )
-    n = adj.shape[0]
-    k = check_k(k, n)
-    t0 = time.perf_counter()
-    seeds = top_k(score(), k).numpy().astype(np.int64)
-    score_s = time.perf_counter() - t0
-    covered = reach(adj, seeds, d, np.zeros(n, dtype=bool)).size
-    info = {
-        "strategy": "one pass",
-        "certified": False,
-        "upper_bound": upper_bound(adj, seeds, d, k),
-    }
-    return Solution(seeds, int(covered), n, d, "fastcover", {"score": score_s}, info)
+    k = check_k(k, adj.shape[0])
+    return one_pass_solution(lambda: top_k(score(), k).numpy().astype(np.int64), adj, k, d)
 
 
 def distributed_fastcover(

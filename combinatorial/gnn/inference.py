@@ -12,8 +12,9 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from combinatorial.coverage import covered_mask
 from combinatorial.gnn.model import FastCover
 from combinatorial.graph import adjacency, check_d, check_k
+from combinatorial.pruned import upper_bound
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError, GraphrecError
 
@@ -215,6 +217,37 @@ def fastcover_seeds(
     return torch.cat(seeds).cpu().numpy().astype(np.int64)
 
 
+def one_pass_solution(
+    pick: Callable[[], np.ndarray],
+    adj: sp.sparray | sp.spmatrix,
+    k: int,
+    d: int,
+    *,
+    info: dict[str, Any] | None = None,
+) -> Solution:
+    """The uncertified :class:`Solution` of the top-k seeds that ``pick()`` returns.
+
+    ``timings["score"]`` is ``pick()`` (the scoring and top-k), ``timings["evaluate"]`` the exact
+    d-hop coverage of the seeds; ``info`` adds ``strategy="one pass"``, ``certified=False`` and
+    ``upper_bound`` (>= the optimum, :func:`combinatorial.pruned.upper_bound`).
+    """
+    t0 = time.perf_counter()
+    seeds = pick()
+    t1 = time.perf_counter()
+    covered = int(covered_mask(adj, seeds, d).sum())
+    t2 = time.perf_counter()
+    bound = upper_bound(adj, seeds, d, k)
+    return Solution(
+        seeds=seeds,
+        covered=covered,
+        n=adj.shape[0],
+        d=d,
+        method="fastcover",
+        timings={"score": t1 - t0, "evaluate": t2 - t1},
+        info={**(info or {}), "strategy": "one pass", "certified": False, "upper_bound": bound},
+    )
+
+
 def fastcover_solution(
     edge_index: Tensor,
     num_nodes: int,
@@ -226,27 +259,18 @@ def fastcover_solution(
     residual: str = "mask",
     adj: sp.sparray | sp.spmatrix | None = None,
 ) -> Solution:
-    """:func:`fastcover_seeds` wrapped in a :class:`Solution` with exact coverage.
+    """:func:`fastcover_seeds` as a :func:`one_pass_solution` (exact coverage, upper bound).
 
     ``timings["score"]`` is the seed selection (forward passes + top-k, model loading excluded);
-    ``timings["evaluate"]`` the exact d-hop coverage of the seeds.
+    ``timings["evaluate"]`` the exact d-hop coverage of the seeds; ``info`` has ``rounds`` and
+    ``residual``.
     """
     model = load_pretrained(d) if model is None else model
-    t0 = time.perf_counter()
-    seeds = fastcover_seeds(
-        edge_index, num_nodes, k, d, model=model, rounds=rounds, residual=residual, adj=adj
-    )
-    t1 = time.perf_counter()
-    if adj is None:
-        adj = adjacency(edge_index, num_nodes)
-    covered = int(covered_mask(adj, seeds, d).sum())
-    t2 = time.perf_counter()
-    return Solution(
-        seeds=seeds,
-        covered=covered,
-        n=num_nodes,
-        d=d,
-        method="fastcover",
-        timings={"score": t1 - t0, "evaluate": t2 - t1},
-        info={"rounds": rounds, "residual": residual},
-    )
+    adj = adjacency(edge_index, num_nodes) if adj is None else adj
+
+    def pick() -> np.ndarray:
+        return fastcover_seeds(
+            edge_index, num_nodes, k, d, model=model, rounds=rounds, residual=residual, adj=adj
+        )
+
+    return one_pass_solution(pick, adj, k, d, info={"rounds": rounds, "residual": residual})
