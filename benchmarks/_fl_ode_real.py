@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from graphrec.federated import LocalConfig, StreamTask, final_value, speedup, stream_simulator
-from graphrec.federated.experiment import stream_data, stream_task
+from graphrec.federated.experiment import StreamData, stream_data, stream_task
 
 #: the setting (``graphrec fl ode`` options); the official behaviour of every StreamTask option
 SETTING: dict[str, Any] = {
@@ -55,37 +55,55 @@ def command(seeds: list[int]) -> str:
     )
 
 
-def run(seed: int, selector: str) -> dict[str, Any]:
-    """One seed x selector (the numbers of :func:`command` with ``--seed seed``)."""
-    s = SETTING
-    data = stream_data(s["dataset"], root=bench.data_root(), seed=seed)
+def simulate(
+    data: StreamData,
+    selector: str,
+    setting: dict[str, Any],
+    *,
+    velocity: int | np.ndarray,
+    rounds: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``rounds`` rounds of one selector's stream simulation with ``setting`` (the
+    ``graphrec fl ode`` options, as :data:`SETTING`): seconds, evaluated rounds and accuracy."""
     task = stream_task(
         data,
         selector,
-        buffer_size=s["buffer"],
-        velocity=s["velocity"],
+        buffer_size=setting["buffer"],
+        velocity=velocity,
         seed=seed,
-        **{name: s[name] for name in StreamTask.OPTIONS},
+        **{name: setting[name] for name in StreamTask.OPTIONS},
     )
     local = LocalConfig(
-        lr=s["lr"], lr_decay=1.0, local_steps=s["epochs"], batch_size=10**9, clip_norm=None
+        lr=setting["lr"],
+        lr_decay=1.0,
+        local_steps=setting["epochs"],
+        batch_size=10**9,
+        clip_norm=None,
     )
     sim = stream_simulator(
         task,
-        clients_per_round=s["clients_per_round"],
+        clients_per_round=setting["clients_per_round"],
         local=local,
         seed=seed,
-        eval_every=s["eval_every"],
+        eval_every=setting["eval_every"],
     )
     t0 = time.perf_counter()
-    history = [r for r in sim.run(s["rounds"]) if "accuracy" in r]
+    history = [r for r in sim.run(rounds) if "accuracy" in r]
     return {
         "seconds": time.perf_counter() - t0,
         "rounds": [r["round"] for r in history],
         "accuracy": [r["accuracy"] for r in history],
         "about": data.about,
-        "test_rows": int(data.test.size),
     }
+
+
+def run(seed: int, selector: str) -> dict[str, Any]:
+    """One seed x selector (the numbers of :func:`command` with ``--seed seed``)."""
+    s = SETTING
+    data = stream_data(s["dataset"], root=bench.data_root(), seed=seed)
+    res = simulate(data, selector, s, velocity=s["velocity"], rounds=s["rounds"], seed=seed)
+    return {**res, "test_rows": int(data.test.size)}
 
 
 def part_ode_real(args: argparse.Namespace, write_md) -> None:

@@ -48,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as bench  # noqa: E402
-from _fl_ode_real import part_ode_real  # noqa: E402
+from _fl_ode_real import part_ode_real, simulate  # noqa: E402
 
 from graphrec.datasets import load_amazon_electronics_users, load_movielens100k  # noqa: E402
 from graphrec.federated import (  # noqa: E402
@@ -75,7 +75,6 @@ from graphrec.federated.experiment import (  # noqa: E402
     holdout,
     paper_velocity,
     stream_data,
-    stream_task,
 )
 from graphrec.models.ctr import DIN, CTRFeatures, amazon_ctr  # noqa: E402
 
@@ -374,36 +373,9 @@ def _ode_paper_run(job: tuple[int, str, int]) -> dict[str, Any]:
     torch.set_num_threads(1)
     p = ODE_PRESETS["paper-synthetic"]
     data = stream_data(p["dataset"], devices=p["devices"], seed=seed)
-    task = stream_task(
-        data,
-        selector,
-        buffer_size=p["buffer"],
-        velocity=paper_velocity(data.parts),
-        seed=seed,
-        **{name: p[name] for name in StreamTask.OPTIONS},
-    )
-    local = LocalConfig(
-        lr=p["lr"], lr_decay=1.0, local_steps=p["epochs"], batch_size=10**9, clip_norm=None
-    )
-    sim = stream_simulator(
-        task,
-        clients_per_round=p["clients_per_round"],
-        local=local,
-        seed=seed,
-        eval_every=p["eval_every"],
-    )
-    t0 = time.perf_counter()
-    history = sim.run(rounds)
-    evaluated = [r for r in history if "accuracy" in r]
-    print(f"[ode-paper] seed {seed} {selector}: {evaluated[-1]['accuracy']:.4f}", flush=True)
-    return {
-        "seed": seed,
-        "selector": selector,
-        "seconds": time.perf_counter() - t0,
-        "rounds": [r["round"] for r in evaluated],
-        "accuracy": [r["accuracy"] for r in evaluated],
-        "about": data.about,
-    }
+    res = simulate(data, selector, p, velocity=paper_velocity(data.parts), rounds=rounds, seed=seed)
+    print(f"[ode-paper] seed {seed} {selector}: {res['accuracy'][-1]:.4f}", flush=True)
+    return {"seed": seed, "selector": selector, **res}
 
 
 def part_ode_paper(args: argparse.Namespace) -> None:
