@@ -26,10 +26,11 @@ ml-100k epoch timings at batch 1024: HIEN + DIN / DIN per epoch, and per base mo
 added time per 1,024 samples against one DIN training step (``results/ctr_bounds.json``, the
 ``ctr-bounds`` section of BENCHMARKS.md).
 
-``--scale`` only times one training step (batch 1,024) of DIN and HIEN + DIN on
-``synthetic_ctr(value_skew=1.1)`` with 10^2, 10^4 and 10^6 values per attribute type and
-histories of 50 and 500 items (HIEN's added time and its flatness), and trains HIEN + DIN at
-10^2 and 10^6 values for the planted-type share (``results/ctr_scale.json``,
+``--scale`` only times one full training step (batch 1,024, Adam step included) of DIN and
+HIEN + DIN on ``synthetic_ctr(value_skew=1.1)`` with 10^2, 10^4 and 10^6 values per attribute
+type and histories of 50 and 500 items, in thread CPU time, ``--repeat`` alternating pairs
+(HIEN's added time: the median of the paired differences, and its flatness), and trains
+HIEN + DIN at 10^2 and 10^6 values for the planted-type share (``results/ctr_scale.json``,
 ``results/hien_scale.png``, section ``ctr-scale``).
 
 ``--plug add`` only runs the accuracy cells of HIEN with ``plug="add"`` (intents added to the
@@ -337,14 +338,35 @@ def scale_data(vocab: int, history: int) -> CTRDataset:
                       {"item": trees, "user": []}, "item", "user", "history")  # fmt: skip
 
 
-def step_ms(model, batch: dict, labels: torch.Tensor, n: int = 2) -> float:
-    """Milliseconds of one training step (forward + backward, gradients freed), mean of ``n``."""
+def step_ms(model, opt: torch.optim.Optimizer, batch: dict, labels: torch.Tensor) -> float:
+    """CPU milliseconds of this thread for one full training step (gradients freed, forward,
+    backward, Adam step): other processes on the machine do not enter the count."""
     model.train()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        model.zero_grad(set_to_none=True)
-        F.binary_cross_entropy_with_logits(model(batch), labels).backward()
-    return (time.perf_counter() - t0) / n * 1e3
+    t0 = time.thread_time()
+    model.zero_grad(set_to_none=True)
+    F.binary_cross_entropy_with_logits(model(batch), labels).backward()
+    opt.step()
+    return (time.thread_time() - t0) * 1e3
+
+
+def paired_steps(models: dict, batch: dict, labels: torch.Tensor, pairs: int) -> dict:
+    """HIEN's added time per step as the median of paired differences: ``pairs`` rounds, each
+    one step of the base model and one of HIEN on the same batch, their order alternating
+    (two untimed rounds first). Returns the medians, the added time's median and quartiles."""
+    steps = {h: partial(step_ms, m, adam(m.parameters(), lr=1e-3), batch, labels)
+             for h, m in models.items()}  # fmt: skip
+    for _ in range(2):
+        for fn in steps.values():
+            fn()
+    ms: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(pairs):
+        for h in (False, True) if i % 2 == 0 else (True, False):
+            ms[h].append(steps[h]())
+    added = [b - a for a, b in zip(ms[False], ms[True])]
+    q1, _, q3 = statistics.quantiles(added, n=4)
+    return {"base_ms": statistics.median(ms[False]), "hien_ms": statistics.median(ms[True]),
+            "added_ms": statistics.median(added), "added_q1": q1, "added_q3": q3,
+            "pairs": pairs}  # fmt: skip
 
 
 def scale(repeat: int, cmd: str, md: bool) -> None:
@@ -359,11 +381,8 @@ def scale(repeat: int, cmd: str, md: bool) -> None:
         batch = data.features.batch(data.split.train, rows)
         labels = data.features.labels(data.split.train, rows)
         models = {h: build_ctr_model("din", data, hien=h) for h in (False, True)}
-        ms = bench.alternating_best(
-            {h: partial(step_ms, m, batch, labels) for h, m in models.items()}, repeat, warmup=1
-        )
-        cells.append({"vocab": vocab, "history": history, "base_ms": ms[False],
-                      "hien_ms": ms[True], "added_ms": ms[True] - ms[False],
+        cells.append({"vocab": vocab, "history": history,
+                      **paired_steps(models, batch, labels, repeat),
                       "load_average_1min": bench.load_average()})  # fmt: skip
         print(cells[-1])
         if history == SCALE_HISTORIES[0] and vocab in (SCALE_VOCABS[0], SCALE_VOCABS[-1]):
@@ -381,7 +400,8 @@ def scale(repeat: int, cmd: str, md: bool) -> None:
     _plot_scale(cells)
     loads = [c["load_average_1min"] for c in cells]
     rows = [[f"{c['vocab']:.0e}", c["history"], f"{c['base_ms']:.1f}", f"{c['hien_ms']:.1f}",
-             f"{c['added_ms']:.1f}", f"{c['added_ms'] / ref:.2f}×"] for c in cells]  # fmt: skip
+             f"{c['added_ms']:.1f}", f"{c['added_q1']:.1f} to {c['added_q3']:.1f}",
+             f"{c['added_ms'] / ref:.2f}×"] for c in cells]  # fmt: skip
     text = "\n".join([
         "## CTR: HIEN's added time as vocabularies and histories grow",
         "",
@@ -389,17 +409,20 @@ def scale(repeat: int, cmd: str, md: bool) -> None:
         f"{min(loads):.1f} to {max(loads):.1f}: timings are upper bounds). Synthetic data "
         "(`synthetic_ctr(value_skew=1.1)`: 20,000 items, 1,000 users, every attribute type "
         "with the given number of values, full histories; HIEN reads at most "
-        f"{HIEN_DEFAULTS.max_values} values per type and user, the most frequent). One "
-        "training step (forward + "
-        "backward) of DIN and of HIEN + DIN on a fixed batch of 1,024, ms, best of the "
-        "repeats, alternating; added = HIEN - DIN. Flatness (largest added time / the first "
-        f"row's, bound 1.2×): **{flat:.2f}×**. Planted-type share (test users whose mean β is "
+        f"{HIEN_DEFAULTS.max_values} values per type and user, the most frequent). One full "
+        "training step (forward, backward, Adam step over all tables) of DIN and of HIEN + DIN "
+        "on a fixed batch of 1,024, in CPU ms of the process's thread (`time.thread_time`: "
+        f"other processes do not count), {cells[0]['pairs']} rounds of one step each, their "
+        "order alternating; added = median of the paired differences HIEN + DIN - DIN "
+        "(interquartile range beside it), DIN and HIEN + DIN: medians. Flatness (largest "
+        f"added time / the first row's, bound 1.2×): **{flat:.2f}×**. Planted-type share "
+        "(test users whose mean β is "
         f"highest on `cate`, HIEN + DIN trained {PLANTED_EPOCHS} epochs, batch 1024, lr 0.01): "
         + ", ".join(f"{v:.0e} values {s:.2f}" for v, s in shares.items())
         + ". Plot: `benchmarks/results/hien_scale.png`.",
         "",
         bench.md_table(["values per type", "history", "DIN ms", "HIEN + DIN ms", "added ms",
-                        "added / first"], rows),  # fmt: skip
+                        "added IQR", "added / first"], rows),  # fmt: skip
     ])  # fmt: skip
     bench.publish("ctr-scale", text, update_md=md)
 
@@ -541,7 +564,9 @@ def main() -> None:
     parser.add_argument("--datasets", default="ml-100k,synthetic")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=3, help="timed epochs per model")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed epochs per model (--scale: step pairs, >= 2)"
+    )
     parser.add_argument("--no-md", action="store_true", help="leave BENCHMARKS.md alone")
     parser.add_argument(
         "--cells-only", action="store_true", help="only the accuracy runs (no timing, no report)"

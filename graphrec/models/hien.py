@@ -106,15 +106,15 @@ def _top_values(
     B, E = values.shape
     if num_values <= E:
         run, run_values, order, n_runs = values, None, None, num_values
-    else:  # one flat sort of (row, value) keys: rows stay contiguous, E keys each
-        start = torch.arange(B, device=values.device).unsqueeze(1)
-        key, order = (values + start * num_values).view(-1).sort()
-        v, order = key.view(B, E) - start * num_values, order.view(B, E) - start * E
+    else:  # one flat (stable: radix) sort of (row, value) keys: rows stay contiguous
+        start = torch.arange(B, device=values.device).unsqueeze(1) * num_values
+        order = (values + start).view(-1).sort(stable=True)[1]  # flat positions
+        v = values.view(-1).index_select(0, order).view(B, E)
         first = torch.ones_like(v, dtype=torch.bool)
         first[:, 1:] = v[:, 1:] != v[:, :-1]
         run = first.long().cumsum(1) - 1  # each sorted key's distinct value (run) in its row
         run_values, n_runs = torch.zeros_like(v).scatter_(1, run, v), E
-        weights = weights.gather(1, order)
+        weights = weights.reshape(-1).index_select(0, order).view(B, E)
     counts = weights.new_zeros(B, n_runs).scatter_add_(1, run, weights)
     counts, top_run = counts.topk(cap, dim=1)
     top = top_run if run_values is None else run_values.gather(1, top_run)
@@ -123,7 +123,9 @@ def _top_values(
     col = run.new_full((B, n_runs), -1)
     col.scatter_(1, top_run, torch.arange(cap, device=run.device).expand_as(top_run))
     slot = col.gather(1, run)
-    return top, counts, slot if order is None else torch.empty_like(slot).scatter_(1, order, slot)
+    if order is not None:  # back to the keys' own order
+        slot = torch.empty_like(slot).view(-1).scatter_(0, order, slot.view(-1)).view(B, E)
+    return top, counts, slot
 
 
 def _uncap(alpha: Tensor, slot: Tensor, counts: Tensor, weights: Tensor) -> Tensor:
@@ -644,8 +646,9 @@ class HIEN(torch.nn.Module):
         # the (refined) user and item embeddings are fields of the base model's embedding
         context = None if self.user is None else emb.fields[:, self._user_field]
         user_out = self.user_attention.forward_weighted(
-            keys, shares, torch.stack(target, dim=1), context, return_alpha=weights
-        )
+            keys, shares, torch.stack(target, dim=1), context, return_alpha=weights,
+            fused=not (weights or self.tables_frozen),
+        )  # fmt: skip
         extra = [user_out.intent]
         alpha = user_out.alpha
         if weights:  # a capped type's weights back on its keys (a value's weight by share)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec.errors import ConfigError
@@ -153,6 +154,7 @@ class HierarchicalIntentAttention(torch.nn.Module):
         context: Tensor | None = None,
         *,
         return_alpha: bool = True,
+        fused: bool = False,
     ) -> IntentOutput:
         """Level 1 over weighted keys, per type its own number of keys.
 
@@ -167,6 +169,11 @@ class HierarchicalIntentAttention(torch.nn.Module):
             target: ``[B, K, d]``; context: ``[B, d_c]``.
             return_alpha: compute ``alpha`` (else empty ``[B, 0]`` tensors: a training step
                 does not need it).
+            fused: per-sample keys go through torch's fused
+                :func:`~torch.nn.functional.scaled_dot_product_attention` (scale 1, additive
+                mask :math:`\\log w`: the same softmax, within float rounding, in one
+                kernel); needs ``return_alpha=False``. Off for an exported graph (not every
+                runtime has the fused operator).
 
         The softmax over keys is weighted, :math:`\\alpha_{k,j} \\propto w_{k,j}
         \\exp(s_{k,j})`: with 0/1 weights the same as :meth:`forward`, and a value held by
@@ -174,10 +181,19 @@ class HierarchicalIntentAttention(torch.nn.Module):
         size of the tables the keys come from. ``alpha`` is a list of ``[B, E_k]``: the weight
         share of each key (0 where the weight is 0).
         """
+        if fused and return_alpha:
+            raise ConfigError("fused=True computes no alpha: pass return_alpha=False")
         q = self.query(target, context)
         alpha, per_type = [], []
         for q_k, e, w in zip(q.unbind(1), keys, weights):
             shared = e.dim() == 2
+            if fused and not shared:  # alpha ~ w exp(s) = exp(s + log w); an empty row gives 0
+                e = e.unsqueeze(1)
+                h_k = F.scaled_dot_product_attention(
+                    q_k[:, None, None], e, e, attn_mask=w.log()[:, None, None], scale=1.0
+                )
+                per_type.append(h_k.view(len(q_k), -1))
+                continue
             s = q_k @ e.T if shared else (e * q_k.unsqueeze(1)).sum(-1)  # [B, E_k]
             # shifted by the (constant) maximum over the present keys: exp cannot overflow and
             # absent keys get exp(min - max) * 0 = 0 (or exp(0) * 0 when none is present)

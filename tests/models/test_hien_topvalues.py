@@ -36,6 +36,22 @@ def test_top_values_shape_independent_of_history():
             assert top.shape == counts.shape == (4, 32) and slot is None
 
 
+def test_top_values_sorted_path_matches_dense_counts():
+    """Large vocabularies (one flat sort of the keys) count and place keys like the dense
+    counts of the same values."""
+    gen = torch.Generator().manual_seed(1)
+    values = torch.randint(0, 12, (5, 40), generator=gen)
+    weights = torch.randint(0, 3, (5, 40), generator=gen).float()  # integers: exact sums
+    dense = torch.zeros(5, 12).scatter_add_(1, values, weights)
+    top, counts, slot = _top_values(values, weights, 4, 10**6, slots=True)
+    assert torch.equal(counts, dense.topk(4, dim=1).values)
+    assert torch.equal(dense.gather(1, top), counts)
+    kept = slot >= 0
+    assert torch.equal(top.gather(1, slot.clamp(min=0))[kept], values[kept])
+    for row in range(5):  # a dropped key's value is not among its row's top values
+        assert not torch.isin(values[row][~kept[row]], top[row]).any()
+
+
 def _model(features, trees, max_values: int) -> HIEN:
     torch.manual_seed(0)
     base = DIN(features, 8, (16,), attention_hidden=(8,), extra_fields=1)
