@@ -38,10 +38,10 @@ from graphrec.federated import (
     FedSubAvg,
     LocalConfig,
     Simulator,
-    StreamTask,
     ode_strategy,
     synthetic_leaf,
 )
+from graphrec.federated.experiment import stream_task
 from graphrec.federated.flower import (
     _to_record,
     client_app,
@@ -67,21 +67,6 @@ def ctr_task(num_users: int = 12, seed: int = 0) -> EmbeddingCTRTask:
     parts = [np.arange(off[u], off[u + 1] - 1) for u in range(num_users)]
     return EmbeddingCTRTask(
         user, item, hist, labels, parts, off[1:] - 1, num_users=num_users, num_items=30, dim=4
-    )
-
-
-def stream_task() -> StreamTask:
-    data = synthetic_leaf(0.5, 0.5, 10, samples_per_device=40, dim=8, num_classes=3, seed=2)
-    return StreamTask(
-        torch.nn.Linear(8, 3),
-        data.x,
-        data.y,
-        [p[:32] for p in data.parts],
-        np.concatenate([p[32:] for p in data.parts]),
-        selector="ode",
-        buffer_size=5,
-        velocity=2,
-        seed=4,
     )
 
 
@@ -136,7 +121,7 @@ def test_update_round_trip_through_records():
 
 
 @pytest.mark.parametrize("kind", ["fedsubavg", "ode"])
-def test_flower_strategy_and_client_app_equal_the_simulator(kind, task_identity):
+def test_flower_strategy_and_client_app_equal_the_simulator(kind, task_identity, split_streams):
     """Same seeds, node i = device i: the Flower strategy + ClientApp reproduce the in-process
     simulator bit for bit (FedSubAvg on sparse rows; ODE with lazy catch-up whose device state
     lives, pickled, in context.state between rounds)."""
@@ -149,7 +134,10 @@ def test_flower_strategy_and_client_app_equal_the_simulator(kind, task_identity)
         )
         server = FedSubAvg(make().graph)
     else:
-        make = stream_task
+        data = synthetic_leaf(0.5, 0.5, 10, samples_per_device=40, dim=8, num_classes=3, seed=2)
+        make = functools.partial(  # picklable, as client_app needs
+            stream_task, split_streams(data, 32), "ode", buffer_size=5, velocity=2, seed=4
+        )
         local = LocalConfig(lr=0.2, lr_decay=1.0, local_steps=2, batch_size=100, clip_norm=None)
         reference_task = make()
         sim = Simulator(

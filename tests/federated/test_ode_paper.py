@@ -4,6 +4,7 @@ official-behaviour options of StreamTask."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from graphrec.cli import main as cli_main
 from graphrec.federated import LocalConfig, stream_simulator
-from graphrec.federated.experiment import ODE_PRESETS, paper_velocity
+from graphrec.federated.experiment import ODE_PRESETS, paper_velocity, stream_task
 from graphrec.federated.ode import per_sample_gradients, sample_values
 from graphrec.federated.partition import lognormal_sizes, synthetic_leaf, synthetic_shared
 from graphrec.federated.stream import StreamDevice, StreamTask, make_store
@@ -98,35 +99,30 @@ def test_paper_velocity():
 # --------------------------------------------------------------------------- options
 
 
-def _task(selector: str, **options: str) -> StreamTask:
-    data = synthetic_shared(6, dim=5, num_classes=3, size_mu=3.5, min_samples=40, seed=2)
-    model = torch.nn.Linear(5, 3)
-    return StreamTask(
-        model,
-        data.x,
-        data.y,
-        [p[:30] for p in data.parts],
-        np.concatenate([p[30:] for p in data.parts]),
-        selector=selector,
-        buffer_size=6,
-        velocity=3,
-        **options,
-    )
+@pytest.fixture
+def make_task(split_streams) -> Callable[..., StreamTask]:
+    """``make_task(selector, **options)``: 6 devices streaming 30 samples each, |B| = 6."""
+
+    def make(selector: str, **options: str) -> StreamTask:
+        data = synthetic_shared(6, dim=5, num_classes=3, size_mu=3.5, min_samples=40, seed=2)
+        return stream_task(split_streams(data, 30), selector, buffer_size=6, velocity=3, **options)
+
+    return make
 
 
-def test_options_are_checked():
+def test_options_are_checked(make_task):
     with pytest.raises(ValueError, match="loss_norm must be one of"):
-        _task("ode", loss_norm="sum")
+        make_task("ode", loss_norm="sum")
     with pytest.raises(ValueError, match="estimate_timing"):
-        _task("ode", estimate_timing="late")
+        make_task("ode", estimate_timing="late")
 
 
-def test_gamma_normalised_loss_rescales_the_one_step_update():
+def test_gamma_normalised_loss_rescales_the_one_step_update(make_task):
     """One full-store step: sum(gamma l) / sum(gamma) = mean(gamma l) * n / sum(gamma)."""
     local = LocalConfig(lr=0.5, lr_decay=1.0, local_steps=1, batch_size=1000, clip_norm=None)
     deltas = {}
     for norm in ("mean", "gamma"):
-        task = _task("ode", loss_norm=norm)
+        task = make_task("ode", loss_norm=norm)
         sim = stream_simulator(task, clients_per_round=2, local=local, seed=0)
         config = sim.strategy.configure(1, local.for_round(0))
         update = sim.client_update(2, config, 1)
@@ -139,11 +135,11 @@ def test_gamma_normalised_loss_rescales_the_one_step_update():
 
 
 @pytest.mark.parametrize("timing", ["before", "after"])
-def test_estimate_timing(timing):
+def test_estimate_timing(timing, make_task):
     """'after': a device that trained in round 1 values its later arrivals (and re-values its
     store) with g_hat^1, which is its own round-1 upload when it was the only participant."""
     local = LocalConfig(lr=0.5, lr_decay=1.0, local_steps=1, batch_size=1000, clip_norm=None)
-    task = _task("ode", estimate_timing=timing)
+    task = make_task("ode", estimate_timing=timing)
     sim = stream_simulator(task, clients_per_round=1, local=local, seed=0)
     state0 = {k: v.clone() for k, v in sim.state.items()}
     g0 = sim.strategy.estimator.estimate.float().clone()
@@ -207,7 +203,7 @@ def test_exact_revalue_every_round(every_round):
         assert value == pytest.approx(float(g[0] @ grads[t]), rel=1e-5, abs=1e-6)
 
 
-def test_reservoir_counter_restart():
+def test_reservoir_counter_restart(make_task):
     store = make_store("rs", 3, rng=np.random.default_rng(0))
     for s in range(10):
         store.offer(s, 0, {})
@@ -221,7 +217,7 @@ def test_reservoir_counter_restart():
     # in a task: the counter restarts at each participation
     local = LocalConfig(lr=0.1, lr_decay=1.0, local_steps=1, batch_size=1000, clip_norm=None)
     for counter, expected in (("cumulative", 9), ("restart", 0)):
-        task = _task("rs", rs_counter=counter)
+        task = make_task("rs", rs_counter=counter)
         sim = stream_simulator(task, clients_per_round=1, local=local, seed=0)
         config = sim.strategy.configure(2, {**local.for_round(2), "round": 2})
         sim.client_update(1, config, 2)
