@@ -153,21 +153,30 @@ def run_scaling(args: argparse.Namespace, tag: str) -> dict:
                     LOADS.sample()
                     peak = max(peak, res.get("peak_mib", 0.0))
                     bar.update()
-                best = max(
-                    r.get("covered", 0) for r in (row[m] for m in ("fastcover", "ris", "greedy"))
-                )
-                for method in ("fastcover", "ris", "greedy"):
-                    if "covered" in row[method]:
-                        row[method]["ratio"] = row[method]["covered"] / best
+                add_ratios(row, ("fastcover", "ris", "greedy"))
                 rows.append(row)
             Path(path).unlink()
         bar.close()
+    return write_part(
+        args, f"fastcover{tag}_scaling", weights=args.weights, generate=gens, rows=rows
+    )
+
+
+def add_ratios(row: dict, methods: tuple[str, ...]) -> None:
+    """Each method's ``ratio``: its coverage / the best of ``methods`` in ``row``."""
+    best = max(row[m].get("covered", 0) for m in methods)
+    for method in methods:
+        if "covered" in row[method]:
+            row[method]["ratio"] = row[method]["covered"] / best
+
+
+def write_part(args: argparse.Namespace, name: str, **fields: Any) -> dict:
+    """Write the results ``name`` (the machine, command and setting, then ``fields``)."""
     payload = {
         "machine": bench.machine(), "command": command(), "k": SCALING_K,
-        "avg_degree": SCALING_DEGREE, "closure_budget_gib": args.scaling_budget_gib,
-        "weights": args.weights, "generate": gens, "rows": rows,
+        "avg_degree": SCALING_DEGREE, "closure_budget_gib": args.scaling_budget_gib, **fields,
     }  # fmt: skip
-    path = bench.write_results(f"fastcover{tag}_scaling", payload)
+    path = bench.write_results(name, payload)
     print(f"wrote {path}")
     return payload
 
@@ -338,19 +347,9 @@ def run_scale(args: argparse.Namespace, tag: str) -> dict:
                 row[method] = spawn(spec, args.child_timeout)
                 LOADS.sample()
                 print(f"  {json.dumps(row[method])}", flush=True)
-            best = max(row[x].get("covered", 0) for x in SCALE_METHODS)
-            for method in SCALE_METHODS:
-                if "covered" in row[method]:
-                    row[method]["ratio"] = row[method]["covered"] / best
+            add_ratios(row, SCALE_METHODS)
             rows.append(row)
-    payload = {
-        "machine": bench.machine(), "command": command(), "k": SCALING_K,
-        "avg_degree": SCALING_DEGREE, "closure_budget_gib": args.scaling_budget_gib,
-        "threads": base.THREADS, "files": files, "rows": rows,
-    }  # fmt: skip
-    path = bench.write_results(f"fastcover{tag}_scale", payload)
-    print(f"wrote {path}")
-    return payload
+    return write_part(args, f"fastcover{tag}_scale", threads=base.THREADS, files=files, rows=rows)
 
 
 def _scale_row(row: dict, method: str) -> list[str]:
