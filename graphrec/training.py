@@ -1,16 +1,18 @@
 """The training loop shared by every trainer in graphrec.
 
-Three pieces, composed by the CTR trainer (:func:`graphrec.models.ctr.train_ctr`), the CF
-trainer (:class:`graphrec.models.cf.CFTrainer`), FastCover training
-(:func:`combinatorial.gnn.train.train_fastcover`) and the federated tasks' local training
-(:func:`graphrec.federated.tasks.local_sgd`):
+Pieces composed by the CTR and multi-task trainers (:func:`graphrec.models.ctr.train_ctr`,
+:func:`graphrec.models.mtl.train_mtl`), the CF trainer (:class:`graphrec.models.cf.CFTrainer`),
+FastCover training (:func:`combinatorial.gnn.train.train_fastcover`) and the federated tasks'
+local training (:func:`graphrec.federated.tasks.local_sgd`):
 
 - :class:`Trainer`: one optimizer step on a loss, with an optional FedProx proximal term
   :math:`\\frac{\\mu}{2} \\lVert w - w_0 \\rVert^2` and global-norm gradient clipping;
 - :func:`minibatches`: shuffled mini-batches of row positions, for one epoch or a number of
   steps (cycling over fresh permutations);
 - :func:`run_epochs`: the epoch loop, with early stopping, a checkpoint hook after every epoch
-  and a tqdm progress bar.
+  and a tqdm progress bar;
+- :func:`fit_best`: :func:`run_epochs` keeping the weights of the best validation metric, with
+  patience and a resumable checkpoint (the CTR and multi-task trainers).
 
 Each piece does its work in a fixed order (loss, proximal term, ``zero_grad``, ``backward``,
 clipping, ``step``; one permutation drawn per pass over the rows), so a trainer built from them
@@ -19,9 +21,13 @@ draws the same random numbers and computes the same floats as a hand-written loo
 
 from __future__ import annotations
 
+import copy
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -31,7 +37,14 @@ from tqdm import tqdm
 from graphrec.errors import ConfigError
 from graphrec.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["Trainer", "load_training_state", "minibatches", "run_epochs", "save_training_state"]
+__all__ = [
+    "Trainer",
+    "fit_best",
+    "load_training_state",
+    "minibatches",
+    "run_epochs",
+    "save_training_state",
+]
 
 B = TypeVar("B")
 
@@ -245,3 +258,65 @@ def load_training_state(
     rng.bit_generator.state = state["numpy_rng"]
     torch.set_rng_state(state["torch_rng"])
     return state["best_state"], state["result"], state["done"]
+
+
+def fit_best(
+    epoch_fn: Callable[[int], tuple[float, Mapping[str, float]]],
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: Any,
+    result: Any,
+    *,
+    select: str,
+    epochs: int,
+    patience: int,
+    checkpoint: str | os.PathLike | None,
+    key: str,
+    what: str,
+    progress: bool = False,
+) -> None:
+    """:func:`run_epochs` keeping the weights of the best validation ``select`` metric.
+
+    ``epoch_fn(epoch)`` (1-based) trains one epoch, appends it to ``result.history`` and returns
+    ``(training loss, validation metrics)``. ``result`` (a dataclass with ``best_epoch``,
+    ``best``, ``history`` and ``stopped_early``) is updated in place: a better ``select`` metric
+    makes the epoch the best one; ``patience`` epochs without one stop the run. At the end the
+    best weights are loaded back into ``module``. With ``checkpoint``, the training state
+    (:func:`save_training_state` with ``key``) is written there after every epoch, and a file
+    found there is resumed from (:func:`load_training_state`; ``what`` names it in errors).
+    """
+    best_state = copy.deepcopy(module.state_dict())
+    done = False
+    if checkpoint is not None and Path(checkpoint).exists():
+        best_state, record, done = load_training_state(
+            checkpoint, key, module, optimizer, rng, what=what
+        )
+        for name, value in record.items():
+            setattr(result, name, value)
+
+    def one_epoch(index: int) -> tuple[bool, dict[str, str]]:
+        nonlocal best_state
+        epoch = index + 1
+        loss, metrics = epoch_fn(epoch)
+        stop = False
+        if metrics[select] > result.best[select]:
+            result.best_epoch, result.best = epoch, metrics
+            best_state = copy.deepcopy(module.state_dict())
+        elif epoch - result.best_epoch >= patience:
+            result.stopped_early = epoch < epochs
+            stop = True
+        return stop, {"loss": f"{loss:.4f}", f"val_{select}": f"{metrics[select]:.4f}"}
+
+    def save(index: int, stop: bool) -> None:
+        save_training_state(checkpoint, key, module, optimizer, best_state, rng, asdict(result),
+                            stop)  # fmt: skip
+
+    run_epochs(
+        one_epoch,
+        epochs=epochs,
+        start=len(result.history),
+        done=done,
+        checkpoint=None if checkpoint is None else save,
+        progress=progress,
+    )
+    module.load_state_dict(best_state)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,7 @@ from graphrec.federated import (
 from graphrec.federated.partition import synthetic_leaf
 from graphrec.io import CTRSchema, CTRTable
 from graphrec.models.ctr import CTRFeatures, WideDeep
-from graphrec.training import Trainer, minibatches, run_epochs
+from graphrec.training import Trainer, fit_best, minibatches, run_epochs
 
 torch.set_num_threads(1)
 
@@ -102,6 +104,46 @@ def test_run_epochs_stops_checkpoints_and_resumes():
     assert run_epochs(epoch_fn, epochs=6, start=4) == 6 and ran == [4, 5]
     ran.clear()
     assert run_epochs(epoch_fn, epochs=6, start=2, done=True) == 2 and ran == []
+
+
+@dataclass
+class _Result:
+    best_epoch: int
+    best: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def test_fit_best_keeps_the_best_weights_stops_on_patience_and_resumes(tmp_path):
+    """Scripted validation AUCs 0.5, 0.7, 0.6, 0.65 with patience 2: epoch 2 is the best, the
+    run stops after epoch 4 and epoch 2's weights come back; a run cut after epoch 3 and resumed
+    from its checkpoint ends the same."""
+    aucs = [0.5, 0.7, 0.6, 0.65, 0.9, 0.9]
+
+    def run(epochs: int, checkpoint):
+        module = torch.nn.Linear(1, 1, bias=False)
+        opt = torch.optim.SGD(module.parameters(), lr=0.1)
+        result = _Result(best_epoch=0, best={"auc": -np.inf})
+
+        def epoch_fn(epoch: int):
+            with torch.no_grad():
+                module.weight.fill_(float(epoch))  # the weights of epoch e are e
+            result.history.append({"epoch": epoch, "loss": 1.0 / epoch})
+            return 1.0 / epoch, {"auc": aucs[epoch - 1]}
+
+        rng = np.random.default_rng(0)
+        fit_best(epoch_fn, module, opt, rng, result, select="auc", epochs=epochs, patience=2,
+                 checkpoint=checkpoint, key="m", what="test")  # fmt: skip
+        return result, module.weight.item()
+
+    result, weight = run(6, None)
+    assert (result.best_epoch, result.best, weight) == (2, {"auc": 0.7}, 2.0)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4] and result.stopped_early
+    ckpt = tmp_path / "fit.pt"
+    cut, _ = run(3, ckpt)
+    assert len(cut.history) == 3 and not cut.stopped_early
+    assert run(6, ckpt) == (result, weight)
+    assert run(6, ckpt) == (result, weight)  # a finished run resumes to itself
 
 
 # --------------------------------------------------------------------------- FL tasks

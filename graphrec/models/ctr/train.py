@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,13 +16,7 @@ from graphrec.io import CTRTable
 from graphrec.metrics import auc, gauc
 from graphrec.models.ctr.base import CTRModel
 from graphrec.models.ctr.defaults import TRAIN_DEFAULTS
-from graphrec.training import (
-    Trainer,
-    load_training_state,
-    minibatches,
-    run_epochs,
-    save_training_state,
-)
+from graphrec.training import Trainer, fit_best, minibatches
 
 __all__ = ["TrainResult", "evaluate_ctr", "train_ctr"]
 
@@ -138,18 +130,9 @@ def train_ctr(
     rng = np.random.default_rng(seed)
     opt = adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     result = TrainResult(best_epoch=0, best={"auc": -np.inf})
-    best_state = copy.deepcopy(model.state_dict())
-    done = False
-    if checkpoint is not None and Path(checkpoint).exists():
-        best_state, record, done = load_training_state(
-            checkpoint, "model", model, opt, rng, what="CTR training checkpoint"
-        )
-        result = TrainResult(**record)
     trainer = Trainer(opt)
 
-    def epoch_fn(index: int) -> tuple[bool, dict[str, str]]:
-        nonlocal best_state
-        epoch = index + 1
+    def epoch_fn(epoch: int) -> tuple[float, dict[str, float]]:
         model.train()
         batches = minibatches(train.num_rows, batch_size, rng.permutation)
         total = 0.0
@@ -161,29 +144,11 @@ def train_ctr(
         result.history.append(
             {"epoch": epoch, "loss": total / train.num_rows, "train_s": train_s, **metrics}
         )
-        stop = False
-        if metrics["auc"] > result.best["auc"]:
-            result.best_epoch, result.best = epoch, metrics
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - result.best_epoch >= patience:
-            result.stopped_early = epoch < epochs
-            stop = True
-        postfix = {"loss": f"{total / train.num_rows:.4f}", "val_auc": f"{metrics['auc']:.4f}"}
-        return stop, postfix
+        return total / train.num_rows, metrics
 
-    def save(index: int, stop: bool) -> None:
-        save_training_state(checkpoint, "model", model, opt, best_state, rng, asdict(result),
-                            stop)  # fmt: skip
-
-    run_epochs(
-        epoch_fn,
-        epochs=epochs,
-        start=len(result.history),
-        done=done,
-        checkpoint=None if checkpoint is None else save,
-        progress=progress,
-    )
-    model.load_state_dict(best_state)
+    fit_best(epoch_fn, model, opt, rng, result, select="auc", epochs=epochs, patience=patience,
+             checkpoint=checkpoint, key="model", what="CTR training checkpoint",
+             progress=progress)  # fmt: skip
     return result
 
 

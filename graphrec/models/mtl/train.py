@@ -3,11 +3,9 @@ module), early stopping on validation, seeded, with checkpoint/resume."""
 
 from __future__ import annotations
 
-import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,13 +22,7 @@ from graphrec.models.mtl.crossdistil import CrossDistil, CrossDistilConfig
 from graphrec.models.mtl.data import MTLTable
 from graphrec.models.mtl.defaults import MTL_TRAIN_DEFAULTS
 from graphrec.registry import MTL_MODELS
-from graphrec.training import (
-    Trainer,
-    load_training_state,
-    minibatches,
-    run_epochs,
-    save_training_state,
-)
+from graphrec.training import Trainer, fit_best, minibatches
 
 __all__ = [
     "DISTILL_MODES",
@@ -209,13 +201,6 @@ def train_mtl(
         modules["distill"] = distill
     opt = adam(modules.parameters(), lr=lr, weight_decay=weight_decay)
     result = MTLTrainResult(best_epoch=0, best={select: -np.inf})
-    best_state = copy.deepcopy(modules.state_dict())
-    done = False
-    if checkpoint is not None and Path(checkpoint).exists():
-        best_state, record, done = load_training_state(
-            checkpoint, "modules", modules, opt, rng, what="multi-task training checkpoint"
-        )
-        result = MTLTrainResult(**record)
     trainer = Trainer(opt)
     labels = torch.as_tensor(train.labels)
 
@@ -231,9 +216,7 @@ def train_mtl(
             parts[key] = parts.get(key, 0.0) + float(value) * len(rows)
         return loss
 
-    def epoch_fn(index: int) -> tuple[bool, dict[str, str]]:
-        nonlocal best_state
-        epoch = index + 1
+    def epoch_fn(epoch: int) -> tuple[float, dict[str, float]]:
         modules.train()
         batches = minibatches(train.num_rows, batch_size, rng.permutation)
         total, parts = 0.0, {}
@@ -247,30 +230,9 @@ def train_mtl(
             {"epoch": epoch, "loss": total / train.num_rows, "train_s": train_s, **metrics,
              **{k: v / train.num_rows for k, v in parts.items()}}
         )  # fmt: skip
-        stop = False
-        if metrics[select] > result.best[select]:
-            result.best_epoch, result.best = epoch, metrics
-            best_state = copy.deepcopy(modules.state_dict())
-        elif epoch - result.best_epoch >= patience:
-            result.stopped_early = epoch < epochs
-            stop = True
-        postfix = {
-            "loss": f"{total / train.num_rows:.4f}",
-            f"val_{select}": f"{metrics[select]:.4f}",
-        }
-        return stop, postfix
+        return total / train.num_rows, metrics
 
-    def save(index: int, stop: bool) -> None:
-        save_training_state(checkpoint, "modules", modules, opt, best_state, rng, asdict(result),
-                            stop)  # fmt: skip
-
-    run_epochs(
-        epoch_fn,
-        epochs=epochs,
-        start=len(result.history),
-        done=done,
-        checkpoint=None if checkpoint is None else save,
-        progress=progress,
-    )
-    modules.load_state_dict(best_state)
+    fit_best(epoch_fn, modules, opt, rng, result, select=select, epochs=epochs, patience=patience,
+             checkpoint=checkpoint, key="modules", what="multi-task training checkpoint",
+             progress=progress)  # fmt: skip
     return result
