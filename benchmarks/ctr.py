@@ -30,8 +30,8 @@ added time per 1,024 samples against one DIN training step (``results/ctr_bounds
 HIEN + DIN on ``synthetic_ctr(value_skew=1.1)`` with 10^2, 10^4 and 10^6 values per attribute
 type and histories of 50 and 500 items, in thread CPU time, ``--repeat`` alternating pairs
 (HIEN's added time: the median of the paired differences, and its flatness), and trains
-HIEN + DIN at 10^2 and 10^6 values for the planted-type share (``results/ctr_scale.json``,
-``results/hien_scale.png``, section ``ctr-scale``).
+HIEN + DIN (the synthetic set's recipe) at 10^2 and 10^6 values for the planted-type share
+(``results/ctr_scale.json``, ``results/hien_scale.png``, section ``ctr-scale``).
 
 ``--plug add`` only runs the accuracy cells of HIEN with ``plug="add"`` (intents added to the
 user and item fields) and compares them with the default's cells, paired by seed (section
@@ -318,9 +318,13 @@ def bounds_markdown(b: dict, cmd: str) -> str:
 #: The scale grid: attribute vocabulary sizes (each of the four types) and history lengths.
 SCALE_VOCABS = (10**2, 10**4, 10**6)
 SCALE_HISTORIES = (50, 500)
-#: Training epochs of the planted-type test (at 1e6 values the share is 0.89 after 4 epochs and
-#: after 8: more epochs alone do not reach 0.9).
-PLANTED_EPOCHS = 8
+
+
+def _recipe(dataset: str) -> str:
+    """The training settings of ``dataset`` in words."""
+    r = SETTINGS[dataset]
+    return (f"batch {r['batch_size']}, lr {r['lr']:g}, ≤ {r['epochs']} epochs, early stopping "
+            f"on validation AUC with patience {r['patience']}")  # fmt: skip
 
 
 def scale_data(vocab: int, history: int) -> CTRDataset:
@@ -388,8 +392,7 @@ def scale(repeat: int, cmd: str, md: bool) -> None:
         if history == SCALE_HISTORIES[0] and vocab in (SCALE_VOCABS[0], SCALE_VOCABS[-1]):
             del models
             model = build_ctr_model("din", data, hien=True)
-            train_ctr(model, data.split.train, data.split.valid, epochs=PLANTED_EPOCHS,
-                      batch_size=1024, lr=1e-2, patience=PLANTED_EPOCHS, seed=0)  # fmt: skip
+            train_ctr(model, data.split.train, data.split.valid, seed=0, **SETTINGS["synthetic"])
             shares[vocab] = planted_share(model, data, "cate")
             print(f"planted share at {vocab}: {shares[vocab]:.3f}")
         del data
@@ -417,7 +420,8 @@ def scale(repeat: int, cmd: str, md: bool) -> None:
         "(interquartile range beside it), DIN and HIEN + DIN: medians. Flatness (largest "
         f"added time / the first row's, bound 1.2×): **{flat:.2f}×**. Planted-type share "
         "(test users whose mean β is "
-        f"highest on `cate`, HIEN + DIN trained {PLANTED_EPOCHS} epochs, batch 1024, lr 0.01): "
+        "highest on `cate`; HIEN + DIN trained with the synthetic set's recipe: "
+        f"{_recipe('synthetic')}): "
         + ", ".join(f"{v:.0e} values {s:.2f}" for v, s in shares.items())
         + ". Plot: `benchmarks/results/hien_scale.png`.",
         "",
