@@ -8,10 +8,17 @@ import scipy.sparse as sp
 from combinatorial.graph import as_csr, check_d, with_self_loops
 from graphrec.errors import ConfigError, MemoryBudgetError
 
-__all__ = ["ball_sizes", "d_closure", "estimate_closure_bytes"]
+__all__ = [
+    "ball_sizes",
+    "d_closure",
+    "estimate_closure_bytes",
+    "reverse_balls",
+    "sampled_reverse_balls",
+]
 
 DEFAULT_MAX_BYTES = 2 * 2**30
 _BATCH_ENTRIES = 2**24  # target stored entries per batch of sources in ball_sizes
+_REVERSE_BATCH_ENTRIES = 2**23  # target stored entries per batch in reverse_balls
 
 
 def power_closure(A1: sp.csr_array, d: int) -> sp.csr_array:
@@ -51,6 +58,58 @@ def balls_of(A1: sp.csr_array, sources: np.ndarray, d: int) -> sp.csr_array:
             break
         R = nxt
     return R
+
+
+def reverse_balls(A1T: sp.csr_array, targets: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reverse d-balls of ``targets`` as (row lengths, concatenated node ids), in batches of
+    about ``2**23`` stored entries (``A1T``: ``A^T + I``)."""
+    indices, lengths = [], []
+    batch, start = 1024, 0
+    while start < targets.size:
+        R = balls_of(A1T, targets[start : start + batch], d)
+        indices.append(R.indices)
+        lengths.append(np.diff(R.indptr))
+        start += batch
+        batch = int(np.clip(_REVERSE_BATCH_ENTRIES * R.shape[0] / max(R.nnz, 1), 64, 1 << 16))
+    if not indices:
+        return np.zeros(0, np.int64), np.zeros(0, A1T.indices.dtype)
+    return np.concatenate(lengths), np.concatenate(indices)
+
+
+def sampled_reverse_balls(
+    adj: sp.sparray | sp.spmatrix, d: int, samples: int, seed: int
+) -> tuple[sp.csr_array, np.ndarray]:
+    r"""The reverse d-balls R_d(t) = {u : dist(u, t) <= d} of ``samples`` uniform random targets.
+
+    Returns ``(H, draws)``: ``H`` is a boolean CSR with one row per distinct target (its reverse
+    ball), ``draws[i]`` how often row i's target was drawn. Since u is in R_d(t) iff t is in
+    B_d(u), ``n / samples`` times the draws of the rows holding u is an unbiased estimate of the
+    ball size:
+
+    .. math::
+        \hat b(u) = \frac{n}{\theta} \sum_{i=1}^{\theta} [u \in R_d(t_i)], \qquad
+        t_i \sim \mathrm{Uniform}(V)
+
+    (each term a Bernoulli(|B_d(u)| / n) draw, so the largest balls are estimated best). Time:
+    the reverse truncated BFS of the distinct targets.
+
+    Example:
+        >>> import numpy as np, scipy.sparse as sp
+        >>> A = sp.csr_array(([1, 1], ([0, 1], [1, 2])), shape=(3, 3))  # 0 -> 1 -> 2
+        >>> H, draws = sampled_reverse_balls(A, 2, 3000, 0)
+        >>> b = np.bincount(H.indices, np.repeat(draws, np.diff(H.indptr)), 3) * 3 / 3000
+        >>> b.round().tolist()  # true ball sizes: [3, 2, 1]
+        [3.0, 2.0, 1.0]
+    """
+    A = as_csr(adj)
+    n = A.shape[0]
+    draw = np.random.default_rng(seed).integers(0, n, size=samples)
+    targets, draws = np.unique(draw, return_counts=True)
+    lengths, members = reverse_balls(with_self_loops(as_csr(A.T)), targets, check_d(d, 0))
+    indptr = np.zeros(targets.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    H = sp.csr_array((np.ones(members.size, dtype=bool), members, indptr), shape=(targets.size, n))
+    return H, draws
 
 
 def _level_sizes(A1: sp.csr_array, d: int, samples: int, seed: int) -> tuple[float, float]:

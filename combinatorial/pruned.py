@@ -1,8 +1,10 @@
-"""Candidate-pruned greedy: a node score proposes candidates, exact greedy chooses among them.
+"""Greedy without the whole d-closure: FastCover's default (:func:`fastcover_greedy`).
 
-The pool of candidates either has a fixed size or grows until walk-count upper bounds on the
-marginal gains of the nodes outside it certify that no outside node could have changed any greedy
-pick (:func:`pruned_greedy`).
+Candidate-pruned greedy: a node score proposes candidates, exact greedy chooses among them. The
+pool either has a fixed size or grows until walk-count upper bounds on the marginal gains of the
+nodes outside it certify that no outside node could have changed any greedy pick
+(:func:`pruned_greedy`). Residual greedy: after a first pick, exact greedy on the reverse balls of
+the nodes it leaves uncovered (:func:`residual_greedy`).
 """
 
 from __future__ import annotations
@@ -15,23 +17,29 @@ import scipy.sparse as sp
 
 from combinatorial.baselines.greedy import greedy, max_cover
 from combinatorial.baselines.heuristics import top_k_indices
-from combinatorial.closure import _level_sizes, balls_of
+from combinatorial.closure import _level_sizes, balls_of, sampled_reverse_balls
 from combinatorial.coverage import covered_mask
-from combinatorial.graph import as_csr, check_d, check_k, with_self_loops
+from combinatorial.graph import as_csr, check_d, check_k, gather_rows, reach, with_self_loops
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError, MemoryBudgetError
 
-__all__ = ["fastcover_greedy", "pruned_greedy", "upper_bound", "walk_bound"]
+__all__ = ["fastcover_greedy", "pruned_greedy", "residual_greedy", "upper_bound", "walk_bound"]
 
 START = 4  # the automatic pool starts at the START * k best-scored nodes
 MIN_POOL = 32  # ... and at least this many
 ENTRIES_PER_ARC = 16  # default growth budget: ball entries <= ENTRIES_PER_ARC * (n + m)
 GROW = 3  # each growth round adds at most GROW * (pool size) threats
 MAX_ROUNDS = 5  # greedy runs at most
+DEEP_ROUNDS = 2  # ... at d >= GNN_MIN_D in fastcover_greedy, where walk bounds rarely certify,
+DEEP_SHARE = 16  # ... and the pool's balls hold at most 1 / DEEP_SHARE of the closure there
 CLOSURE_WALKS = 8  # fastcover_greedy: closure greedy when the d-walks <= this * (n + m) ...
 POOL_SHARE = 8  # ... or when the starting pool's balls hold more than 1 / POOL_SHARE of it
 GNN_MIN_D = 3  # below, the walk bound ranks the candidates (as good at d = 2, and free)
 SAMPLES = 128  # random balls estimating the closure's size
+BALL_SAMPLES = (128, 1024)  # d >= GNN_MIN_D: reverse balls sampled for the ball sizes,
+BALL_ENTRIES = 2  # ... as many as fit BALL_ENTRIES * (n + m) entries, within that range
+Z = 3.0  # ... and the pool keeps the nodes whose size could reach the top's (z-scores)
+RESIDUAL_SHARE = 4  # residual greedy when its reverse closure is <= 1 / this of the closure
 
 
 def walk_bound(adj: sp.sparray | sp.spmatrix, uncovered: np.ndarray, d: int) -> np.ndarray:
@@ -104,6 +112,7 @@ def pruned_greedy(
     *,
     candidates: int | None = 8,
     max_entries: int | None = None,
+    max_rounds: int = MAX_ROUNDS,
     progress: bool = False,
 ) -> Solution:
     """Exact greedy among candidates proposed by ``scores``, with a certificate or a bound.
@@ -123,7 +132,7 @@ def pruned_greedy(
     starts from the ``max(START * k, MIN_POOL)`` best and adds the threats (best-scored first, at
     most ``GROW`` times the size of C, while the u_0 of the added nodes keep the balls within
     ``max_entries`` entries; default ``ENTRIES_PER_ARC * (n + m)``) and reruns greedy, until no
-    threat remains, the budget cut the last growth or greedy ran ``MAX_ROUNDS`` times.
+    threat remains, the budget cut the last growth or greedy ran ``max_rounds`` times.
 
     Bound: ``info["upper_bound"]`` >= OPT is the smallest over the last two checkpoints of
     f(S_j) + the sum of the k largest values of (exact gain w.r.t. S_j in C, u_j outside C)
@@ -137,6 +146,7 @@ def pruned_greedy(
         d: hop count (>= 1).
         candidates: fixed pool size as a multiple of k (>= 1); None = automatic.
         max_entries: growth budget in stored ball entries (automatic pool only).
+        max_rounds: greedy runs at most (automatic pool only; >= 1).
         progress: progress bar over the greedy picks (stderr).
 
     Returns:
@@ -158,6 +168,8 @@ def pruned_greedy(
         raise ConfigError(f"candidates must be an integer >= 1 or None, got {candidates!r}")
     if max_entries is not None and (not isinstance(max_entries, int) or max_entries < 1):
         raise ConfigError(f"max_entries must be an integer >= 1 or None, got {max_entries!r}")
+    if not isinstance(max_rounds, int) or max_rounds < 1:
+        raise ConfigError(f"max_rounds must be an integer >= 1, got {max_rounds!r}")
     if scores is not None:
         scores = np.asarray(scores, dtype=np.float64).ravel()
         if scores.shape != (n,):
@@ -193,7 +205,7 @@ def pruned_greedy(
         threats = np.flatnonzero(threat)
         timings["greedy"] += t1 - t0
         timings["check"] += time.perf_counter() - t1
-        if candidates is not None or threats.size == 0 or full or rounds == MAX_ROUNDS:
+        if candidates is not None or threats.size == 0 or full or rounds == max_rounds:
             break
         t0 = time.perf_counter()
         add = threats[top_k_indices(rank[threats], min(threats.size, GROW * pool.size))]
@@ -254,20 +266,131 @@ def _check_points(
     return gains, masks, ubs
 
 
-def _pruning_pays(A: sp.csr_array, k: int, d: int) -> float | None:
-    """The closure's estimated entries when the starting pool's d-balls cost well under the
-    closure, else None (see :func:`fastcover_greedy`)."""
+def _closure_entries(A: sp.csr_array, d: int) -> float | None:
+    """The closure's estimated entries (balls of ``SAMPLES`` random nodes) when it is large:
+    more than ``CLOSURE_WALKS * (n + m)`` walks of length <= d (never at d = 1); else None."""
     n = A.shape[0]
     if d == 1:
         return None
     w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
     if int(w.sum()) <= CLOSURE_WALKS * (n + A.nnz):
         return None
-    A1 = with_self_loops(A)
-    closure = _level_sizes(A1, d, SAMPLES, 0)[0]  # estimated entries of the closure
-    top = top_k_indices(w, min(n, SAMPLES // 16))  # the heaviest balls, as in the pool
-    pool = min(n, max(START * k, MIN_POOL)) * balls_of(A1, top, d).nnz / top.size
-    return closure if pool * POOL_SHARE <= closure else None
+    return _level_sizes(with_self_loops(A), d, SAMPLES, 0)[0]
+
+
+def _pool_pays(A: sp.csr_array, k: int, d: int, closure: float) -> bool:
+    """Whether the starting pool's balls (its size times the mean ball of the ``SAMPLES / 16``
+    nodes of most d-walks, the heaviest) hold at most 1 / ``POOL_SHARE`` of the closure."""
+    n = A.shape[0]
+    w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
+    top = top_k_indices(w, min(n, SAMPLES // 16))
+    pool = min(n, max(START * k, MIN_POOL)) * balls_of(with_self_loops(A), top, d).nnz / top.size
+    return pool * POOL_SHARE <= closure
+
+
+def _sampled_first(A: sp.csr_array, d: int, closure: float) -> tuple[Solution, float]:
+    """Greedy's first pick (the largest d-ball) among the balls that sampled sizes cannot tell
+    from the largest, and the estimated entries of the residual reverse closure after it.
+
+    :func:`~combinatorial.closure.sampled_reverse_balls` (seed 0; as many samples as fit
+    ``BALL_ENTRIES * (n + m)`` entries, the mean ball holding ``closure / n``, within
+    ``BALL_SAMPLES``) estimates every ball size b. Candidates: the nodes with
+    b + Z s >= max b - Z s, s = n sqrt(p (1 - p) / samples) the binomial standard deviation at
+    p = b / n, at most ``MIN_POOL``; their exact balls decide (:func:`pruned_greedy`, k = 1).
+    Residual: the sampled reverse balls whose target the pick leaves uncovered (those without
+    the pick), scaled to n targets.
+    """
+    n = A.shape[0]
+    t0 = time.perf_counter()
+    lo, hi = BALL_SAMPLES
+    samples = int(np.clip(BALL_ENTRIES * (n + A.nnz) * n / max(closure, 1.0), lo, hi))
+    H, draws = sampled_reverse_balls(A, d, samples, 0)
+    weight = draws * np.diff(H.indptr)
+    b = np.bincount(H.indices, np.repeat(draws, np.diff(H.indptr)), n) * (n / samples)
+    p = np.clip(b / n, 0.0, 1.0)
+    s = n * np.sqrt(p * (1.0 - p) / samples)
+    top = int(np.argmax(b))
+    near = int(np.count_nonzero(b + Z * s >= b[top] - Z * s[top]))
+    sample_s = time.perf_counter() - t0
+    sol = pruned_greedy(A, b, 1, d, candidates=min(MIN_POOL, near))
+    sol.timings = {"sample": sample_s, **sol.timings}
+    holds = np.flatnonzero(H.indices == sol.seeds[0])
+    covered = np.zeros(H.shape[0], dtype=bool)
+    covered[np.searchsorted(H.indptr, holds, side="right") - 1] = True
+    return sol, float(weight[~covered].sum()) * n / samples
+
+
+def residual_greedy(
+    adj: sp.sparray | sp.spmatrix, k: int, d: int, first: int, *, progress: bool = False
+) -> Solution:
+    """Exact greedy after a given first pick, on the residual reverse closure.
+
+    After the first pick s only the nodes U outside B_d(s) can still be covered, and greedy's
+    later picks depend only on the gains |B_d(v) minus B_d(s)|, counted over U. The coverers of
+    u in U are its reverse ball R_d(u) = {v : dist(v, u) <= d}; they are built for U alone
+    (truncated BFS on A^T) and :func:`~combinatorial.baselines.greedy.max_cover` picks the
+    other k - 1 seeds with exact gains. When s is greedy's first pick (a largest ball), the
+    seeds are those of :func:`~combinatorial.baselines.greedy.greedy` (ties may resolve to
+    another node of equal gain) at the cost of the residual's entries instead of the whole
+    closure's; on social graphs the largest ball holds most of the nodes with large reverse
+    balls, so the residual is a small part of the closure.
+
+    Bound: ``info["upper_bound"]`` = |B_d(s)| + the smallest over residual prefixes S_j of
+    (residual coverage of S_j + the k largest gains w.r.t. {s} and S_j) >= OPT (Minoux 1978).
+
+    Args:
+        adj: ``n x n`` adjacency (u covers v).
+        k: budget (>= 1, capped at n with a warning).
+        d: hop count (>= 1).
+        first: the first pick (a node id).
+        progress: progress bar over the picks (stderr).
+
+    Returns:
+        A :class:`Solution` with ``info`` keys ``first_covered`` (|B_d(s)|), ``residual_entries``
+        (entries of the residual reverse closure) and ``upper_bound``.
+
+    Example:
+        >>> import numpy as np, scipy.sparse as sp
+        >>> A = sp.csr_array(([1, 1, 1, 1], ([0, 0, 1, 3], [1, 2, 3, 4])), shape=(5, 5))
+        >>> sol = residual_greedy(A, 2, 1, first=0)  # B_1(0) = {0, 1, 2}; 3 adds {3, 4}
+        >>> sol.seeds.tolist(), sol.covered, sol.info["upper_bound"]
+        ([0, 3], 5, 5)
+    """
+    A = as_csr(adj)
+    n = A.shape[0]
+    k, d = check_k(k, n), check_d(d)
+    if not 0 <= int(first) < n:
+        raise ConfigError(f"first must be a node id in [0, {n}), got {first!r}")
+    t0 = time.perf_counter()
+    mark = np.zeros(n, dtype=bool)
+    first_ball = reach(A, np.array([first], dtype=np.int64), d, mark)
+    left = np.flatnonzero(~mark)
+    T = balls_of(with_self_loops(as_csr(A.T)), left, d)  # row e: the coverers of left[e]
+    members = T.T.tocsr()  # row v: the elements (rows of T) that v covers
+    t1 = time.perf_counter()
+    picks = min(k, n - 1)  # k picks for the bound (k sets), the first k - 1 kept
+    rest, _, upper = max_cover(
+        T,
+        lambda v: members.indices[members.indptr[v] : members.indptr[v + 1]],
+        picks,
+        progress=progress,
+        exclude=np.array([first], dtype=np.int64),
+    )
+    rest = rest[: k - 1]
+    gained = np.unique(gather_rows(members, rest)).size if rest.size else 0
+    return Solution(
+        seeds=np.concatenate([np.array([first], dtype=np.int64), rest]),
+        covered=int(first_ball.size + gained),
+        n=n,
+        d=d,
+        method="residual_greedy",
+        timings={"residual": t1 - t0, "solve": time.perf_counter() - t1},
+        info={
+            "first_covered": int(first_ball.size),
+            "residual_entries": int(T.nnz),
+            "upper_bound": min(n, int(first_ball.size + upper)),
+        },
+    )
 
 
 def fastcover_greedy(
@@ -280,34 +403,60 @@ def fastcover_greedy(
     max_entries: int | None = None,
     progress: bool = False,
 ) -> Solution:
-    """FastCover's default: exact greedy, on the d-closure when pruning would not pay, else
-    among the candidates proposed by ``score()`` (:func:`pruned_greedy`).
+    """FastCover's default: exact greedy on the d-closure when it is small, else greedy whose
+    first pick and candidates come from cheap estimates, with exact gains.
 
     With w(v) = :func:`walk_bound` (walks of length <= d from v, capped at n; their sum bounds
-    the closure's entries and its building cost), pruning pays when the closure is large, sum
-    w > ``CLOSURE_WALKS * (n + m)`` (never at d = 1), and the starting pool is a small part of
-    it: ``max(START * k, MIN_POOL)`` times the mean ball size of the ``SAMPLES / 16`` nodes of
-    largest w (the heaviest balls) is at most 1 / ``POOL_SHARE`` of the closure's entries,
-    estimated from the balls of ``SAMPLES`` random nodes.
-    Otherwise :func:`~combinatorial.baselines.greedy.greedy` runs on the closure without the
-    scores (a forward pass would cost about as much as the whole greedy). When pruning pays,
-    :func:`pruned_greedy` picks among candidates ranked by ``score()`` (e.g. a FastCover
+    the closure's entries and its building cost), the closure counts as large when sum
+    w > ``CLOSURE_WALKS * (n + m)`` (never at d = 1); its entries are then estimated from the
+    balls of ``SAMPLES`` random nodes. A small closure: :func:`~combinatorial.baselines.greedy.
+    greedy` on it, without the scores (a forward pass would cost about as much).
+
+    A large closure at d >= ``GNN_MIN_D``: the first pick is the largest ball among those that
+    sampled reverse balls cannot tell from the largest (:func:`_sampled_first`); that is the
+    answer for k = 1. For k > 1, when the residual reverse closure after that pick is estimated
+    at most 1 / ``RESIDUAL_SHARE`` of the closure, :func:`residual_greedy` picks the rest with
+    exact gains.
+
+    Otherwise (d = 2, or a large residual) pruning pays when the starting pool's balls are a
+    small part of the closure (:func:`_pool_pays`); else closure greedy runs. When pruning
+    pays, :func:`pruned_greedy` picks among candidates ranked by ``score()`` (e.g. a FastCover
     forward pass, called once) for d >= ``GNN_MIN_D``, by the walk bound below (as good a
-    ranking at d = 2, and free). ``candidates=c`` always takes the pruned path with a fixed pool
-    of the best-scored nodes. When the automatic pool ends uncertified although its balls hold
+    ranking at d = 2, and free). At d >= ``GNN_MIN_D`` the walk bounds overcount so much that
+    growing the pool rarely certifies it: the pool grows at most ``DEEP_ROUNDS - 1`` times,
+    while its balls hold at most 1 / ``DEEP_SHARE`` of the closure's estimated entries.
+    ``candidates=c`` always takes the pruned path with a fixed pool of the ``c * k``
+    best-scored nodes. When the automatic pool ends uncertified although its balls hold
     1 / ``POOL_SHARE`` of the closure's estimated entries, closure greedy runs after all (within
     the default closure budget); otherwise the pruned result stands, uncertified, with its bound.
 
-    ``info["strategy"]`` names the path (``"closure greedy"``, ``"pruned greedy, GNN ranking"``,
+    ``info["strategy"]`` names the path (``"closure greedy"``, ``"sampled first pick"``,
+    ``"residual greedy after a sampled first pick"``, ``"pruned greedy, GNN ranking"``,
     ``"pruned greedy, walk-bound ranking"`` or ``"closure greedy (pruned pool not certified)"``),
-    ``info["certified"]`` whether the seeds are those of a run of exact greedy on the whole graph,
-    ``info["upper_bound"]`` >= OPT. ``timings["score"]`` is the call to ``score``.
+    ``info["certified"]`` whether the seeds are those of a run of exact greedy on the whole graph
+    (a sampled first pick is not certified), ``info["upper_bound"]`` >= OPT.
+    ``timings["score"]`` is the call to ``score``.
     """
     A = as_csr(adj)
     n = A.shape[0]
     k, d = check_k(k, n), check_d(d)
-    closure = None if candidates is not None else _pruning_pays(A, k, d)
-    if candidates is None and closure is None:
+    closure = None if candidates is not None else _closure_entries(A, d)
+    deep = closure is not None and d >= GNN_MIN_D
+    if deep:
+        t0 = time.perf_counter()
+        first, residual = _sampled_first(A, d, closure)
+        if k == 1:
+            first.info = {"strategy": "sampled first pick", **first.info}
+            return first
+        if residual * RESIDUAL_SHARE <= closure:
+            sol = residual_greedy(A, k, d, int(first.seeds[0]), progress=progress)
+            first_s = time.perf_counter() - t0 - sum(sol.timings.values())
+            sol.timings = {"first": first_s, **sol.timings}
+            strategy = "residual greedy after a sampled first pick"
+            pool = first.info["pool"]
+            sol.info = {"strategy": strategy, "certified": False, "first_pool": pool, **sol.info}
+            return sol
+    if candidates is None and (closure is None or not _pool_pays(A, k, d, closure)):
         sol = greedy(A, k, d, max_bytes=None, progress=progress)
         sol.info.update(strategy="closure greedy", certified=True)
         return sol
@@ -315,8 +464,17 @@ def fastcover_greedy(
     t0 = time.perf_counter()
     scores = score() if gnn else None
     score_s = time.perf_counter() - t0
+    if deep and max_entries is None:
+        max_entries = int(min(ENTRIES_PER_ARC * (n + A.nnz), closure / DEEP_SHARE))
     sol = pruned_greedy(
-        A, scores, k, d, candidates=candidates, max_entries=max_entries, progress=progress
+        A,
+        scores,
+        k,
+        d,
+        candidates=candidates,
+        max_entries=max_entries,
+        max_rounds=DEEP_ROUNDS if deep else MAX_ROUNDS,
+        progress=progress,
     )
     sol.timings = {"score": score_s, **sol.timings}
     strategy = "pruned greedy, GNN ranking" if gnn else "pruned greedy, walk-bound ranking"

@@ -53,6 +53,7 @@ def max_cover(
     k: int,
     weights: np.ndarray | None = None,
     progress: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """Greedy maximum (weighted) coverage with exact marginal gains; ties -> smallest set id.
 
@@ -63,7 +64,8 @@ def max_cover(
     ``argmax(gains)``, marks its uncovered elements covered and subtracts their weights from the
     gain of every set containing them, so gains stay exact (no lazy re-evaluation needed);
     picked sets get gain -1. Once every element is covered, the remaining picks are the
-    smallest unused ids (zero gain). ``progress`` shows a tqdm bar over the k picks.
+    smallest unused ids (zero gain). ``progress`` shows a tqdm bar over the k picks. Sets in
+    ``exclude`` are never picked (gain -1 from the start).
 
     Returns ``(seeds, covered, upper)``: seeds in pick order, covered weight, and ``upper`` >=
     the best k-set's covered weight, min over greedy prefixes S_i (i = 0, 1, 2, 4, ..., k) of
@@ -73,6 +75,8 @@ def max_cover(
     n_elem, n = coverers.shape
     gains = np.zeros(n, dtype=np.int64)
     _accumulate(gains, coverers, np.arange(n_elem), weights, 1)
+    if exclude is not None:
+        gains[exclude] = -1
     covered_el = np.zeros(n_elem, dtype=bool)
     seeds = np.empty(k, dtype=np.int64)
     covered, left = 0, n_elem

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from combinatorial.baselines.greedy import max_cover
 from combinatorial.baselines.heuristics import out_degree, top_k_indices
-from combinatorial.closure import balls_of
+from combinatorial.closure import reverse_balls
 from combinatorial.graph import as_csr, check_d, check_k, reach, unique_sorted, with_self_loops
 from combinatorial.solution import Solution
 from graphrec.errors import ConfigError
@@ -19,22 +19,6 @@ from graphrec.registry import SOLVERS
 __all__ = ["ris_greedy"]
 
 _E = 1.0 - 1.0 / math.e
-_BATCH_ENTRIES = 1 << 23  # target stored entries per sampling batch
-
-
-def _reverse_balls(A1T: sp.csr_array, targets: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reverse d-balls of ``targets`` as (row lengths, concatenated node ids), in batches."""
-    indices, lengths = [], []
-    batch, start = 1024, 0
-    while start < targets.size:
-        R = balls_of(A1T, targets[start : start + batch], d)
-        indices.append(R.indices)
-        lengths.append(np.diff(R.indptr))
-        start += batch
-        batch = int(np.clip(_BATCH_ENTRIES * R.shape[0] / max(R.nnz, 1), 64, 1 << 16))
-    if not indices:
-        return np.zeros(0, np.int64), np.zeros(0, A1T.indices.dtype)
-    return np.concatenate(lengths), np.concatenate(indices)
 
 
 @SOLVERS.register("ris")
@@ -168,7 +152,7 @@ def ris_greedy(
         fresh = unique_sorted(draw)
         fresh = fresh[elem[fresh] < 0]  # each distinct target's ball is computed once
         elem[fresh] = np.arange(targets.size, targets.size + fresh.size)
-        new_lengths, new_indices = _reverse_balls(A1T, fresh, d)
+        new_lengths, new_indices = reverse_balls(A1T, fresh, d)
         targets = np.concatenate([targets, fresh])
         lengths = np.concatenate([lengths, new_lengths])
         indices = np.concatenate([indices, new_indices])
