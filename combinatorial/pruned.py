@@ -434,7 +434,8 @@ def fastcover_greedy(
     ``"residual greedy after a sampled first pick"``, ``"pruned greedy, GNN ranking"``,
     ``"pruned greedy, walk-bound ranking"`` or ``"closure greedy (pruned pool not certified)"``),
     ``info["certified"]`` whether the seeds are those of a run of exact greedy on the whole graph
-    (a sampled first pick is not certified), ``info["upper_bound"]`` >= OPT.
+    (after a sampled first pick: when walk bounds show that no other ball is larger),
+    ``info["upper_bound"]`` >= OPT.
     ``timings["score"]`` is the call to ``score``.
     """
     A = as_csr(adj)
@@ -454,7 +455,8 @@ def fastcover_greedy(
             sol.timings = {"first": first_s, **sol.timings}
             strategy = "residual greedy after a sampled first pick"
             pool = first.info["pool"]
-            sol.info = {"strategy": strategy, "certified": False, "first_pool": pool, **sol.info}
+            cert = first.info["certified"]
+            sol.info = {"strategy": strategy, "certified": cert, "first_pool": pool, **sol.info}
             return sol
     if candidates is None and (closure is None or not _pool_pays(A, k, d, closure)):
         sol = greedy(A, k, d, max_bytes=None, progress=progress)
