@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import importlib
 import json
 import os
 import subprocess
@@ -16,17 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` extra
-    try:
-        importlib.import_module(_module)
-    except ImportError:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            raise  # CI installs the extra: a missing package is a failure there
-        pytest.skip(
-            f"{_module} is not installed (pip install -e '.[export]')", allow_module_level=True
-        )
-
-from graphrec.export import (  # noqa: E402
+from graphrec.export import (
     GRAPH_INPUT_NAMES,
     CFScorer,
     ExportError,
@@ -48,8 +37,10 @@ from graphrec.export import (  # noqa: E402
     rewrite_for_mnn,
     torch_bce_loss,
 )
-from graphrec.export.mnn import CONVERTER_CHILD  # noqa: E402
-from graphrec.export.parity import run_onnxruntime, top_k_overlap  # noqa: E402
+from graphrec.export.mnn import CONVERTER_CHILD
+from graphrec.export.parity import run_onnxruntime, top_k_overlap
+
+pytestmark = pytest.mark.usefixtures("export_extra")
 
 torch.set_num_threads(1)
 

@@ -6,7 +6,6 @@ correction (logit offset, flips by score), minibatches in the same order, weight
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import sys
@@ -39,18 +38,6 @@ LR = 0.1
 
 
 @pytest.fixture(scope="module")
-def extra():
-    """Skip unless the ``export`` extra is installed (CI installs it: missing fails there)."""
-    for module in ("onnx", "onnxruntime", "onnxscript", "MNN"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-                raise
-            pytest.skip(f"{module} is not installed (pip install -e '.[export]')")
-
-
-@pytest.fixture(scope="module")
 def data():
     """Synthetic CTR tables cut to 6 users (one with only positives): local (train) and test
     rows, the global share."""
@@ -66,7 +53,7 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def runtimes(extra, data):
+def runtimes(export_extra, data):
     """The five CTR models with trained-like weights, each exported once for MNN."""
     ctr, local = data[0], data[1]
     out = {}
@@ -212,7 +199,7 @@ def test_run_finetune_in_mnn_equals_torch_for_lr(runtimes, data):
         run_finetune(model, cut, config=config, runtime="tflite")
 
 
-def test_cli_runtime_mnn(extra, capsys):
+def test_cli_runtime_mnn(export_extra, capsys):
     argv = ["ondevice", "finetune", "--dataset", "synthetic", "--model", "lr", "--epochs", "0",
             "--runtime", "mnn", "--threads", "1", "--json"]  # fmt: skip
     assert main(argv) == 0
@@ -248,7 +235,7 @@ def test_missing_export_extra_is_one_line(monkeypatch, capsys):
     assert err.count("\n") == 1 and "'export' extra" in err and "--runtime mnn" in err
 
 
-def test_run_coda_in_mnn_equals_torch(extra):
+def test_run_coda_in_mnn_equals_torch(export_extra):
     """CoDA's four methods fine-tuned in MNN score as in torch on the same parameters (LR:
     MNN trains its dense part, the bias, as torch's ``layers="dense"`` does)."""
     from dataclasses import replace

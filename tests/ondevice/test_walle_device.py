@@ -3,30 +3,20 @@ inference -> MNN fine-tuning (equal to torch SGD) -> the swapped model serves.""
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 
-for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` extra
-    try:
-        importlib.import_module(_module)
-    except ImportError:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            raise  # CI installs the extra: a missing package is a failure there
-        pytest.skip(
-            f"{_module} is not installed (pip install -e '.[export]')", allow_module_level=True
-        )
+from graphrec.cli import main
+from graphrec.errors import ConfigError
+from graphrec.ondevice.walle.device import Device, torch_replay, walle_ctr_dataset
+from graphrec.ondevice.walle.events import synthetic_events, write_events
+from graphrec.ondevice.walle.package import build_package
+from graphrec.registry import CTR_MODELS
 
-from graphrec.cli import main  # noqa: E402
-from graphrec.errors import ConfigError  # noqa: E402
-from graphrec.ondevice.walle.device import Device, torch_replay, walle_ctr_dataset  # noqa: E402
-from graphrec.ondevice.walle.events import synthetic_events, write_events  # noqa: E402
-from graphrec.ondevice.walle.package import build_package  # noqa: E402
-from graphrec.registry import CTR_MODELS  # noqa: E402
+pytestmark = pytest.mark.usefixtures("export_extra")
 
 torch.set_num_threads(1)
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
-import os
 import tarfile
 import threading
 
@@ -14,18 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-for _module in ("onnx", "onnxruntime", "onnxscript", "MNN"):  # the ``export`` extra
-    try:
-        importlib.import_module(_module)
-    except ImportError:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            raise  # CI installs the extra: a missing package is a failure there
-        pytest.skip(
-            f"{_module} is not installed (pip install -e '.[export]')", allow_module_level=True
-        )
-
-from graphrec.errors import ConfigError  # noqa: E402
-from graphrec.ondevice.walle.package import (  # noqa: E402
+from graphrec.errors import ConfigError
+from graphrec.ondevice.walle.package import (
     MANIFEST,
     PACKAGE_FILES,
     PackageError,
@@ -35,6 +23,8 @@ from graphrec.ondevice.walle.package import (  # noqa: E402
     build_package,
     load_package,
 )
+
+pytestmark = pytest.mark.usefixtures("export_extra")
 
 torch.set_num_threads(1)
 
