@@ -38,9 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Electronics, one device per user), ml-100k (MovieLens-100K, rating >= 4) or synthetic "
         "(CTR drift that harms naive fine-tuning by design, graphrec.ondevice.synthetic).",
     )
-    p.add_argument("--dataset", required=True, choices=ONDEVICE_DATASETS)
-    add_data_root(p, "amazon-users or ml-100k")
-    p.add_argument("--model", required=True, choices=CTR_MODELS.names())
+    _add_dataset_model(p)
     p.add_argument("--correction", choices=CORRECTIONS, default="none",
                    help="label correction of the devices: none (naive), soft (A), flip (B, by "
                    "the cloud score), random (C), offset (D, logit offset) (default: "
@@ -52,10 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where the devices fine-tune: torch (all users at once) or mnn (MNN's "
                    "training path, one user after the other, dense layers; needs the 'export' "
                    "extra) (default: %(default)s)")  # fmt: skip
-    p.add_argument("--epochs", type=nonnegative_int("--epochs"), default=FINETUNE_DEFAULTS.epochs,
-                   help="fine-tuning epochs per user (default: %(default)s)")  # fmt: skip
-    p.add_argument("--lr", type=positive_float("--lr"), default=FINETUNE_DEFAULTS.lr,
-                   help="SGD step size (default: %(default)s)")  # fmt: skip
+    _add_device_sgd(p)
     p.add_argument("--batch-size", type=positive_int("--batch-size"),
                    default=FINETUNE_DEFAULTS.batch_size,
                    help="local samples per step (default: all of the user's)")  # fmt: skip
@@ -78,6 +73,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.set_defaults(func=lambda _: (group.print_help(), 2)[1])
 
 
+def _add_dataset_model(p: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data-root`` and ``--model`` of ``finetune`` and ``coda``."""
+    p.add_argument("--dataset", required=True, choices=ONDEVICE_DATASETS)
+    add_data_root(p, "amazon-users or ml-100k")
+    p.add_argument("--model", required=True, choices=CTR_MODELS.names())
+
+
+def _add_device_sgd(p: argparse.ArgumentParser) -> None:
+    """``--epochs`` and ``--lr`` of the devices' fine-tuning (``finetune`` and ``coda``)."""
+    p.add_argument("--epochs", type=nonnegative_int("--epochs"), default=FINETUNE_DEFAULTS.epochs,
+                   help="fine-tuning epochs per user (default: %(default)s)")  # fmt: skip
+    p.add_argument("--lr", type=positive_float("--lr"), default=FINETUNE_DEFAULTS.lr,
+                   help="SGD step size (default: %(default)s)")  # fmt: skip
+
+
 def _register_coda(group_sub: argparse._SubParsersAction) -> None:
     """Add ``graphrec ondevice coda``."""
     from graphrec.commands._args import bounded_float
@@ -96,9 +106,7 @@ def _register_coda(group_sub: argparse._SubParsersAction) -> None:
         "per-device overheads (classifier and fine-tuning seconds, peak bytes, bytes down "
         "and up).",
     )
-    p.add_argument("--dataset", required=True, choices=ONDEVICE_DATASETS)
-    add_data_root(p, "amazon-users or ml-100k")
-    p.add_argument("--model", required=True, choices=CTR_MODELS.names())
+    _add_dataset_model(p)
     p.add_argument("--key", choices=KEYS, default=d.key,
                    help="embedding of key and classifier (default: %(default)s)")  # fmt: skip
     p.add_argument("--k-factor", type=positive_float("--k-factor"), default=d.k_factor,
@@ -124,12 +132,10 @@ def _register_coda(group_sub: argparse._SubParsersAction) -> None:
                    help="parameters tuned on the device "
                    f"(default: {FINETUNE_DEFAULTS.layers}; dense with --runtime mnn)")  # fmt: skip
     p.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                   help="where devices fine-tune: torch (all at once) or mnn (MNN's training "
-                   "path, dense layers; needs the export extra) (default: %(default)s)")
-    p.add_argument("--epochs", type=nonnegative_int("--epochs"), default=FINETUNE_DEFAULTS.epochs,
-                   help="fine-tuning epochs per user (default: %(default)s)")  # fmt: skip
-    p.add_argument("--lr", type=positive_float("--lr"), default=FINETUNE_DEFAULTS.lr,
-                   help="SGD step size (default: %(default)s)")  # fmt: skip
+                   help="where devices fine-tune: torch (all at once) or mnn (MNN's "
+                   "training path, dense layers; needs the export extra) (default: "
+                   "%(default)s)")  # fmt: skip
+    _add_device_sgd(p)
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the cloud model, the data, the negatives and the order "
                    "(default: %(default)s)")  # fmt: skip
