@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from graphrec.federated import (
     synthetic_leaf,
 )
 from graphrec.federated.data import load_uci_har_labels_per_subject, load_uci_heart_per_centre
+from graphrec.federated.experiment import stream_task
 from graphrec.federated.ode import (
     GlobalGradientEstimator,
     LocalGradientEstimator,
@@ -811,22 +813,23 @@ def test_baseline_stores_hand_cases():
         make_store("best", 3)
 
 
-def _tiny_stream_task(selector: str, **kw) -> StreamTask:
-    data = synthetic_leaf(0.5, 0.5, 12, samples_per_device=60, dim=10, num_classes=4, seed=1)
-    train = [p[:48] for p in data.parts]
-    test = np.concatenate([p[48:] for p in data.parts])
-    model = torch.nn.Linear(10, 4)
-    return StreamTask(
-        model, data.x, data.y, train, test, selector=selector, buffer_size=6, velocity=3, **kw
-    )
+@pytest.fixture
+def tiny_stream_task(split_streams) -> Callable[..., StreamTask]:
+    """``tiny_stream_task(selector, **options)``: 12 devices streaming 48 samples each."""
+
+    def make(selector: str, **options: str) -> StreamTask:
+        data = synthetic_leaf(0.5, 0.5, 12, samples_per_device=60, dim=10, num_classes=4, seed=1)
+        return stream_task(split_streams(data, 48), selector, buffer_size=6, velocity=3, **options)
+
+    return make
 
 
 @pytest.mark.parametrize("selector", ["rs", "ode", "ode-exact", "sld"])
-def test_stream_rounds_learn_and_are_seeded(selector):
+def test_stream_rounds_learn_and_are_seeded(selector, tiny_stream_task):
     local = LocalConfig(lr=0.1, lr_decay=1.0, local_steps=3, batch_size=1000, clip_norm=None)
     runs = []
     for _ in range(2):
-        task = _tiny_stream_task(selector)
+        task = tiny_stream_task(selector)
         sim = stream_simulator(task, clients_per_round=4, local=local, seed=5, eval_every=5)
         runs.append(sim.run(20))
     assert runs[0] == runs[1]
@@ -848,8 +851,8 @@ def test_stream_rounds_learn_and_are_seeded(selector):
             assert (counts <= a.slots[d]).all()
 
 
-def test_ode_server_weights_and_estimate():
-    task = _tiny_stream_task("ode")
+def test_ode_server_weights_and_estimate(tiny_stream_task):
+    task = tiny_stream_task("ode")
     local = LocalConfig(lr=0.1, lr_decay=1.0, local_steps=1, batch_size=1000, clip_norm=None)
     sim = stream_simulator(task, clients_per_round=3, local=local, seed=0)
     est = sim.strategy.estimator
