@@ -412,17 +412,17 @@ def fastcover_greedy(
     balls of ``SAMPLES`` random nodes. A small closure: :func:`~combinatorial.baselines.greedy.
     greedy` on it, without the scores (a forward pass would cost about as much).
 
-    A large closure at d >= ``GNN_MIN_D``: the first pick is the largest ball among those that
-    sampled reverse balls cannot tell from the largest (:func:`_sampled_first`); that is the
-    answer for k = 1. For k > 1, when the residual reverse closure after that pick is estimated
-    at most 1 / ``RESIDUAL_SHARE`` of the closure, :func:`residual_greedy` picks the rest with
-    exact gains.
+    A large closure and k = 1: the largest ball among those that sampled reverse balls cannot
+    tell from the largest (:func:`_sampled_first`). At d >= ``GNN_MIN_D`` and k > 1 that is the
+    first pick, and when the residual reverse closure after it is estimated at most
+    1 / ``RESIDUAL_SHARE`` of the closure, :func:`residual_greedy` picks the rest with exact
+    gains.
 
-    Otherwise (d = 2, or a large residual) pruning pays when the starting pool's balls are a
-    small part of the closure (:func:`_pool_pays`); else closure greedy runs. When pruning
-    pays, :func:`pruned_greedy` picks among candidates ranked by ``score()`` (e.g. a FastCover
-    forward pass, called once) for d >= ``GNN_MIN_D``, by the walk bound below (as good a
-    ranking at d = 2, and free). At d >= ``GNN_MIN_D`` the walk bounds overcount so much that
+    Otherwise (d = 2 and k > 1, or a large residual) pruning pays when the starting pool's
+    balls are a small part of the closure (:func:`_pool_pays`); else closure greedy runs. When
+    pruning pays, :func:`pruned_greedy` picks among candidates ranked by ``score()`` (e.g. a
+    FastCover forward pass, called once) for d >= ``GNN_MIN_D``, by the walk bound below (as
+    good a ranking at d = 2, and free). At d >= ``GNN_MIN_D`` the walk bounds overcount so much that
     growing the pool rarely certifies it: the pool grows at most ``DEEP_ROUNDS - 1`` times,
     while its balls hold at most 1 / ``DEEP_SHARE`` of the closure's estimated entries.
     ``candidates=c`` always takes the pruned path with a fixed pool of the ``c * k``
@@ -443,7 +443,7 @@ def fastcover_greedy(
     k, d = check_k(k, n), check_d(d)
     closure = None if candidates is not None else _closure_entries(A, d)
     deep = closure is not None and d >= GNN_MIN_D
-    if deep:
+    if closure is not None and (deep or k == 1):
         t0 = time.perf_counter()
         first, residual = _sampled_first(A, d, closure)
         if k == 1:

@@ -180,17 +180,19 @@ def test_default_prunes_large_closures_by_walk_bound_at_d2(monkeypatch):
 
 
 def test_uncertified_pool_falls_back_to_closure_greedy():
-    # ego-Facebook at d = 2: the walk-bound pool ends uncertified (its k = 1 pick covered 2,687
-    # nodes against greedy's 2,916), and its balls are a large part of the closure
+    # ego-Facebook at d = 2, k = 2: the walk-bound pool ends uncertified (at k = 1 its pick
+    # covered 2,687 nodes against greedy's 2,916), and its balls are a large part of the closure
     from graphrec.datasets import ego_facebook
 
     g = ego_facebook()
     adj = combinatorial.adjacency(g.data.edge_index, g.num_nodes)
-    ref = combinatorial.greedy(adj, 1, 2)
-    sol = fastcover_greedy(adj, 1, 2, lambda: None)
+    ref = combinatorial.greedy(adj, 2, 2)
+    sol = fastcover_greedy(adj, 2, 2, lambda: None)
     assert sol.info["strategy"] == "closure greedy (pruned pool not certified)"
     assert sol.info["certified"] and "pruned_balls" in sol.timings
-    assert sol.seeds.tolist() == ref.seeds.tolist() and sol.covered == ref.covered == 2916
+    assert sol.seeds.tolist() == ref.seeds.tolist() and sol.covered == ref.covered == 3774
+    one = fastcover_greedy(adj, 1, 2, lambda: None)  # k = 1: the sampled largest ball
+    assert one.info["strategy"] == "sampled first pick" and one.covered == 2916
 
 
 def test_solve_one_pass_is_the_top_k_and_the_default_states_its_method():
