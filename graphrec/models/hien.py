@@ -109,7 +109,7 @@ def _top_values(
     else:  # one flat (stable: radix) sort of (row, value) keys: rows stay contiguous
         start = torch.arange(B, device=values.device).unsqueeze(1) * num_values
         order = (values + start).view(-1).sort(stable=True)[1]  # flat positions
-        v = values.view(-1).index_select(0, order).view(B, E)
+        v = values.reshape(-1).index_select(0, order).view(B, E)
         first = torch.ones_like(v, dtype=torch.bool)
         first[:, 1:] = v[:, 1:] != v[:, :-1]
         run = first.long().cumsum(1) - 1  # each sorted key's distinct value (run) in its row
@@ -237,8 +237,11 @@ class HIEN(torch.nn.Module):
        history: the same softmax as one key per position) and keeps each user's
        ``max_values`` most frequent values (ties: any). The attention's cost is then
        ``O(B * types * max_values)``, independent of the history length and of the attribute
-       vocabularies; with no user above ``max_values`` values per type the intent is that of
-       the whole history.
+       vocabularies (counting the values, one sort per type, stays ``O(B * history)``); with no
+       user above ``max_values`` values per type the intent is that of the whole history.
+       :meth:`forward` reads per-sample keys through torch's fused attention (the same softmax
+       within float rounding); :meth:`attention_weights` and frozen tables (export) use the
+       explicit one.
     3. **Item intent** (with ``clickers``): attention of the target item over users who
        clicked it in the training data, :math:`\mathbf{h}_v`, weights :math:`\gamma`
        ``[B, S]``. The sample's own user is masked out of the clickers, so a training label
