@@ -37,8 +37,9 @@ demo: $(VENV)/.installed
 	@echo "==    graph, where exact greedy is cheap and FastCover has nothing to win."
 	$(VENV)/bin/graphrec fastcover -k 1,3,10 -d 2 --compare --quiet
 	@echo "== 2. What FastCover is for: a generated 200,000-node power-law graph at d=3, where"
-	@echo "==    greedy must build the d-closure. The default (exact greedy among GNN-ranked"
-	@echo "==    candidates, no closure) matches greedy's coverage several times faster."
+	@echo "==    greedy must build the d-closure. The default (the largest ball found from sampled"
+	@echo "==    reverse balls, then exact greedy on the reverse balls of the nodes it leaves"
+	@echo "==    uncovered, no closure) matches greedy's coverage many times faster."
 	$(VENV)/bin/graphrec fastcover --powerlaw 200000 -k 10,30 -d 3 --compare --quiet
 
 lint: $(VENV)/.installed-dev

@@ -217,7 +217,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"graph     {name}: {sols[0].n:,} nodes, {graph.num_edges:,} {kind}")
     extra = ""
     if args.method == "fastcover":
-        extra = f", {sols[0].info['strategy']}"
+        ways: dict[str, list[str]] = {}
+        for k, sol in zip(ks, sols):
+            ways.setdefault(sol.info["strategy"], []).append(str(k))
+        if len(ways) == 1:
+            extra = f", {sols[0].info['strategy']}"
+        else:  # the path taken depends on k
+            extra = "".join(f"; k={','.join(k)}: {way}" for way, k in ways.items())
         if args.one_pass:
             extra += f", rounds={args.rounds}"
         if args.candidates:

@@ -53,6 +53,16 @@ def test_sweep_table_out_files_and_plot(capsys, tmp_path):
     assert ".png" in capsys.readouterr().err
 
 
+def test_sweep_header_names_the_path_of_each_k(capsys):
+    # ego-Facebook at d = 2: k = 1 takes the sampled largest ball, k = 3 and 10 the closure
+    assert main(["fastcover", "-k", "1,3,10", "-d", "2", "--quiet"]) == 0
+    head = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("method"))
+    assert head == (
+        "method    fastcover (d=2; k=1: sampled first pick; "
+        "k=3,10: closure greedy (pruned pool not certified))"
+    )
+
+
 def test_reading_progress_on_stderr(capsys, tmp_path):
     graph = tmp_path / "g.txt"
     graph.write_text("0 1\n0 2\n2 3\n")
