@@ -81,6 +81,9 @@ class FastCover(torch.nn.Module):
         mask_layer: index of the layer whose credit ``target_weight`` applies to (re-scoring):
             0 for the official layout; ``num_layers - d`` for a model whose first layers start
             constant (see :func:`combinatorial.gnn.train.monotone_init_`).
+        residual_input: append ``target_weight`` (1 = still a target, 0 = covered; all ones
+            when not given) to the input features as one more column, so that every layer,
+            not only the credit of ``mask_layer``, can see the residual.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class FastCover(torch.nn.Module):
         hidden_channels: int = 32,
         num_layers: int = 3,
         mask_layer: int = 0,
+        residual_input: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -101,18 +105,22 @@ class FastCover(torch.nn.Module):
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
         self.mask_layer = mask_layer
-        dims = [feature_dim(features, in_channels)] + [hidden_channels] * (num_layers - 1) + [1]
+        self.residual_input = residual_input
+        dims = [feature_dim(features, in_channels) + int(residual_input)]
+        dims += [hidden_channels] * (num_layers - 1) + [1]
         self.convs = torch.nn.ModuleList(GRATConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def config(self) -> dict:
-        """Constructor arguments, enough to rebuild the model around a saved ``state_dict``."""
-        return {
+        """Constructor arguments, enough to rebuild the model around a saved ``state_dict``
+        (``residual_input`` only when set, as in the manifests written before it existed)."""
+        config = {
             "features": self.features,
             "in_channels": self.in_channels,
             "hidden_channels": self.hidden_channels,
             "num_layers": self.num_layers,
             "mask_layer": self.mask_layer,
         }
+        return {**config, "residual_input": True} if self.residual_input else config
 
     def reset_parameters(self) -> None:
         for conv in self.convs:
@@ -132,13 +140,17 @@ class FastCover(torch.nn.Module):
             edge_index: edges ``[2, m]``, row 0 = coverer, row 1 = covered.
             num_nodes: number of nodes ``n``.
             target_weight: optional ``[n]`` weight of each node as a target in the credit of
-                layer ``mask_layer`` (0 = already covered; see :class:`graphrec.nn.GRATConv`).
+                layer ``mask_layer`` (0 = already covered; see :class:`graphrec.nn.GRATConv`),
+                and the last input column with ``residual_input``.
             segments: CSR layouts of ``edge_index`` for the ``"csr"`` aggregation mode
                 (:func:`graphrec.nn.segment.aggregation_mode`).
             chunks: edge chunks for every layer (see :class:`graphrec.nn.GRATConv`): the same
                 logits with memory bounded by the chunk size (inference only).
         """
         x = node_features(edge_index, num_nodes, self.features, self.in_channels, segments)
+        if self.residual_input:
+            flag = x.new_ones(num_nodes) if target_weight is None else target_weight.to(x)
+            x = torch.cat([x, flag.unsqueeze(1)], dim=1)
         for i, conv in enumerate(self.convs):
             if i > 0:
                 x = F.relu(x)

@@ -20,6 +20,11 @@ graphrec defaults (:class:`TrainConfig`), each switchable back to the official c
   sample of targets each epoch (an unbiased estimate of the loss, see
   :func:`~combinatorial.gnn.loss.cover_index`); no n x n matrix is ever built.
 
+Opt-in, off in the shipped recipe: ``residual=p`` makes a share ``p`` of the steps residual steps
+(:func:`residual_targets`: the nodes covered by a prefix of greedy's seeds get target weight 0
+and leave the loss), so that the model learns to re-score as ``fastcover_seeds(rounds=R)`` asks
+it to; ``residual_input`` also gives the model that weight as an input column.
+
 Output folder (created if needed; an existing model is replaced only with ``force``)::
 
     fastcover_d{d}.pt     the best model's state_dict; load_pretrained(d, weights_dir=folder)
@@ -58,7 +63,7 @@ import torch
 from torch import Tensor
 
 from combinatorial.baselines import greedy
-from combinatorial.coverage import coverage
+from combinatorial.coverage import coverage, covered_mask
 from combinatorial.gnn.inference import scores, sha256_file, top_k
 from combinatorial.gnn.loss import (
     PENALTIES,
@@ -162,6 +167,8 @@ class TrainConfig:
     train_ks: tuple[int, ...] = (1, 8, 32, 128, 1024)
     temperature: float = 1.0
     imitation: float = 0.0
+    residual: float = 0.0
+    residual_input: bool = False
     max_entries: int = 2_000_000
     seed: int = 42
     threads: int = 1
@@ -180,6 +187,10 @@ class TrainConfig:
             raise ConfigError("ks and train_ks must be >= 1")
         if self.imitation < 0:
             raise ConfigError(f"imitation must be >= 0, got {self.imitation}")
+        if not 0.0 <= self.residual <= 1.0:
+            raise ConfigError(f"residual must be a probability in [0, 1], got {self.residual}")
+        if self.residual_input and self.residual == 0:
+            raise ConfigError("residual_input needs residual > 0 (else the input is always 1)")
         choices = {
             "optimizer": OPTIMIZERS,
             "features": FEATURES,
@@ -200,7 +211,8 @@ class TrainConfig:
     def command(self, out_dir: str | Path) -> str:
         """The ``graphrec fastcover train`` command line of this config and ``out_dir``.
 
-        Lists ``--seed``, ``--threads`` and the options that differ from their defaults.
+        Lists ``--seed``, ``--threads`` and the options that differ from their defaults (a
+        switched-on boolean as its bare flag).
         """
         parts = ["graphrec", "fastcover", "train", "--d", str(self.d), "--out", str(out_dir)]
         default = TrainConfig(self.d)
@@ -208,8 +220,12 @@ class TrainConfig:
             value = getattr(self, f.name)
             if f.name == "d" or (value == getattr(default, f.name) and f.name not in _ALWAYS):
                 continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                parts += [flag] if value else []
+                continue
             values = value if isinstance(value, tuple) else (value,)
-            parts += ["--" + f.name.replace("_", "-"), *map(str, values)]
+            parts += [flag, *map(str, values)]
         return shlex.join(parts)
 
 
@@ -258,16 +274,43 @@ def validate(model: FastCover, graphs: list[Graph], d: int) -> dict[str, float]:
 
 def epoch_targets(
     graph: Graph, d: int, max_entries: int, rng: np.random.Generator
-) -> tuple[Tensor, int]:
-    """``(cover_index, num_targets)`` of one epoch: all nodes, or a uniform sample of them."""
+) -> tuple[Tensor, int, np.ndarray | None]:
+    """``(cover_index, num_targets, targets)`` of one epoch: all nodes (``targets`` None), or
+    a uniform sample of them (``targets[t]`` = the node of target slot ``t``)."""
     n = graph.num_nodes
     if graph.closure_entries <= max_entries:
         if graph.full_index is None:
             graph.full_index = cover_index(graph.adj, d)
-        return graph.full_index, n
+        return graph.full_index, n, None
     size = max(1, min(n, int(n * max_entries / graph.closure_entries)))
     targets = np.sort(rng.choice(n, size=size, replace=False))
-    return cover_index(graph.adj, d, targets), size
+    return cover_index(graph.adj, d, targets), size, targets
+
+
+def residual_targets(
+    graph: Graph, index: Tensor, targets: np.ndarray | None, d: int, rng: np.random.Generator
+) -> tuple[Tensor, Tensor]:
+    """A random residual of ``graph`` for one training step.
+
+    The nodes within ``d`` hops of greedy's first ``j`` seeds (``graph.greedy_order``, ``j``
+    log-uniform in ``[1, K)``) count as covered. Returns the model's target weights ``[n]``
+    (0 on covered nodes, 1 elsewhere) and ``index`` without the columns of covered target slots:
+    those slots then add a constant to the loss, so its gradient is the one of the residual
+    objective (the uncovered targets only).
+
+    Args:
+        graph: a training graph with ``greedy_order`` set.
+        index: the epoch's ``[2, nnz]`` cover index (:func:`epoch_targets`).
+        targets: node of each target slot, None when the slots are all nodes.
+        d: hop count.
+        rng: the training generator.
+    """
+    order = graph.greedy_order.numpy()
+    j = int(np.exp(rng.uniform(0.0, np.log(len(order)))))
+    covered = covered_mask(graph.adj, order[:j], d)
+    slot_covered = covered if targets is None else covered[targets]
+    keep = torch.from_numpy(~slot_covered)[index[1]]
+    return torch.from_numpy(~covered).float(), index[:, keep]
 
 
 def objective(logits: Tensor, index: Tensor, num_targets: int, config: TrainConfig) -> Tensor:
@@ -295,11 +338,17 @@ def objective(logits: Tensor, index: Tensor, num_targets: int, config: TrainConf
 
 
 def _graph_loss(
-    model: FastCover, graph: Graph, index: Tensor, num_targets: int, config: TrainConfig
+    model: FastCover,
+    graph: Graph,
+    index: Tensor,
+    num_targets: int,
+    config: TrainConfig,
+    target_weight: Tensor | None = None,
 ) -> Tensor:
-    """:func:`objective` of ``model`` on the full ``graph``, plus ``config.imitation`` times
-    :func:`~combinatorial.gnn.loss.imitation_loss` of greedy's order when that weight is > 0."""
-    logits = model(graph.edge_index, graph.num_nodes)
+    """:func:`objective` of ``model`` (given ``target_weight``) on the full ``graph``, plus
+    ``config.imitation`` times :func:`~combinatorial.gnn.loss.imitation_loss` of greedy's order
+    when that weight is > 0."""
+    logits = model(graph.edge_index, graph.num_nodes, target_weight)
     loss = objective(logits, index, num_targets, config)
     if config.imitation > 0:
         loss = loss + config.imitation * imitation_loss(logits, graph.greedy_order)
@@ -307,7 +356,7 @@ def _graph_loss(
 
 
 def greedy_order(graph: Graph, d: int, k: int) -> Tensor:
-    """Greedy's first ``min(k, n - 1)`` seeds on ``graph`` (the imitation target)."""
+    """Greedy's first ``min(k, n - 1)`` seeds on ``graph`` (imitation target, residuals)."""
     k = min(k, graph.num_nodes - 1)
     return torch.from_numpy(greedy(graph.adj, k, d, max_bytes=None).seeds.astype(np.int64))
 
@@ -321,9 +370,10 @@ def monotone_init_(model: FastCover, d: int) -> None:
     ``c = 0``: a shared target gives more credit to the coverer with the larger features, as
     greedy gives it to the first (largest) seed. For d = 1 the untrained logit is then the soft
     coverage. Input columns past the three degree features (the ball-size estimates of
-    ``features="sketch"``) start with zero weight, so such a model starts as a ``"degree"`` one
-    and learns how much to use them. Sets ``model.mask_layer = L - d``. The official code uses
-    PyTorch's default init, which starts from a random, often inverted ranking.
+    ``features="sketch"``, the covered flag of ``residual_input``) start with zero weight, so such
+    a model starts as one without them and learns how much to use them. Sets
+    ``model.mask_layer = L - d``. The official code uses PyTorch's default init, which starts
+    from a random, often inverted ranking.
     """
     constant = max(0, len(model.convs) - d)
     model.mask_layer = constant  # credit is counted from this layer on: re-scoring masks here
@@ -334,9 +384,10 @@ def monotone_init_(model: FastCover, d: int) -> None:
                 conv.lin.bias.fill_(1.0)
                 conv.att.zero_()
             else:
-                # columns past the degree features (the ball estimates of "sketch") start at 0
-                sketch = i == 0 and model.features == "sketch"
-                seen = feature_dim("degree") if sketch else conv.in_channels
+                # extra input columns (the ball estimates of "sketch", the covered flag of
+                # residual_input) start at 0
+                base = "degree" if model.features == "sketch" else model.features
+                seen = feature_dim(base, model.in_channels) if i == 0 else conv.in_channels
                 conv.lin.weight.abs_()
                 conv.lin.weight[:, seen:] = 0.0
                 conv.lin.bias.zero_()
@@ -522,10 +573,14 @@ def _train(
     val_graphs = [load_graph(p, config.d) for p in val_paths]
     for g in val_graphs:
         g.greedy_cover = greedy_reference(g, config.d, list(config.ks))
-    if config.imitation > 0:
+    if config.imitation > 0 or config.residual > 0:
         for g in train_graphs:
             g.greedy_order = greedy_order(g, config.d, max(config.train_ks))
-    model = FastCover(features=config.features, hidden_channels=config.hidden)
+    model = FastCover(
+        features=config.features,
+        hidden_channels=config.hidden,
+        residual_input=config.residual_input,
+    )
     if config.init == "monotone":
         monotone_init_(model, config.d)
     optim_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.SGD
@@ -550,9 +605,13 @@ def _train(
         model.train()
         losses = []
         for g in train_graphs:
-            index, num_targets = epoch_targets(g, config.d, config.max_entries, rng)
-            loss_fn = partial(_graph_loss, model, g, index, num_targets, config)
-            losses += [trainer.step(loss_fn) for _ in range(config.steps_per_graph)]
+            index, num_targets, targets = epoch_targets(g, config.d, config.max_entries, rng)
+            for _ in range(config.steps_per_graph):
+                weight, step_index = None, index
+                if config.residual > 0 and rng.random() < config.residual:
+                    weight, step_index = residual_targets(g, index, targets, config.d, rng)
+                loss_fn = partial(_graph_loss, model, g, step_index, num_targets, config, weight)
+                losses.append(trainer.step(loss_fn))
         val = validate(model, val_graphs, config.d)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val": val["mean"]})
         if val["mean"] > best["val"]["mean"]:
@@ -631,6 +690,12 @@ def _loss_info(config: TrainConfig) -> dict:
     if config.imitation > 0:  # absent at 0, as in the manifests written before the option
         k = max(config.train_ks)
         info["imitation"] = {"weight": config.imitation, "order": "greedy", "k": k}
+    if config.residual > 0:  # absent at 0, as imitation
+        info["residual"] = {
+            "probability": config.residual,
+            "covered_by": f"greedy prefix, length log-uniform in [1, {max(config.train_ks)})",
+            "input": config.residual_input,
+        }
     return info
 
 

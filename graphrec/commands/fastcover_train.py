@@ -124,6 +124,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _option(
         opt,
+        "--residual",
+        "share of the steps trained on a residual (greedy-prefix-covered nodes masked), 0 = off",
+        type=bounded_float("--residual", minimum=0.0),
+    )
+    opt.add_argument(
+        "--residual-input",
+        action="store_true",
+        help="give the model the covered flag as an input column (needs --residual > 0)",
+    )
+    _option(
+        opt,
         "--max-entries",
         "closure entries per step; larger graphs train on sampled targets",
         type=positive_int("--max-entries"),
