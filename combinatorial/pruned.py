@@ -38,7 +38,8 @@ GNN_MIN_D = 3  # below, the walk bound ranks the candidates (as good at d = 2, a
 SAMPLES = 128  # random balls estimating the closure's size
 BALL_SAMPLES = (128, 1024)  # d >= GNN_MIN_D: reverse balls sampled for the ball sizes,
 BALL_ENTRIES = 2  # ... as many as fit BALL_ENTRIES * (n + m) entries, within that range
-Z = 3.0  # ... and the pool keeps the nodes whose size could reach the top's (z-scores)
+Z = 3.0  # ... and the pool keeps the nodes whose size could reach the top's (z-scores),
+FIRST_BATCH = 4  # ... their exact balls built this many at a time while one could still win
 RESIDUAL_SHARE = 4  # residual greedy when its reverse closure is <= 1 / this of the closure
 
 
@@ -266,58 +267,83 @@ def _check_points(
     return gains, masks, ubs
 
 
-def _closure_entries(A: sp.csr_array, d: int) -> float | None:
-    """The closure's estimated entries (balls of ``SAMPLES`` random nodes) when it is large:
-    more than ``CLOSURE_WALKS * (n + m)`` walks of length <= d (never at d = 1); else None."""
-    n = A.shape[0]
-    if d == 1:
-        return None
-    w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
-    if int(w.sum()) <= CLOSURE_WALKS * (n + A.nnz):
+def _closure_entries(A: sp.csr_array, d: int, w: np.ndarray) -> float | None:
+    """The closure's estimated entries (balls of ``SAMPLES`` random nodes) when it is large: the
+    walks of length <= d (``w``, :func:`walk_bound` of every node) exceed
+    ``CLOSURE_WALKS * (n + m)``; else None."""
+    if int(w.sum()) <= CLOSURE_WALKS * (A.shape[0] + A.nnz):
         return None
     return _level_sizes(with_self_loops(A), d, SAMPLES, 0)[0]
 
 
-def _pool_pays(A: sp.csr_array, k: int, d: int, closure: float) -> bool:
+def _pool_pays(A: sp.csr_array, k: int, d: int, closure: float, w: np.ndarray) -> bool:
     """Whether the starting pool's balls (its size times the mean ball of the ``SAMPLES / 16``
-    nodes of most d-walks, the heaviest) hold at most 1 / ``POOL_SHARE`` of the closure."""
+    nodes of largest ``w``, the heaviest) hold at most 1 / ``POOL_SHARE`` of the closure."""
     n = A.shape[0]
-    w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
     top = top_k_indices(w, min(n, SAMPLES // 16))
     pool = min(n, max(START * k, MIN_POOL)) * balls_of(with_self_loops(A), top, d).nnz / top.size
     return pool * POOL_SHARE <= closure
 
 
-def _sampled_first(A: sp.csr_array, d: int, closure: float) -> tuple[Solution, float]:
-    """Greedy's first pick (the largest d-ball) among the balls that sampled sizes cannot tell
-    from the largest, and the estimated entries of the residual reverse closure after it.
+def _sampled_first(
+    A: sp.csr_array, d: int, closure: float, w: np.ndarray
+) -> tuple[Solution, float]:
+    """Greedy's first pick (a largest d-ball, ties to the smallest id) among the balls that
+    sampled sizes cannot tell from the largest, and the estimated entries of the residual
+    reverse closure after it.
 
     :func:`~combinatorial.closure.sampled_reverse_balls` (seed 0; as many samples as fit
     ``BALL_ENTRIES * (n + m)`` entries, the mean ball holding ``closure / n``, within
-    ``BALL_SAMPLES``) estimates every ball size b. Candidates: the nodes with
-    b + Z s >= max b - Z s, s = n sqrt(p (1 - p) / samples) the binomial standard deviation at
-    p = b / n, at most ``MIN_POOL``; their exact balls decide (:func:`pruned_greedy`, k = 1).
-    Residual: the sampled reverse balls whose target the pick leaves uncovered (those without
-    the pick), scaled to n targets.
+    ``BALL_SAMPLES``) estimates every ball size b, with the binomial standard deviation
+    s = n sqrt(p (1 - p) / samples) at p = b / n. Candidates: the nodes with
+    b + Z s >= max b - Z s, at most ``MIN_POOL``, by decreasing b; their exact balls are built
+    ``FIRST_BATCH`` at a time until the largest so far is at least every remaining candidate's
+    b + Z s. Certified when no other node's :func:`walk_bound` ``w`` beats it; the bound is the
+    largest of its size and the ``w`` of the nodes not evaluated. Residual: the sampled reverse
+    balls whose target the pick leaves uncovered (those without the pick), scaled to n targets.
     """
     n = A.shape[0]
     t0 = time.perf_counter()
     lo, hi = BALL_SAMPLES
     samples = int(np.clip(BALL_ENTRIES * (n + A.nnz) * n / max(closure, 1.0), lo, hi))
     H, draws = sampled_reverse_balls(A, d, samples, 0)
-    weight = draws * np.diff(H.indptr)
-    b = np.bincount(H.indices, np.repeat(draws, np.diff(H.indptr)), n) * (n / samples)
+    lengths = np.diff(H.indptr)
+    b = np.bincount(H.indices, np.repeat(draws, lengths), n) * (n / samples)
     p = np.clip(b / n, 0.0, 1.0)
-    s = n * np.sqrt(p * (1.0 - p) / samples)
+    ucb = b + Z * n * np.sqrt(p * (1.0 - p) / samples)
     top = int(np.argmax(b))
-    near = int(np.count_nonzero(b + Z * s >= b[top] - Z * s[top]))
-    sample_s = time.perf_counter() - t0
-    sol = pruned_greedy(A, b, 1, d, candidates=min(MIN_POOL, near))
-    sol.timings = {"sample": sample_s, **sol.timings}
-    holds = np.flatnonzero(H.indices == sol.seeds[0])
+    near = np.flatnonzero(ucb >= 2 * b[top] - ucb[top])
+    order = near[np.argsort(-b[near], kind="stable")][:MIN_POOL]
+    t1 = time.perf_counter()
+    A1 = with_self_loops(A)
+    best, size, done = n, -1, 0
+    while done < order.size and size < ucb[order[done:]].max():
+        chunk = order[done : done + FIRST_BATCH]
+        sizes = np.diff(balls_of(A1, chunk, d).indptr)
+        cand = int(chunk[sizes == sizes.max()].min())
+        if sizes.max() > size or (sizes.max() == size and cand < best):
+            best, size = cand, int(sizes.max())
+        done += chunk.size
+    rest = np.ones(n, dtype=bool)
+    rest[order[:done]] = False
+    beaten = (w > size) | ((w == size) & (np.arange(n) < best))
+    holds = np.flatnonzero(H.indices == best)
     covered = np.zeros(H.shape[0], dtype=bool)
     covered[np.searchsorted(H.indptr, holds, side="right") - 1] = True
-    return sol, float(weight[~covered].sum()) * n / samples
+    sol = Solution(
+        seeds=np.array([best], dtype=np.int64),
+        covered=size,
+        n=n,
+        d=d,
+        method="sampled_first",
+        timings={"sample": t1 - t0, "balls": time.perf_counter() - t1},
+        info={
+            "certified": not bool((beaten & rest).any()),
+            "upper_bound": int(min(n, max(size, int(w[rest].max(initial=0))))),
+            "pool": int(done),
+        },
+    )
+    return sol, float((draws * lengths)[~covered].sum()) * n / samples
 
 
 def residual_greedy(
@@ -441,11 +467,14 @@ def fastcover_greedy(
     A = as_csr(adj)
     n = A.shape[0]
     k, d = check_k(k, n), check_d(d)
-    closure = None if candidates is not None else _closure_entries(A, d)
+    w, closure = None, None
+    if candidates is None and d > 1:
+        w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
+        closure = _closure_entries(A, d, w)
     deep = closure is not None and d >= GNN_MIN_D
     if closure is not None and (deep or k == 1):
         t0 = time.perf_counter()
-        first, residual = _sampled_first(A, d, closure)
+        first, residual = _sampled_first(A, d, closure, w)
         if k == 1:
             first.info = {"strategy": "sampled first pick", **first.info}
             return first
@@ -458,7 +487,7 @@ def fastcover_greedy(
             cert = first.info["certified"]
             sol.info = {"strategy": strategy, "certified": cert, "first_pool": pool, **sol.info}
             return sol
-    if candidates is None and (closure is None or not _pool_pays(A, k, d, closure)):
+    if candidates is None and (closure is None or not _pool_pays(A, k, d, closure, w)):
         sol = greedy(A, k, d, max_bytes=None, progress=progress)
         sol.info.update(strategy="closure greedy", certified=True)
         return sol
