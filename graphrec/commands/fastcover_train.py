@@ -135,6 +135,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _option(
         opt,
+        "--val-rounds",
+        "select the best epoch on validation with this many re-scoring rounds (1 = one pass)",
+        type=positive_int("--val-rounds"),
+    )
+    _option(
+        opt,
         "--max-entries",
         "closure entries per step; larger graphs train on sampled targets",
         type=positive_int("--max-entries"),

@@ -10,8 +10,9 @@ import torch
 
 import combinatorial.gnn.train as train_module
 from combinatorial import adjacency
-from combinatorial.coverage import covered_mask
+from combinatorial.coverage import coverage, covered_mask
 from combinatorial.gnn import FastCover
+from combinatorial.gnn.inference import fastcover_seeds
 from combinatorial.gnn.loss import cover_index
 from combinatorial.gnn.train import (
     Graph,
@@ -19,6 +20,7 @@ from combinatorial.gnn.train import (
     monotone_init_,
     residual_targets,
     train_fastcover,
+    validate,
 )
 from graphrec.cli import _build_parser
 from graphrec.errors import ConfigError
@@ -125,3 +127,17 @@ def test_config_checks_and_command_round_trip():
     assert "--residual 0.5 --residual-input" in command
     args = _build_parser().parse_args(["fastcover train", *shlex.split(command)[3:]])
     assert (args.residual, args.residual_input) == (0.5, True)
+
+
+def test_validate_with_rounds_and_val_rounds_training(root, tmp_path):
+    edge_index = torch.from_numpy(np.random.default_rng(2).integers(0, 60, size=(2, 150)))
+    g = Graph("val", edge_index, 60, adjacency(edge_index, 60), 0.0)
+    g.greedy_cover = {1: 5, 4: 20}  # any positive reference: the ratios are checked as such
+    model = FastCover(features="degree")
+    monotone_init_(model, 2)
+    got = validate(model, [g], 2, rounds=2)
+    want = [coverage(g.adj, fastcover_seeds(g.edge_index, 60, k, 2, model=model, rounds=2), 2) / c
+            for k, c in g.greedy_cover.items()]  # fmt: skip
+    assert got["mean"] == pytest.approx(np.mean(want))
+    entry = train_fastcover(2, tmp_path, data_root=root, val_rounds=2, **TINY)
+    assert entry["validation_rounds"] == 2 and "--val-rounds 2" in entry["command"]
