@@ -299,7 +299,8 @@ def _sampled_first(
     b + Z s >= max b - Z s, at most ``MIN_POOL``, by decreasing b; their exact balls are built
     ``FIRST_BATCH`` at a time until the largest so far is at least every remaining candidate's
     b + Z s. Certified when no other node's :func:`walk_bound` ``w`` beats it; the bound is the
-    largest of its size and the ``w`` of the nodes not evaluated. Residual: the sampled reverse
+    smaller of (its size or the largest ``w`` of the nodes not evaluated) and (its size plus
+    the largest walk bound w.r.t. the nodes it leaves uncovered). Residual: the sampled reverse
     balls whose target the pick leaves uncovered (those without the pick), scaled to n targets.
     """
     n = A.shape[0]
@@ -327,6 +328,8 @@ def _sampled_first(
     rest = np.ones(n, dtype=bool)
     rest[order[:done]] = False
     beaten = (w > size) | ((w == size) & (np.arange(n) < best))
+    left = _walk_bound(_walk_matrix(A), ~covered_mask(A, np.array([best]), d), d)
+    upper = min(n, max(size, int(w[rest].max(initial=0))), size + int(left.max()))
     holds = np.flatnonzero(H.indices == best)
     covered = np.zeros(H.shape[0], dtype=bool)
     covered[np.searchsorted(H.indptr, holds, side="right") - 1] = True
@@ -339,7 +342,7 @@ def _sampled_first(
         timings={"sample": t1 - t0, "balls": time.perf_counter() - t1},
         info={
             "certified": not bool((beaten & rest).any()),
-            "upper_bound": int(min(n, max(size, int(w[rest].max(initial=0))))),
+            "upper_bound": int(upper),
             "pool": int(done),
         },
     )

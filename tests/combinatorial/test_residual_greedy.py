@@ -137,3 +137,17 @@ def test_default_at_d3_uses_the_gnn_pool_when_the_residual_is_large(facebook, mo
     assert calls == [1] and sol.info["strategy"] == "pruned greedy, GNN ranking"
     one = fastcover_greedy(facebook, 1, 3, score)  # k = 1: the sampled first pick decides
     assert calls == [1] and one.info["strategy"] == "sampled first pick"
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_sampled_first_pick_is_the_largest_ball_with_a_valid_bound(monkeypatch, d):
+    monkeypatch.setattr(pruned, "CLOSURE_WALKS", 0)  # every closure counts as large
+    for seed in range(4):
+        adj = _random_adj(150, 0.015, 10 + seed)
+        sizes = ball_sizes(adj, d)
+        sol = fastcover_greedy(adj, 1, d, lambda: None)
+        assert sol.info["strategy"] == "sampled first pick"
+        assert sol.covered == sizes.max() == sizes[sol.seeds[0]]
+        assert sol.info["upper_bound"] >= sizes.max()
+        if sol.info["certified"]:  # then it is greedy's pick: the smallest id among the largest
+            assert sol.seeds[0] == np.flatnonzero(sizes == sizes.max())[0]
