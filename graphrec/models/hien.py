@@ -26,7 +26,7 @@ from graphrec.graphs.attribute_tree import AttributeTree
 from graphrec.io import CTRTable
 from graphrec.models.ctr.base import CTRModel
 from graphrec.models.ctr.defaults import HIEN_DEFAULTS
-from graphrec.models.ctr.features import CTRFeatures, EmbeddedFeatures
+from graphrec.models.ctr.features import CTRFeatures, DerivedFeatures, EmbeddedFeatures
 from graphrec.nn.hier_attention import HierarchicalIntentAttention
 from graphrec.nn.tree_aggregation import TREE_AGGREGATORS, TreeAggregation
 
@@ -38,6 +38,9 @@ PLUGS = ("append", "add")
 #: The user intent reads a type as a bag over its refined rows (dense products) while they
 #: are at most this many times a sample's keys, else key by key.
 _BAG_ROWS_PER_KEY = 4
+
+#: Rows per chunk when :meth:`HIEN.user_bags` counts a whole table (bounded memory).
+_BAG_CHUNK = 4096
 
 #: Floor of a value's count when its weight is spread back over its keys (an empty count is
 #: never divided by: its keys get weight 0).
@@ -237,8 +240,11 @@ class HIEN(torch.nn.Module):
        history: the same softmax as one key per position) and keeps each user's
        ``max_values`` most frequent values (ties: any). The attention's cost is then
        ``O(B * types * max_values)``, independent of the history length and of the attribute
-       vocabularies (counting the values, one sort per type, stays ``O(B * history)``); with no
-       user above ``max_values`` values per type the intent is that of the whole history.
+       vocabularies; with no user above ``max_values`` values per type the intent is that of
+       the whole history. Counting the values (one sort per type, ``O(B * history)``) is done
+       once per table: batches of :attr:`features` carry every sample's bags
+       (:meth:`user_bags`), and a step reads them instead of the history (batches without
+       them are counted in the step, with the same values).
        :meth:`forward` reads per-sample keys through torch's fused attention (the same softmax
        within float rounding); :meth:`attention_weights` and frozen tables (export) use the
        explicit one.
@@ -332,6 +338,7 @@ class HIEN(torch.nn.Module):
         ancestors = self._build_levels(item_trees, user_trees)
         self._build_depths()
         self._register_bags(ancestors, features.tables[self.item_table])
+        self._features = DerivedFeatures(features, self.user_bags)
         d = base.embedding_dim
         self.user_attention = HierarchicalIntentAttention(
             d, len(self.types), context_channels=d if user is not None else 0,
@@ -604,15 +611,40 @@ class HIEN(torch.nn.Module):
             shares[0] = 0.0  # code 0 (padding, unknown item) has no attribute values
             self.register_buffer(f"_values_{k}", values, persistent=False)
             self.register_buffer(f"_shares_{k}", shares, persistent=False)
-        self._type_sizes = [size for _, size in ancestors]
 
-    def _type_values(self, items: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Per item attribute type: ``(values, shares)`` of ``items`` (``[B, L]``), each
-        ``[B, L * P_k]`` (the values of every position, ``P_k`` slots each)."""
-        out = []
-        for k in range(len(self._type_sizes)):
-            values, shares = getattr(self, f"_values_{k}"), getattr(self, f"_shares_{k}")
-            out.append((_gather(values, items).flatten(1), _gather(shares, items).flatten(1)))
+    def _type_values(self, k: int, items: Tensor) -> tuple[Tensor, Tensor]:
+        """``(values, shares)`` of type ``k`` for ``items`` (``[B, L]``), each ``[B, L * P_k]``
+        (the values of every position, ``P_k`` slots each)."""
+        values, shares = getattr(self, f"_values_{k}"), getattr(self, f"_shares_{k}")
+        return _gather(values, items).flatten(1), _gather(shares, items).flatten(1)
+
+    def _capped(self, k: int, keys: int) -> bool:
+        """Whether type ``k`` is read through its top ``max_values`` values when a sample has
+        ``keys`` keys of it (more values and more keys than the cap)."""
+        return self.max_values < min(keys, self.levels[self._item_levels[k]].num_nodes)
+
+    def _bag_names(self, k: int) -> tuple[str, str]:
+        """The batch columns of type ``k``'s capped bag (:meth:`user_bags`)."""
+        return f"{self.history}.hien_values_{k}", f"{self.history}.hien_counts_{k}"
+
+    def user_bags(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every capped type's bag of each sample's history: its ``max_values`` most frequent
+        values and their counts, ``[N, max_values]`` each (columns :meth:`_bag_names`), what
+        :meth:`forward` otherwise counts in the step. :attr:`features` adds them to its
+        batches, computed once per table, so a training step's user intent does not read the
+        history. Rows are independent: the same values as counted batch by batch."""
+        history, out = batch[self.history], {}
+        device = self._values_0.device
+        for k, key in enumerate(self._item_levels):
+            if not self._capped(k, history.shape[1] * getattr(self, f"_values_{k}").shape[1]):
+                continue
+            n = self.levels[key].num_nodes
+            parts = [
+                _top_values(*self._type_values(k, rows.to(device)), self.max_values, n)[:2]
+                for rows in history.split(_BAG_CHUNK)
+            ]
+            for name, part in zip(self._bag_names(k), zip(*parts)):
+                out[name] = torch.cat(part).to(history.device)
         return out
 
     def _run(
@@ -620,14 +652,20 @@ class HIEN(torch.nn.Module):
     ) -> tuple[EmbeddedFeatures, dict[str, Tensor]]:
         """The embedded features with HIEN's intents, and the attention weights (``alpha``
         per value only with ``weights``: a training step does not need it)."""
-        item_values = self._type_values(batch[self.item].unsqueeze(1))
-        hist_values, capped = self._type_values(batch[self.history]), {}
+        items = batch[self.item].unsqueeze(1)
+        item_values = [self._type_values(k, items) for k in range(len(self._item_levels))]
+        hist_values, capped = [], {}
         for k, key in enumerate(self._item_levels):
-            v_h, w_h = hist_values[k]
-            if self.max_values < min(v_h.shape[1], self.levels[key].num_nodes):
+            names = self._bag_names(k)
+            if not weights and names[0] in batch:  # counted once per table (user_bags)
+                hist_values.append((batch[names[0]], batch[names[1]]))
+                continue
+            v_h, w_h = self._type_values(k, batch[self.history])
+            if self._capped(k, v_h.shape[1]):
                 n = self.levels[key].num_nodes
                 top, counts, slot = _top_values(v_h, w_h, self.max_values, n, slots=weights)
-                hist_values[k], capped[k] = (top, counts), (slot, counts, w_h)
+                v_h, w_h, capped[k] = top, counts, (slot, counts, w_h)
+            hist_values.append((v_h, w_h))
         rows, compact = self._refine_rows(batch, item_values, hist_values)
         emb = self._embed(batch, rows)
         # per type: the target's attribute (its weighted values) and the history's values,
@@ -762,9 +800,10 @@ class HIEN(torch.nn.Module):
         return self.base.interact(self._run(batch, weights=False)[0])
 
     @property
-    def features(self) -> CTRFeatures:
-        """The base model's features (so :func:`graphrec.models.ctr.train_ctr` works as is)."""
-        return self.base.features
+    def features(self) -> DerivedFeatures:
+        """The base model's features, whose batches also hold :meth:`user_bags` (counted once
+        per table; :func:`graphrec.models.ctr.train_ctr` works as is)."""
+        return self._features
 
     @torch.no_grad()
     def predict_proba(self, batch: dict[str, Tensor]) -> Tensor:

@@ -24,8 +24,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import torch
@@ -34,7 +35,13 @@ from torch import Tensor
 from graphrec.errors import ConfigError
 from graphrec.io import CTRTable
 
-__all__ = ["FeatureSpec", "CTRFeatures", "FeatureEmbedding", "EmbeddedFeatures"]
+__all__ = [
+    "FeatureSpec",
+    "CTRFeatures",
+    "DerivedFeatures",
+    "FeatureEmbedding",
+    "EmbeddedFeatures",
+]
 
 _KINDS = ("sparse", "sequence", "dense")
 
@@ -232,6 +239,45 @@ class CTRFeatures:
             f"CTRFeatures(sparse={len(self.sparse)}, dense={len(self.dense)}, "
             f"sequence={len(self.sequence)}, tables={len(self.tables)})"
         )
+
+
+class DerivedFeatures(CTRFeatures):
+    """:class:`CTRFeatures` whose batches also hold columns derived from the others, e.g. an
+    input module's per-sample preprocessing: computed once per table (and ``max_len``) over
+    all its rows, kept while the table lives, then taken by rows, so the work stays out of
+    the training steps.
+
+    Args:
+        features: the features read from the tables (their specs and dense statistics).
+        derive: ``batch -> {name: tensor [N, ...]}`` for a batch of ``N`` rows; a row of its
+            output must depend on that row of the batch only.
+    """
+
+    def __init__(
+        self, features: CTRFeatures, derive: Callable[[dict[str, Tensor]], dict[str, Tensor]]
+    ) -> None:
+        super().__init__(features.specs, features.dense_mean, features.dense_std)
+        self.derive = derive
+        self._derived: WeakKeyDictionary[CTRTable, dict[int | None, dict[str, Tensor]]]
+        self._derived = WeakKeyDictionary()
+
+    def batch(
+        self,
+        table: CTRTable,
+        rows: np.ndarray | Tensor | None = None,
+        *,
+        max_len: int | None = None,
+    ) -> dict[str, Tensor]:
+        """:meth:`CTRFeatures.batch` plus the derived columns of ``rows``."""
+        out = super().batch(table, rows, max_len=max_len)
+        by_len = self._derived.setdefault(table, {})
+        if max_len not in by_len:
+            by_len[max_len] = self.derive(super().batch(table, max_len=max_len))
+        derived = by_len[max_len]
+        if rows is not None:
+            at = torch.as_tensor(rows.cpu().numpy() if isinstance(rows, Tensor) else rows)
+            derived = {name: column[at] for name, column in derived.items()}
+        return {**out, **derived}
 
 
 @dataclass
