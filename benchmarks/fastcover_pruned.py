@@ -11,7 +11,8 @@ and k in {1, 8, 32, 128, 1024}, in the same run: the default ``fastcover`` metho
 top-k, RIS and closure greedy (``greedy``: d-closure + lazy greedy, the closure built in every
 call, as ``solve(method='greedy')`` does).
 Ratio = coverage / closure greedy's coverage. Times exclude model loading and graph reading
-(the forward pass after one warm-up); a call under 0.2 s is timed best of 5.
+(the forward pass after one warm-up); greedy, RIS and the default are timed in turns, a call
+under 0.2 s best of 5.
 """
 
 from __future__ import annotations
@@ -49,6 +50,25 @@ def timed(fn, *args, **kwargs):
     return bench.best_time(partial(fn, *args, **kwargs), 5, repeat_below=0.2)
 
 
+def in_turns(*calls) -> list[tuple[float, object]]:
+    """(time, result) of each call: one timed call each, then those under 0.2 s four more times,
+    taking turns (the same background load for all), best time kept."""
+    results = [None] * len(calls)
+
+    def timer(i: int):
+        def run() -> float:
+            t0 = time.perf_counter()
+            results[i] = calls[i]()
+            return time.perf_counter() - t0
+
+        return run
+
+    first = [timer(i)() for i in range(len(calls))]
+    again = {i: timer(i) for i, t in enumerate(first) if t < 0.2}
+    best = bench.alternating_best(again, 4) if again else {}
+    return [(min(t, best.get(i, t)), results[i]) for i, t in enumerate(first)]
+
+
 def forward(model, ei, n) -> np.ndarray:
     return scores(model, ei, n).numpy()
 
@@ -67,9 +87,11 @@ def run_graph(name: str, loads: bench.LoadLog, other: bool = False) -> list[dict
         score = partial(forward, model, ei, n)
         share = residual_share(adj, d) if d == 3 else float("nan")
         for k in KS:
-            greedy_s, ref = timed(greedy, adj, k, d, max_bytes=None)
-            ris_s, ris = timed(ris_greedy, adj, k, d, seed=0)
-            fc_s, fc = timed(fastcover_greedy, adj, k, d, score)
+            (greedy_s, ref), (ris_s, ris), (fc_s, fc) = in_turns(
+                partial(greedy, adj, k, d, max_bytes=None),
+                partial(ris_greedy, adj, k, d, seed=0),
+                partial(fastcover_greedy, adj, k, d, score),
+            )
             row = {
                 "graph": name, "d": d, "k": k, "greedy": ref.covered,
                 "greedy_s": greedy_s, "ris": ris.covered / ref.covered, "ris_s": ris_s,
@@ -188,7 +210,8 @@ def main() -> None:
         "closure. k = 1 at d = 2 with a large closure: the sampled first pick. one pass = "
         "top-k of the forward pass (`--one-pass`). Times "
         "exclude model loading; greedy = d-closure + lazy greedy, per "
-        "call; calls under 0.2 s best of 5. Timings are upper bounds on a shared machine.\n"
+        "call; greedy, RIS and the default timed in turns, calls under 0.2 s best of 5. "
+        "Timings are upper bounds on a shared machine.\n"
     )
     bench.update_benchmarks_md(
         "fastcover-pruned",
