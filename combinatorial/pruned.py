@@ -36,7 +36,7 @@ CLOSURE_WALKS = 8  # fastcover_greedy: closure greedy when the d-walks <= this *
 POOL_SHARE = 8  # ... or when the starting pool's balls hold more than 1 / POOL_SHARE of it
 GNN_MIN_D = 3  # below, the walk bound ranks the candidates (as good at d = 2, and free)
 SAMPLES = 128  # random balls estimating the closure's size
-BALL_SAMPLES = (128, 1024)  # d >= GNN_MIN_D: reverse balls sampled for the ball sizes,
+BALL_SAMPLES = (128, 1024)  # the sampled first pick: reverse balls sampled for the ball sizes,
 BALL_ENTRIES = 2  # ... as many as fit BALL_ENTRIES * (n + m) entries, within that range
 Z = 3.0  # ... and the pool keeps the nodes whose size could reach the top's (z-scores),
 FIRST_BATCH = 4  # ... their exact balls built this many at a time while one could still win
