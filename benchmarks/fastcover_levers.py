@@ -227,7 +227,7 @@ def main() -> None:
                 "epochs_run": entry["epochs_run"],
                 "train_s": entry["train_s"],
             }
-            print(f"{name} d={d}: validation {entry['validation']['mean']:.4f} "
+            print(f"{name} d={d}: validation {one_pass['mean']:.4f} "
                   f"(shipped {shipped[d]['mean']:.4f})", flush=True)  # fmt: skip
     if args.rounds:
         for d in args.d:
