@@ -33,6 +33,7 @@ MAX_ROUNDS = 5  # greedy runs at most
 DEEP_ROUNDS = 2  # ... at d >= GNN_MIN_D in fastcover_greedy, where walk bounds rarely certify,
 DEEP_SHARE = 16  # ... and the pool's balls hold at most 1 / DEEP_SHARE of the closure there
 CLOSURE_WALKS = 8  # fastcover_greedy: closure greedy when the d-walks <= this * (n + m) ...
+PRUNE_ENTRIES = 16  # ... or, for k > 1, its estimated entries <= this * (n + m) ...
 POOL_SHARE = 8  # ... or when the starting pool's balls hold more than 1 / POOL_SHARE of it
 GNN_MIN_D = 3  # below, the walk bound ranks the candidates (as good at d = 2, and free)
 SAMPLES = 128  # random balls estimating the closure's size
@@ -438,8 +439,10 @@ def fastcover_greedy(
     With w(v) = :func:`walk_bound` (walks of length <= d from v, capped at n; their sum bounds
     the closure's entries and its building cost), the closure counts as large when sum
     w > ``CLOSURE_WALKS * (n + m)`` (never at d = 1); its entries are then estimated from the
-    balls of ``SAMPLES`` random nodes. A small closure: :func:`~combinatorial.baselines.greedy.
-    greedy` on it, without the scores (a forward pass would cost about as much).
+    balls of ``SAMPLES`` random nodes. A small closure, or for k > 1 one of at most
+    ``PRUNE_ENTRIES * (n + m)`` estimated entries: :func:`~combinatorial.baselines.greedy.greedy`
+    on it, without the scores (a forward pass, or the rounds of walk-bound checks, would cost
+    about as much).
 
     A large closure and k = 1: the largest ball among those that sampled reverse balls cannot
     tell from the largest (:func:`_sampled_first`). At d >= ``GNN_MIN_D`` and k > 1 that is the
@@ -474,6 +477,8 @@ def fastcover_greedy(
     if candidates is None and d > 1:
         w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
         closure = _closure_entries(A, d, w)
+    if k > 1 and closure is not None and closure <= PRUNE_ENTRIES * (n + A.nnz):
+        closure = None  # the checks and rounds of pruning would cost about as much as greedy
     deep = closure is not None and d >= GNN_MIN_D
     if closure is not None and (deep or k == 1):
         t0 = time.perf_counter()

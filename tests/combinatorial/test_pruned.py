@@ -170,6 +170,7 @@ def test_default_takes_the_closure_when_small_and_the_pool_otherwise():
 
 def test_default_prunes_large_closures_by_walk_bound_at_d2(monkeypatch):
     monkeypatch.setattr(combinatorial.pruned, "CLOSURE_WALKS", 1)  # call this closure large
+    monkeypatch.setattr(combinatorial.pruned, "PRUNE_ENTRIES", 0)  # ... and worth pruning
     adj = _random_adj(1000, 0.006, 1)
     calls = []
     sol = fastcover_greedy(adj, 3, 2, lambda: calls.append(1))
@@ -177,6 +178,16 @@ def test_default_prunes_large_closures_by_walk_bound_at_d2(monkeypatch):
     assert sol.info["strategy"] == "pruned greedy, walk-bound ranking" and not calls
     assert sol.info["certified"] and sol.info["pool"] < 1000
     assert sol.covered == ref.covered and sol.info["upper_bound"] >= ref.covered
+
+
+def test_pruning_needs_a_closure_well_above_the_graph(monkeypatch):
+    monkeypatch.setattr(combinatorial.pruned, "CLOSURE_WALKS", 1)  # call this closure large
+    adj = _random_adj(1000, 0.006, 1)
+    sol = fastcover_greedy(adj, 3, 2, lambda: None)  # ~40 entries per node, under 16 (n + m)
+    assert sol.info["strategy"] == "closure greedy"
+    one = fastcover_greedy(adj, 1, 2, lambda: None)  # k = 1: the sampled largest ball
+    assert one.info["strategy"] == "sampled first pick"
+    assert one.covered == combinatorial.greedy(adj, 1, 2).covered
 
 
 def test_uncertified_pool_falls_back_to_closure_greedy():
