@@ -268,26 +268,27 @@ def _check_points(
     return gains, masks, ubs
 
 
-def _closure_entries(A: sp.csr_array, d: int, w: np.ndarray) -> float | None:
-    """The closure's estimated entries (balls of ``SAMPLES`` random nodes) when it is large: the
-    walks of length <= d (``w``, :func:`walk_bound` of every node) exceed
+def _closure_entries(A: sp.csr_array, A1: sp.csr_array, d: int, w: np.ndarray) -> float | None:
+    """The closure's estimated entries (balls of ``SAMPLES`` random nodes, ``A1 = A + I``) when
+    it is large: the walks of length <= d (``w``, :func:`walk_bound` of every node) exceed
     ``CLOSURE_WALKS * (n + m)``; else None."""
     if int(w.sum()) <= CLOSURE_WALKS * (A.shape[0] + A.nnz):
         return None
-    return _level_sizes(with_self_loops(A), d, SAMPLES, 0)[0]
+    return _level_sizes(A1, d, SAMPLES, 0)[0]
 
 
-def _pool_pays(A: sp.csr_array, k: int, d: int, closure: float, w: np.ndarray) -> bool:
+def _pool_pays(A1: sp.csr_array, k: int, d: int, closure: float, w: np.ndarray) -> bool:
     """Whether the starting pool's balls (its size times the mean ball of the ``SAMPLES / 16``
-    nodes of largest ``w``, the heaviest) hold at most 1 / ``POOL_SHARE`` of the closure."""
-    n = A.shape[0]
+    nodes of largest ``w``, the heaviest; ``A1 = A + I``) hold at most 1 / ``POOL_SHARE`` of the
+    closure."""
+    n = A1.shape[0]
     top = top_k_indices(w, min(n, SAMPLES // 16))
-    pool = min(n, max(START * k, MIN_POOL)) * balls_of(with_self_loops(A), top, d).nnz / top.size
+    pool = min(n, max(START * k, MIN_POOL)) * balls_of(A1, top, d).nnz / top.size
     return pool * POOL_SHARE <= closure
 
 
 def _sampled_first(
-    A: sp.csr_array, d: int, closure: float, w: np.ndarray
+    A: sp.csr_array, A1: sp.csr_array, W: sp.csr_array, d: int, closure: float, w: np.ndarray
 ) -> tuple[Solution, float]:
     """Greedy's first pick (a largest d-ball, ties to the smallest id) among the balls that
     sampled sizes cannot tell from the largest, and the estimated entries of the residual
@@ -317,7 +318,6 @@ def _sampled_first(
     near = np.flatnonzero(ucb >= 2 * b[top] - ucb[top])
     order = near[np.argsort(-b[near], kind="stable")][:MIN_POOL]
     t1 = time.perf_counter()
-    A1 = with_self_loops(A)
     best, size, done = n, -1, 0
     while done < order.size and size < ucb[order[done:]].max():
         chunk = order[done : done + FIRST_BATCH]
@@ -329,7 +329,7 @@ def _sampled_first(
     rest = np.ones(n, dtype=bool)
     rest[order[:done]] = False
     beaten = (w > size) | ((w == size) & (np.arange(n) < best))
-    left = _walk_bound(_walk_matrix(A), ~covered_mask(A, np.array([best]), d), d)
+    left = _walk_bound(W, ~covered_mask(A, np.array([best]), d), d)
     upper = min(n, max(size, int(w[rest].max(initial=0))), size + int(left.max()))
     holds = np.flatnonzero(H.indices == best)
     covered = np.zeros(H.shape[0], dtype=bool)
@@ -475,14 +475,15 @@ def fastcover_greedy(
     k, d = check_k(k, n), check_d(d)
     w, closure = None, None
     if candidates is None and d > 1:
-        w = _walk_bound(_walk_matrix(A), np.ones(n, dtype=bool), d)
-        closure = _closure_entries(A, d, w)
+        A1, W = with_self_loops(A), _walk_matrix(A)
+        w = _walk_bound(W, np.ones(n, dtype=bool), d)
+        closure = _closure_entries(A, A1, d, w)
     if k > 1 and closure is not None and closure <= PRUNE_ENTRIES * (n + A.nnz):
         closure = None  # the checks and rounds of pruning would cost about as much as greedy
     deep = closure is not None and d >= GNN_MIN_D
     if closure is not None and (deep or k == 1):
         t0 = time.perf_counter()
-        first, residual = _sampled_first(A, d, closure, w)
+        first, residual = _sampled_first(A, A1, W, d, closure, w)
         if k == 1:
             first.info = {"strategy": "sampled first pick", **first.info}
             return first
@@ -495,7 +496,7 @@ def fastcover_greedy(
             cert = first.info["certified"]
             sol.info = {"strategy": strategy, "certified": cert, "first_pool": pool, **sol.info}
             return sol
-    if candidates is None and (closure is None or not _pool_pays(A, k, d, closure, w)):
+    if candidates is None and (closure is None or not _pool_pays(A1, k, d, closure, w)):
         sol = greedy(A, k, d, max_bytes=None, progress=progress)
         sol.info.update(strategy="closure greedy", certified=True)
         return sol
