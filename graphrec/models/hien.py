@@ -243,8 +243,9 @@ class HIEN(torch.nn.Module):
        vocabularies; with no user above ``max_values`` values per type the intent is that of
        the whole history. Counting the values (one sort per type, ``O(B * history)``) is done
        once per table: batches of :attr:`features` carry every sample's bags
-       (:meth:`user_bags`), and a step reads them instead of the history (batches without
-       them are counted in the step, with the same values).
+       (:meth:`user_bags`: also for uncapped types whose values repeat within histories, so
+       a step reads one key per distinct value), and a step reads them instead of the
+       history (batches without them are counted in the step, with the same values).
        :meth:`forward` reads per-sample keys through torch's fused attention (the same softmax
        within float rounding); :meth:`attention_weights` and frozen tables (export) use the
        explicit one.
@@ -628,23 +629,34 @@ class HIEN(torch.nn.Module):
         return f"{self.history}.hien_values_{k}", f"{self.history}.hien_counts_{k}"
 
     def user_bags(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Every capped type's bag of each sample's history: its ``max_values`` most frequent
-        values and their counts, ``[N, max_values]`` each (columns :meth:`_bag_names`), what
-        :meth:`forward` otherwise counts in the step. :attr:`features` adds them to its
-        batches, computed once per table, so a training step's user intent does not read the
-        history. Rows are independent: the same values as counted batch by batch."""
+        """Per item attribute type, each sample's history as a bag: its distinct values
+        (at most ``max_values``, the most frequent) and their counts, ``[N, W_k]`` each
+        (columns :meth:`_bag_names`; ``W_k``: the table's widest bag, counts sorted
+        descending, 0 = empty). A capped type's bag is what :meth:`forward` otherwise counts
+        in the step; an uncapped type's bag holds every value once, weighted by its count (the
+        same softmax as one key per position, over fewer keys); a type whose values never
+        repeat within a history is left out. :attr:`features` adds them to its batches,
+        computed once per table, so a training step's user intent does not read the history.
+        Rows are independent: the same values as counted batch by batch."""
         history, out = batch[self.history], {}
         device = self._values_0.device
         for k, key in enumerate(self._item_levels):
-            if not self._capped(k, history.shape[1] * getattr(self, f"_values_{k}").shape[1]):
-                continue
+            keys = history.shape[1] * getattr(self, f"_values_{k}").shape[1]
             n = self.levels[key].num_nodes
+            cap = min(self.max_values, keys, n)
+            if cap < 2:
+                continue
             parts = [
-                _top_values(*self._type_values(k, rows.to(device)), self.max_values, n)[:2]
+                _top_values(*self._type_values(k, rows.to(device)), cap, n)[:2]
                 for rows in history.split(_BAG_CHUNK)
             ]
-            for name, part in zip(self._bag_names(k), zip(*parts)):
-                out[name] = torch.cat(part).to(history.device)
+            values, counts = (torch.cat(part) for part in zip(*parts))
+            width = int((counts > 0).sum(1).max()) if len(counts) else 0
+            if not self._capped(k, keys) and width >= keys:
+                continue  # no value repeats: the bag is the history itself
+            width = max(width, 1)
+            for name, col in zip(self._bag_names(k), (values, counts)):
+                out[name] = col[:, :width].contiguous().to(history.device)
         return out
 
     def _run(
@@ -657,7 +669,17 @@ class HIEN(torch.nn.Module):
         hist_values, capped = [], {}
         for k, key in enumerate(self._item_levels):
             names = self._bag_names(k)
-            if not weights and names[0] in batch:  # counted once per table (user_bags)
+            # counted once per table (user_bags); an exported graph (frozen tables) reads the
+            # history, except for capped types, and has no data-dependent shapes
+            n_keys = batch[self.history].shape[1] * getattr(self, f"_values_{k}").shape[1]
+            if not weights and names[0] in batch and not self.tables_frozen:
+                v_h, w_h = batch[names[0]], batch[names[1]]
+                width = max(int((w_h > 0).sum(1).max()), 1) if len(w_h) else 1
+                if width < w_h.shape[1]:  # the batch's widest bag (counts sorted descending)
+                    v_h, w_h = v_h[:, :width].contiguous(), w_h[:, :width].contiguous()
+                hist_values.append((v_h, w_h))
+                continue
+            if not weights and names[0] in batch and self._capped(k, n_keys):
                 hist_values.append((batch[names[0]], batch[names[1]]))
                 continue
             v_h, w_h = self._type_values(k, batch[self.history])
