@@ -39,6 +39,10 @@ PLUGS = ("append", "add")
 #: are at most this many times a sample's keys, else key by key.
 _BAG_ROWS_PER_KEY = 4
 
+#: A batch's refinement finds the nodes it reads by marking a mask over the level while the
+#: level has at most this many nodes per code read (else by sorting the codes).
+_MARK_NODES_PER_CODE = 4
+
 #: Rows per chunk when :meth:`HIEN.user_bags` counts a whole table (bounded memory).
 _BAG_CHUNK = 4096
 
@@ -88,9 +92,19 @@ def _gather(weight: Tensor, codes: Tensor) -> Tensor:
     return weight.index_select(0, codes.reshape(-1)).view(*codes.shape, weight.shape[1])
 
 
-def _gather_rows(codes: Tensor, *, nodes: Tensor, rows: Tensor) -> Tensor:
-    """The rows of ``codes`` among the refined rows ``rows`` of the sorted ``nodes``."""
-    return _gather(rows, torch.searchsorted(nodes, codes))
+def _locate_sorted(codes: Tensor, *, nodes: Tensor) -> Tensor:
+    """Positions of ``codes`` among the sorted ``nodes`` (binary search)."""
+    return torch.searchsorted(nodes, codes)
+
+
+def _locate_mapped(codes: Tensor, *, position: Tensor) -> Tensor:
+    """Positions of ``codes`` through a table ``position [N]`` (code -> row)."""
+    return position.index_select(0, codes.reshape(-1)).view(codes.shape)
+
+
+def _gather_located(codes: Tensor, *, locate: Any, rows: Tensor) -> Tensor:
+    """The refined rows ``rows`` of ``codes``, found by ``locate`` (None: code = row)."""
+    return _gather(rows, codes if locate is None else locate(codes))
 
 
 def _top_values(
@@ -695,7 +709,7 @@ class HIEN(torch.nn.Module):
         target, keys, shares = [], [], []
         for key, (v_t, w_t), (v_h, w_h) in zip(self._item_levels, item_values, hist_values):
             target.append((rows[key](v_t) * w_t.unsqueeze(-1)).sum(1))
-            nodes, table = compact.get(key, (None, None))
+            nodes, table, locate = compact.get(key, (None, None, None))
             # a bag's dense products beat the per-key work up to a few rows per key
             if weights or nodes is None or len(nodes) > _BAG_ROWS_PER_KEY * v_h.shape[1]:
                 keys.append(rows[key](v_h))
@@ -703,9 +717,7 @@ class HIEN(torch.nn.Module):
             else:  # fewer refined rows than keys per sample: a bag over them (same values)
                 keys.append(table)
                 bag = w_h.new_zeros(len(w_h), len(nodes))
-                whole = len(nodes) == self.levels[key].num_nodes  # then nodes[i] = i
-                at = v_h if whole else torch.searchsorted(nodes, v_h)
-                shares.append(bag.scatter_add(1, at, w_h))
+                shares.append(bag.scatter_add(1, v_h if locate is None else locate(v_h), w_h))
         # the (refined) user and item embeddings are fields of the base model's embedding
         context = None if self.user is None else emb.fields[:, self._user_field]
         user_out = self.user_attention.forward_weighted(
@@ -757,16 +769,11 @@ class HIEN(torch.nn.Module):
         for key, (v_t, _), (v_h, _) in zip(self._item_levels, item_values, hist_values):
             need[key] += [v_t.reshape(-1), v_h.reshape(-1)]
         nodes: dict[str, Tensor] = {}
+        locate: dict[str, Any] = {}  # codes -> positions in nodes (None: the level is whole)
         edges: dict[str, tuple[Tensor, Tensor]] = {}
-        whole: set[str] = set()  # levels refined whole
         for key in reversed(list(self.levels)):  # a level's keys come after those below it
             level = self.levels[key]
-            if level.num_nodes <= sum(codes.numel() for codes in need[key]):
-                # a small level: all its nodes, no sort or search of the codes
-                nodes[key] = torch.arange(level.num_nodes, device=level.ptr.device)
-                whole.add(key)
-            else:
-                nodes[key] = torch.unique(torch.cat(need[key])) if need[key] else _no_nodes(level)
+            nodes[key], locate[key] = self._needed_nodes(level, need[key])
             edges[key] = level.children_of(nodes[key])
             if self._below[key] is not None:
                 need[self._below[key]].append(edges[key][0])
@@ -777,19 +784,38 @@ class HIEN(torch.nn.Module):
             if below is None:
                 x_child = self._weight(self._leaf_of[key], False).index_select(0, children)
             else:
-                at = children if below in whole else torch.searchsorted(nodes[below], children)
+                at = children if locate[below] is None else locate[below](children)
                 x_child = refined[below].index_select(0, at)
             x_parent = self._weight(level.table, level.own).index_select(0, nodes[key])
             edge_index = torch.stack([torch.arange(len(children), device=slot.device), slot])
             refined[key] = self.aggregators[key](
                 x_child, x_parent, edge_index, level.deg.index_select(0, nodes[key])
             )
-        compact = {key: (nodes[key], refined[key]) for key in self.levels}
+        compact = {key: (nodes[key], refined[key], locate[key]) for key in self.levels}
         rows = {
-            key: partial(_gather, r) if key in whole else partial(_gather_rows, nodes=n, rows=r)
-            for key, (n, r) in compact.items()
+            key: partial(_gather_located, locate=at, rows=r) for key, (_, r, at) in compact.items()
         }
         return rows, compact
+
+    @staticmethod
+    def _needed_nodes(level: _TreeLevel, need: list[Tensor]) -> tuple[Tensor, Any]:
+        """The sorted nodes of ``level`` among the codes ``need``, and how to find a code's
+        position among them (None: every node is needed, position = code). A level with at
+        most :data:`_MARK_NODES_PER_CODE` nodes per code is marked in a ``[N]`` mask (no
+        sort, a code's position by one gather); a larger one is sorted (``torch.unique``)."""
+        n = level.num_nodes
+        if not need:
+            return _no_nodes(level), None
+        codes = need[0] if len(need) == 1 else torch.cat(need)
+        if n > _MARK_NODES_PER_CODE * codes.numel():
+            nodes = torch.unique(codes)
+            return nodes, partial(_locate_sorted, nodes=nodes)
+        present = torch.zeros(n, dtype=torch.bool, device=codes.device)
+        present[codes] = True
+        if bool(present.all()):
+            return torch.arange(n, device=codes.device), None
+        position = present.long().cumsum(0) - 1
+        return present.nonzero().view(-1), partial(_locate_mapped, position=position)
 
     def _table_rows(self, rows: dict[str, Any], table: str, codes: Tensor) -> Tensor:
         """``codes`` of a base table looked up in its refined rows (or the base weights)."""
