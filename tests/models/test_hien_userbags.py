@@ -16,15 +16,16 @@ torch.set_num_threads(1)
 CAP = 4
 
 
-def _setup():
+def _setup(max_values: int = CAP, max_history: int = 20):
     data = synthetic_ctr(num_users=30, num_items=60, num_campaigns=20, num_customers=8,
-                         num_cates=12, num_brands=15, impressions_per_user=10, seed=3)  # fmt: skip
+                         num_cates=12, num_brands=15, impressions_per_user=10,
+                         max_history=max_history, seed=3)  # fmt: skip
     tables = [data.train, data.valid, data.test]
     trees = [tree_from_table(tables, list(levels)) for levels in SYNTHETIC_TREES]
     features = CTRFeatures.from_table(data.train)
     torch.manual_seed(0)
     base = DIN(features, 8, (16,), attention_hidden=(8,), extra_fields=1)
-    model = HIEN(base, trees, item="item", user="user", max_values=CAP)
+    model = HIEN(base, trees, item="item", user="user", max_values=max_values)
     with torch.no_grad():  # trained-like scale
         for p in model.parameters():
             p.normal_(0.0, 0.5)
@@ -66,26 +67,10 @@ def test_user_intent_does_not_read_the_history():
                                        intent, atol=0, rtol=0)  # fmt: skip
 
 
-def _uncapped_setup():
-    data = synthetic_ctr(num_users=30, num_items=60, num_campaigns=20, num_customers=8,
-                         num_cates=12, num_brands=15, impressions_per_user=10,
-                         max_history=12, seed=3)  # fmt: skip
-    tables = [data.train, data.valid, data.test]
-    trees = [tree_from_table(tables, list(levels)) for levels in SYNTHETIC_TREES]
-    features = CTRFeatures.from_table(data.train)
-    torch.manual_seed(0)
-    base = DIN(features, 8, (16,), attention_hidden=(8,), extra_fields=1)
-    model = HIEN(base, trees, item="item", user="user", max_values=64)  # nothing capped
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.5)
-    return data, features, model.eval()
-
-
 def test_uncapped_bags_hold_each_value_once_with_its_count():
     """No type is capped (12 keys per sample, cap 64), yet types whose values repeat within a
     history get bags: one column per distinct value, its count as the weight."""
-    data, features, model = _uncapped_setup()
+    data, features, model = _setup(max_values=64, max_history=12)  # nothing capped
     rows = np.arange(40)
     plain, cached = features.batch(data.train, rows), model.features.batch(data.train, rows)
     bagged = [k for k in range(4) if model._bag_names(k)[0] in cached]
